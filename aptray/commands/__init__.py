@@ -1,0 +1,1 @@
+"""CLI commands, one module per stage; each exposes ``register(app)`` and imports heavy modules lazily."""

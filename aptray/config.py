@@ -1,0 +1,184 @@
+"""The one typed configuration tree, loaded from YAML; the CLI and jobs/ override a few fields.
+
+Every stage reads its own section. Environment variables are used only for secrets and addresses
+(API keys, the S3 endpoint, a Ray address), never for behaviour.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+
+
+class Source(StrEnum):
+    """Supported trace formats."""
+
+    ADAPT = "adapt"
+    BETH = "beth"
+    CDM = "cdm"
+    AUDITD = "auditd"
+    SYNTHETIC = "synthetic"
+
+
+class Aspect(StrEnum):
+    """The five provenance contexts of a process."""
+
+    EVENT = "Event"
+    EXEC = "Exec"
+    PARENT = "Parent"
+    NETFLOW = "Netflow"
+    ALL = "All"
+
+
+class RayConfig(_Section):
+    """How to reach (or start) the Ray cluster."""
+
+    address: str | None = Field(None, description="Ray address; None starts a local cluster on loopback.")
+    num_cpus: float | None = Field(None, description="CPUs of a local cluster (None: all).")
+    num_gpus: float | None = None
+    node_ip_address: str = "127.0.0.1"
+    include_dashboard: bool = False
+
+
+class IngestConfig(_Section):
+    """Reading raw traces into the canonical event table."""
+
+    source: Source = Source.BETH
+    aspect: Aspect = Aspect.ALL
+    strict: bool = Field(False, description="Stop at the first bad row instead of quarantining it.")
+    block_rows: int = Field(20_000, gt=0, description="Rows per output block of a reader.")
+    max_field_chars: int = Field(65_536, gt=0)
+    labels: str | None = Field(None, description="Ground-truth file of malicious UUIDs (CDM, auditd).")
+
+
+class TemplateConfig(_Section):
+    """Event -> sentence templating."""
+
+    mask: list[str] = Field(
+        default_factory=lambda: ["uuid", "hex", "pid"],
+        description="Volatile token kinds replaced by placeholders: pid, uuid, ip, port, hex, timestamp, number.",
+    )
+
+
+class EmbedConfig(_Section):
+    """The embedding stage (sentence-transformers in a Ray Data actor pool)."""
+
+    model: str = Field("minilm", description="Registry name (minilm, mpnet) or a local model directory.")
+    batch_size: int = Field(256, gt=0)
+    encode_batch_size: int = Field(32, gt=0)
+    actors: int = Field(1, gt=0)
+    cpus_per_actor: float = Field(0.5, ge=0)
+    gpus_per_actor: float = Field(0.0, ge=0)
+    dtype: str = Field("auto", description="auto (fp32 on CPU, bf16 on GPU), float32, float16, bfloat16.")
+    normalize: bool = True
+    output_float16: bool = False
+    cache: str | None = Field(None, description="Embedding cache directory (local or s3://).")
+
+
+class TrainConfig(_Section):
+    """Detector training."""
+
+    model: str = "ae"
+    epochs: int = Field(15, gt=0)
+    batch_size: int = Field(128, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    hidden: list[int] = Field(default_factory=lambda: [512, 128])
+    workers: int = Field(1, gt=0)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1.0, gt=0)
+    patience: int = Field(3, ge=0)
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+    seed: int = 0
+    max_failures: int = Field(2, ge=0)
+    extra: dict[str, Any] = Field(default_factory=dict, description="Model-specific hyperparameters.")
+
+
+class ThresholdConfig(_Section):
+    """How the alert threshold and tiers are chosen."""
+
+    method: str = Field("percentile", description="percentile (of benign training scores) or f1 (validation).")
+    percentile: float = Field(99.0, gt=0, lt=100)
+    tiers: dict[str, float] = Field(
+        default_factory=lambda: {"low": 95.0, "medium": 99.0, "high": 99.9},
+        description="Tier name -> percentile of benign training scores.",
+    )
+
+
+class ScoreConfig(_Section):
+    """Batch scoring."""
+
+    artifact: str | None = None
+    out: str | None = None
+    write_alerts: bool = True
+
+
+class ServeConfig(_Section):
+    """The online Ray Serve endpoint."""
+
+    artifact: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    replicas: int = 1
+    max_ongoing_requests: int = 64
+    max_batch_size: int = 64
+    batch_wait_timeout_s: float = 0.005
+    max_request_bytes: int = 4 * 1024 * 1024
+    max_events_per_request: int = 1024
+    api_key_file: str | None = None
+    require_api_key: bool = True
+    num_cpus: float = 0.5
+    num_gpus: float = 0.0
+
+
+class AptrayConfig(_Section):
+    """The whole tree."""
+
+    input: str | None = None
+    out: str | None = None
+    ray: RayConfig = Field(default_factory=RayConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    template: TemplateConfig = Field(default_factory=TemplateConfig)
+    embed: EmbedConfig = Field(default_factory=EmbedConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    threshold: ThresholdConfig = Field(default_factory=ThresholdConfig)
+    score: ScoreConfig = Field(default_factory=ScoreConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> AptrayConfig:
+    """Load and validate a YAML config; ``overrides`` are dotted keys (``{"embed.actors": 2}``).
+
+    Args:
+        path: YAML file, or None for the defaults.
+        overrides: dotted-key values applied on top of the file (None values are ignored).
+
+    Returns:
+        The validated config.
+
+    Raises:
+        pydantic.ValidationError: naming the offending field.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        with open(path, encoding="utf-8") as fh:
+            loaded = yaml.safe_load(fh) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: a config file must hold a mapping at the top level")
+        data = loaded
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node = data
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return AptrayConfig.model_validate(data)

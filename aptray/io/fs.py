@@ -1,0 +1,114 @@
+"""Resolving local paths and ``s3://`` URIs to a pyarrow filesystem, and listing input files.
+
+The S3 endpoint comes from the standard ``AWS_ENDPOINT_URL`` (or ``APTRAY_S3_ENDPOINT``) so the same code
+reads AWS, a MinIO/Ceph gateway or the loopback test server; credentials come from the usual AWS chain and
+are never logged.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import gzip
+import io
+import os
+import posixpath
+from dataclasses import dataclass
+from typing import BinaryIO
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One input file: the path its filesystem knows, the path relative to the input root, its size."""
+
+    path: str
+    rel: str
+    size: int
+
+
+def is_s3(uri: str) -> bool:
+    """True for ``s3://`` (and ``s3a://``) URIs."""
+    return uri.startswith(("s3://", "s3a://"))
+
+
+def s3_filesystem() -> pafs.S3FileSystem:
+    """A pyarrow S3 filesystem honouring ``AWS_ENDPOINT_URL`` / ``APTRAY_S3_ENDPOINT``."""
+    endpoint = os.environ.get("APTRAY_S3_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL")
+    kwargs: dict[str, object] = {}
+    if endpoint:
+        parsed = urlparse(endpoint if "://" in endpoint else f"http://{endpoint}")
+        kwargs["endpoint_override"] = parsed.netloc
+        kwargs["scheme"] = parsed.scheme or "http"
+    region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
+    if region:
+        kwargs["region"] = region
+    return pafs.S3FileSystem(**kwargs)  # type: ignore[arg-type]
+
+
+def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
+    """Map a local path or ``s3://bucket/key`` to ``(filesystem, path)``."""
+    if is_s3(uri):
+        return s3_filesystem(), uri.split("://", 1)[1].rstrip("/")
+    if "://" in uri and not uri.startswith("file://"):
+        raise ValueError(f"unsupported URI scheme in {uri!r}: use a local path or s3://")
+    path = uri[len("file://") :] if uri.startswith("file://") else uri
+    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(path))
+
+
+def join(uri: str, *parts: str) -> str:
+    """Join path parts onto a local path or URI."""
+    if is_s3(uri):
+        return posixpath.join(uri.rstrip("/"), *parts)
+    return os.path.join(uri, *parts)
+
+
+def list_files(uri: str, suffixes: tuple[str, ...] | None = None) -> tuple[pafs.FileSystem, list[InputFile]]:
+    """List the files named by ``uri``: one file, a directory (recursively) or a glob.
+
+    Args:
+        uri: local path, directory, glob (``*``, ``?``, ``[``) or the same under ``s3://``.
+        suffixes: keep only names ending in one of these (case-insensitive), for directories and globs.
+
+    Returns:
+        The filesystem and the files sorted by path, each with its path relative to the input root.
+
+    Raises:
+        FileNotFoundError: nothing matched.
+    """
+    fs, path = resolve(uri)
+    files: list[InputFile] = []
+    has_glob = any(ch in path for ch in "*?[")
+    if has_glob:
+        root = path
+        while any(ch in posixpath.basename(root) for ch in "*?[") or any(ch in root for ch in "*?["):
+            root = posixpath.dirname(root)
+        infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
+        for info in infos:
+            if info.type == pafs.FileType.File and fnmatch.fnmatch(info.path, path):
+                files.append(InputFile(info.path, posixpath.relpath(info.path, root), info.size or 0))
+    else:
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.File:
+            files.append(InputFile(info.path, posixpath.basename(info.path), info.size or 0))
+        elif info.type == pafs.FileType.Directory:
+            for sub in fs.get_file_info(pafs.FileSelector(path, recursive=True)):
+                if sub.type == pafs.FileType.File:
+                    files.append(InputFile(sub.path, posixpath.relpath(sub.path, path), sub.size or 0))
+    if suffixes is not None and (has_glob or len(files) != 1 or files[0].rel != posixpath.basename(path)):
+        low = tuple(s.lower() for s in suffixes)
+        files = [f for f in files if f.rel.lower().endswith(low)]
+    files = [f for f in files if not posixpath.basename(f.rel).startswith(".")]
+    if not files:
+        raise FileNotFoundError(f"no input files found at {uri!r}" + (f" ending in {suffixes}" if suffixes else ""))
+    return fs, sorted(files, key=lambda f: f.rel)
+
+
+def open_binary(fs: pafs.FileSystem, path: str) -> BinaryIO:
+    """Open a file for streaming binary reads, transparently gunzipping ``.gz`` files."""
+    raw = fs.open_input_stream(path)
+    stream: BinaryIO = io.BufferedReader(raw, buffer_size=1 << 20)  # type: ignore[arg-type]
+    if path.endswith(".gz"):
+        return gzip.GzipFile(fileobj=stream)  # type: ignore[return-value]
+    return stream

@@ -1,0 +1,50 @@
+"""Starting or joining Ray with the settings these machines need (loopback, no usage stats)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aptray.config import RayConfig
+
+log = logging.getLogger(__name__)
+
+
+def init_ray(cfg: RayConfig | None = None) -> None:
+    """Connect to ``cfg.address`` (or env ``RAY_ADDRESS``), else start a local cluster on loopback.
+
+    A no-op when Ray is already initialised in this process (tests share one cluster).
+    """
+    import ray
+
+    from aptray.config import RayConfig
+
+    cfg = cfg or RayConfig()
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    address = cfg.address or os.environ.get("RAY_ADDRESS")
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = _progress_bars()
+    if address:
+        log.info("joining Ray cluster at %s", address)
+        ray.init(address=address, log_to_driver=True)
+        return
+    log.info("starting a local Ray cluster on %s", cfg.node_ip_address)
+    ray.init(
+        address="local",
+        _node_ip_address=cfg.node_ip_address,
+        num_cpus=int(cfg.num_cpus) if cfg.num_cpus else None,
+        num_gpus=int(cfg.num_gpus) if cfg.num_gpus else None,
+        include_dashboard=cfg.include_dashboard,
+        log_to_driver=True,
+    )
+    ray.data.DataContext.get_current().enable_progress_bars = _progress_bars()
+
+
+def _progress_bars() -> bool:
+    from aptray.logs import progress_bars_enabled
+
+    return progress_bars_enabled()

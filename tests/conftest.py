@@ -1,0 +1,102 @@
+"""Shared fixtures: one small local Ray cluster per test session, a loopback S3 server, the real data folder."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def shared_data_dir() -> Path:
+    """``$APTRAY_SHARED_DATA`` or ``../shared/data`` beside the checkout."""
+    env = os.environ.get("APTRAY_SHARED_DATA")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real public datasets; tests that need them skip where the folder is absent."""
+    path = shared_data_dir()
+    if not path.is_dir():
+        pytest.skip(f"real data folder {path} is absent (set APTRAY_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(s3_server: str) -> Iterator[None]:
+    """One small local Ray cluster on loopback for the whole session (2 CPUs).
+
+    It depends on ``s3_server`` so that Ray's workers inherit the loopback S3 endpoint and credentials.
+    """
+    import ray
+
+    from aptray.config import RayConfig
+    from aptray.runtime import init_ray
+
+    init_ray(RayConfig(num_cpus=2))
+    yield
+    ray.shutdown()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """A real S3 API server (moto) on 127.0.0.1; sets the AWS env so s3fs, pyarrow and Ray reach it.
+
+    Yields the endpoint URL.
+    """
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def upload_dir(local: Path, bucket: str, prefix: str = "") -> str:
+    """Copy a local folder into a bucket on the loopback S3 server; returns the ``s3://`` URI."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    try:
+        s3.create_bucket(Bucket=bucket)
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    for path in sorted(local.rglob("*")):
+        if path.is_file():
+            key = "/".join(p for p in (prefix, str(path.relative_to(local))) if p)
+            s3.upload_file(str(path), bucket, key)
+    return f"s3://{bucket}/{prefix}".rstrip("/")
