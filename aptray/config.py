@@ -52,7 +52,9 @@ class IngestConfig(_Section):
     """Reading raw traces into the canonical event table."""
 
     source: Source = Source.BETH
-    aspect: Aspect = Aspect.ALL
+    aspect: Aspect | None = Field(
+        None, description="Process context to build; None: single events (BETH, CDM, auditd) or All (ADAPT)."
+    )
     strict: bool = Field(False, description="Stop at the first bad row instead of quarantining it.")
     block_rows: int = Field(20_000, gt=0, description="Rows per output block of a reader.")
     max_field_chars: int = Field(65_536, gt=0)
