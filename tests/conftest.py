@@ -91,10 +91,9 @@ def upload_dir(local: Path, bucket: str, prefix: str = "") -> str:
     import boto3
 
     s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
-    try:
+    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    if bucket not in existing:
         s3.create_bucket(Bucket=bucket)
-    except s3.exceptions.BucketAlreadyOwnedByYou:
-        pass
     for path in sorted(local.rglob("*")):
         if path.is_file():
             key = "/".join(p for p in (prefix, str(path.relative_to(local))) if p)

@@ -7,12 +7,12 @@ are never logged.
 
 from __future__ import annotations
 
-import fnmatch
 import gzip
 import io
 import os
 import posixpath
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import BinaryIO
 from urllib.parse import urlparse
 
@@ -81,12 +81,13 @@ def list_files(uri: str, suffixes: tuple[str, ...] | None = None) -> tuple[pafs.
     files: list[InputFile] = []
     has_glob = any(ch in path for ch in "*?[")
     if has_glob:
-        root = path
-        while any(ch in posixpath.basename(root) for ch in "*?[") or any(ch in root for ch in "*?["):
-            root = posixpath.dirname(root)
+        parts = path.split("/")
+        fixed = next(i for i, part in enumerate(parts) if any(ch in part for ch in "*?["))
+        root = "/".join(parts[:fixed]) or "/"
+        pattern = PurePosixPath(path)
         infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
         for info in infos:
-            if info.type == pafs.FileType.File and fnmatch.fnmatch(info.path, path):
+            if info.type == pafs.FileType.File and _glob_match(info.path, pattern):
                 files.append(InputFile(info.path, posixpath.relpath(info.path, root), info.size or 0))
     else:
         info = fs.get_file_info(path)
@@ -103,6 +104,12 @@ def list_files(uri: str, suffixes: tuple[str, ...] | None = None) -> tuple[pafs.
     if not files:
         raise FileNotFoundError(f"no input files found at {uri!r}" + (f" ending in {suffixes}" if suffixes else ""))
     return fs, sorted(files, key=lambda f: f.rel)
+
+
+def _glob_match(path: str, pattern: PurePosixPath) -> bool:
+    """Whole-path glob match where ``*`` does not cross ``/`` (``**`` is not supported)."""
+    candidate = PurePosixPath(path)
+    return len(candidate.parts) == len(pattern.parts) and candidate.match(str(pattern))
 
 
 def open_binary(fs: pafs.FileSystem, path: str) -> BinaryIO:

@@ -1,0 +1,100 @@
+"""Schema, config, file listing and quarantine split: the pieces every stage stands on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from pydantic import ValidationError
+
+from aptray.config import AptrayConfig, Source, load_config
+from aptray.io.fs import list_files, resolve
+from aptray.io.quarantine import QuarantinedRowError, QuarantineSplit, count_rows, split
+from aptray.schema import EVENT_SCHEMA, conform, event_table
+from aptray.templating.mask import mask
+
+
+def test_event_table_fills_absent_columns_with_nulls() -> None:
+    t = event_table([{"record_id": "x:1", "pid": 5}, {"record_id": "x:2", "action": "read"}])
+    assert t.schema == EVENT_SCHEMA
+    assert t.column("pid").to_pylist() == [5, None]
+    assert t.column("action").to_pylist() == [None, "read"]
+
+
+def test_event_table_rejects_unknown_columns() -> None:
+    with pytest.raises(ValueError, match="not in the event schema"):
+        event_table([{"record_id": "x", "bogus": 1}])
+
+
+def test_conform_orders_and_casts() -> None:
+    t = pa.table({"pid": pa.array([1], pa.int32()), "record_id": ["a"]})
+    out = conform(t)
+    assert out.schema == EVENT_SCHEMA
+    assert out.column("pid").type == pa.int64()
+
+
+def test_config_overrides_and_validation(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("embed:\n  actors: 3\ningest:\n  source: adapt\n")
+    cfg = load_config(path, {"embed.batch_size": 64, "train.epochs": None})
+    assert cfg.embed.actors == 3 and cfg.embed.batch_size == 64
+    assert cfg.ingest.source is Source.ADAPT
+    assert cfg.train.epochs == AptrayConfig().train.epochs
+    path.write_text("embed:\n  actorz: 3\n")
+    with pytest.raises(ValidationError, match="actorz"):
+        load_config(path)
+
+
+def test_list_files_dir_glob_and_missing(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.csv").write_text("1")
+    (tmp_path / "b.csv").write_text("22")
+    (tmp_path / "c.txt").write_text("3")
+    (tmp_path / ".hidden.csv").write_text("4")
+    _, files = list_files(str(tmp_path), (".csv",))
+    assert [f.rel for f in files] == ["a/x.csv", "b.csv"]
+    assert [f.size for f in files] == [1, 2]
+    _, files = list_files(str(tmp_path / "*.csv"))
+    assert [f.rel for f in files] == ["b.csv"]
+    _, files = list_files(str(tmp_path / "c.txt"), (".csv",))  # a single named file is taken as given
+    assert [f.rel for f in files] == ["c.txt"]
+    with pytest.raises(FileNotFoundError, match="no input files"):
+        list_files(str(tmp_path / "nothing-here"))
+    with pytest.raises(ValueError, match="unsupported URI scheme"):
+        resolve("gs://bucket/x")
+
+
+def _rows() -> pa.Table:
+    return event_table(
+        [
+            {"record_id": "s:f:2", "source": "s", "source_file": "f", "line": 2, "action": "read"},
+            {
+                "record_id": "s:f:3", "source": "s", "source_file": "f", "line": 3,
+                "quarantine_reason": "bad", "raw": "x,y",
+            },
+        ]
+    )
+
+
+def test_split_and_quarantine_writer(tmp_path: Path) -> None:
+    good, bad = split(_rows())
+    assert good.column("record_id").to_pylist() == ["s:f:2"]
+    assert bad.to_pylist() == [{"source": "s", "source_file": "f", "line": 3, "reason": "bad", "raw": "x,y"}]
+    qdir = tmp_path / "q"
+    out = QuarantineSplit(str(qdir))(_rows())
+    assert out.num_rows == 1
+    QuarantineSplit(str(qdir))(_rows())  # a retried batch rewrites the same file
+    assert count_rows(str(qdir)) == 1
+    with pytest.raises(QuarantinedRowError, match="line 3: bad"):
+        QuarantineSplit(str(qdir), strict=True)(_rows())
+
+
+def test_mask_makes_volatile_tokens_equal() -> None:
+    a = pa.array(["Process 1054 (bash) read 0x7ffd1234 from 10.0.0.5:4444 id 123e4567-e89b-12d3-a456-426614174000"])
+    b = pa.array(["Process 99 (bash) read 0xdeadbeef from 10.9.8.7:80 id 00000000-0000-0000-0000-000000000001"])
+    kinds = ["uuid", "ip", "port", "hex", "pid"]
+    assert mask(a, kinds).to_pylist() == mask(b, kinds).to_pylist()
+    assert mask(a, kinds).to_pylist()[0] == "Process <pid> (bash) read <hex> from <ip>:<port> id <uuid>"
+    with pytest.raises(ValueError, match="unknown mask kinds"):
+        mask(a, ["colour"])
