@@ -1,0 +1,96 @@
+"""Dispatch for the ``jobs/`` entry points of ``ray job submit``: one typed config file per job.
+
+Each ``jobs/<name>.py`` is two lines that call :func:`main` with its stage name; every behaviour lives in
+the package. A job config is the :class:`aptray.config.AptrayConfig` tree plus the job's ``input``/``out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from aptray.config import AptrayConfig, load_config
+from aptray.logs import configure
+
+#: stage -> (module, function); each function takes (cfg) and returns a JSON-able summary.
+STAGES: dict[str, tuple[str, str]] = {
+    "templatize": ("aptray.jobs", "_templatize"),
+    "embed": ("aptray.jobs", "_embed"),
+    "train": ("aptray.jobs", "_train"),
+    "score": ("aptray.jobs", "_score"),
+    "experiment": ("aptray.jobs", "_experiment"),
+}
+
+
+def _need(cfg: AptrayConfig, *fields: str) -> None:
+    missing = [f for f in fields if getattr(cfg, f) is None]
+    if missing:
+        raise SystemExit(f"config is missing {', '.join(missing)} (set it in the YAML or with --set {missing[0]}=...)")
+
+
+def _templatize(cfg: AptrayConfig) -> dict[str, Any]:
+    from aptray.templating.job import run_templatize
+
+    _need(cfg, "input", "out")
+    return run_templatize(cfg.ingest.source, str(cfg.input), str(cfg.out), cfg)
+
+
+def _embed(cfg: AptrayConfig) -> dict[str, Any]:
+    from aptray.embed.job import run_embed
+
+    _need(cfg, "input", "out")
+    return run_embed(str(cfg.input), str(cfg.out), cfg)
+
+
+def _train(cfg: AptrayConfig) -> dict[str, Any]:
+    from aptray.train import run_train
+
+    _need(cfg, "input", "out")
+    return run_train(str(cfg.input), str(cfg.out), cfg)
+
+
+def _score(cfg: AptrayConfig) -> dict[str, Any]:
+    from aptray.score import run_score
+
+    _need(cfg, "input", "out")
+    return run_score(str(cfg.input), str(cfg.out), cfg)
+
+
+def _experiment(cfg: AptrayConfig) -> dict[str, Any]:
+    from aptray.evaluate import run_experiment
+
+    _need(cfg, "input", "out")
+    return run_experiment(str(cfg.input), str(cfg.out), cfg)
+
+
+def parse_sets(pairs: Sequence[str]) -> dict[str, Any]:
+    """``["embed.actors=2", "input=s3://b/x"]`` -> dotted overrides with YAML-typed values."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set takes KEY=VALUE, got {pair!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def main(stage: str, argv: Sequence[str] | None = None) -> int:
+    """Run ``stage`` with ``--config FILE`` and ``--set key=value`` overrides; print one JSON line."""
+    if stage not in STAGES:
+        raise SystemExit(f"unknown stage {stage!r}; choose from {sorted(STAGES)}")
+    parser = argparse.ArgumentParser(prog=f"jobs/{stage}.py", description=f"aptray {stage} job")
+    parser.add_argument("--config", required=True, help="YAML config (jobs/configs/*.yaml)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    args = parser.parse_args(argv)
+    configure()
+    cfg = load_config(args.config, parse_sets(args.set))
+    module, func = STAGES[stage]
+    result = getattr(importlib.import_module(module), func)(cfg)
+    sys.stdout.write(json.dumps(result, default=str) + "\n")
+    return 0
