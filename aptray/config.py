@@ -83,6 +83,12 @@ class EmbedConfig(_Section):
     normalize: bool = True
     output_float16: bool = False
     cache: str | None = Field(None, description="Embedding cache directory (local or s3://).")
+    torch_threads: int | None = Field(
+        None, gt=0, description="Torch CPU threads per actor; None: the node's cores / actors (one-node default)."
+    )
+    join_partitions: int | None = Field(
+        None, gt=0, description="Hash partitions of the dedup joins; None: about one per 200k rows, at least 2."
+    )
 
 
 class TrainConfig(_Section):
@@ -118,8 +124,9 @@ class ScoreConfig(_Section):
     """Batch scoring."""
 
     artifact: str | None = None
-    out: str | None = None
     write_alerts: bool = True
+    trusted: bool = Field(False, description="Allow artifacts that need unpickling (sklearn baselines).")
+    group_bytes: int = Field(1 << 30, gt=0, description="Input bytes per resumable group of files.")
 
 
 class ServeConfig(_Section):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 import pyarrow as pa
 
-from aptray.io.fs import InputFile, list_files, open_binary
+from aptray.io.fs import InputFile, Selection, list_files, open_binary
 from aptray.schema import EVENT_SCHEMA, event_table
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ class _ReadFiles:
 
 
 def files_dataset(
-    uri: str,
+    uri: str | Selection,
     parser: Parser,
     cfg: IngestConfig,
     *,

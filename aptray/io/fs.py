@@ -28,6 +28,15 @@ class InputFile:
     size: int
 
 
+@dataclass(frozen=True)
+class Selection:
+    """An already listed set of files, accepted wherever an input URI is (batch jobs read files in groups)."""
+
+    fs: pafs.FileSystem
+    files: tuple[InputFile, ...]
+    root: str
+
+
 def is_s3(uri: str) -> bool:
     """True for ``s3://`` (and ``s3a://``) URIs."""
     return uri.startswith(("s3://", "s3a://"))
@@ -64,11 +73,14 @@ def join(uri: str, *parts: str) -> str:
     return os.path.join(uri, *parts)
 
 
-def list_files(uri: str, suffixes: tuple[str, ...] | None = None) -> tuple[pafs.FileSystem, list[InputFile]]:
+def list_files(
+    uri: str | Selection, suffixes: tuple[str, ...] | None = None
+) -> tuple[pafs.FileSystem, list[InputFile]]:
     """List the files named by ``uri``: one file, a directory (recursively) or a glob.
 
     Args:
-        uri: local path, directory, glob (``*``, ``?``, ``[``) or the same under ``s3://``.
+        uri: local path, directory, glob (``*``, ``?``, ``[``) or the same under ``s3://``; or a
+            :class:`Selection`, returned as it is.
         suffixes: keep only names ending in one of these (case-insensitive), for directories and globs.
 
     Returns:
@@ -77,6 +89,8 @@ def list_files(uri: str, suffixes: tuple[str, ...] | None = None) -> tuple[pafs.
     Raises:
         FileNotFoundError: nothing matched.
     """
+    if isinstance(uri, Selection):
+        return uri.fs, list(uri.files)
     fs, path = resolve(uri)
     files: list[InputFile] = []
     has_glob = any(ch in path for ch in "*?[")
