@@ -1,0 +1,343 @@
+"""The ADAPT process-context reader: ``Process<Aspect>.csv`` folders -> one canonical row per process.
+
+Layout (DARPA TC Engagement 2, Berrada et al. 2020): a system folder holds ``ProcessEvent.csv``,
+``ProcessExec.csv``, ``ProcessParent.csv``, ``ProcessNetflow.csv`` and sometimes ``ProcessAll.csv``. Column 1
+(``Object_ID`` or ``UUID``) is the process UUID, every other column a 0/1 attribute. The ``ctx_*`` list of the
+file's aspect holds the original names of the attributes set to 1. ``ProcessAll.csv`` prefixes each attribute
+with its aspect: ``X0_`` Event, ``X1_`` Exec, ``X3_`` Netflow (checked against the single-aspect files of the
+clearscope folders); ``X2_`` is taken to be Parent by position (no file with it survives).
+
+Every other CSV of the folder is ground truth (``uuid,label``): a process is malicious iff its UUID appears in
+any of them. Those files are small; they are read on the driver and the UUID set is shipped to the read tasks.
+When ``ProcessAll.csv`` is absent, the All context is built by a Ray Data group-by of the single-aspect rows on
+``record_id`` (the union of processes), never by a dict of the whole trace on the driver.
+
+Data rows are parsed without the csv module when they hold only a UUID and single 0/1 digits (the usual
+case): the values are every other byte of the line, so wide files (6,100 columns) stay cheap.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import posixpath
+import re
+import zlib
+from collections.abc import Iterator
+from functools import partial
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import pyarrow as pa
+
+from aptray.config import Aspect
+from aptray.io.files import files_dataset, in_blocks, quarantine_row, read_lines
+from aptray.io.fs import InputFile, open_binary, resolve
+from aptray.io.labels import normalize_uuid, parse_uuids
+from aptray.schema import CONTEXT_COLUMNS, event_table
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
+    import ray.data
+
+    from aptray.config import IngestConfig
+
+log = logging.getLogger(__name__)
+
+SOURCE = "adapt"
+#: Aspect-column prefixes of ``ProcessAll.csv``.
+ALL_PREFIXES: dict[str, Aspect] = {"X0_": Aspect.EVENT, "X1_": Aspect.EXEC, "X2_": Aspect.PARENT,
+                                   "X3_": Aspect.NETFLOW}
+SINGLE_ASPECTS: tuple[Aspect, ...] = (Aspect.EVENT, Aspect.EXEC, Aspect.PARENT, Aspect.NETFLOW)
+_FILE_NAME = re.compile(r"^Process(Event|Exec|Parent|Netflow|All)\.csv(\.gz)?$", re.IGNORECASE)
+
+
+def file_aspect(name: str) -> Aspect | None:
+    """The aspect of a ``Process<Aspect>.csv[.gz]`` file name, or None for any other file."""
+    m = _FILE_NAME.match(posixpath.basename(name))
+    if not m:
+        return None
+    return next(a for a in Aspect if a.value.lower() == m.group(1).lower())
+
+
+def record_id(uuid: str) -> str:
+    """The stable id of a process row (equal across aspects, so aspects join on it)."""
+    return f"{SOURCE}:{uuid}"
+
+
+class AdaptParser:
+    """Streaming parser of one ``Process<Aspect>.csv`` (see :class:`aptray.io.files.Parser`).
+
+    Args:
+        malicious: normalised UUIDs of the ground truth (:func:`aptray.io.labels.normalize_uuid`).
+        aspect: the aspect of files whose name does not tell it.
+    """
+
+    def __init__(self, malicious: frozenset[str], aspect: Aspect | None = None) -> None:
+        self.malicious = malicious
+        self.aspect = aspect
+
+    def __call__(self, stream: BinaryIO, file: InputFile, cfg: IngestConfig) -> Iterator[pa.Table]:
+        aspect = file_aspect(file.rel) or self.aspect
+        if aspect is None:
+            raise ValueError(f"{file.rel}: not a Process<Aspect>.csv file and no aspect given")
+        yield from in_blocks(self._rows(stream, file, cfg, aspect), cfg.block_rows)
+
+    @staticmethod
+    def _label_key(uuid: str) -> str | None:
+        # Canonical dashed UUIDs (all ADAPT files) only need lower-casing; other styles are normalised.
+        return uuid.lower() if len(uuid) == 36 and uuid[8] == "-" else normalize_uuid(uuid)
+
+    def _rows(self, stream: BinaryIO, file: InputFile, cfg: IngestConfig, aspect: Aspect) -> Iterator[dict[str, Any]]:
+        lines = read_lines(stream)
+        header, _ = _read_header(lines)
+        if header is None:
+            log.warning("%s: empty file", file.rel)
+            return
+        columns = _column_map(header[1:], aspect, file.rel)
+        present = sorted({col for col, _ in columns if col is not None})
+        ncols = len(header)
+        nvals = ncols - 1
+        commas = b"," * max(nvals - 1, 0)
+        seen: set[str] = set()
+        for line, raw in lines:
+            if not raw.strip():
+                continue  # a blank line is not a record
+            ones, uuid, reason = _parse_line(raw, ncols, nvals, commas)
+            if reason is None and uuid is not None and len(uuid) > cfg.max_field_chars:
+                reason = f"oversized field: UUID of {len(uuid)} characters"
+            if reason is None and uuid in seen:
+                reason = f"duplicate UUID {uuid}"
+            if reason is not None or uuid is None or ones is None:
+                yield quarantine_row(SOURCE, file, line, raw, reason or "unparseable row")
+                continue
+            seen.add(uuid)
+            ctx: dict[str, list[str]] = {col: [] for col in present}
+            for i in ones:
+                col, name = columns[i]
+                if col is not None:
+                    ctx[col].append(name)
+            yield {
+                "record_id": record_id(uuid),
+                "source": SOURCE,
+                "source_file": file.rel,
+                "line": line,
+                "aspect": aspect.value,
+                "malicious": 1 if self._label_key(uuid) in self.malicious else 0,
+                **ctx,
+            }
+
+
+def _read_header(lines: Iterator[tuple[int, bytes]]) -> tuple[list[str] | None, int]:
+    """Parse the header (which may span lines inside quotes); returns it and the lines it used."""
+    buf = b""
+    used = 0
+    for _, raw in lines:
+        used += 1
+        buf = raw if not buf else buf + b"\n" + raw
+        if buf.count(b'"') % 2 == 0:
+            break
+    if not buf.strip():
+        return None, used
+    text = buf.decode("utf-8", errors="replace").lstrip("\ufeff")
+    return next(csv.reader([text], strict=False)), used
+
+
+def _column_map(names: list[str], aspect: Aspect, rel: str) -> list[tuple[str | None, str]]:
+    """For each attribute column: (ctx column, original attribute name); None for an unknown All prefix."""
+    if aspect is not Aspect.ALL:
+        col = CONTEXT_COLUMNS[aspect.value]
+        return [(col, name) for name in names]
+    out: list[tuple[str | None, str]] = []
+    unknown = 0
+    for name in names:
+        prefix = name[:3]
+        if prefix in ALL_PREFIXES:
+            out.append((CONTEXT_COLUMNS[ALL_PREFIXES[prefix].value], name[3:]))
+        else:
+            out.append((None, name))
+            unknown += 1
+    if unknown:
+        log.warning("%s: %d column(s) without a known aspect prefix (X0_..X3_) are ignored", rel, unknown)
+    return out
+
+
+def _parse_line(raw: bytes, ncols: int, nvals: int, commas: bytes) -> tuple[list[int] | None, str | None, str | None]:
+    """Return (indices of the attributes set, UUID, quarantine reason or None)."""
+    comma = raw.find(b",")
+    if comma >= 0 and b'"' not in raw:
+        rest = raw[comma + 1 :]
+        vals = rest[::2]
+        # Fast path: "uuid,0,1,0,..." — the values are every other byte.
+        if len(rest) == 2 * nvals - 1 and rest[1::2] == commas and not vals.translate(None, b"01"):
+            try:
+                uuid = raw[:comma].decode("utf-8").strip()
+            except UnicodeDecodeError:
+                return None, None, "non-UTF-8 bytes"
+            if not uuid:
+                return None, None, "missing UUID"
+            ones: list[int] = []
+            i = vals.find(b"1")
+            while i >= 0:
+                ones.append(i)
+                i = vals.find(b"1", i + 1)
+            return ones, uuid, None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, None, "non-UTF-8 bytes"
+    try:
+        fields = next(csv.reader([text], strict=True))
+    except csv.Error as exc:
+        return None, None, f"malformed CSV: {exc}"
+    if len(fields) != ncols:
+        return None, None, f"wrong column count: expected {ncols}, got {len(fields)}"
+    uuid = fields[0].strip()
+    if not uuid:
+        return None, None, "missing UUID"
+    ones = []
+    for i, value in enumerate(fields[1:]):
+        v = value.strip()
+        if v == "1":
+            ones.append(i)
+        elif v != "0":
+            return None, None, f"value other than 0/1 in column {i + 2}: {v[:40]!r}"
+    return ones, uuid, None
+
+
+def load_malicious(fs: pafs.FileSystem, files: list[InputFile]) -> frozenset[str]:
+    """Normalised UUIDs listed in the ground-truth CSVs (small files, read on the driver)."""
+    uuids: set[str] = set()
+    for f in files:
+        with open_binary(fs, f.path) as stream:
+            uuids |= parse_uuids(stream.read().decode("utf-8", errors="replace"))
+    log.info("ground truth: %d UUID(s) from %d file(s)", len(uuids), len(files))
+    return frozenset(uuids)
+
+
+#: Column added for the join only: the shuffle bucket of a process (a stable hash of its record_id).
+_BUCKET = "_bucket"
+#: Input bytes per join bucket; one bucket (all processes hashing to it) is merged in one UDF call.
+_BUCKET_BYTES = 32 << 20
+
+
+def add_bucket(batch: pa.Table, buckets: int) -> pa.Table:
+    """``map_batches`` UDF: append the join bucket of each row (CRC-32 of ``record_id`` modulo ``buckets``)."""
+    ids = batch.column("record_id").to_pylist()
+    return batch.append_column(_BUCKET, pa.array([zlib.crc32(i.encode()) % buckets for i in ids], pa.int32()))
+
+
+def merge_aspects(group: pa.Table, present: list[str]) -> pa.Table:
+    """``map_groups`` UDF: the single-aspect rows of the processes of one bucket -> one All row per process.
+
+    Grouping by a bucket rather than by the process keeps the number of UDF calls small; every row of a
+    process lands in the same bucket, so the merge is complete.
+
+    Args:
+        group: the rows of one bucket (several aspects of many processes).
+        present: the ``ctx_*`` columns whose aspect file was read. An aspect whose file was read but does not
+            list the process gets an empty list (as in ``ProcessAll.csv``); aspects without a file stay null.
+            Quarantined rows have unique ids and pass through unchanged.
+    """
+    rows = group.drop_columns([_BUCKET]).to_pylist()
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        if row["quarantine_reason"] is not None:
+            out.append(row)
+        else:
+            by_id.setdefault(row["record_id"], []).append(row)
+    for rid in sorted(by_id):
+        parts = sorted(by_id[rid], key=lambda r: r["source_file"])
+        merged: dict[str, Any] = {
+            "record_id": rid,
+            "source": SOURCE,
+            "source_file": ";".join(r["source_file"] for r in parts),
+            "line": parts[0]["line"],
+            "aspect": Aspect.ALL.value,
+            "malicious": max(r["malicious"] or 0 for r in parts),
+            "extras": json.dumps({"lines": {r["source_file"]: r["line"] for r in parts}}, sort_keys=True),
+        }
+        for col in CONTEXT_COLUMNS.values():
+            values = [v for r in parts if (v := r[col]) is not None]
+            if values:
+                merged[col] = list(dict.fromkeys(x for v in values for x in v))
+            elif col in present:
+                merged[col] = []
+        out.append(merged)
+    return event_table(out) if out else event_table([])
+
+
+def read(uri: str, cfg: IngestConfig) -> ray.data.Dataset:
+    """Read an ADAPT system folder (or one ``Process<Aspect>.csv``), local or ``s3://``.
+
+    Args:
+        uri: the system folder, or one ``Process<Aspect>.csv[.gz]`` file.
+        cfg: ingest settings; ``cfg.aspect`` picks the file (None means All); ``cfg.labels`` names a
+            ground-truth file to use instead of the folder's other CSVs.
+
+    Returns:
+        One row per process in :data:`aptray.schema.EVENT_SCHEMA`; bad rows are kept, flagged by
+        ``quarantine_reason``.
+
+    Raises:
+        FileNotFoundError: the folder has no file for the aspect asked for.
+    """
+    import pyarrow.fs as pafs
+
+    fs, path = resolve(uri)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.NotFound:
+        raise FileNotFoundError(f"no ADAPT input at {uri!r}")
+    if info.type == pafs.FileType.File:
+        folder = posixpath.dirname(path)
+        named = file_aspect(path)
+        if cfg.aspect is not None and named is not None and named is not cfg.aspect:
+            raise ValueError(f"{uri!r} is a Process{named.value} file but aspect {cfg.aspect.value} was asked")
+        aspect = named or cfg.aspect or Aspect.ALL
+        chosen = [InputFile(info.path, posixpath.basename(info.path), info.size or 0)]
+        siblings = _list_folder(fs, folder)
+    else:
+        aspect = cfg.aspect or Aspect.ALL
+        siblings = _list_folder(fs, path)
+        by_aspect = {a: f for f in siblings if (a := file_aspect(f.rel)) is not None}
+        if aspect in by_aspect:
+            chosen = [by_aspect[aspect]]
+        elif aspect is Aspect.ALL:
+            chosen = [by_aspect[a] for a in SINGLE_ASPECTS if a in by_aspect]
+        else:
+            chosen = []
+        if not chosen:
+            raise FileNotFoundError(f"no Process{aspect.value}.csv in {uri!r}")
+    truth = [f for f in siblings if file_aspect(f.rel) is None and f.rel.lower().endswith((".csv", ".csv.gz"))]
+    if cfg.labels:
+        lfs, lpath = resolve(cfg.labels)
+        truth = [InputFile(lpath, posixpath.basename(lpath), 0)]
+        malicious = load_malicious(lfs, truth)
+    else:
+        malicious = load_malicious(fs, truth)
+    parser = AdaptParser(malicious, aspect if aspect is not Aspect.ALL or len(chosen) == 1 else None)
+    ds = files_dataset(uri, parser, cfg, files=chosen, fs=fs)
+    if aspect is Aspect.ALL and len(chosen) > 1:
+        present = [CONTEXT_COLUMNS[a.value] for f in chosen if (a := file_aspect(f.rel)) is not None]
+        log.info("no ProcessAll.csv: joining %s on the process UUID", [f.rel for f in chosen])
+        buckets = max(1, min(256, -(-sum(f.size for f in chosen) // _BUCKET_BYTES)))
+        ds = (
+            ds.map_batches(partial(add_bucket, buckets=buckets), batch_format="pyarrow", batch_size=None)
+            .groupby(_BUCKET, num_partitions=buckets)
+            .map_groups(partial(merge_aspects, present=present), batch_format="pyarrow")
+        )
+    return ds
+
+
+def _list_folder(fs: pafs.FileSystem, path: str) -> list[InputFile]:
+    """The plain files directly in ``path``, sorted, hidden files left out."""
+    import pyarrow.fs as pafs
+
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=False))
+    files = [InputFile(i.path, posixpath.basename(i.path), i.size or 0) for i in infos
+             if i.type == pafs.FileType.File and not posixpath.basename(i.path).startswith(".")]
+    return sorted(files, key=lambda f: f.rel)
+
+
+__all__ = ["AdaptParser", "add_bucket", "file_aspect", "load_malicious", "merge_aspects", "read", "record_id"]

@@ -1,0 +1,153 @@
+"""Process-context templates: the ``ctx_*`` attribute lists of a process -> one APT-LLM-style English sentence.
+
+Source-agnostic: it reads only the four context columns of :data:`aptray.schema.EVENT_SCHEMA`
+(``ctx_events``, ``ctx_execs``, ``ctx_parents``, ``ctx_netflows``), so ADAPT process contexts and the
+per-process aggregations of raw CDM/auditd traces read alike. A null list means the aspect was not observed
+(no part in the sentence); an empty list means it was observed and nothing was set.
+
+Example::
+
+    The process performed read, send-to and write. It ran /bin/bash. It was started by /usr/sbin/sshd.
+    It communicated with 128.55.12.167 on port 80.
+
+Every list is de-duplicated and sorted, so the sentence depends only on the set of attributes.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import pyarrow as pa
+
+from aptray.schema import CONTEXT_COLUMNS
+
+#: At most this many items of one list are named; the rest are counted ("and 12 more").
+MAX_ITEMS = 10
+#: Event types form a small vocabulary (about 40 in CDM) that tells processes apart: name them all.
+MAX_EVENTS = 48
+
+#: Word used for each aspect in "The process showed no recorded <word> activity."
+_ASPECT_WORDS: dict[str, str] = {"ctx_events": "event", "ctx_execs": "exec", "ctx_parents": "parent",
+                                 "ctx_netflows": "netflow"}
+_PORT = re.compile(r"-?\d{1,5}")
+_BLANK = "<unnamed>"
+
+Items = tuple[str, ...] | None
+
+
+def event_name(name: str) -> str:
+    """Readable event name: ``EVENT_SENDTO`` -> ``send-to``, ``EVENT_MODIFY_FILE_ATTRIBUTES`` ->
+    ``modify-file-attributes``, ``read`` -> ``read``."""
+    base = name.strip()
+    if base.upper().startswith("EVENT_"):
+        base = base[len("EVENT_") :]
+    low = base.lower().replace("_", "-").replace(" ", "-")
+    return _SPLIT_WORDS.get(low, low)
+
+
+#: CDM event names written as one word that read better split.
+_SPLIT_WORDS: dict[str, str] = {
+    "sendto": "send-to",
+    "recvfrom": "receive-from",
+    "sendmsg": "send-message",
+    "recvmsg": "receive-message",
+    "loadlibrary": "load-library",
+    "startservice": "start-service",
+    "mprotect": "memory-protect",
+    "mmap": "memory-map",
+    "lseek": "seek",
+    "fcntl": "file-control",
+}
+
+
+def enumerate_items(items: list[str], max_items: int = MAX_ITEMS) -> str:
+    """English enumeration: ``a``, ``a and b``, ``a, b and c``, ``a, b, ... and 7 more``."""
+    if len(items) > max_items:
+        shown, rest = items[:max_items], len(items) - max_items
+        return f"{', '.join(shown)} and {rest} more"
+    if len(items) == 1:
+        return items[0]
+    return f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _names(values: Items) -> list[str]:
+    """Sorted, de-duplicated, blank names shown as ``<unnamed>``."""
+    return sorted({v.strip() or _BLANK for v in values or ()})
+
+
+def _netflow_part(values: tuple[str, ...]) -> str:
+    ports: set[int] = set()
+    addresses: set[str] = set()
+    for v in values:
+        s = v.strip()
+        if _PORT.fullmatch(s):
+            ports.add(int(s))
+        else:
+            addresses.add(s or _BLANK)
+    port_text = ""
+    if ports:
+        ordered = [str(p) for p in sorted(ports)]
+        port_text = f"on port {ordered[0]}" if len(ordered) == 1 else f"on ports {enumerate_items(ordered)}"
+    if addresses:
+        text = f"It communicated with {enumerate_items(sorted(addresses))}"
+        return f"{text} {port_text}." if port_text else f"{text}."
+    return f"It communicated {port_text}."
+
+
+@lru_cache(maxsize=65_536)
+def context_sentence(events: Items, execs: Items, parents: Items, netflows: Items, aspect: str | None = None) -> str:
+    """The sentence for one process context; ``None`` lists are aspects that were not observed.
+
+    Args:
+        events: event type names (``EVENT_READ`` or ``read``).
+        execs: executables the process ran.
+        parents: executables of its parents.
+        netflows: IP addresses (or host names) and ports it contacted, mixed.
+        aspect: the row's aspect, only used to word a row where no aspect was observed at all.
+    """
+    parts: list[str] = []
+    if events:
+        parts.append(f"The process performed {enumerate_items(sorted({event_name(e) for e in events}), MAX_EVENTS)}.")
+    if execs:
+        parts.append(f"It ran {enumerate_items(_names(execs))}.")
+    if parents:
+        parts.append(f"It was started by {enumerate_items(_names(parents))}.")
+    if netflows:
+        parts.append(_netflow_part(netflows))
+    if parts:
+        if not events:
+            parts[0] = parts[0].replace("It ", "The process ", 1)
+        return " ".join(parts)
+    observed = [w for w, v in zip(_ASPECT_WORDS.values(), (events, execs, parents, netflows), strict=True)
+                if v is not None]
+    if not observed and aspect and aspect != "All":
+        observed = [aspect.lower()]
+    if not observed:
+        return "The process showed no recorded activity."
+    return f"The process showed no recorded {enumerate_items(observed)} activity."
+
+
+def process_sentences(table: pa.Table) -> pa.Array:
+    """One sentence per row of a batch of process contexts (pure; no Ray).
+
+    Args:
+        table: rows with the ``ctx_*`` list columns (missing columns count as not observed) and,
+            optionally, ``aspect``.
+
+    Returns:
+        A string array with one sentence per row.
+    """
+    n = table.num_rows
+    columns = []
+    for name in CONTEXT_COLUMNS.values():
+        if name in table.column_names:
+            columns.append([tuple(v) if v is not None else None for v in table.column(name).to_pylist()])
+        else:
+            columns.append([None] * n)
+    aspects = table.column("aspect").to_pylist() if "aspect" in table.column_names else [None] * n
+    sentences = [
+        context_sentence(ev, ex, pa_, nf, asp)
+        for ev, ex, pa_, nf, asp in zip(*columns, aspects, strict=True)
+    ]
+    return pa.array(sentences, type=pa.string())

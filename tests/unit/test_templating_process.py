@@ -1,0 +1,104 @@
+"""Golden sentences of the process-context template (aptray.templating.process), per aspect."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from aptray.schema import event_table
+from aptray.templating.process import MAX_ITEMS, event_name, process_sentences
+
+
+def _sentence(aspect: str | None = "All", **ctx: Any) -> str:
+    table = event_table([{"record_id": "adapt:x", "source": "adapt", "aspect": aspect, **ctx}])
+    out = process_sentences(table).to_pylist()
+    assert len(out) == 1
+    return str(out[0])
+
+
+@pytest.mark.parametrize(
+    ("raw", "readable"),
+    [
+        ("EVENT_READ", "read"),
+        ("EVENT_SENDTO", "send-to"),
+        ("EVENT_RECVFROM", "receive-from"),
+        ("EVENT_MODIFY_FILE_ATTRIBUTES", "modify-file-attributes"),
+        ("EVENT_CHECK_FILE_ATTRIBUTES", "check-file-attributes"),
+        ("EVENT_SENDMSG", "send-message"),
+        ("execve", "execve"),  # raw syscall names from other sources pass through
+    ],
+)
+def test_event_names_are_readable(raw: str, readable: str) -> None:
+    assert event_name(raw) == readable
+
+
+GOLDEN: list[tuple[str, dict[str, Any], str]] = [
+    ("Event", {"ctx_events": ["EVENT_WRITE", "EVENT_SENDTO", "EVENT_READ"]},
+     "The process performed read, send-to and write."),
+    ("Event", {"ctx_events": ["EVENT_EXIT"]}, "The process performed exit."),
+    ("Exec", {"ctx_execs": ["/bin/bash"]}, "The process ran /bin/bash."),
+    ("Exec", {"ctx_execs": ["sh", "bash"]}, "The process ran bash and sh."),
+    ("Parent", {"ctx_parents": ["/usr/sbin/sshd"]}, "The process was started by /usr/sbin/sshd."),
+    ("Netflow", {"ctx_netflows": ["80", "128.55.12.167"]}, "The process communicated with 128.55.12.167 on port 80."),
+    ("Netflow", {"ctx_netflows": ["443", "22", "0"]}, "The process communicated on ports 0, 22 and 443."),
+    ("Netflow", {"ctx_netflows": ["www.cbs.com 216.66.26.25", "-1", "<UNKNOWN>"]},
+     "The process communicated with <UNKNOWN> and www.cbs.com 216.66.26.25 on port -1."),
+    ("Netflow", {"ctx_netflows": ["10.0.6.31", "::1"]}, "The process communicated with 10.0.6.31 and ::1."),
+    ("All",
+     {"ctx_events": ["EVENT_WRITE", "EVENT_READ", "EVENT_SENDTO"], "ctx_execs": ["/bin/bash"],
+      "ctx_parents": ["/usr/sbin/sshd"], "ctx_netflows": ["128.55.12.167", "80"]},
+     "The process performed read, send-to and write. It ran /bin/bash. It was started by /usr/sbin/sshd. "
+     "It communicated with 128.55.12.167 on port 80."),
+    ("All", {"ctx_events": [], "ctx_execs": ["com.android.nfc"], "ctx_netflows": []},
+     "The process ran com.android.nfc."),
+    ("Event", {"ctx_events": []}, "The process showed no recorded event activity."),
+    ("Netflow", {"ctx_netflows": []}, "The process showed no recorded netflow activity."),
+    ("All", {"ctx_events": [], "ctx_execs": [], "ctx_netflows": []},
+     "The process showed no recorded event, exec and netflow activity."),
+    ("Parent", {}, "The process showed no recorded parent activity."),
+]
+
+
+@pytest.mark.parametrize(("aspect", "ctx", "expected"), GOLDEN)
+def test_golden_sentences(aspect: str, ctx: dict[str, Any], expected: str) -> None:
+    assert _sentence(aspect, **ctx) == expected
+
+
+def test_order_and_duplicates_do_not_change_the_sentence() -> None:
+    a = _sentence(ctx_events=["EVENT_READ", "EVENT_WRITE"], ctx_netflows=["80", "10.0.0.1", "22"])
+    b = _sentence(ctx_events=["EVENT_WRITE", "EVENT_READ", "EVENT_READ"], ctx_netflows=["22", "10.0.0.1", "80"])
+    assert a == b == "The process performed read and write. It communicated with 10.0.0.1 on ports 22 and 80."
+
+
+def test_long_lists_are_capped() -> None:
+    ips = [f"10.0.0.{i}" for i in range(MAX_ITEMS + 7)]
+    sentence = _sentence("Netflow", ctx_netflows=[*ips, "443"])
+    named = sorted(ips)[:MAX_ITEMS]
+    assert sentence == f"The process communicated with {', '.join(named)} and 7 more on port 443."
+
+
+def test_ports_sort_numerically() -> None:
+    assert _sentence("Netflow", ctx_netflows=["8080", "443", "80"]) == (
+        "The process communicated on ports 80, 443 and 8080."
+    )
+
+
+def test_batch_keeps_row_order() -> None:
+    table = event_table([
+        {"aspect": "Exec", "ctx_execs": ["b"]},
+        {"aspect": "Exec", "ctx_execs": ["a"]},
+        {"aspect": "Exec", "ctx_execs": []},
+    ])
+    assert process_sentences(table).to_pylist() == [
+        "The process ran b.", "The process ran a.", "The process showed no recorded exec activity."
+    ]
+
+
+def test_templatize_routes_process_rows_here() -> None:
+    from aptray.config import TemplateConfig
+    from aptray.templating.base import templatize
+
+    table = event_table([{"record_id": "adapt:1", "aspect": "Parent", "ctx_parents": ["cron", "sh"]}])
+    out = templatize(table, TemplateConfig(mask=[]))
+    assert out.column("sentence").to_pylist() == ["The process was started by cron and sh."]
