@@ -1,0 +1,92 @@
+"""``aptray serve ARTIFACT`` (run the online detector) and ``aptray serve-config ARTIFACT`` (write a Serve YAML)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from aptray.config import ServeConfig
+
+#: ``import_path`` of the typed builder, for ``serve run`` and a RayService ``serveConfigV2``.
+IMPORT_PATH = "aptray.serve.app:build_app"
+
+
+def serve_config_yaml(cfg: ServeConfig) -> dict[str, Any]:
+    """A Ray Serve config file (also the ``serveConfigV2`` of a KubeRay RayService) for ``cfg``.
+
+    The builder's ``args`` hold only the fields that differ from their defaults, and never a key: keys
+    reach replicas through ``$APTRAY_API_KEY`` (a Kubernetes Secret) or ``api_key_file`` (a mounted file).
+    """
+    args = cfg.model_dump(mode="json", exclude_defaults=True, exclude={"host", "port", "app_name", "route_prefix"})
+    args["artifact"] = cfg.artifact
+    return {
+        "proxy_location": "EveryNode",
+        "http_options": {"host": cfg.host, "port": cfg.port},
+        "applications": [
+            {"name": cfg.app_name, "route_prefix": cfg.route_prefix, "import_path": IMPORT_PATH, "args": args}
+        ],
+    }
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``serve`` and ``serve-config`` commands to ``app``."""
+
+    @app.command()
+    def serve(
+        artifact: Annotated[str, typer.Argument(help="Detector artifact folder (local or s3://).")],
+        port: Annotated[int | None, typer.Option(help="HTTP port (default 8000).")] = None,
+        host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+        replicas: Annotated[int | None, typer.Option(help="Replica count.")] = None,
+        gpus: Annotated[float | None, typer.Option(help="GPUs per replica (0: CPU).")] = None,
+        api_key_file: Annotated[str | None, typer.Option(help="File of API keys (besides $APTRAY_API_KEY).")] = None,
+        config: Annotated[str | None, typer.Option(help="YAML config (its serve and ray sections).")] = None,
+    ) -> None:
+        """Serve the detector over HTTP until interrupted (POST /v1/score, GET /v1/model, /healthz, /docs)."""
+        from aptray.commands.common import emit, setup
+        from aptray.runtime import init_ray
+        from aptray.serve.app import run
+        from aptray.serve.auth import ApiKeyError, ApiKeys
+
+        cfg = setup(config, {"serve.artifact": artifact, "serve.port": port, "serve.host": host,
+                             "serve.replicas": replicas, "serve.num_gpus": gpus, "serve.api_key_file": api_key_file})
+        sc = cfg.serve
+        try:  # fail here, not in a replica, when no key is set
+            ApiKeys.load(sc.api_key_file, sc.require_api_key)
+        except ApiKeyError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--api-key-file / $APTRAY_API_KEY") from None
+        init_ray(cfg.ray)
+        run(sc)
+        emit({"url": f"http://{sc.host}:{sc.port}{sc.route_prefix.rstrip('/')}", "app": sc.app_name,
+              "artifact": sc.artifact, "docs": f"http://{sc.host}:{sc.port}/docs"})
+        import time
+
+        from ray import serve as ray_serve
+
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            ray_serve.shutdown()
+
+    @app.command("serve-config")
+    def serve_config(
+        artifact: Annotated[str, typer.Argument(help="Detector artifact folder (local or s3://).")],
+        out: Annotated[Path, typer.Option(help="YAML file to write.")] = Path("serve.yaml"),
+        port: Annotated[int | None, typer.Option(help="HTTP port.")] = None,
+        host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
+        replicas: Annotated[int | None, typer.Option(help="Replica count.")] = None,
+        gpus: Annotated[float | None, typer.Option(help="GPUs per replica.")] = None,
+        config: Annotated[str | None, typer.Option(help="YAML config (its serve section).")] = None,
+    ) -> None:
+        """Write a Ray Serve config (``serve deploy`` / RayService serveConfigV2) for the detector."""
+        import yaml
+
+        from aptray.commands.common import emit, setup
+
+        cfg = setup(config, {"serve.artifact": artifact, "serve.port": port, "serve.host": host,
+                             "serve.replicas": replicas, "serve.num_gpus": gpus})
+        doc = serve_config_yaml(cfg.serve)
+        out.write_text(yaml.safe_dump(doc, sort_keys=False))
+        emit({"config": str(out), "import_path": IMPORT_PATH})

@@ -1,0 +1,307 @@
+"""The online detector on Ray Serve: the FastAPI ingress deployment and the typed builder.
+
+``build_app`` (import path ``aptray.serve.app:build_app``) takes a :class:`aptray.config.ServeConfig` and
+returns the Serve application; ``serve run aptray.serve.app:build_app artifact=DIR`` and a KubeRay RayService
+``serveConfigV2`` (``import_path`` + ``args``) use it as is. :func:`build_deployment` is the lower-level
+builder that takes any *loader*: a picklable callable that, on the replica, returns a
+:class:`~aptray.serve.loader.LoadedDetector` (tests may pass a small real loader; production uses
+:class:`~aptray.serve.loader.ArtifactLoader`).
+
+Per replica: one sentence encoder (with its in-memory LRU: the replica's embedding cache) and the detector,
+loaded once. Requests are parsed and templated in the request's own coroutine, then their sentences are
+micro-batched across concurrent requests with ``@serve.batch`` (batch size counted in events) and encoded
+and scored together in a worker thread, so the event loop keeps accepting requests meanwhile.
+
+HTTP: ``POST /v1/score``, ``GET /v1/model`` (both need an API key), ``GET /healthz``, ``GET /docs`` and
+``GET /openapi.json``. Bodies over ``max_request_bytes`` get 413 (by ``Content-Length`` before reading,
+or while reading a chunked body), invalid bodies 422 with a message naming the field, a missing or wrong
+key 401. Nothing is deployed at import time.
+
+This module does not use ``from __future__ import annotations``: Serve reads the builder's argument type
+(a pydantic model) from its real annotation.
+"""
+
+import asyncio
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from aptray.config import ServeConfig
+from aptray.serve.auth import ApiKeys
+from aptray.serve.loader import ArtifactLoader, Loader
+from aptray.serve.schemas import (
+    ErrorResponse,
+    EventScore,
+    Health,
+    ModelInfo,
+    RejectedEvent,
+    ScoreRequest,
+    ScoreResponse,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _batch_events(items: list[list[str]]) -> int:
+    """Micro-batch size in events, not requests."""
+    return sum(len(x) for x in items)
+
+
+class _PayloadTooLarge(Exception):
+    """Raised while reading a body that grows past the limit."""
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for bodies over ``max_bytes`` (declared length first, then bytes as they arrive)."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared > self.max_bytes:
+                    await _send_json(send, 413, _too_large(self.max_bytes))
+                    return
+        seen = 0
+        replaced = False  # once the body is too large, the app's own answer (400, 422...) is swapped for 413
+
+        async def limited() -> dict[str, Any]:
+            nonlocal seen
+            message: dict[str, Any] = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _PayloadTooLarge
+            return message
+
+        async def guarded(message: dict[str, Any]) -> None:
+            nonlocal replaced
+            if seen > self.max_bytes:
+                if not replaced and message["type"] == "http.response.start":
+                    replaced = True
+                    await _send_json(send, 413, _too_large(self.max_bytes))
+                return
+            await send(message)
+
+        try:
+            await self.app(scope, limited, guarded)
+        except _PayloadTooLarge:
+            if not replaced:
+                await _send_json(send, 413, _too_large(self.max_bytes))
+
+
+def _too_large(limit: int) -> dict[str, Any]:
+    return ErrorResponse(message=f"request body larger than {limit} bytes").model_dump()
+
+
+async def _send_json(send: Any, status: int, body: dict[str, Any]) -> None:
+    data = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+    await send({"type": "http.response.body", "body": data})
+
+
+def _field_errors(errors: Any) -> tuple[str, list[dict[str, Any]]]:
+    """Pydantic/FastAPI errors -> a message naming each field, and the errors without the input echoed."""
+    clean = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in errors]
+    parts = [f"{'.'.join(str(x) for x in e['loc']) or 'body'}: {e['msg']}" for e in clean[:5]]
+    more = f" (+{len(clean) - 5} more)" if len(clean) > 5 else ""
+    return "invalid request: " + "; ".join(parts) + more, clean
+
+
+@serve.deployment
+@serve.ingress()
+class OnlineDetector:
+    """The ingress deployment: parses, templatizes, micro-batches, encodes and scores raw events.
+
+    Args:
+        loader: called once on the replica; returns the encoder, detector and metadata.
+        settings: limits, batching and key settings.
+    """
+
+    def __init__(self, loader: Loader, settings: ServeConfig) -> None:
+        self.settings = settings
+        self.keys = ApiKeys.load(settings.api_key_file, settings.require_api_key)
+        start = time.perf_counter()
+        self.model = loader()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aptray-score")
+        self.counters = {"requests": 0, "events": 0, "micro_batches": 0}
+        batcher: Any = self.score_sentences  # serve.batch's wrapper: its limits come from the config
+        batcher.set_max_batch_size(settings.max_batch_size)
+        batcher.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
+        self.model.encoder.encode(["warm up"])  # first forward pass is slow; not on a user's request
+        log.info("replica ready in %.1f s: artifact %s, %s", time.perf_counter() - start,
+                 self.model.info.artifact_id, self.keys)
+
+    def __serve_build_asgi_app__(self) -> Any:
+        """The FastAPI app of this replica (built after ``__init__`` so routes see its settings and keys)."""
+        from fastapi import Depends, FastAPI, HTTPException, Request
+        from fastapi.exceptions import RequestValidationError
+        from fastapi.responses import JSONResponse
+
+        app = FastAPI(
+            title="aptray online detector",
+            version="1",
+            description="Scores raw system events (BETH, auditd) or sentences with a trained anomaly detector. "
+            "Send the API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`.",
+        )
+        app.add_middleware(BodyLimit, max_bytes=self.settings.max_request_bytes)
+        errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (401, 413, 422)}
+
+        @app.exception_handler(RequestValidationError)
+        async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+            message, details = _field_errors(exc.errors())
+            return JSONResponse(status_code=422, content=ErrorResponse(message=message, errors=details).model_dump())
+
+        @app.exception_handler(HTTPException)
+        async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+            return JSONResponse(status_code=exc.status_code, headers=exc.headers,
+                                content=ErrorResponse(message=str(exc.detail)).model_dump())
+
+        def authorized(request: Request) -> None:
+            if not self.keys.check(ApiKeys.presented(request.headers)):
+                raise HTTPException(401, "missing or invalid API key", headers={"WWW-Authenticate": "Bearer"})
+
+        @app.get("/healthz", response_model=Health, tags=["ops"])
+        async def healthz() -> Health:
+            """Liveness: the replica has its model loaded."""
+            return Health(artifact_id=self.model.info.artifact_id, **self.counters)
+
+        @app.get("/v1/model", response_model=ModelInfo, responses=errors, tags=["detector"],
+                 dependencies=[Depends(authorized)])
+        async def model() -> ModelInfo:
+            """Metadata of the loaded detector artifact."""
+            return self.model.info
+
+        @app.post("/v1/score", response_model=ScoreResponse, responses=errors, tags=["detector"],
+                  dependencies=[Depends(authorized)])
+        async def score(body: ScoreRequest) -> Any:
+            """Score a batch of raw events (or sentences): per event its sentence, score, threshold, tier and flag."""
+            if len(body.events) > self.settings.max_events_per_request:
+                loc = ["body", "events"]
+                msg = f"at most {self.settings.max_events_per_request} events per request, got {len(body.events)}"
+                return JSONResponse(status_code=422, content=ErrorResponse(
+                    message=f"invalid request: body.events: {msg}", errors=[{"loc": loc, "msg": msg,
+                                                                           "type": "too_long"}]).model_dump())
+            return await self.score_request(body)
+
+        return app
+
+    async def score_request(self, body: ScoreRequest) -> Any:
+        """Parse, templatize and score one request (the route's work, callable through a handle too)."""
+        from fastapi.responses import JSONResponse
+
+        from aptray.serve.parse import UnsupportedFormat, prepare
+
+        start = time.perf_counter()
+        try:
+            prepared = prepare(body.format, body.events, self.model.template, header=body.header)
+        except UnsupportedFormat as exc:
+            msg = str(exc)
+            return JSONResponse(status_code=422, content=ErrorResponse(
+                message=f"invalid request: body.format: {msg}",
+                errors=[{"loc": ["body", "format"], "msg": msg, "type": "unsupported"}]).model_dump())
+        sentences = prepared.sentences
+        size = self.settings.max_batch_size
+        chunks = [sentences[i : i + size] for i in range(0, len(sentences), size)]
+        parts = await asyncio.gather(*(self.score_sentences(c) for c in chunks)) if chunks else []
+        scores = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0)
+        tiers = [t for p in parts for t in p[1]]
+        info = self.model.info
+        threshold = float(self.model.detector.threshold_)
+        results = [
+            EventScore(index=i, record_id=r, sentence=s, score=float(sc), threshold=threshold, tier=t,
+                       is_anomaly=bool(sc >= threshold), artifact_id=info.artifact_id)
+            for i, r, s, sc, t in zip(prepared.index, prepared.record_ids, sentences, scores, tiers, strict=True)
+        ]
+        rejected = [RejectedEvent(index=i, reason=reason) for i, reason in prepared.rejected]
+        self.counters["requests"] += 1
+        if rejected:
+            log.info("request: %d event(s) scored, %d rejected", len(results), len(rejected))
+        return ScoreResponse(artifact_id=info.artifact_id, results=results, rejected=rejected,
+                             took_ms=round((time.perf_counter() - start) * 1000, 3))
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005, batch_size_fn=_batch_events)
+    async def score_sentences(self, batches: list[list[str]]) -> list[tuple[np.ndarray, list[str | None]]]:
+        """Encode and score the sentences of concurrent requests together (one forward pass per micro-batch)."""
+        flat = [s for b in batches for s in b]
+        self.counters["micro_batches"] += 1
+        self.counters["events"] += len(flat)
+        loop = asyncio.get_running_loop()
+        scores, tiers = await loop.run_in_executor(self._pool, self._score_flat, flat)
+        out: list[tuple[np.ndarray, list[str | None]]] = []
+        pos = 0
+        for b in batches:
+            out.append((scores[pos : pos + len(b)], tiers[pos : pos + len(b)]))
+            pos += len(b)
+        return out
+
+    def _score_flat(self, sentences: list[str]) -> tuple[np.ndarray, list[str | None]]:
+        from aptray.detectors.thresholds import assign_tiers
+
+        X = self.model.encoder.encode(sentences)
+        scores = np.asarray(self.model.detector.decision_function(X), dtype=np.float64)
+        return scores, assign_tiers(scores, self.model.detector.tiers_)
+
+
+def deployment_options(cfg: ServeConfig) -> dict[str, Any]:
+    """Serve deployment options from the config: replicas or autoscaling, concurrency, CPUs/GPUs."""
+    opts: dict[str, Any] = {
+        "max_ongoing_requests": cfg.max_ongoing_requests,
+        "ray_actor_options": {"num_cpus": cfg.num_cpus, "num_gpus": cfg.num_gpus},
+        "health_check_period_s": 10,
+    }
+    if cfg.autoscaling is not None:
+        a = cfg.autoscaling
+        opts["autoscaling_config"] = {
+            "min_replicas": a.min_replicas, "initial_replicas": max(a.min_replicas, 1), "max_replicas": a.max_replicas,
+            "target_ongoing_requests": a.target_ongoing_requests, "upscale_delay_s": a.upscale_delay_s,
+            "downscale_delay_s": a.downscale_delay_s,
+        }
+    else:
+        opts["num_replicas"] = cfg.replicas
+    return opts
+
+
+def build_deployment(loader: Loader, cfg: ServeConfig) -> serve.Application:
+    """The application for any loader (tests pass a small real one; :func:`build_app` the artifact's)."""
+    return OnlineDetector.options(**deployment_options(cfg)).bind(loader, cfg)  # type: ignore[attr-defined,no-any-return]
+
+
+def build_app(args: ServeConfig) -> serve.Application:
+    """Typed application builder: ``serve run aptray.serve.app:build_app artifact=DIR`` or a serveConfigV2 entry.
+
+    Args:
+        args: the ``serve`` section of the config (``artifact`` required); Serve validates a YAML ``args``
+            mapping into it. ``host``/``port`` are cluster-wide HTTP options, set in the Serve config's
+            ``http_options``, not here.
+    """
+    return build_deployment(ArtifactLoader.from_config(args), args)
+
+
+def run(cfg: ServeConfig, loader: Loader | None = None, blocking: bool = False) -> DeploymentHandle:
+    """Start Serve on ``cfg.host:cfg.port`` (Ray must be initialised) and deploy the detector.
+
+    Args:
+        cfg: serve settings.
+        loader: overrides the artifact loader.
+        blocking: wait until interrupted.
+    """
+    serve.start(http_options={"host": cfg.host, "port": cfg.port})
+    app = build_deployment(loader, cfg) if loader is not None else build_app(cfg)
+    return serve.run(app, name=cfg.app_name, route_prefix=cfg.route_prefix, blocking=blocking)

@@ -1,0 +1,122 @@
+"""Request and response models of the online detector's HTTP API (validated by FastAPI, shown in OpenAPI)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EventFormat(StrEnum):
+    """How the events of a request are written."""
+
+    BETH = "beth"  # BETH CSV lines (header optional) or JSON objects with BETH column names
+    AUDITD = "auditd"  # raw audit.log lines; records of one event are grouped by their serial
+    CDM = "cdm"  # DARPA TC CDM JSON records (objects or JSON text)
+    SENTENCE = "sentence"  # sentences already templated by the client
+
+
+class ScoreRequest(_Model):
+    """A batch of raw events of one format."""
+
+    format: EventFormat = Field(description="How the events are written: beth, auditd, cdm or sentence.")
+    events: list[str | dict[str, Any]] = Field(
+        min_length=1,
+        description="The events: text lines (CSV, audit.log, JSON text, sentences) or JSON objects.",
+    )
+    header: list[str] | None = Field(
+        None,
+        description="CSV column names for BETH lines sent without a header line (default: the 16 BETH columns).",
+    )
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "format": "beth",
+                    "events": [
+                        "1809.495787,381,7337,1,100,4026532231,systemd-resolve,ip-10-100-1-217,41,socket,"
+                        "0x7f,3,15,\"[{'name': 'domain', 'type': 'int', 'value': 'AF_UNIX'}]\",0,0"
+                    ],
+                },
+                {"format": "sentence", "events": ["Process <pid> (sshd), child of process 1, opened /etc/shadow."]},
+            ]
+        },
+    )
+
+
+class EventScore(_Model):
+    """The detector's verdict on one event."""
+
+    index: int = Field(description="Position in the request's events of the (first) item this event came from.")
+    record_id: str = Field(description="The event's id: '<source>:request:<line>' or the source's own UUID.")
+    sentence: str = Field(description="The templated sentence that was embedded.")
+    score: float = Field(description="Anomaly score, higher = more anomalous.")
+    threshold: float = Field(description="The artifact's alert threshold.")
+    tier: str | None = Field(description="Highest alert tier reached (None below every tier).")
+    is_anomaly: bool = Field(description="score >= threshold.")
+    artifact_id: str = Field(description="Which detector artifact scored it.")
+
+
+class RejectedEvent(_Model):
+    """An event that could not be parsed (the batch path would quarantine it)."""
+
+    index: int = Field(description="Position in the request's events.")
+    reason: str = Field(description="Why it was rejected (no event content).")
+
+
+class ScoreResponse(_Model):
+    """Scores of every parsed event, and the events that were rejected."""
+
+    artifact_id: str
+    results: list[EventScore]
+    rejected: list[RejectedEvent]
+    took_ms: float = Field(description="Time spent in the replica, parse to scores.")
+
+
+class EmbedderInfo(_Model):
+    """The sentence encoder an artifact was trained with."""
+
+    model_id: str
+    dim: int
+    revision: str | None = None
+
+
+class ModelInfo(_Model):
+    """Metadata of the loaded detector artifact."""
+
+    artifact_id: str
+    artifact: str = Field(description="Where the artifact was loaded from.")
+    kind: str = Field(description="Detector kind (reconstruction, iforest, ...).")
+    params: dict[str, Any]
+    threshold: float
+    threshold_method: str | None = None
+    tiers: dict[str, float]
+    embedder: EmbedderInfo
+    template_version: str | None
+    template: dict[str, Any] | None
+    device: str
+    formats: list[EventFormat]
+
+
+class Health(_Model):
+    """Liveness answer, with the answering replica's counters since it started."""
+
+    status: str = "ok"
+    artifact_id: str
+    requests: int = Field(0, description="Score requests this replica answered.")
+    events: int = Field(0, description="Events it scored.")
+    micro_batches: int = Field(0, description="Encoder/detector passes (each may hold several requests' events).")
+
+
+class ErrorResponse(_Model):
+    """Every error answer: a message (naming the field for validation errors) and details."""
+
+    message: str
+    errors: list[dict[str, Any]] = Field(default_factory=list)

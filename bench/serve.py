@@ -1,0 +1,237 @@
+"""Load test of the online detector on 127.0.0.1: latency percentiles and events/s vs raw batched throughput.
+
+    .venv/bin/python bench/serve.py [--artifact DIR] [--levels 1 8 32] [--requests 300] [--seconds 30]
+
+Starts a local Ray cluster and the Serve app (production builder, API key on), then runs a closed-loop load
+generator (httpx, asyncio) at each concurrency level: every request carries ``--events`` BETH events (real
+rows of ``$APTRAY_SHARED_DATA/beth``), each level is bounded by ``--requests`` and ``--seconds``. Beside
+it, the raw batched model throughput: the same sentences through the same encoder and detector in this
+process, in batches of ``max_batch_size``, no HTTP. The replica's embedding LRU is off by default
+(``--cache``) so both sides encode every sentence. Without ``--artifact`` a tiny AE is trained first on
+MiniLM embeddings of the BETH sample rows (about a minute).
+
+Prints one JSON object per line and a summary table; targets (CPU, MiniLM): single-event p50 < 20 ms,
+p99 < 100 ms; at concurrency 32 at least 0.8x the raw batched throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+KEY = "bench-key-0123456789abcdef"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def shared_data() -> Path:
+    """``$APTRAY_SHARED_DATA`` or ``../shared/data`` beside the checkout."""
+    env = os.environ.get("APTRAY_SHARED_DATA")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+def beth_lines(limit: int) -> list[str]:
+    """Real BETH rows (no header): the STARAI test subset, else the head samples."""
+    root = shared_data() / "beth"
+    files = [root / "testing_subset_STARAI" / "new_test_results.csv",
+             *sorted((root / "head_samples_BethSecure").glob("labelled_*_data.csv"))]
+    out: list[str] = []
+    for f in files:
+        if f.is_file():
+            lines = f.read_text().splitlines()
+            header = lines[0].split(",")
+            # keep the 16 standard columns only (the STARAI file has three extra ones)
+            import csv
+
+            idx = [header.index(c) for c in _beth_columns() if c in header]
+            for row in csv.reader(lines[1:]):
+                buf = io.StringIO()
+                csv.writer(buf, lineterminator="").writerow([row[i] for i in idx])
+                out.append(buf.getvalue())
+                if len(out) >= limit:
+                    return out
+    if not out:
+        sys.exit(f"no BETH data under {root}")
+    return out
+
+
+def _beth_columns() -> tuple[str, ...]:
+    from aptray.serve.parse import BETH_COLUMNS
+
+    return BETH_COLUMNS
+
+
+def train_tiny(out: Path) -> str:
+    """A small AE on MiniLM embeddings of the BETH sample rows (in-process, no Ray jobs)."""
+    from aptray.artifacts import save_detector
+    from aptray.config import TemplateConfig
+    from aptray.detectors.reconstruction import ReconstructionDetector
+    from aptray.embed.encoder import SentenceEncoder
+    from aptray.embed.registry import resolve
+    from aptray.serve.parse import prepare
+    from aptray.serve.schemas import EventFormat
+    from aptray.templating.base import TEMPLATE_VERSION
+
+    prepared = prepare(EventFormat.BETH, beth_lines(2000), TemplateConfig())
+    spec = resolve("minilm")
+    X = SentenceEncoder(spec).encode(prepared.sentences)
+    det = ReconstructionDetector("ae", hidden=[128, 32], epochs=10, seed=0).fit(X)
+    meta = {"embedder": {"model_id": spec.model_id, "revision": spec.revision, "dim": spec.dim},
+            "template_version": TEMPLATE_VERSION, "template": TemplateConfig().model_dump(mode="json")}
+    return save_detector(det, str(out), meta)
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def percentiles(lat_ms: list[float]) -> dict[str, float]:
+    """p50/p95/p99/mean of latencies in ms."""
+    a = np.asarray(lat_ms)
+    return {"p50_ms": round(float(np.percentile(a, 50)), 2), "p95_ms": round(float(np.percentile(a, 95)), 2),
+            "p99_ms": round(float(np.percentile(a, 99)), 2), "mean_ms": round(statistics.fmean(lat_ms), 2)}
+
+
+async def load(url: str, payloads: list[dict[str, Any]], concurrency: int, max_requests: int,
+               seconds: float) -> dict[str, Any]:
+    """Closed loop: ``concurrency`` workers send requests until ``max_requests`` or ``seconds`` is reached."""
+    import httpx
+
+    latencies: list[float] = []
+    replica_ms: list[float] = []
+    codes: dict[int, int] = {}
+    events = 0
+    sent = 0
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=60, limits=limits, headers={"Authorization": f"Bearer {KEY}"}) as client:
+
+        async def worker() -> None:
+            nonlocal sent, events
+            while sent < max_requests and time.perf_counter() < deadline:
+                body = payloads[sent % len(payloads)]
+                sent += 1
+                t0 = time.perf_counter()
+                r = await client.post(url, json=body)
+                latencies.append((time.perf_counter() - t0) * 1000)
+                codes[r.status_code] = codes.get(r.status_code, 0) + 1
+                if r.status_code == 200:
+                    body = r.json()
+                    events += len(body["results"])
+                    replica_ms.append(float(body["took_ms"]))
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - start
+    return {"concurrency": concurrency, "requests": len(latencies), "events": events, "seconds": round(wall, 2),
+            "events_per_s": round(events / wall, 1), "status": codes, **percentiles(latencies),
+            "replica_p50_ms": round(float(np.percentile(replica_ms, 50)), 2) if replica_ms else None}
+
+
+def raw_throughput(artifact: str, sentences: list[str], batch: int, threads: int, seconds: float) -> dict[str, Any]:
+    """Sentences/s of encoder + detector in batches of ``batch``, in this process (no HTTP, no LRU)."""
+    from aptray.serve.loader import ArtifactLoader
+
+    model = ArtifactLoader(artifact, device="cpu", batch_size=64, cache_size=0, threads=threads)()
+    model.encoder.encode(sentences[:batch])  # warm up
+    done = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        chunk = sentences[(done % len(sentences)):(done % len(sentences)) + batch] or sentences[:batch]
+        model.detector.decision_function(model.encoder.encode(chunk))
+        done += len(chunk)
+    wall = time.perf_counter() - start
+    return {"raw_batch": batch, "events": done, "seconds": round(wall, 2), "events_per_s": round(done / wall, 1)}
+
+
+def main() -> None:
+    """Run the benchmark and print the figures."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--artifact", help="detector artifact (default: train a tiny AE first)")
+    ap.add_argument("--levels", type=int, nargs="+", default=[1, 8, 32])
+    ap.add_argument("--requests", type=int, default=300, help="max requests per level")
+    ap.add_argument("--seconds", type=float, default=30.0, help="max seconds per level")
+    ap.add_argument("--events", type=int, default=1, help="events per request")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (replica and raw)")
+    ap.add_argument("--max-batch-size", type=int, default=64)
+    ap.add_argument("--wait", type=float, default=None, help="batch_wait_timeout_s (default: the config's)")
+    ap.add_argument("--cache", action="store_true", help="keep the replica's embedding LRU on")
+    args = ap.parse_args()
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    tmp = Path(tempfile.mkdtemp(prefix="aptray-bench-"))
+    t0 = time.perf_counter()
+    artifact = args.artifact or train_tiny(tmp / "artifact")
+    print(json.dumps({"artifact": artifact, "prepare_s": round(time.perf_counter() - t0, 1)}), flush=True)
+
+    lines = beth_lines(6000)
+    payloads = [{"format": "beth", "events": lines[i : i + args.events]}
+                for i in range(0, len(lines) - args.events + 1, args.events)]
+    from aptray.config import ServeConfig, TemplateConfig
+    from aptray.serve.parse import prepare
+    from aptray.serve.schemas import EventFormat
+
+    sentences = prepare(EventFormat.BETH, lines, TemplateConfig()).sentences
+    raw = raw_throughput(artifact, sentences, args.max_batch_size, args.threads, min(args.seconds, 20))
+    print(json.dumps(raw), flush=True)
+
+    import ray
+    from ray import serve
+
+    from aptray.config import RayConfig
+    from aptray.runtime import init_ray
+    from aptray.serve.app import run
+
+    key_file = tmp / "keys"
+    key_file.write_text(KEY + "\n")
+    port = free_port()
+    overrides: dict[str, Any] = {"batch_wait_timeout_s": args.wait} if args.wait is not None else {}
+    cfg = ServeConfig(artifact=artifact, port=port, api_key_file=str(key_file), num_cpus=1.0,
+                      torch_threads=args.threads, max_batch_size=args.max_batch_size,
+                      cache_size=100_000 if args.cache else 0, **overrides)
+    init_ray(RayConfig(num_cpus=2))
+    t0 = time.perf_counter()
+    run(cfg)
+    print(json.dumps({"serve_ready_s": round(time.perf_counter() - t0, 1), "batch_wait_timeout_s":
+                      cfg.batch_wait_timeout_s, "max_batch_size": cfg.max_batch_size}), flush=True)
+    url = f"http://127.0.0.1:{port}/v1/score"
+    results = []
+    try:
+        asyncio.run(load(url, payloads, 1, 20, 10))  # warm-up
+        for c in args.levels:
+            res = asyncio.run(load(url, payloads, c, max(args.requests, 4 * c), args.seconds))
+            res["vs_raw"] = round(res["events_per_s"] / raw["events_per_s"], 2)
+            results.append(res)
+            print(json.dumps(res), flush=True)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    print(f"\nraw batched (batch {raw['raw_batch']}): {raw['events_per_s']} events/s")
+    print(f"{'conc':>5} {'req':>5} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'replica p50':>11} {'events/s':>9} "
+          f"{'vs raw':>7}  status")
+    for r in results:
+        print(f"{r['concurrency']:>5} {r['requests']:>5} {r['p50_ms']:>8} {r['p95_ms']:>8} {r['p99_ms']:>8} "
+              f"{r['replica_p50_ms']!s:>11} {r['events_per_s']:>9} {r['vs_raw']:>7}  {r['status']}")
+
+
+if __name__ == "__main__":
+    main()

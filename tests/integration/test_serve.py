@@ -1,0 +1,264 @@
+"""The online detector on a real local Ray Serve over HTTP: same scores as the batch scorer, auth, limits, load.
+
+The module trains a tiny autoencoder on real MiniLM embeddings of the BETH sample rows with the pipeline's own
+stages (templatize -> embed -> train -> artifact), serves it with the production builder on 127.0.0.1 and a
+free port, and shuts Serve down at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.timeout(900)
+
+BETH = "beth/head_samples_BethSecure"
+SAMPLE = "labelled_training_data.csv"
+KEY = "test-key-0123456789abcdef"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, shared_data: Path, ray_cluster: None) -> dict[str, Any]:
+    """Artifact of a tiny AE trained on the BETH sample rows, and the batch scorer's scores of its rows."""
+    import pyarrow.dataset as pads
+
+    from aptray.config import AptrayConfig, EmbedConfig, RayConfig, TrainConfig
+    from aptray.embed.job import run_embed
+    from aptray.score import Scorer
+    from aptray.templating.job import run_templatize
+    from aptray.train import run_train
+
+    root = tmp_path_factory.mktemp("serve")
+    cfg = AptrayConfig(
+        ray=RayConfig(num_cpus=2),
+        embed=EmbedConfig(actors=1, cpus_per_actor=0.5, torch_threads=1),
+        train=TrainConfig(epochs=4, hidden=[64, 16], workers=1, cpus_per_worker=0.5, val_fraction=0.1),
+    )
+    run_templatize("beth", str(shared_data / BETH / "labelled_*_data.csv"), str(root / "t"), cfg)  # 300 rows
+    run_embed(str(root / "t"), str(root / "e"), cfg)
+    artifact = str(root / "artifact")
+    run_train(str(root / "e"), artifact, cfg)
+
+    # The batch path's verdicts: Scorer on the embed output, sentences from the templatize output.
+    emb = pads.dataset(str(root / "e" / "embeddings"), format="parquet").to_table()
+    sent = pads.dataset(str(root / "t" / "sentences"), format="parquet").to_table(
+        columns=["record_id", "sentence", "source_file", "line"])
+    scored = Scorer(artifact, alerts_dir=None)(emb.select(["record_id", "embedding"]))
+    score_of = dict(zip(scored.column("record_id").to_pylist(), scored.column("score").to_pylist(), strict=True))
+    batch = {
+        int(line): (sentence, score_of[rid])
+        for rid, sentence, f, line in zip(*(sent.column(c).to_pylist() for c in sent.column_names), strict=True)
+        if f == SAMPLE
+    }
+    assert len(batch) >= 90, "the sample file should give about 100 scored rows"
+    return {"artifact": artifact, "batch": batch, "rows": emb.num_rows}
+
+
+@pytest.fixture(scope="module")
+def server(trained: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The detector served by ``build_app`` on 127.0.0.1:<free port>; yields the base URL."""
+    from ray import serve
+
+    from aptray.config import ServeConfig
+    from aptray.serve.app import run
+
+    key_file = tmp_path_factory.mktemp("keys") / "keys.txt"
+    key_file.write_text(f"# test keys\n{KEY}\n")
+    port = _free_port()
+    cfg = ServeConfig(
+        artifact=trained["artifact"], port=port, api_key_file=str(key_file), num_cpus=0.25,
+        max_request_bytes=256 * 1024, max_events_per_request=300, max_batch_size=64, torch_threads=1,
+    )
+    run(cfg)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        serve.shutdown()
+
+
+def _auth(key: str = KEY) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_scores_equal_batch_scorer(server: str, trained: dict[str, Any], shared_data: Path) -> None:
+    import httpx
+
+    lines = (shared_data / BETH / SAMPLE).read_text().splitlines()
+    r = httpx.post(f"{server}/v1/score", json={"format": "beth", "events": lines}, headers=_auth(), timeout=120)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    batch = trained["batch"]
+    assert len(body["results"]) == len(batch)
+    model = httpx.get(f"{server}/v1/model", headers=_auth(), timeout=30).json()
+    for res in body["results"]:
+        line = int(res["record_id"].rsplit(":", 1)[1])
+        assert res["index"] == line - 1  # the header is item 0, line 1
+        sentence, score = batch[line]
+        assert res["sentence"] == sentence
+        assert res["score"] == pytest.approx(score, rel=1e-4, abs=1e-6)
+        assert res["threshold"] == pytest.approx(model["threshold"])
+        assert res["is_anomaly"] == (res["score"] >= res["threshold"])
+        assert res["artifact_id"] == body["artifact_id"] == model["artifact_id"]
+    scores = np.array([r["score"] for r in body["results"]])
+    assert scores.std() > 0, "distinct events should not all score the same"
+
+
+def test_json_objects_and_sentences_score_like_csv(server: str, shared_data: Path) -> None:
+    import ast
+    import csv
+
+    import httpx
+
+    rows = list(csv.DictReader((shared_data / BETH / SAMPLE).read_text().splitlines()))[:5]
+    objects = [{**r, "args": ast.literal_eval(r["args"]), "processId": int(r["processId"])} for r in rows]
+    lines = (shared_data / BETH / SAMPLE).read_text().splitlines()[1:6]
+    as_csv = httpx.post(f"{server}/v1/score", json={"format": "beth", "events": lines}, headers=_auth(),
+                        timeout=60).json()["results"]
+    as_json = httpx.post(f"{server}/v1/score", json={"format": "beth", "events": objects}, headers=_auth(),
+                         timeout=60).json()["results"]
+    sentences = [r["sentence"] for r in as_csv]
+    as_sent = httpx.post(f"{server}/v1/score", json={"format": "sentence", "events": sentences},
+                         headers={"X-API-Key": KEY}, timeout=60).json()["results"]
+    assert [r["sentence"] for r in as_json] == sentences == [r["sentence"] for r in as_sent]
+    for a, b, c in zip(as_csv, as_json, as_sent, strict=True):
+        assert a["score"] == pytest.approx(b["score"], rel=1e-5) == pytest.approx(c["score"], rel=1e-5)
+
+
+def test_bad_events_are_rejected_per_item(server: str, shared_data: Path) -> None:
+    import httpx
+
+    good = (shared_data / BETH / SAMPLE).read_text().splitlines()[1]
+    r = httpx.post(f"{server}/v1/score", json={"format": "beth", "events": [good, "1,2,3", good]},
+                   headers=_auth(), timeout=60)
+    assert r.status_code == 200
+    body = r.json()
+    assert [x["index"] for x in body["results"]] == [0, 2]
+    assert body["rejected"] == [{"index": 1, "reason": "wrong column count: 3, expected 16"}]
+
+
+def test_health_model_and_docs(server: str, trained: dict[str, Any]) -> None:
+    import httpx
+
+    assert httpx.get(f"{server}/healthz", timeout=30).json()["status"] == "ok"
+    model = httpx.get(f"{server}/v1/model", headers=_auth(), timeout=30).json()
+    assert model["embedder"]["model_id"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert model["embedder"]["dim"] == 384
+    assert model["kind"] == "reconstruction"
+    assert "beth" in model["formats"] and "auditd" in model["formats"]
+    spec = httpx.get(f"{server}/openapi.json", timeout=30).json()
+    assert {"/v1/score", "/v1/model", "/healthz"} <= set(spec["paths"])
+    assert "ScoreRequest" in spec["components"]["schemas"]
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong-key-0123456789"}, {"X-API-Key": "nope"},
+                                     {"Authorization": f"Basic {KEY}"}])
+def test_401_without_a_valid_key(server: str, headers: dict[str, str]) -> None:
+    import httpx
+
+    body = {"format": "sentence", "events": ["Process <pid> (sshd) opened /etc/shadow."]}
+    r = httpx.post(f"{server}/v1/score", json=body, headers=headers, timeout=30)
+    assert r.status_code == 401
+    assert r.headers.get("www-authenticate") == "Bearer"
+    assert httpx.get(f"{server}/v1/model", headers=headers, timeout=30).status_code == 401
+
+
+def test_413_on_large_bodies(server: str) -> None:
+    import httpx
+
+    big = {"format": "sentence", "events": ["x" * 1000] * 300}  # ~300 kB > 256 kB
+    r = httpx.post(f"{server}/v1/score", json=big, headers=_auth(), timeout=30)
+    assert r.status_code == 413
+    assert "larger than" in r.json()["message"]
+    data = json.dumps(big).encode()
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit must hold while reading
+        for i in range(0, len(data), 16384):
+            yield data[i : i + 16384]
+
+    r = httpx.post(f"{server}/v1/score", content=chunks(), headers={**_auth(), "Content-Type": "application/json"},
+                   timeout=30)
+    assert r.status_code == 413
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"events": ["a"]}, "body.format"),
+        ({"format": "beth"}, "body.events"),
+        ({"format": "pcap", "events": ["a"]}, "body.format"),
+        ({"format": "beth", "events": []}, "body.events"),
+        ({"format": "beth", "events": [42]}, "body.events.0"),
+        ({"format": "beth", "events": ["a"], "colour": 1}, "body.colour"),
+        ({"format": "sentence", "events": ["a"] * 301}, "body.events"),
+        ({"format": "cdm", "events": ["{}"]}, "body.format"),
+    ],
+)
+def test_422_names_the_field(server: str, body: dict[str, Any], field: str) -> None:
+    import httpx
+
+    r = httpx.post(f"{server}/v1/score", json=body, headers=_auth(), timeout=30)
+    assert r.status_code == 422, r.text
+    assert field in r.json()["message"]
+    assert r.status_code == httpx.post(f"{server}/v1/score", content=b"{not json", headers=_auth(),
+                                       timeout=30).status_code
+
+
+def test_concurrent_burst_has_no_5xx(server: str, shared_data: Path) -> None:
+    import httpx
+
+    lines = (shared_data / BETH / SAMPLE).read_text().splitlines()[1:]
+
+    async def burst() -> list[int]:
+        sem = asyncio.Semaphore(16)
+        async with httpx.AsyncClient(timeout=120, headers=_auth()) as client:
+
+            async def one(i: int) -> int:
+                async with sem:
+                    events = [lines[(i * 3 + j) % len(lines)] for j in range(1 + i % 4)]
+                    r = await client.post(f"{server}/v1/score", json={"format": "beth", "events": events})
+                    assert len(r.json()["results"]) == len(events)
+                    return r.status_code
+
+            return list(await asyncio.gather(*(one(i) for i in range(64))))
+
+    before = httpx.get(f"{server}/healthz", timeout=30).json()
+    codes = asyncio.run(burst())
+    assert codes == [200] * 64
+    after = httpx.get(f"{server}/healthz", timeout=30).json()
+    assert after["requests"] - before["requests"] == 64
+    # micro-batching: concurrent requests shared encoder passes
+    assert 0 < after["micro_batches"] - before["micro_batches"] < 64
+
+
+def test_auditd_online_parse_equals_the_batch_reader(shared_data: Path, ray_cluster: None) -> None:
+    """The online auditd path (parser + in-request grouping) gives the Ray Data reader's sentences per event."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from aptray.config import IngestConfig, Source, TemplateConfig
+    from aptray.io.registry import read
+    from aptray.serve.parse import prepare
+    from aptray.serve.schemas import EventFormat
+    from aptray.templating.base import templatize
+
+    path = shared_data / "auditd" / "go-libaudit" / "testdata__out_of_order.log"
+    ds = read(Source.AUDITD, str(path), IngestConfig(source=Source.AUDITD))
+    table = pa.concat_tables(list(ds.iter_batches(batch_format="pyarrow", batch_size=None)))
+    good = table.filter(pc.is_null(table.column("quarantine_reason"))).drop_columns(["quarantine_reason", "raw"])
+    batch = templatize(good, TemplateConfig())
+    expected = dict(zip(batch.column("line").to_pylist(), batch.column("sentence").to_pylist(), strict=True))
+    online = prepare(EventFormat.AUDITD, path.read_text().splitlines(), TemplateConfig())
+    assert expected and dict(zip([i + 1 for i in online.index], online.sentences, strict=True)) == expected

@@ -1,0 +1,79 @@
+"""The typed Serve builder and the Serve config it is deployed from (no cluster needed: nothing is deployed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+
+def test_serve_validates_builder_args_into_the_config_model() -> None:
+    from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
+    from ray.serve.deployment import Application
+
+    from aptray.serve.app import build_app as typed_builder
+
+    build_app: Any = typed_builder  # Serve's own signature says FunctionType
+    app = call_user_app_builder_with_args_if_necessary(build_app, {"artifact": "/models/ae", "replicas": 3})
+    assert isinstance(app, Application)
+    with pytest.raises(ValidationError, match="max_batch_size"):
+        call_user_app_builder_with_args_if_necessary(build_app, {"artifact": "/a", "max_batch_size": 0})
+    with pytest.raises(ValidationError, match="colour"):
+        call_user_app_builder_with_args_if_necessary(build_app, {"artifact": "/a", "colour": 1})
+    with pytest.raises(ValueError, match="artifact"):
+        call_user_app_builder_with_args_if_necessary(build_app, {})
+
+
+def test_deployment_options_from_config() -> None:
+    from aptray.config import ServeAutoscaling, ServeConfig
+    from aptray.serve.app import deployment_options
+
+    fixed = deployment_options(ServeConfig(replicas=3, max_ongoing_requests=16, num_cpus=1, num_gpus=0.5))
+    assert fixed["num_replicas"] == 3 and "autoscaling_config" not in fixed
+    assert fixed["max_ongoing_requests"] == 16
+    assert fixed["ray_actor_options"] == {"num_cpus": 1, "num_gpus": 0.5}
+    auto = deployment_options(ServeConfig(autoscaling=ServeAutoscaling(min_replicas=0, max_replicas=5)))
+    assert "num_replicas" not in auto
+    assert auto["autoscaling_config"]["max_replicas"] == 5 and auto["autoscaling_config"]["initial_replicas"] == 1
+
+
+def test_gpu_replicas_encode_on_cuda() -> None:
+    from aptray.config import ServeConfig
+    from aptray.serve.loader import ArtifactLoader
+
+    assert ArtifactLoader.from_config(ServeConfig(artifact="/a", num_gpus=1)).device == "cuda"
+    assert ArtifactLoader.from_config(ServeConfig(artifact="/a")).device == "cpu"
+
+
+def test_serve_config_command_writes_a_deployable_yaml(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from aptray.cli import app
+    from aptray.commands.serve import IMPORT_PATH
+    from aptray.config import ServeConfig
+
+    out = tmp_path / "serve.yaml"
+    res = CliRunner().invoke(app, ["serve-config", "s3://bucket/ae", "--out", str(out), "--replicas", "2",
+                                   "--port", "9000"])
+    assert res.exit_code == 0, res.output
+    doc = yaml.safe_load(out.read_text())
+    assert doc["http_options"] == {"host": "127.0.0.1", "port": 9000}
+    (application,) = doc["applications"]
+    assert application["import_path"] == IMPORT_PATH
+    args = ServeConfig.model_validate(application["args"])  # what Serve does with the builder's args
+    assert args.artifact == "s3://bucket/ae" and args.replicas == 2 and args.require_api_key
+    assert "key" not in out.read_text().replace("require_api_key", "")
+
+
+def test_serve_command_refuses_to_start_without_a_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from aptray.cli import app
+
+    monkeypatch.delenv("APTRAY_API_KEY", raising=False)
+    res = CliRunner().invoke(app, ["serve", str(tmp_path / "artifact")])
+    assert res.exit_code == 2
+    assert "APTRAY_API_KEY" in res.output

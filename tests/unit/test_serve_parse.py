@@ -1,0 +1,111 @@
+"""Online parsing: a request's raw events give the same rows and sentences as the batch reader on the file."""
+
+from __future__ import annotations
+
+import ast
+import csv
+import io
+from pathlib import Path
+
+import pytest
+
+from aptray.config import IngestConfig, Source, TemplateConfig
+from aptray.io.fs import InputFile
+from aptray.serve.parse import BETH_COLUMNS, UnsupportedFormat, prepare
+from aptray.serve.schemas import EventFormat
+
+BETH = "beth/head_samples_BethSecure"
+
+
+def batch_sentences(path: Path, parse, source: Source) -> dict[int, str]:  # type: ignore[no-untyped-def]
+    """line -> sentence as the batch path makes them (reader's parser on the file, then templatize)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from aptray.templating.base import templatize
+
+    data = path.read_bytes()
+    tables = list(parse(io.BytesIO(data), InputFile(str(path), path.name, len(data)), IngestConfig(source=source)))
+    table = pa.concat_tables(tables)
+    good = table.filter(pc.is_null(table.column("quarantine_reason"))).drop_columns(["quarantine_reason", "raw"])
+    done = templatize(good, TemplateConfig())
+    return dict(zip(done.column("line").to_pylist(), done.column("sentence").to_pylist(), strict=True))
+
+
+def test_beth_lines_parse_like_the_batch_reader(shared_data: Path) -> None:
+    from aptray.io.beth import parse
+
+    path = shared_data / BETH / "labelled_training_data.csv"
+    expected = batch_sentences(path, parse, Source.BETH)
+    lines = path.read_text().splitlines()
+    with_header = prepare(EventFormat.BETH, lines, TemplateConfig())
+    assert with_header.rejected == []
+    assert dict(zip([i + 1 for i in with_header.index], with_header.sentences, strict=True)) == expected
+    headerless = prepare(EventFormat.BETH, lines[1:], TemplateConfig())  # default header: the 16 BETH columns
+    assert headerless.sentences == with_header.sentences
+    assert headerless.index == [i - 1 for i in with_header.index]
+
+
+def test_beth_json_objects_equal_csv_lines(shared_data: Path) -> None:
+    lines = (shared_data / BETH / "labelled_training_data.csv").read_text().splitlines()
+    rows = list(csv.DictReader(lines))[:10]
+    objects = [{**r, "args": ast.literal_eval(r["args"]), "processId": int(r["processId"]), "sus": bool(int(r["sus"]))}
+               for r in rows]
+    as_json = prepare(EventFormat.BETH, objects, TemplateConfig())
+    as_csv = prepare(EventFormat.BETH, lines[1:11], TemplateConfig())
+    assert as_json.sentences == as_csv.sentences and len(as_json.sentences) == 10
+
+
+def test_bad_items_are_rejected_with_reasons(shared_data: Path) -> None:
+    good = (shared_data / BETH / "labelled_training_data.csv").read_text().splitlines()[1]
+    out = prepare(EventFormat.BETH, [good, "1,2,3", "", "a\nb", {"nope": 1}, good], TemplateConfig())
+    assert out.index == [0, 5]
+    assert dict(out.rejected) == {
+        1: "wrong column count: 3, expected 16",
+        2: "no event in this item (blank line)",
+        3: "a BETH event must be one CSV line",
+        4: 'unknown BETH column(s): "nope"',
+    }
+
+
+def test_custom_header_for_headerless_lines(shared_data: Path) -> None:
+    lines = (shared_data / BETH / "labelled_training_data.csv").read_text().splitlines()
+    order = list(reversed(BETH_COLUMNS))
+    index = {c: i for i, c in enumerate(BETH_COLUMNS)}
+    swapped = []
+    for line in lines[1:4]:
+        fields = next(csv.reader([line]))
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="").writerow([fields[index[c]] for c in order])
+        swapped.append(buf.getvalue())
+    assert prepare(EventFormat.BETH, swapped, TemplateConfig(), header=order).sentences == prepare(
+        EventFormat.BETH, lines[1:4], TemplateConfig()).sentences
+
+
+def test_auditd_records_grouped_into_events(shared_data: Path) -> None:
+    """One event per serial, reported at its first record's item (equality with the Ray Data reader is checked
+    in tests/integration/test_serve.py)."""
+    import re
+
+    path = shared_data / "auditd" / "go-libaudit" / "testdata__normal.log"
+    lines = path.read_text().splitlines()
+    out = prepare(EventFormat.AUDITD, lines, TemplateConfig())
+    serial = re.compile(r"msg=audit\(([\d.]+:\d+)\)")
+    serials = [m.group(1) for ln in lines if (m := serial.search(ln))]
+    assert len(lines) == len(serials)  # every line of this file is an audit record
+    first_item = {s: i for i, s in reversed(list(enumerate(serials)))}
+    assert len(out.sentences) + len(out.rejected) == len(first_item) > 0
+    assert sorted(out.index + [i for i, _ in out.rejected]) == sorted(first_item.values())
+    assert len(set(out.record_ids)) == len(out.record_ids)
+
+
+def test_sentences_pass_through_and_empty_ones_are_rejected() -> None:
+    out = prepare(EventFormat.SENTENCE, ["Process <pid> (sshd) opened /etc/shadow.", "  ", {"a": 1}],
+                  TemplateConfig())
+    assert out.sentences == ["Process <pid> (sshd) opened /etc/shadow."]
+    assert [i for i, _ in out.rejected] == [1, 2]
+
+
+def test_cdm_is_not_scored_online() -> None:
+    with pytest.raises(UnsupportedFormat, match="cdm"):
+        prepare(EventFormat.CDM, ["{}"], TemplateConfig())
