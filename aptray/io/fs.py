@@ -128,7 +128,7 @@ def _glob_match(path: str, pattern: PurePosixPath) -> bool:
 
 def open_binary(fs: pafs.FileSystem, path: str) -> BinaryIO:
     """Open a file for streaming binary reads, transparently gunzipping ``.gz`` files."""
-    raw = fs.open_input_stream(path)
+    raw = fs.open_input_stream(path, compression=None)  # gunzip below, never twice (pyarrow detects .gz)
     stream: BinaryIO = io.BufferedReader(raw, buffer_size=1 << 20)  # type: ignore[arg-type]
     if path.endswith(".gz"):
         return gzip.GzipFile(fileobj=stream)  # type: ignore[return-value]

@@ -1,0 +1,396 @@
+"""Reader for raw Linux audit.log: records grouped into events by serial, decoded into canonical events.
+
+Each line is one record, ``[node=N ]type=T msg=audit(SECONDS:SERIAL): k=v ...``. The records of one event
+share ``(node, time, serial)``; they may come out of order, interleaved with other events, and split over
+files or blocks, so they are brought together with a Ray Data hash groupby on that key, never by adjacency.
+An event's SYSCALL gives the action (syscall name), process and result; EXECVE gives the arguments (hex and
+split ``aN[i]`` forms decoded), PATH/CWD the object path, SOCKADDR the remote ``ip:port`` (IPv4, IPv6, or a
+unix socket path), PROCTITLE the command line. Process-detail records without their SYSCALL are partial
+events and are quarantined with a reason; other record types (USER_LOGIN, SERVICE_START, AVC, ...) become
+events whose action is the record type.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import re
+import uuid
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import pyarrow as pa
+
+from aptray.io.contexts import PROCESS_KEY, aggregate, dedupe, join_left, small_strings
+from aptray.io.files import files_dataset, read_lines
+from aptray.io.fs import InputFile, list_files
+from aptray.io.labels import load_uuids
+from aptray.schema import EVENT_SCHEMA
+
+if TYPE_CHECKING:
+    import ray.data
+
+    from aptray.config import IngestConfig
+
+log = logging.getLogger(__name__)
+
+SOURCE = "auditd"
+SUFFIXES = (".log", ".txt", ".log.gz", ".txt.gz", ".audit", ".1", ".2", ".3", ".4")
+_NS = uuid.UUID("6f1d3c2e-6a55-4f4e-9c0b-2a8f5c3e7d10")
+
+_HEADER = re.compile(
+    r"^(?:node=(?P<node>\S+) )?type=(?P<type>\S+) msg=audit\((?P<ts>\d+(?:\.\d+)?):(?P<serial>\d+)\):\s?"
+)
+_FIELD = re.compile(r"([A-Za-z0-9_\[\]-]+)=(\"[^\"]*\"|'[^']*'|\S*)")
+_HEXSTR = re.compile(r"^(?:[0-9A-Fa-f]{2})+$")
+#: Fields whose unquoted value is hex-encoded text.
+_TEXT_FIELDS = frozenset({"exe", "comm", "name", "cwd", "proctitle", "cmd", "data", "path", "acct", "key", "old",
+                          "new", "unit"})
+#: Records that belong to a SYSCALL; alone they are a partial event.
+_DETAIL_TYPES = frozenset({"EXECVE", "PATH", "CWD", "SOCKADDR", "PROCTITLE", "FD_PAIR", "MMAP", "BPRM_FCAPS",
+                           "OBJ_PID", "IPC", "SOCKETCALL", "MQ_OPEN", "MQ_SENDRECV", "NETFILTER_PKT"})
+_IGNORED_TYPES = frozenset({"EOE"})
+
+_X86_64 = [
+    "read", "write", "open", "close", "stat", "fstat", "lstat", "poll", "lseek", "mmap", "mprotect", "munmap",
+    "brk", "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "ioctl", "pread64", "pwrite64", "readv", "writev",
+    "access", "pipe", "select", "sched_yield", "mremap", "msync", "mincore", "madvise", "shmget", "shmat",
+    "shmctl", "dup", "dup2", "pause", "nanosleep", "getitimer", "alarm", "setitimer", "getpid", "sendfile",
+    "socket", "connect", "accept", "sendto", "recvfrom", "sendmsg", "recvmsg", "shutdown", "bind", "listen",
+    "getsockname", "getpeername", "socketpair", "setsockopt", "getsockopt", "clone", "fork", "vfork", "execve",
+    "exit", "wait4", "kill", "uname", "semget", "semop", "semctl", "shmdt", "msgget", "msgsnd", "msgrcv",
+    "msgctl", "fcntl", "flock", "fsync", "fdatasync", "truncate", "ftruncate", "getdents", "getcwd", "chdir",
+    "fchdir", "rename", "mkdir", "rmdir", "creat", "link", "unlink", "symlink", "readlink", "chmod", "fchmod",
+    "chown", "fchown", "lchown", "umask", "gettimeofday", "getrlimit", "getrusage", "sysinfo", "times",
+    "ptrace", "getuid", "syslog", "getgid", "setuid", "setgid", "geteuid", "getegid", "setpgid", "getppid",
+    "getpgrp", "setsid", "setreuid", "setregid", "getgroups", "setgroups", "setresuid", "getresuid",
+    "setresgid", "getresgid", "getpgid", "setfsuid", "setfsgid", "getsid", "capget", "capset", "rt_sigpending",
+    "rt_sigtimedwait", "rt_sigqueueinfo", "rt_sigsuspend", "sigaltstack", "utime", "mknod", "uselib",
+    "personality", "ustat", "statfs", "fstatfs", "sysfs", "getpriority", "setpriority", "sched_setparam",
+    "sched_getparam", "sched_setscheduler", "sched_getscheduler", "sched_get_priority_max",
+    "sched_get_priority_min", "sched_rr_get_interval", "mlock", "munlock", "mlockall", "munlockall", "vhangup",
+    "modify_ldt", "pivot_root", "_sysctl", "prctl", "arch_prctl", "adjtimex", "setrlimit", "chroot", "sync",
+    "acct", "settimeofday", "mount", "umount2", "swapon", "swapoff", "reboot", "sethostname", "setdomainname",
+    "iopl", "ioperm", "create_module", "init_module", "delete_module",
+]
+_X86_64_HIGH = {
+    186: "gettid", 187: "readahead", 188: "setxattr", 191: "getxattr", 200: "tkill", 201: "time", 202: "futex",
+    213: "epoll_create", 217: "getdents64", 218: "set_tid_address", 219: "restart_syscall", 221: "fadvise64",
+    228: "clock_gettime", 230: "clock_nanosleep", 231: "exit_group", 232: "epoll_wait", 233: "epoll_ctl",
+    234: "tgkill", 247: "waitid", 253: "inotify_add_watch", 254: "inotify_rm_watch", 257: "openat",
+    258: "mkdirat", 259: "mknodat", 260: "fchownat", 261: "futimesat", 262: "newfstatat", 263: "unlinkat",
+    264: "renameat", 265: "linkat", 266: "symlinkat", 267: "readlinkat", 268: "fchmodat", 269: "faccessat",
+    270: "pselect6", 271: "ppoll", 272: "unshare", 273: "set_robust_list", 280: "utimensat", 281: "epoll_pwait",
+    283: "timerfd_create", 285: "fallocate", 288: "accept4", 290: "eventfd2", 291: "epoll_create1", 292: "dup3",
+    293: "pipe2", 294: "inotify_init1", 295: "preadv", 296: "pwritev", 299: "recvmmsg", 302: "prlimit64",
+    307: "sendmmsg", 308: "setns", 310: "process_vm_readv", 311: "process_vm_writev", 316: "renameat2",
+    317: "seccomp", 318: "getrandom", 319: "memfd_create", 321: "bpf", 322: "execveat", 332: "statx",
+    425: "io_uring_setup", 426: "io_uring_enter", 434: "pidfd_open", 435: "clone3", 437: "openat2",
+}
+
+#: The intermediate table: one row per audit record.
+REC_SCHEMA = pa.schema([
+    pa.field("key", pa.string()), pa.field("node", pa.string()), pa.field("ts", pa.float64()),
+    pa.field("type", pa.string()), pa.field("fields", pa.string()), pa.field("source_file", pa.string()),
+    pa.field("line", pa.int64()), pa.field("raw", pa.string()), pa.field("quarantine_reason", pa.string()),
+])
+
+
+def syscall_name(number: str | None, arch: str | None, enriched: str | None = None) -> str | None:
+    """The syscall name: the enriched ``SYSCALL=`` value, else the x86_64 table, else ``syscall_<n>``."""
+    if enriched:
+        return enriched
+    if number is None:
+        return None
+    try:
+        n = int(number)
+    except ValueError:
+        return number
+    if arch in (None, "c000003e", "x86_64") and n < len(_X86_64):
+        return _X86_64[n]
+    if arch in (None, "c000003e", "x86_64") and n in _X86_64_HIGH:
+        return _X86_64_HIGH[n]
+    return f"syscall_{n}"
+
+
+def decode_value(name: str, value: str) -> str | None:
+    """Unquote a field value, decoding hex-encoded text fields; ``(null)`` and ``?`` give None."""
+    if value.startswith(('"', "'")) and value.endswith(value[0]) and len(value) >= 2:
+        return value[1:-1]
+    if value in ("(null)", "?", "(none)", ""):
+        return None
+    base = name.split("[")[0]
+    is_arg = base.startswith("a") and base[1:].isdigit()
+    if (base in _TEXT_FIELDS or is_arg) and _HEXSTR.match(value):
+        try:
+            return bytes.fromhex(value).decode("utf-8", errors="replace")
+        except ValueError:
+            return value
+    return value
+
+
+def parse_fields(body: str) -> dict[str, str]:
+    """``k=v`` pairs of a record body (enriched ``\\x1d`` suffix and nested ``msg='...'`` included)."""
+    body = body.replace("\x1d", " ")
+    body = re.sub(r"msg='", "", body, count=1)
+    out: dict[str, str] = {}
+    for k, v in _FIELD.findall(body):
+        if v.endswith("'") and not v.startswith("'"):
+            v = v[:-1]
+        out.setdefault(k, v)
+    return out
+
+
+def decode_sockaddr(saddr: str) -> tuple[str | None, str | None]:
+    """Decode a SOCKADDR ``saddr`` hex into ``(ip:port, unix path)``; IPv4 (family 2) and IPv6 (family 10)."""
+    try:
+        b = bytes.fromhex(saddr)
+    except ValueError:
+        return None, None
+    if len(b) < 2:
+        return None, None
+    family = int.from_bytes(b[:2], "little")
+    if family == 2 and len(b) >= 8:
+        port = int.from_bytes(b[2:4], "big")
+        return f"{ipaddress.IPv4Address(b[4:8])}:{port}", None
+    if family == 10 and len(b) >= 24:
+        port = int.from_bytes(b[2:4], "big")
+        return f"[{ipaddress.IPv6Address(b[8:24])}]:{port}", None
+    if family == 1:
+        path = b[2:].split(b"\0")[0] or b[3:].split(b"\0")[0]
+        return None, path.decode("utf-8", errors="replace") or None
+    return None, None
+
+
+def parse(stream: BinaryIO, file: InputFile, cfg: IngestConfig) -> Iterator[pa.Table]:
+    """Parse one audit.log stream into one row per record (:data:`REC_SCHEMA`); bad lines flagged."""
+    buf: list[dict[str, Any]] = []
+    for n, raw in read_lines(stream):
+        if not raw.strip():
+            continue
+        text = raw.decode("utf-8", errors="replace")
+        m = _HEADER.match(text)
+        row: dict[str, Any] = {"source_file": file.rel, "line": n, "raw": text[: cfg.max_field_chars]}
+        if m is None:
+            row["quarantine_reason"] = "not an audit record (no type= msg=audit(TIME:SERIAL))"
+        elif len(text) > cfg.max_field_chars:
+            row["quarantine_reason"] = f"oversized record ({len(text)} chars)"
+        elif m["type"] in _IGNORED_TYPES:
+            continue
+        else:
+            fields = {k: v for k, v in parse_fields(text[m.end():]).items()}
+            row.update(key=f"{m['node'] or ''}|{m['ts']}:{m['serial']}", node=m["node"], ts=float(m["ts"]),
+                       type=m["type"], fields=json.dumps(fields))
+        buf.append(row)
+        if len(buf) >= cfg.block_rows:
+            yield pa.Table.from_pylist(buf, schema=REC_SCHEMA)
+            buf = []
+    if buf:
+        yield pa.Table.from_pylist(buf, schema=REC_SCHEMA)
+
+
+def _execve_args(fields: dict[str, str]) -> list[str]:
+    argc = int(fields.get("argc", "0") or 0)
+    args: list[str] = []
+    for i in range(argc):
+        if f"a{i}" in fields:
+            args.append(decode_value(f"a{i}", fields[f"a{i}"]) or "")
+        else:  # a long argument split as aN_len=.. aN[0]=.. aN[1]=..
+            parts, j = [], 0
+            while f"a{i}[{j}]" in fields:
+                parts.append(fields[f"a{i}[{j}]"])
+                j += 1
+            joined = "".join(p.strip('"') for p in parts)
+            args.append(decode_value(f"a{i}", joined) or "" if not parts or not parts[0].startswith('"') else joined)
+    return args
+
+
+def _int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value, 0) if value.startswith(("0x", "-0x")) else int(value)
+    except ValueError:
+        return None
+
+
+def assemble(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Build one event row from the records of one serial (any order); partial events get a reason."""
+    records = sorted(records, key=lambda r: (r["source_file"], r["line"]))
+    first = records[0]
+    by_type: dict[str, list[dict[str, str]]] = {}
+    for r in records:
+        by_type.setdefault(r["type"], []).append(json.loads(r["fields"]))
+    row: dict[str, Any] = {"record_id": f"{SOURCE}:{first['source_file']}:{first['line']}", "source": SOURCE,
+                           "source_file": first["source_file"], "line": first["line"], "host": first["node"],
+                           "timestamp": first["ts"]}
+    main_type = "SYSCALL" if "SYSCALL" in by_type else next((t for t in by_type if t not in _DETAIL_TYPES), None)
+    if main_type is None:
+        row["quarantine_reason"] = f"partial event: {'+'.join(sorted(by_type))} without SYSCALL"
+        row["raw"] = "\n".join(r["raw"] for r in records)
+        return row
+    main = by_type[main_type][0]
+    extras: dict[str, Any] = {"types": sorted(by_type)}
+
+    def text(name: str, fields: dict[str, str] = main) -> str | None:
+        return decode_value(name, fields[name]) if name in fields else None
+
+    row["pid"], row["ppid"] = _int(main.get("pid")), _int(main.get("ppid"))
+    row["uid"] = _int(main.get("uid"))
+    row["exe"] = text("exe")
+    row["process_name"] = text("comm") or (row["exe"].rsplit("/", 1)[-1] if row["exe"] else None)
+    if main_type == "SYSCALL":
+        row["action"] = syscall_name(main.get("syscall"), main.get("arch"), main.get("SYSCALL"))
+        row["return_value"] = _int(main.get("exit"))
+        extras.update({k: main[k] for k in ("success", "auid", "key", "tty", "ses") if k in main})
+    else:
+        row["action"] = main_type
+        row["return_value"] = None
+        extras.update({k: decode_value(k, main[k]) for k in ("op", "res", "acct", "hostname", "terminal", "unit")
+                       if k in main})
+        addr = text("addr")
+        if addr:
+            row["object_addr"] = addr
+    args: list[str] | None = None
+    if "EXECVE" in by_type:
+        merged: dict[str, str] = {}
+        for f in by_type["EXECVE"]:
+            merged.update(f)
+        args = _execve_args(merged)
+    if "PROCTITLE" in by_type:
+        title = text("proctitle", by_type["PROCTITLE"][0])
+        if title:
+            extras["proctitle"] = title.replace("\0", " ")
+            if args is None:
+                args = [a for a in title.split("\0")]
+    if main_type != "SYSCALL" and "cmd" in main:
+        args = [text("cmd") or ""]
+    if args is not None:
+        row["args"] = json.dumps(args)
+    cwd = text("cwd", by_type["CWD"][0]) if "CWD" in by_type else None
+    if cwd:
+        extras["cwd"] = cwd
+    paths = sorted(by_type.get("PATH", []), key=lambda f: _int(f.get("item")) or 0)
+    chosen = next((p for p in paths if p.get("nametype") not in ("PARENT",)), paths[0] if paths else None)
+    if chosen is not None:
+        name = text("name", chosen)
+        if name and cwd and not name.startswith("/"):
+            name = f"{cwd.rstrip('/')}/{name}"
+        row["object_path"] = name
+    for sock in by_type.get("SOCKADDR", []):
+        addr, unix = decode_sockaddr(sock.get("saddr", ""))
+        if addr:
+            row["object_addr"] = addr
+        elif unix and not row.get("object_path"):
+            row["object_path"] = unix
+    row["extras"] = json.dumps(extras, sort_keys=True)
+    if row["pid"] is not None:
+        row[PROCESS_KEY] = str(uuid.uuid5(_NS, f"{row['host'] or ''}|{row['pid']}|{row['ppid']}"))
+    return row
+
+
+_OUT_SCHEMA = EVENT_SCHEMA.append(pa.field(PROCESS_KEY, pa.string()))
+
+
+def _assemble_group(group: pa.Table) -> pa.Table:
+    """``map_groups`` UDF: the records of one event -> one event row."""
+    row = assemble(group.to_pylist())
+    return pa.Table.from_pylist([row], schema=_OUT_SCHEMA)
+
+
+def _bad_lines(batch: pa.Table) -> pa.Table:
+    import pyarrow.compute as pc
+
+    bad = batch.filter(pc.is_valid(batch.column("quarantine_reason")))
+    rows = [{"record_id": f"{SOURCE}:{r['source_file']}:{r['line']}", "source": SOURCE, **r}
+            for r in bad.select(["source_file", "line", "raw", "quarantine_reason"]).to_pylist()]
+    return pa.Table.from_pylist(rows, schema=_OUT_SCHEMA)
+
+
+def _good_lines(batch: pa.Table) -> pa.Table:
+    import pyarrow.compute as pc
+
+    return batch.filter(pc.is_null(batch.column("quarantine_reason")))
+
+
+def _bad_events(batch: pa.Table) -> pa.Table:
+    import pyarrow.compute as pc
+
+    return batch.filter(pc.is_valid(batch.column("quarantine_reason")))
+
+
+def _pid_key(batch: pa.Table, pid: str) -> pa.Array:
+    import pyarrow.compute as pc
+
+    return pc.binary_join_element_wise(pc.fill_null(batch.column("host"), ""), pc.cast(batch.column(pid), pa.string()),
+                                       "|")
+
+
+def _exe_by_pid(batch: pa.Table) -> pa.Table:
+    import pyarrow.compute as pc
+
+    t = pa.table({"pkey": _pid_key(batch, "pid"), "pexe": batch.column("exe")})
+    return t.filter(pc.and_(pc.is_valid(t.column("pkey")), pc.is_valid(t.column("pexe"))))
+
+
+def _with_ppid_key(batch: pa.Table) -> pa.Table:
+    return batch.append_column("ppid_key", _pid_key(batch, "ppid"))
+
+
+class _Finish:
+    """``map_batches`` UDF: parent executable in place, labels marked, helper columns dropped."""
+
+    def __init__(self, labels: frozenset[str] | None) -> None:
+        self.labels = labels
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        import pyarrow.compute as pc
+
+        batch = small_strings(batch)
+        i = batch.schema.get_field_index("parent_exe")
+        batch = batch.set_column(i, "parent_exe", pc.coalesce(batch.column("parent_exe"), batch.column("pexe")))
+        if self.labels is not None:
+            lab = pa.array(sorted(self.labels), pa.string())
+            hit = pc.or_(pc.fill_null(pc.is_in(batch.column("record_id"), lab), False),
+                         pc.fill_null(pc.is_in(batch.column(PROCESS_KEY), lab), False))
+            j = batch.schema.get_field_index("malicious")
+            batch = batch.set_column(j, "malicious", pc.cast(hit, pa.int8()))
+        return batch.select(_OUT_SCHEMA.names).cast(_OUT_SCHEMA)
+
+
+def _drop_process(batch: pa.Table) -> pa.Table:
+    return batch.drop_columns([PROCESS_KEY])
+
+
+def read(uri: str, cfg: IngestConfig) -> ray.data.Dataset:
+    """Read audit.log files (file, folder, glob; ``.gz``; local or ``s3://``) into the canonical event table.
+
+    Args:
+        uri: the input.
+        cfg: ``cfg.aspect`` None gives one row per event; an aspect gives one context row per process
+            (a process is ``host|pid|ppid``, its UUID a name-based UUID of that).
+
+    Returns:
+        A dataset in :data:`aptray.schema.EVENT_SCHEMA`; quarantined lines and partial events flagged.
+    """
+    from aptray.io.cdm import partitions_for
+
+    fs, files = list_files(uri, SUFFIXES)
+    parts = partitions_for(sum(f.size for f in files) * 2)
+    labels = frozenset(load_uuids(cfg.labels)) if cfg.labels else None
+    recs = files_dataset(uri, parse, cfg, files=files, fs=fs).materialize()  # type: ignore[arg-type]
+    bad = recs.map_batches(_bad_lines, batch_format="pyarrow", batch_size=None)
+    events = recs.map_batches(_good_lines, batch_format="pyarrow", batch_size=None).groupby(
+        "key", num_partitions=parts).map_groups(_assemble_group, batch_format="pyarrow").materialize()
+    parents = dedupe(events.map_batches(_exe_by_pid, batch_format="pyarrow", batch_size=None), "pkey", ["pexe"], parts)
+    events = join_left(events.map_batches(_with_ppid_key, batch_format="pyarrow", batch_size=None), parents, parts,
+                       "ppid_key", "pkey").map_batches(_Finish(labels), batch_format="pyarrow",  # type: ignore[arg-type]
+                                                       batch_size=None)
+    if cfg.aspect is None:
+        return events.union(bad).map_batches(_drop_process, batch_format="pyarrow", batch_size=None)
+    events = events.materialize()
+    good = events.map_batches(_good_lines, batch_format="pyarrow", batch_size=None)
+    partial = events.map_batches(_bad_events, batch_format="pyarrow", batch_size=None)
+    ctx = aggregate(good, str(cfg.aspect.value), parts)
+    return ctx.union(partial.union(bad).map_batches(_drop_process, batch_format="pyarrow", batch_size=None))

@@ -1,0 +1,460 @@
+"""Reader for DARPA TC CDM records as JSON lines (CDM18 of Engagement 3, CDM20 of Engagement 5).
+
+Both union-key styles are accepted (``{"datum":{"com.bbn.tc.schema.avro.cdm18.Event":...}}`` and the short
+``{"datum":{"Event":...}}``), Avro-JSON wrappers (``{"long":..}``, ``{"string":..}``, ``{"UUID":..}``) are
+unwrapped, and every UUID is normalised (:func:`aptray.io.labels.normalize_uuid`).
+
+Events are joined to their subject (process), the subject to its principal and parent, and events to
+their predicate object, by UUID with Ray Data hash-shuffle joins and groupbys: no single-machine dict of
+the trace, and a record may come anywhere in the stream (a subject after its events is still joined).
+Record types that are not understood are counted and logged, never fatal; lines that are not JSON are
+quarantined with their raw text.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import posixpath
+from collections import Counter
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from aptray.io.contexts import EXEC_ACTIONS, PROCESS_KEY, aggregate, dedupe, join_left
+from aptray.io.files import files_dataset, read_lines
+from aptray.io.fs import InputFile, list_files
+from aptray.io.labels import load_uuids, normalize_uuid
+from aptray.schema import EVENT_SCHEMA
+
+if TYPE_CHECKING:
+    import ray.data
+
+    from aptray.config import IngestConfig
+
+log = logging.getLogger(__name__)
+
+SOURCE = "cdm"
+SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz", ".cdm")
+
+#: Record types understood (short names); others are counted as unknown.
+KNOWN_TYPES = frozenset({
+    "Event", "Subject", "FileObject", "NetFlowObject", "SrcSinkObject", "UnnamedPipeObject", "MemoryObject",
+    "IpcObject", "RegistryKeyObject", "PacketSocketObject", "Principal", "Host", "TimeMarker", "StartMarker",
+    "EndMarker", "UnitDependency", "ProvenanceTagNode", "TagRunLengthTuple", "CryptographicHash",
+})
+
+#: The intermediate record table (one row per parsed CDM record), before the joins.
+REC_SCHEMA = pa.schema([
+    pa.field("kind", pa.string()),  # event | subject | entity | quarantine
+    pa.field("uuid", pa.string()),
+    pa.field("subject", pa.string()),
+    pa.field("obj", pa.string()),
+    pa.field("parent", pa.string()),
+    pa.field("principal", pa.string()),
+    pa.field("host", pa.string()),
+    pa.field("timestamp", pa.float64()),
+    pa.field("tid", pa.int64()),
+    pa.field("pid", pa.int64()),
+    pa.field("ppid", pa.int64()),
+    pa.field("uid", pa.int64()),
+    pa.field("action", pa.string()),
+    pa.field("object_path", pa.string()),
+    pa.field("object_addr", pa.string()),
+    pa.field("args", pa.string()),
+    pa.field("return_value", pa.int64()),
+    pa.field("exe", pa.string()),
+    pa.field("process_name", pa.string()),
+    pa.field("source_file", pa.string()),
+    pa.field("line", pa.int64()),
+    pa.field("extras", pa.string()),
+    pa.field("quarantine_reason", pa.string()),
+    pa.field("raw", pa.string()),
+])
+
+_WRAPPERS = frozenset({"string", "long", "int", "map", "array", "boolean", "bytes", "float", "double", "UUID"})
+
+
+def _u(value: Any) -> Any:
+    """Unwrap an Avro-JSON union branch (``{"long": 5}`` -> 5, ``{"...cdm18.UUID": "..."}`` -> "...")."""
+    if isinstance(value, dict) and len(value) == 1:
+        key = next(iter(value))
+        if key in _WRAPPERS or key.endswith(".UUID"):
+            return value[key]
+    return value
+
+
+def _uuid(value: Any) -> str | None:
+    v = _u(value)
+    return normalize_uuid(v) if isinstance(v, str) else None
+
+
+def _int(value: Any) -> int | None:
+    v = _u(value)
+    if v is None:
+        return None
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def seconds(ts: Any) -> float | None:
+    """A CDM ``timestampNanos`` in seconds; producers that wrote micro- or milliseconds are detected by size."""
+    t = _int(ts)
+    if not t:
+        return None
+    for scale in (1e9, 1e6, 1e3):
+        if t / scale > 1e8:  # after 1973: the right unit
+            return t / scale
+    return float(t)
+
+
+def endpoint(addr: Any, port: Any) -> str | None:
+    """``ip:port`` (``[v6]:port``) of a NetFlowObject's remote end, or None when unknown."""
+    a, p = _u(addr), _int(port)
+    if not a or a in ("NA", "LOCAL"):
+        return None
+    a = str(a).split(" ")[0]
+    host = f"[{a}]" if ":" in a else a
+    return f"{host}:{p}" if p is not None else host
+
+
+def _props(record: dict[str, Any]) -> dict[str, Any]:
+    p = _u(record.get("properties"))
+    return p if isinstance(p, dict) else {}
+
+
+def parse_record(obj: Any, line_host: str | None) -> tuple[str, dict[str, Any] | None]:
+    """Map one decoded CDM JSON line to ``(record type, intermediate row or None)``.
+
+    Raises:
+        ValueError: a line that is JSON but not a CDM datum, or a known record without a UUID.
+    """
+    if not isinstance(obj, dict) or not isinstance(obj.get("datum"), dict) or len(obj["datum"]) != 1:
+        raise ValueError("not a CDM datum (expected {'datum': {RecordType: {...}}})")
+    full, rec = next(iter(obj["datum"].items()))
+    rtype = full.rsplit(".", 1)[-1]
+    if rtype not in KNOWN_TYPES or not isinstance(rec, dict):
+        return rtype, None
+    if rtype in ("Host", "TimeMarker", "StartMarker", "EndMarker", "UnitDependency", "ProvenanceTagNode",
+                 "TagRunLengthTuple", "CryptographicHash"):
+        return rtype, None
+    uuid = _uuid(rec.get("uuid"))
+    if uuid is None:
+        raise ValueError(f"{rtype} record without a uuid")
+    props = _props(rec)
+    base_value = rec.get("baseObject")
+    base: dict[str, Any] = base_value if isinstance(base_value, dict) else {}
+    host = _uuid(rec.get("hostId")) or _uuid(base.get("hostId")) or line_host or _uuid(props.get("host"))
+    if rtype == "Event":
+        cmdline = props.get("cmdLine")
+        rest = {k: v for k, v in props.items() if k not in ("host", "exec", "ppid", "cmdLine", "return_value", "rc")}
+        size = _int(rec.get("size"))
+        if size is not None:
+            rest["size"] = size
+        path2 = _u(rec.get("predicateObject2Path"))
+        if path2:
+            rest["object2_path"] = path2
+        obj2 = _uuid(rec.get("predicateObject2"))
+        if obj2:
+            rest["object2"] = obj2
+        return rtype, {
+            "kind": "event", "uuid": uuid, "subject": _uuid(rec.get("subject")),
+            "obj": _uuid(rec.get("predicateObject")),
+            "host": host, "timestamp": seconds(rec.get("timestampNanos")), "tid": _int(rec.get("threadId")),
+            "ppid": _int(props.get("ppid")), "action": _u(rec.get("type")),
+            "object_path": _u(rec.get("predicateObjectPath")),
+            "args": json.dumps(str(cmdline).split()) if cmdline else None,
+            "return_value": _int(props.get("return_value", props.get("rc"))),
+            "exe": props.get("exec") or None, "extras": json.dumps(rest, sort_keys=True) if rest else None,
+        }
+    if rtype == "Subject":
+        cmdline = _u(rec.get("cmdLine"))
+        exe = props.get("path") or props.get("exe") or (str(cmdline).split()[0] if cmdline else None)
+        name = props.get("name") or (posixpath.basename(exe) if exe else None)
+        return rtype, {
+            "kind": "subject", "uuid": uuid, "parent": _uuid(rec.get("parentSubject")),
+            "principal": _uuid(rec.get("localPrincipal")), "host": host, "pid": _int(rec.get("cid")),
+            "ppid": _int(props.get("ppid")), "timestamp": seconds(rec.get("startTimestampNanos")),
+            "exe": exe or name, "process_name": name,
+            "args": json.dumps(str(cmdline).split()) if cmdline else None,
+            "extras": json.dumps({"subject_type": _u(rec.get("type"))}),
+        }
+    if rtype == "Principal":
+        return rtype, {"kind": "entity", "uuid": uuid, "uid": _int(rec.get("userId"))}
+    if rtype == "NetFlowObject":
+        addr = endpoint(rec.get("remoteAddress"), rec.get("remotePort"))
+        return rtype, ({"kind": "entity", "uuid": uuid, "object_addr": addr} if addr else None)
+    bprops = _u(base.get("properties")) or {}
+    path = bprops.get("path") or bprops.get("filename") if isinstance(bprops, dict) else None
+    return rtype, ({"kind": "entity", "uuid": uuid, "object_path": path} if path else None)
+
+
+def parse(stream: BinaryIO, file: InputFile, cfg: IngestConfig) -> Iterator[pa.Table]:
+    """Parse one CDM JSON-lines stream into intermediate record tables (:data:`REC_SCHEMA`)."""
+    counts: Counter[str] = Counter()
+    buf: list[dict[str, Any]] = []
+    for n, raw in read_lines(stream):
+        if not raw.strip():
+            continue
+        row: dict[str, Any] | None
+        try:
+            if len(raw) > cfg.max_field_chars * 4:
+                raise ValueError(f"oversized line ({len(raw)} bytes)")
+            obj = json.loads(raw)
+            rtype, row = parse_record(obj, _uuid(obj.get("hostId")) if isinstance(obj, dict) else None)
+            counts[rtype] += 1
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            counts["<quarantined>"] += 1
+            reason = f"invalid JSON: {exc}" if isinstance(exc, json.JSONDecodeError) else str(exc)
+            row = {"kind": "quarantine", "quarantine_reason": reason,
+                   "raw": raw[: cfg.max_field_chars].decode("utf-8", errors="replace")}
+        if row is None:
+            continue
+        row["source_file"] = file.rel
+        row["line"] = n
+        buf.append(row)
+        if len(buf) >= cfg.block_rows:
+            yield pa.Table.from_pylist(buf, schema=REC_SCHEMA)
+            buf = []
+    if buf:
+        yield pa.Table.from_pylist(buf, schema=REC_SCHEMA)
+    unknown = {k: v for k, v in counts.items() if k not in KNOWN_TYPES and k != "<quarantined>"}
+    if unknown:
+        log.warning("%s: skipped unknown CDM record types %s", file.rel, dict(unknown))
+    log.info("%s: CDM record counts %s", file.rel, dict(counts))
+
+
+def count_record_types(uri: str) -> dict[str, int]:
+    """Count the CDM record types of ``uri`` with a Ray Data groupby (unknown types included).
+
+    Useful to report what a reader skipped; corrupt lines count under ``<quarantined>``.
+    """
+    from aptray.io.files import files_dataset as _fd
+
+    def types(stream: BinaryIO, file: InputFile, cfg: IngestConfig) -> Iterator[pa.Table]:
+        names: list[str] = []
+        for _, raw in read_lines(stream):
+            if not raw.strip():
+                continue
+            try:
+                d = json.loads(raw)["datum"]
+                names.append(next(iter(d)).rsplit(".", 1)[-1])
+            except (ValueError, KeyError, TypeError, StopIteration):
+                names.append("<quarantined>")
+        yield pa.table({"type": pa.array(names, pa.string())})
+
+    from aptray.config import IngestConfig as _Cfg
+
+    ds = _fd(uri, types, _Cfg(), suffixes=SUFFIXES)  # type: ignore[arg-type]
+    return {r["type"]: int(r["count()"]) for r in ds.groupby("type").count().take_all()}
+
+
+# ---- distributed assembly -------------------------------------------------------------------------------
+
+
+def _kind(kind: str) -> Any:
+    def keep(batch: pa.Table) -> pa.Table:
+        return batch.filter(pc.equal(batch.column("kind"), kind))
+
+    return keep
+
+
+def _rename(prefix: str, columns: list[str]) -> Any:
+    def rename(batch: pa.Table) -> pa.Table:
+        return batch.select(columns).rename_columns([f"{prefix}{c}" for c in columns])
+
+    return rename
+
+
+def _coalesce(batch: pa.Table, name: str, other: str) -> pa.Table:
+    """``name := coalesce(name, other)``, then drop ``other``."""
+    col = pc.coalesce(batch.column(name), batch.column(other).cast(batch.schema.field(name).type))
+    i = batch.schema.get_field_index(name)
+    return batch.set_column(i, name, col).drop_columns([other])
+
+
+def _resolve_subject(group: pa.Table) -> pa.Table:
+    """``map_groups`` UDF over one subject UUID: its record(s) plus exe/ppid hints from its events -> one row."""
+    rows = group.to_pylist()
+    subjects = sorted((r for r in rows if r["kind"] == "subject"), key=lambda r: r["line"] or 0)
+    if not subjects:
+        return group.schema.empty_table()
+    out = dict(subjects[0])
+    for s in subjects[1:]:
+        for k, v in s.items():
+            if out.get(k) is None and v is not None:
+                out[k] = v
+    hints = sorted((r for r in rows if r["kind"] == "hint"), key=lambda r: r["timestamp"] or 0.0)
+    if out.get("exe") is None:
+        execs = [h["exe"] for h in hints if h["exe"]]
+        out["exe"] = execs[-1] if execs else None
+        if out.get("process_name") is None and out["exe"]:
+            out["process_name"] = posixpath.basename(out["exe"])
+    if out.get("ppid") is None:
+        ppids = [h["ppid"] for h in hints if h["ppid"] is not None]
+        out["ppid"] = ppids[-1] if ppids else None
+    return pa.Table.from_pylist([out], schema=group.schema)
+
+
+def _hints(batch: pa.Table) -> pa.Table:
+    """Event rows -> exe/ppid hints keyed by their subject (the executed path for EVENT_EXECUTE)."""
+    is_exec = pc.is_in(batch.column("action"), pa.array(sorted(EXEC_ACTIONS)))
+    exe = pc.if_else(pc.and_(pc.fill_null(is_exec, False), pc.is_valid(batch.column("object_path"))),
+                     batch.column("object_path"), batch.column("exe"))
+    n = batch.num_rows
+    hint = pa.table({c: pa.nulls(n, f.type) for c, f in zip(REC_SCHEMA.names, REC_SCHEMA, strict=True)},
+                    schema=REC_SCHEMA)
+    for name, col in (("kind", pa.array(["hint"] * n, pa.string())), ("uuid", batch.column("subject")),
+                      ("exe", exe), ("ppid", batch.column("ppid")), ("timestamp", batch.column("timestamp"))):
+        i = REC_SCHEMA.get_field_index(name)
+        hint = hint.set_column(i, REC_SCHEMA.field(i), col.cast(REC_SCHEMA.field(i).type))
+    keep = pc.and_(pc.is_valid(hint.column("uuid")),
+                   pc.or_(pc.is_valid(hint.column("exe")), pc.is_valid(hint.column("ppid"))))
+    return hint.filter(keep)
+
+
+def _parent_keys(batch: pa.Table) -> pa.Table:
+    """Each subject is findable as a parent by its UUID and by ``host|pid``."""
+    by_pid = pc.binary_join_element_wise(pc.fill_null(batch.column("host"), ""),
+                                         pc.cast(batch.column("pid"), pa.string()), "|")
+    exe = batch.column("exe")
+    return pa.concat_tables([
+        pa.table({"pkey": batch.column("uuid"), "pexe": exe}),
+        pa.table({"pkey": by_pid, "pexe": exe}).filter(pc.is_valid(by_pid)),
+    ])
+
+
+def _with_parent_key(batch: pa.Table) -> pa.Table:
+    by_ppid = pc.binary_join_element_wise(pc.fill_null(batch.column("host"), ""),
+                                          pc.cast(batch.column("ppid"), pa.string()), "|")
+    return batch.append_column("parent_key", pc.coalesce(batch.column("parent"), by_ppid))
+
+
+class _Finish:
+    """``map_batches`` UDF: joined event or subject rows -> :data:`EVENT_SCHEMA` plus ``process_uuid``."""
+
+    def __init__(self, labels: frozenset[str] | None, subjects: bool = False) -> None:
+        self.labels = labels
+        self.subjects = subjects
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        if self.subjects:
+            proc = batch.column("uuid")
+            cols: dict[str, Any] = {
+                "record_id": proc, "host": batch.column("host"), "timestamp": batch.column("timestamp"),
+                "pid": batch.column("pid"), "ppid": batch.column("ppid"), "uid": batch.column("p_uid"),
+                "process_name": batch.column("process_name"), "exe": batch.column("exe"),
+                "parent_exe": batch.column("pexe"), "args": batch.column("args"),
+            }
+        else:
+            proc = batch.column("subject")
+            cols = {
+                "record_id": batch.column("uuid"),
+                "host": pc.coalesce(batch.column("host"), batch.column("s_host")),
+                "timestamp": batch.column("timestamp"), "tid": batch.column("tid"),
+                "pid": batch.column("s_pid"), "ppid": pc.coalesce(batch.column("s_ppid"), batch.column("ppid")),
+                "uid": batch.column("s_uid"),
+                # the executable at the time of the event (CADETS' "exec") before the subject's latest one
+                "process_name": pc.coalesce(batch.column("exe"), batch.column("s_process_name"),
+                                            batch.column("s_exe")),
+                "exe": pc.coalesce(batch.column("exe"), batch.column("s_exe")),
+                "parent_exe": batch.column("s_pexe"), "action": batch.column("action"),
+                "object_path": pc.coalesce(batch.column("object_path"), batch.column("e_object_path")),
+                "object_addr": batch.column("e_object_addr"), "args": batch.column("args"),
+                "return_value": batch.column("return_value"), "extras": batch.column("extras"),
+            }
+        n = batch.num_rows
+        cols["source"] = pa.array([SOURCE] * n, pa.string())
+        cols["source_file"] = batch.column("source_file")
+        cols["line"] = batch.column("line")
+        if self.labels is not None:
+            lab = pa.array(sorted(self.labels), pa.string())
+            hit = pc.or_(pc.fill_null(pc.is_in(cols["record_id"], lab), False),
+                         pc.fill_null(pc.is_in(proc, lab), False))
+            cols["malicious"] = pc.cast(hit, pa.int8())
+        arrays = [pc.cast(cols[f.name], f.type) if f.name in cols else pa.nulls(n, f.type) for f in EVENT_SCHEMA]
+        return pa.Table.from_arrays([*arrays, pc.cast(proc, pa.string())],
+                                    schema=EVENT_SCHEMA.append(pa.field(PROCESS_KEY, pa.string())))
+
+
+def _quarantined(batch: pa.Table) -> pa.Table:
+    n = batch.num_rows
+    cols = {"record_id": pc.binary_join_element_wise(pa.array([SOURCE] * n, pa.string()), batch.column("source_file"),
+                                                     pc.cast(batch.column("line"), pa.string()), ":"),
+            "source": pa.array([SOURCE] * n, pa.string()), "source_file": batch.column("source_file"),
+            "line": batch.column("line"), "quarantine_reason": batch.column("quarantine_reason"),
+            "raw": batch.column("raw")}
+    arrays = [cols[f.name] if f.name in cols else pa.nulls(n, f.type) for f in EVENT_SCHEMA]
+    return pa.Table.from_arrays([*arrays, pa.nulls(n, pa.string())],
+                                schema=EVENT_SCHEMA.append(pa.field(PROCESS_KEY, pa.string())))
+
+
+def _drop_process(batch: pa.Table) -> pa.Table:
+    return batch.drop_columns([PROCESS_KEY])
+
+
+def partitions_for(total_bytes: int) -> int:
+    """Shuffle partitions for an input of ``total_bytes``: one per 128 MB, 2 to 256."""
+    return max(2, min(256, math.ceil(total_bytes / (128 << 20))))
+
+
+def events_and_subjects(uri: str, cfg: IngestConfig) -> tuple[ray.data.Dataset, ray.data.Dataset, ray.data.Dataset]:
+    """The joined event rows, the subject rows (both with ``process_uuid``) and the quarantined rows."""
+    fs, files = list_files(uri, SUFFIXES)
+    parts = partitions_for(sum(f.size for f in files))
+    labels = frozenset(load_uuids(cfg.labels)) if cfg.labels else None
+    recs = files_dataset(uri, parse, cfg, files=files, fs=fs).materialize()  # type: ignore[arg-type]
+
+    def where(kind: str) -> ray.data.Dataset:
+        return recs.map_batches(_kind(kind), batch_format="pyarrow", batch_size=None)
+
+    events, subjects, ents = where("event"), where("subject"), where("entity")
+    quarantined = where("quarantine").map_batches(_quarantined, batch_format="pyarrow", batch_size=None)
+    ents_r = dedupe(ents.map_batches(_rename("e_", ["uuid", "object_path", "object_addr", "uid"]),
+                                      batch_format="pyarrow", batch_size=None),
+                     "e_uuid", ["e_object_path", "e_object_addr", "e_uid"], parts).materialize()
+    # events -> their predicate object (path of a file, remote end of a flow)
+    ev = join_left(events, ents_r, parts, "obj", "e_uuid")
+    # subjects: merge duplicate records and fill exe/ppid from their events, then principal (uid) and parent
+    hints = ev.select_columns(REC_SCHEMA.names).map_batches(_hints, batch_format="pyarrow", batch_size=None)
+    subj = subjects.union(hints).groupby("uuid", num_partitions=parts).map_groups(
+        _resolve_subject, batch_format="pyarrow")  # type: ignore[arg-type]
+    princ = ents_r.map_batches(_rename("", ["e_uuid", "e_uid"]), batch_format="pyarrow", batch_size=None).map_batches(
+        lambda b: b.rename_columns(["p_uuid", "p_uid"]), batch_format="pyarrow", batch_size=None)
+    subj = join_left(subj, princ, parts, "principal", "p_uuid")
+    parents = dedupe(subj.map_batches(_parent_keys, batch_format="pyarrow", batch_size=None), "pkey", ["pexe"],
+                      parts)
+    subj = join_left(subj.map_batches(_with_parent_key, batch_format="pyarrow", batch_size=None), parents, parts,
+                 "parent_key", "pkey").materialize()
+    subj_r = subj.map_batches(_rename("s_", ["uuid", "host", "pid", "ppid", "p_uid", "process_name", "exe", "pexe"]),
+                              batch_format="pyarrow", batch_size=None).map_batches(
+        lambda b: b.rename_columns([c.replace("s_p_uid", "s_uid") for c in b.column_names]),
+        batch_format="pyarrow", batch_size=None)
+    joined = join_left(ev, subj_r, parts, "subject", "s_uuid")
+    out_events = joined.map_batches(_Finish(labels), batch_format="pyarrow", batch_size=None)  # type: ignore[arg-type]
+    out_subjects = subj.map_batches(_Finish(labels, subjects=True), batch_format="pyarrow",  # type: ignore[arg-type]
+                                    batch_size=None)
+    return out_events, out_subjects, quarantined
+
+
+def read(uri: str, cfg: IngestConfig) -> ray.data.Dataset:
+    """Read CDM JSON lines (file, folder, glob; ``.gz``; local or ``s3://``) into the canonical event table.
+
+    Args:
+        uri: the input.
+        cfg: ``cfg.aspect`` None gives one row per event; an aspect gives one context row per process.
+
+    Returns:
+        A dataset in :data:`aptray.schema.EVENT_SCHEMA`; quarantined lines are included, flagged.
+    """
+    events, subjects, quarantined = events_and_subjects(uri, cfg)
+    if cfg.aspect is None:
+        return events.union(quarantined).map_batches(_drop_process, batch_format="pyarrow", batch_size=None)
+    _, files = list_files(uri, SUFFIXES)
+    ctx = aggregate(events.union(subjects), str(cfg.aspect.value), partitions_for(sum(f.size for f in files)))
+    return ctx.union(quarantined.map_batches(_drop_process, batch_format="pyarrow", batch_size=None))

@@ -1,0 +1,110 @@
+"""Benchmark: records/s of the raw-trace readers (CDM JSON, auditd) on a generated multi-GB-shaped input.
+
+The input is made by repeating the real samples under ``$APTRAY_SHARED_DATA`` (or ../shared/data) with
+every copy re-keyed (fresh CDM UUIDs, fresh audit serials) so that joins and groupings stay as selective as
+in a real trace, split over several files like a release. Default: about 8 MB per source (well under a
+minute); ``--mb 2000`` for a multi-GB run.
+
+    .venv/bin/python bench/ingest.py [--mb 8] [--files 4] [--source cdm|auditd|both] [--aspect All]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+
+DASHED = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})")
+SERIAL = re.compile(r"msg=audit\((\d+(?:\.\d+)?):(\d+)\)")
+
+
+def shared_data() -> Path:
+    """The real data folder."""
+    env = os.environ.get("APTRAY_SHARED_DATA")
+    return Path(env) if env else Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+def rekey(source: str, text: str, copy: int) -> str:
+    """Copy ``copy`` of the seed text: CDM UUIDs get a new first group, audit serials a new range."""
+
+    def uuid(m: re.Match[str]) -> str:
+        return f"{copy:08x}{m[1]}"
+
+    def serial(m: re.Match[str]) -> str:
+        return f"msg=audit({m[1]}:{int(m[2]) + copy * 100_000_000})"
+
+    return DASHED.sub(uuid, text) if source == "cdm" else SERIAL.sub(serial, text)
+
+
+def generate(source: str, out: Path, mb: float, files: int) -> int:
+    """Write about ``mb`` MB of re-keyed copies of the real samples into ``files`` files; return the lines."""
+    data = shared_data()
+    if source == "cdm":
+        seeds = [p for d in ("cadets_cdm20", "cadets_cdm18") for p in sorted((data / "cdm" / d).glob("*.json"))]
+    else:
+        seeds = [p for d in ("spade_checksum_inputs", "ait_lds_v2_russellmitchell", "laurel")
+                 for p in sorted((data / "auditd" / d).iterdir()) if p.suffix in (".log", ".txt")]
+    seed_text = "".join(p.read_text(encoding="utf-8", errors="replace") for p in seeds)
+    target = int(mb * 1e6)
+    out.mkdir(parents=True, exist_ok=True)
+    written = lines = copy = 0
+    with contextlib.ExitStack() as stack:
+        handles = [stack.enter_context(open(out / f"part-{i:03d}.{'json' if source == 'cdm' else 'log'}", "w",
+                                            encoding="utf-8")) for i in range(files)]
+        while written < target:
+            text = rekey(source, seed_text, copy)
+            handles[copy % files].write(text)
+            written += len(text)
+            lines += text.count("\n")
+            copy += 1
+    return lines
+
+
+def run(source: str, path: Path, aspect: str | None) -> dict[str, float]:
+    """Read ``path`` with the source's reader to the end; return the timing figures."""
+    from aptray.config import Aspect, IngestConfig
+    from aptray.io.registry import read
+
+    cfg = IngestConfig(source=source, aspect=Aspect(aspect) if aspect else None)
+    start = time.perf_counter()
+    rows = read(source, str(path), cfg).count()
+    return {"rows_out": rows, "seconds": time.perf_counter() - start}
+
+
+def main() -> None:
+    """Entry point: generate, read, print one JSON line per source."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=float, default=8.0, help="input size per source in MB (default 8)")
+    parser.add_argument("--files", type=int, default=4)
+    parser.add_argument("--source", choices=["cdm", "auditd", "both"], default="both")
+    parser.add_argument("--aspect", default=None, help="Event|Exec|Parent|Netflow|All (default: single events)")
+    parser.add_argument("--num-cpus", type=int, default=None)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    from aptray.config import RayConfig
+    from aptray.runtime import init_ray
+
+    init_ray(RayConfig(num_cpus=args.num_cpus))
+    sources = ["cdm", "auditd"] if args.source == "both" else [args.source]
+    with tempfile.TemporaryDirectory(prefix="aptray-bench-") as tmp:
+        for source in sources:
+            path = Path(tmp) / source
+            t0 = time.perf_counter()
+            lines = generate(source, path, args.mb, args.files)
+            gen = time.perf_counter() - t0
+            size = sum(p.stat().st_size for p in path.iterdir())
+            fig = run(source, path, args.aspect)
+            print(json.dumps({"source": source, "aspect": args.aspect, "mb": round(size / 1e6, 1),
+                              "records": lines, "rows_out": fig["rows_out"], "seconds": round(fig["seconds"], 2),
+                              "records_per_s": round(lines / fig["seconds"]),
+                              "mb_per_s": round(size / 1e6 / fig["seconds"], 2), "generate_s": round(gen, 2)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""The five process contexts built from raw CDM and auditd data, checked against counts made here from the JSON."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from aptray.config import IngestConfig
+from aptray.io.contexts import aggregate
+from aptray.io.labels import normalize_uuid
+from aptray.schema import ASPECTS, CONTEXT_COLUMNS
+
+
+def test_five_contexts_from_cdm20(ray_cluster: None, shared_data: Path, tmp_path: Path) -> None:
+    from aptray.io.cdm import events_and_subjects
+
+    src = shared_data / "cdm" / "cadets_cdm20" / "direct_pipe.cdm.json"
+    subject_events: dict[str, set[str]] = defaultdict(set)
+    subject_execs: dict[str, set[str]] = defaultdict(set)
+    for line in src.read_text().splitlines():
+        (key, rec), = json.loads(line)["datum"].items()
+        if key == "Event" and rec.get("subject"):
+            s = normalize_uuid(rec["subject"]["UUID"])
+            assert s is not None
+            subject_events[s].add(rec["type"])
+            subject_execs[s].add(rec["properties"]["map"]["exec"])
+    labels = tmp_path / "labels.txt"
+    victim = sorted(subject_events)[0]
+    labels.write_text(victim + "\n")
+    events, subjects, _ = events_and_subjects(str(src), IngestConfig(source="cdm", labels=str(labels)))
+    both = events.union(subjects).materialize()
+    out = {a: {r["record_id"]: r for r in aggregate(both, a, 2).take_all()} for a in ASPECTS}
+    assert {r["ctx_events"] and tuple(r["ctx_events"]) for r in out["Event"].values()}
+    assert {k: set(r["ctx_events"]) for k, r in out["Event"].items()} == dict(subject_events)
+    for k, r in out["Exec"].items():
+        assert subject_execs[k] <= set(r["ctx_execs"])
+    assert out["Event"][victim]["malicious"] == 1
+    assert sum(r["malicious"] for r in out["Event"].values()) == 1
+    assert out["Parent"], "parents found through ppid"
+    assert set(out["All"]) >= set(out["Event"]) | set(out["Parent"])
+    for aspect, rows in out.items():
+        for r in rows.values():
+            assert r["aspect"] == aspect
+            cols = list(CONTEXT_COLUMNS.values()) if aspect == "All" else [CONTEXT_COLUMNS[aspect]]
+            assert any(r[c] for c in cols)
+
+
+@pytest.mark.parametrize("aspect", ["Netflow"])
+def test_auditd_netflow_context(ray_cluster: None, aspect: str) -> None:
+    from aptray.io.auditd import read
+
+    data = Path(__file__).resolve().parent.parent / "data" / "auditd" / "interleaved.log"
+    rows = [r for r in read(str(data), IngestConfig(source="auditd", aspect=aspect)).take_all()
+            if not r["quarantine_reason"]]
+    assert len(rows) == 1
+    assert rows[0]["ctx_netflows"] == ["10.1.2.3", "4567"] and rows[0]["exe"] == "/usr/bin/nc"
