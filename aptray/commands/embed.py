@@ -1,0 +1,34 @@
+"""``aptray embed INPUT --model M --out DIR``: sentences -> embeddings Parquet, counts as one JSON line."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from aptray.config import Source
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command to ``app``."""
+
+    @app.command()
+    def embed(
+        input: Annotated[str, typer.Argument(help="Templatize output folder (or a raw trace with --source).")],
+        out: Annotated[str, typer.Option(help="Output folder (local or s3://).")],
+        model: Annotated[str | None, typer.Option(help="minilm, mpnet or a local model directory.")] = None,
+        cache: Annotated[str | None, typer.Option(help="Embedding cache folder (local or s3://).")] = None,
+        actors: Annotated[int | None, typer.Option(help="Encoder actors.")] = None,
+        gpus_per_actor: Annotated[float | None, typer.Option(help="GPUs per actor (>0 runs on CUDA).")] = None,
+        source: Annotated[Source | None, typer.Option(help="Trace format of a raw INPUT.")] = None,
+        config: Annotated[str | None, typer.Option(help="YAML config.")] = None,
+    ) -> None:
+        """Embed each distinct sentence once; write OUT/embeddings and OUT/manifest.json."""
+        from aptray.commands.common import emit, setup
+        from aptray.embed.job import run_embed
+
+        overrides = {"embed.model": model, "embed.cache": cache, "embed.actors": actors,
+                     "embed.gpus_per_actor": gpus_per_actor}
+        cfg = setup(config, overrides)
+        counts = run_embed(input, out, cfg, source=source.value if source else None)
+        emit({k: counts[k] for k in ("rows", "distinct_sentences", "encoded", "cache_hits", "seconds")})

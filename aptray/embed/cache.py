@@ -1,0 +1,123 @@
+"""The persistent, content-addressed embedding cache: Parquet shards keyed by model, revision and sentence hash.
+
+Layout under a cache root (local or ``s3://``)::
+
+    ROOT/<model-slug>--<revision>/model.json          what the shards hold (model id, revision, dim)
+    ROOT/<model-slug>--<revision>/<write-id>_*.parquet   columns sentence_hash, embedding (float32[dim])
+
+The model id and weights revision select the folder, the sentence hash the row, so a shard never needs
+rewriting: every job appends the embeddings it computed as new shards, and a later job on the same model
+reads them instead of encoding again. Two jobs that run at the same time may both append the same hash;
+readers keep one row per hash (:meth:`EmbeddingCache.lookup` keeps the first; the embed job drops the
+extras with a group-by when it finds more cached rows than hashes).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+
+from aptray.io.fs import join, resolve
+
+if TYPE_CHECKING:
+    from aptray.embed.registry import ModelSpec
+
+log = logging.getLogger(__name__)
+
+HASH = "sentence_hash"
+EMBEDDING = "embedding"
+
+
+def embedding_type(dim: int, float16: bool = False) -> pa.DataType:
+    """The fixed-size list type of an embedding column."""
+    return pa.list_(pa.float16() if float16 else pa.float32(), dim)
+
+
+def cache_schema(dim: int) -> pa.Schema:
+    """Schema of a cache shard."""
+    return pa.schema([pa.field(HASH, pa.string()), pa.field(EMBEDDING, embedding_type(dim))])
+
+
+def to_embedding_array(vectors: np.ndarray, dim: int, float16: bool = False) -> pa.FixedSizeListArray:
+    """An ``(n, dim)`` array -> a fixed-size list Arrow array."""
+    values = np.ascontiguousarray(vectors, dtype=np.float16 if float16 else np.float32).reshape(-1)
+    return pa.FixedSizeListArray.from_arrays(pa.array(values), dim)
+
+
+def slug(model_id: str) -> str:
+    """A folder-safe form of a model id."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", model_id).strip("_")
+
+
+class EmbeddingCache:
+    """One model revision's folder of cache shards.
+
+    Args:
+        root: cache root, local path or ``s3://bucket/prefix``.
+        spec: the model whose embeddings are cached.
+    """
+
+    def __init__(self, root: str, spec: ModelSpec) -> None:
+        self.root = root
+        self.spec = spec
+        self.uri = join(root, f"{slug(spec.model_id)}--{spec.revision}")
+        self._fs, self._path = resolve(self.uri)
+
+    @property
+    def filesystem(self) -> pafs.FileSystem:
+        """The pyarrow filesystem of the cache folder."""
+        return self._fs
+
+    @property
+    def path(self) -> str:
+        """The cache folder as its filesystem knows it."""
+        return self._path
+
+    def shards(self) -> list[str]:
+        """Paths of the Parquet shards present now (empty when the folder does not exist)."""
+        info = self._fs.get_file_info(pafs.FileSelector(self._path, recursive=True, allow_not_found=True))
+        return sorted(i.path for i in info if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+
+    def prepare(self) -> None:
+        """Create the folder and its ``model.json`` description (idempotent)."""
+        self._fs.create_dir(self._path, recursive=True)
+        meta = {"model_id": self.spec.model_id, "revision": self.spec.revision, "dim": self.spec.dim,
+                "key": "model_id + revision + sentence_hash", "columns": [HASH, EMBEDDING]}
+        with self._fs.open_output_stream(join(self._path, "model.json")) as fh:
+            fh.write(json.dumps(meta, indent=2).encode())
+
+    def dataset(self) -> Any:
+        """The shards as a lazy Ray dataset (``sentence_hash``, ``embedding``), or None when there are none."""
+        import ray.data
+
+        shards = self.shards()
+        if not shards:
+            return None
+        return ray.data.read_parquet(shards, filesystem=self._fs, columns=[HASH, EMBEDDING])
+
+    def lookup(self, hashes: list[str]) -> dict[str, np.ndarray]:
+        """Embeddings of the given hashes found in the cache, read in-process (for online callers).
+
+        Only the requested hashes are materialised; shards are scanned with a filter on ``sentence_hash``.
+        """
+        shards = self.shards()
+        if not shards or not hashes:
+            return {}
+        wanted = pa.array(sorted(set(hashes)), type=pa.string())
+        ds = pads.dataset(shards, filesystem=self._fs, format="parquet")
+        table = ds.to_table(columns=[HASH, EMBEDDING], filter=pads.field(HASH).isin(wanted))
+        found: dict[str, np.ndarray] = {}
+        if table.num_rows == 0:
+            return found
+        flat = table.column(EMBEDDING).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        matrix = flat.reshape(table.num_rows, self.spec.dim).astype(np.float32, copy=False)
+        for i, h in enumerate(table.column(HASH).to_pylist()):
+            found.setdefault(h, matrix[i])
+        return found

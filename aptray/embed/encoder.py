@@ -1,0 +1,137 @@
+"""In-process sentence encoder: one loaded sentence-transformers model, each distinct sentence encoded once.
+
+Used by the Ray Data actors of the embed job, by the online Serve endpoint and by batch scoring. The model
+is always loaded from a local directory with the hub switched off.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from aptray.embed.registry import ModelSpec
+
+log = logging.getLogger(__name__)
+
+_DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+
+def torch_dtype(dtype: str, device: str) -> Any:
+    """The torch dtype for a config value: ``auto`` is float32 on CPU and bfloat16 on CUDA."""
+    import torch
+
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {_DTYPES}, not {dtype!r}")
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return getattr(torch, dtype)
+
+
+class SentenceEncoder:
+    """A sentence-transformers model with an in-memory LRU keyed by sentence.
+
+    Args:
+        spec: the resolved model (:func:`aptray.embed.registry.resolve`).
+        device: ``cpu``, ``cuda`` or ``cuda:N``.
+        dtype: ``auto`` (float32 on CPU, bfloat16 on CUDA), ``float32``, ``float16`` or ``bfloat16``.
+        normalize: L2-normalise the embeddings.
+        batch_size: sentences per forward pass.
+        lru_size: distinct sentences remembered (0 disables the LRU).
+        threads: torch intra-op threads on CPU (None leaves torch's setting alone).
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        device: str = "cpu",
+        dtype: str = "auto",
+        normalize: bool = True,
+        batch_size: int = 32,
+        lru_size: int = 100_000,
+        threads: int | None = None,
+    ) -> None:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        if threads and device == "cpu":
+            torch.set_num_threads(threads)
+        self.spec = spec
+        self.device = device
+        self.normalize = normalize
+        self.batch_size = batch_size
+        self.lru_size = lru_size
+        self.torch_dtype = torch_dtype(dtype, device)
+        self.model = SentenceTransformer(spec.path, device=device, local_files_only=True)
+        if self.torch_dtype != torch.float32:
+            self.model = self.model.to(self.torch_dtype)
+        self.model.eval()
+        self._lru: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.encoded = 0  # sentences that went through the model (LRU misses)
+        log.info("loaded %s (%s, %d-d) on %s as %s", spec.model_id, spec.revision, spec.dim, device,
+                 self.torch_dtype)
+
+    @property
+    def dim(self) -> int:
+        """Embedding dimension."""
+        return self.spec.dim
+
+    @property
+    def model_id(self) -> str:
+        """The model's stable identity."""
+        return self.spec.model_id
+
+    def encode_distinct(self, sentences: list[str]) -> np.ndarray:
+        """Encode sentences that are already distinct, bypassing the LRU.
+
+        Returns:
+            float32 array of shape ``(len(sentences), dim)``.
+        """
+        import torch
+
+        if not sentences:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with torch.inference_mode():
+            out = self.model.encode(
+                sentences,
+                batch_size=self.batch_size,
+                show_progress_bar=False,
+                convert_to_tensor=True,
+                normalize_embeddings=self.normalize,
+            )
+        self.encoded += len(sentences)
+        return np.ascontiguousarray(out.float().cpu().numpy(), dtype=np.float32)
+
+    def encode(self, sentences: list[str]) -> np.ndarray:
+        """Encode ``sentences``; each distinct sentence not in the LRU goes through the model once.
+
+        Returns:
+            float32 array of shape ``(len(sentences), dim)``, row ``i`` for ``sentences[i]``.
+        """
+        if not sentences:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        distinct = list(dict.fromkeys(sentences))
+        vectors: dict[str, np.ndarray] = {}
+        missing: list[str] = []
+        for s in distinct:
+            hit = self._lru.get(s)
+            if hit is None:
+                missing.append(s)
+            else:
+                self._lru.move_to_end(s)
+                vectors[s] = hit
+        if missing:
+            fresh = self.encode_distinct(missing)
+            for s, v in zip(missing, fresh, strict=True):
+                vectors[s] = v
+                if self.lru_size:
+                    self._lru[s] = v
+            while len(self._lru) > self.lru_size:
+                self._lru.popitem(last=False)
+        return np.stack([vectors[s] for s in sentences]).astype(np.float32, copy=False)

