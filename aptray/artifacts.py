@@ -1,0 +1,166 @@
+"""Detector artifacts: a directory of ``model.safetensors`` + ``config.json`` that describes itself.
+
+``config.json`` records the detector kind and hyperparameters, learned scalars, thresholds and tiers, the
+embedder (model id, revision, dimension), the TEMPLATE_VERSION and template settings the embeddings were
+made under, training metrics, library versions, and the sha256 of every other file. Loading verifies the
+hashes and refuses an artifact made for another embedder or template version. Every detector's learned
+state is a set of named arrays, so nothing is ever unpickled. Paths are local or ``s3://``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+
+from aptray.detectors.base import Detector
+from aptray.io.fs import join, resolve
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+
+
+class ArtifactError(ValueError):
+    """An artifact is corrupt, tampered with, or made for other embeddings."""
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shape a detector's numbers."""
+    out = {"python": platform.python_version()}
+    for lib in ("aptray", "torch", "numpy", "scikit-learn", "safetensors", "ray", "sentence-transformers"):
+        try:
+            out[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _write(uri: str, data: bytes) -> None:
+    fs, path = resolve(uri)
+    with fs.open_output_stream(path) as fh:
+        fh.write(data)
+
+
+def _read(uri: str) -> bytes:
+    fs, path = resolve(uri)
+    try:
+        with fs.open_input_stream(path) as fh:
+            return bytes(fh.read())
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"artifact file missing: {uri}") from exc
+
+
+def save_detector(detector: Detector, out_dir: str, meta: dict[str, Any] | None = None) -> str:
+    """Write ``detector`` to ``out_dir`` (local or ``s3://``).
+
+    Args:
+        detector: a fitted detector.
+        out_dir: artifact directory (created).
+        meta: provenance to record: ``embedder`` (``{"model_id", "revision", "dim"}``), ``template_version``,
+            ``template`` (settings), ``training`` (metrics), anything else JSON-serialisable.
+
+    Returns:
+        ``out_dir``.
+    """
+    from safetensors.numpy import save
+
+    meta = dict(meta or {})
+    fs, root = resolve(out_dir)
+    fs.create_dir(root, recursive=True)
+    arrays = {k: np.ascontiguousarray(v) for k, v in detector.state().items()}
+    weights = save(arrays)
+    _write(join(out_dir, WEIGHTS), weights)
+    config = {
+        "format_version": FORMAT_VERSION,
+        "kind": detector.name,
+        "params": detector.get_params(),
+        "learned": detector.learned(),
+        "thresholds": detector.thresholds(),
+        "embedder": meta.pop("embedder", None),
+        "template_version": meta.pop("template_version", None),
+        "template": meta.pop("template", None),
+        "training": meta.pop("training", None),
+        "meta": meta,
+        "libraries": library_versions(),
+        "files": {WEIGHTS: hashlib.sha256(weights).hexdigest()},
+    }
+    _write(join(out_dir, CONFIG), json.dumps(config, indent=2, sort_keys=True, default=_json_default).encode())
+    log.info("saved %s detector to %s", detector.name, out_dir)
+    return out_dir
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def read_config(path: str) -> dict[str, Any]:
+    """The parsed ``config.json`` of an artifact directory."""
+    try:
+        config = json.loads(_read(join(path, CONFIG)))
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{path}: config.json is not valid JSON") from exc
+    if not isinstance(config, dict) or config.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{path}: not an aptray detector artifact (format_version {FORMAT_VERSION})")
+    return config
+
+
+def load_detector(
+    path: str,
+    expect_embedder: str | None = None,
+    expect_template_version: str | None = None,
+    trusted: bool = False,
+) -> Detector:
+    """Load an artifact written by :func:`save_detector`, checking integrity and provenance.
+
+    Args:
+        path: artifact directory, local or ``s3://``.
+        expect_embedder: the embedder model id the caller will score with; a different recorded one is refused.
+        expect_template_version: the caller's TEMPLATE_VERSION; a different recorded one is refused.
+        trusted: accept files that have no recorded hash (hand-made artifacts). A recorded hash that does not
+            match is refused regardless; no file is ever unpickled.
+
+    Returns:
+        The detector, ready to score, with the whole config as ``meta_``.
+
+    Raises:
+        ArtifactError: tampered or missing file, unknown format, or mismatched embedder/template version.
+    """
+    from safetensors.numpy import load
+
+    from aptray.detectors import detector_class
+
+    config = read_config(path)
+    hashes: dict[str, str] = config.get("files") or {}
+    if WEIGHTS not in hashes and not trusted:
+        raise ArtifactError(f"{path}: no sha256 recorded for {WEIGHTS}; pass trusted=True to load it anyway")
+    weights = _read(join(path, WEIGHTS))
+    for name, digest in hashes.items():
+        data = weights if name == WEIGHTS else _read(join(path, name))
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != digest:
+            raise ArtifactError(f"{path}/{name}: sha256 mismatch (recorded {digest[:12]}..., found {actual[:12]}...); "
+                                "the file was modified or corrupted")
+    embedder = (config.get("embedder") or {}).get("model_id")
+    if expect_embedder is not None and embedder != expect_embedder:
+        raise ArtifactError(f"{path}: detector was trained on embeddings of {embedder!r}, "
+                            f"but the caller embeds with {expect_embedder!r}; retrain or use the matching embedder")
+    recorded_tv = config.get("template_version")
+    if expect_template_version is not None and recorded_tv != expect_template_version:
+        raise ArtifactError(f"{path}: detector was trained on sentences of TEMPLATE_VERSION {recorded_tv!r}, "
+                            f"but the caller uses {expect_template_version!r}; re-embed and retrain")
+    det = detector_class(config["kind"])(**config["params"])
+    det.restore(load(weights), config.get("learned") or {}, config["thresholds"])
+    det.meta_ = config  # type: ignore[attr-defined]
+    return det

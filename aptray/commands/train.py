@@ -1,0 +1,36 @@
+"""``aptray train EMBEDDINGS --model NAME --out DIR``: fit a detector on an embed output, save the artifact."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command to ``app``."""
+
+    @app.command()
+    def train(
+        embeddings: Annotated[str, typer.Argument(help="Embed output folder (embeddings/*.parquet + manifest.json).")],
+        out: Annotated[str, typer.Option(help="Artifact folder (local or s3://).")],
+        model: Annotated[str | None, typer.Option(
+            help="ae|vae|dae|ae-attn|vae-attn|dae-attn|lstm-ae|iforest|ocsvm|pca|dbscan|avf")] = None,
+        workers: Annotated[int | None, typer.Option(help="Ray Train workers (DDP).")] = None,
+        gpus: Annotated[bool, typer.Option("--gpus", help="One GPU per worker.")] = False,
+        epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
+        config: Annotated[str | None, typer.Option(help="YAML config.")] = None,
+    ) -> None:
+        """Train on benign rows (malicious-labelled rows are excluded) and print one JSON summary line."""
+        from aptray.commands.common import emit, setup
+        from aptray.detectors import DETECTOR_NAMES
+        from aptray.train import run_train
+
+        if model is not None and model not in DETECTOR_NAMES:
+            raise typer.BadParameter(f"choose one of {', '.join(DETECTOR_NAMES)}", param_hint="--model")
+        overrides = {"train.model": model, "train.workers": workers, "train.use_gpu": gpus or None,
+                     "train.epochs": epochs}
+        cfg = setup(config, overrides)
+        result = run_train(embeddings, out, cfg)
+        emit({k: result[k] for k in ("model", "rows", "rows_used", "benign_rows", "excluded_malicious", "epochs",
+                                     "final_train_loss", "final_val_loss", "thresholds", "validation", "artifact")})

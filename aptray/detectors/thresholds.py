@@ -1,0 +1,57 @@
+"""Alert thresholds on anomaly scores: benign-score percentiles, the F1-optimal cut, and alert tiers.
+
+Every score here follows the project's direction: higher = more anomalous; a row alerts when its score is
+at or above the threshold.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Default tiers: name -> percentile of benign training scores.
+DEFAULT_TIERS: dict[str, float] = {"low": 95.0, "medium": 99.0, "high": 99.9}
+
+
+def percentile_threshold(scores: np.ndarray, percentile: float) -> float:
+    """The ``percentile``-th percentile of (benign) scores."""
+    if len(scores) == 0:
+        raise ValueError("cannot set a threshold from zero scores")
+    return float(np.percentile(np.asarray(scores, dtype=np.float64), percentile))
+
+
+def tier_thresholds(scores: np.ndarray, tiers: dict[str, float]) -> dict[str, float]:
+    """Each tier's threshold: the tier's percentile of the benign scores."""
+    return {name: percentile_threshold(scores, p) for name, p in tiers.items()}
+
+
+def f1_threshold(scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """The threshold maximising F1 of ``score >= threshold`` against labels ``y`` (1 = malicious).
+
+    Returns:
+        ``(threshold, best_f1)``.
+
+    Raises:
+        ValueError: ``y`` holds no malicious row or no benign row.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    t = np.asarray(y).astype(int)
+    if t.sum() == 0 or t.sum() == len(t):
+        raise ValueError("an F1 threshold needs both malicious and benign labelled rows")
+    order = np.argsort(-s, kind="stable")
+    s_sorted, t_sorted = s[order], t[order]
+    # Candidate cuts are the distinct scores; a cut at s_sorted[i] flags every row scoring >= it.
+    last_of_run = np.r_[s_sorted[1:] != s_sorted[:-1], True]
+    tp = np.cumsum(t_sorted)[last_of_run]
+    flagged = (np.arange(len(s_sorted)) + 1)[last_of_run]
+    f1 = 2 * tp / (flagged + t.sum())
+    best = int(np.argmax(f1))
+    return float(s_sorted[last_of_run][best]), float(f1[best])
+
+
+def assign_tiers(scores: np.ndarray, tiers: dict[str, float]) -> list[str | None]:
+    """For each score, the name of the highest tier whose threshold it reaches (None below all tiers)."""
+    ranked = sorted(tiers.items(), key=lambda kv: kv[1], reverse=True)
+    out: list[str | None] = []
+    for s in np.asarray(scores, dtype=np.float64):
+        out.append(next((name for name, thr in ranked if s >= thr), None))
+    return out

@@ -1,0 +1,127 @@
+"""Reading an embed output (``EMB/embeddings/*.parquet`` + ``EMB/manifest.json``) into training arrays.
+
+Also holds the train/validation split (stratified, seeded; validation is part of the training input, never
+a test set) and the LSTM-AE windows: for every event, the ``window`` consecutive events of its
+process/host ending at it, ordered by ``source_file`` and ``line`` (padded with the first event).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from aptray.io.fs import join, resolve
+
+log = logging.getLogger(__name__)
+
+#: Columns that identify a process/host for windows, used when the embed output carries them.
+GROUP_COLUMNS: tuple[str, ...] = ("source_file", "host", "pid")
+
+
+@dataclass
+class EmbeddingData:
+    """Rows of an embed output, ordered by ``source_file`` then ``line``."""
+
+    X: np.ndarray
+    y: np.ndarray  # float: 1 malicious, 0 benign, nan unknown
+    record_id: list[str]
+    groups: np.ndarray  # int group id per row (process/host/file)
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+
+def read_manifest(uri: str) -> dict[str, Any]:
+    """``EMB/manifest.json`` (empty when absent)."""
+    fs, path = resolve(join(uri, "manifest.json"))
+    try:
+        with fs.open_input_stream(path) as fh:
+            data = json.loads(fh.read())
+    except FileNotFoundError:
+        log.warning("%s has no manifest.json: embedder and template version will not be recorded", uri)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def embedding_matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A ``(rows, dim)`` float32 matrix from a (fixed-size) list column of float32 or float16."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    n = len(arr)
+    flat = arr.flatten().to_numpy(zero_copy_only=False)
+    return np.ascontiguousarray(flat.reshape(n, -1) if n else flat.reshape(0, 0), dtype=np.float32)
+
+
+def load_embeddings(uri: str) -> EmbeddingData:
+    """Read every ``*.parquet`` under ``uri/embeddings`` (local or ``s3://``)."""
+    import pyarrow.dataset as pads
+
+    fs, path = resolve(join(uri, "embeddings"))
+    ds = pads.dataset(path, filesystem=fs, format="parquet")
+    names = set(ds.schema.names)
+    cols = [c for c in ("record_id", "embedding", "malicious", "source_file", "line", "host", "pid") if c in names]
+    table = ds.to_table(columns=cols)
+    sort = [(c, "ascending") for c in ("source_file", "line", "record_id") if c in names]
+    if sort:
+        table = table.sort_by(sort)
+    X = embedding_matrix(table.column("embedding"))
+    if "malicious" in names:
+        y = pc.cast(table.column("malicious"), pa.float64()).to_numpy(zero_copy_only=False)
+        y = np.where(np.isnan(y), np.nan, y)
+    else:
+        y = np.full(len(X), np.nan)
+    keys = [c for c in GROUP_COLUMNS if c in names]
+    if keys:
+        key_rows = list(zip(*(table.column(c).to_pylist() for c in keys), strict=True))
+        _, groups = np.unique(np.array([str(k) for k in key_rows]), return_inverse=True)
+    else:
+        groups = np.zeros(len(X), dtype=np.int64)
+    rid = table.column("record_id").to_pylist() if "record_id" in names else [str(i) for i in range(len(X))]
+    manifest = read_manifest(uri)
+    log.info("read %d embeddings of dim %d from %s", len(X), X.shape[1] if X.ndim == 2 else 0, uri)
+    return EmbeddingData(X, np.asarray(y, dtype=np.float64), rid, np.asarray(groups, dtype=np.int64), manifest)
+
+
+def windows(X: np.ndarray, groups: np.ndarray, window: int) -> np.ndarray:
+    """For each row, the ``window`` rows of its group ending at it (rows already in event order).
+
+    Rows before a group's ``window``-th event are padded with the group's first event.
+
+    Returns:
+        ``(rows, window, dim)`` array.
+    """
+    idx = np.empty((len(X), window), dtype=np.int64)
+    for g in np.unique(groups):
+        members = np.flatnonzero(groups == g)
+        pos = np.arange(len(members))[:, None] - np.arange(window - 1, -1, -1)[None, :]
+        idx[members] = members[np.clip(pos, 0, None)]
+    return X[idx]
+
+
+def window_labels(y: np.ndarray, groups: np.ndarray, window: int) -> np.ndarray:
+    """A window's label: 1 if any of its events is malicious, else 0, nan if all unknown."""
+    w = windows(y[:, None], groups, window)[:, :, 0]
+    out = np.where(np.isnan(w).all(1), np.nan, np.nanmax(np.where(np.isnan(w), -1, w), 1))
+    return np.asarray(out, dtype=np.float64)
+
+
+def split_train_val(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of a seeded split, stratified on the label (1 / 0 / unknown), ``fraction`` to validation."""
+    rng = np.random.default_rng(seed)
+    strata = np.where(np.isnan(y), -1, y).astype(int)
+    val: list[np.ndarray] = []
+    for s in np.unique(strata):
+        members = rng.permutation(np.flatnonzero(strata == s))
+        n_val = round(len(members) * fraction)
+        if s == 1 and len(members) >= 2:
+            n_val = max(n_val, 1)  # keep a malicious row for the F1 threshold
+        val.append(members[:n_val])
+    val_idx = np.sort(np.concatenate(val)) if val else np.zeros(0, dtype=np.int64)
+    train_idx = np.setdiff1d(np.arange(len(y)), val_idx)
+    return train_idx, val_idx

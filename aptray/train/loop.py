@@ -1,0 +1,163 @@
+"""The generic training loop (one epoch, validation loss, early stopping), shared by local and Ray Train fits.
+
+Pure torch: it sees batches of tensors and a network exposing ``loss(x)`` and ``score(x)``; the Ray Train
+worker function in :mod:`aptray.train.trainer` feeds it its dataset shard, :class:`ReconstructionDetector`
+feeds it in-memory arrays.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EarlyStopping:
+    """Stop after ``patience`` epochs without a validation-loss improvement (0 disables stopping)."""
+
+    patience: int
+    best: float = math.inf
+    bad_epochs: int = 0
+    best_epoch: int = -1
+
+    def update(self, loss: float, epoch: int) -> bool:
+        """Record an epoch's validation loss; True when training should stop."""
+        if loss < self.best - 1e-9:
+            self.best, self.bad_epochs, self.best_epoch = loss, 0, epoch
+            return False
+        self.bad_epochs += 1
+        return self.patience > 0 and self.bad_epochs >= self.patience
+
+
+@dataclass
+class History:
+    """Per-epoch losses of one fit."""
+
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    stopped_early: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready summary."""
+        return {
+            "epochs": len(self.train_loss),
+            "train_loss": self.train_loss,
+            "val_loss": self.val_loss,
+            "final_train_loss": self.train_loss[-1] if self.train_loss else None,
+            "final_val_loss": self.val_loss[-1] if self.val_loss else None,
+            "stopped_early": self.stopped_early,
+        }
+
+
+class LossModule(nn.Module):
+    """Wraps a network so that ``forward(x)`` returns its training loss.
+
+    DDP syncs gradients only for computations that go through its own ``forward``; wrapping the loss (not
+    the reconstruction) lets models whose loss needs more than ``forward`` (VAE, DAE) train under DDP.
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The training loss of batch ``x``."""
+        return self.net.loss(x)  # type: ignore[operator,no-any-return]
+
+
+def train_epoch(step: nn.Module, batches: Iterable[torch.Tensor], optimizer: torch.optim.Optimizer) -> float:
+    """One pass over ``batches``; ``step`` maps a batch to its loss (a :class:`LossModule`, maybe in DDP).
+
+    Returns:
+        The row-weighted mean training loss.
+    """
+    step.train()
+    total, rows = 0.0, 0
+    for x in batches:
+        optimizer.zero_grad(set_to_none=True)
+        loss = step(x)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach()) * x.shape[0]
+        rows += x.shape[0]
+    return total / max(rows, 1)
+
+
+@torch.no_grad()
+def eval_loss(model: nn.Module, batches: Iterable[torch.Tensor]) -> tuple[float, int]:
+    """Row-weighted mean loss of the bare network over ``batches`` in eval mode, and the row count."""
+    model.eval()
+    total, rows = 0.0, 0
+    for x in batches:
+        total += float(model.loss(x)) * x.shape[0]  # type: ignore[operator]
+        rows += x.shape[0]
+    return total / max(rows, 1), rows
+
+
+def tensor_batches(
+    x: np.ndarray, batch_size: int, shuffle: bool, gen: torch.Generator | None = None
+) -> list[torch.Tensor]:
+    """Split an array into float32 tensor batches (optionally shuffled)."""
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    order = torch.randperm(len(t), generator=gen) if shuffle else torch.arange(len(t))
+    return [t[order[i : i + batch_size]] for i in range(0, len(t), batch_size)]
+
+
+def fit_local(
+    model: nn.Module,
+    x_train: np.ndarray,
+    x_val: np.ndarray | None,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    patience: int,
+    seed: int = 0,
+) -> History:
+    """Train ``model`` in this process with Adam; keeps the weights of the best validation epoch.
+
+    Args:
+        model: a network with ``loss`` and ``score``.
+        x_train: training rows (benign only).
+        x_val: validation rows for the loss and early stopping (None or empty: training loss is used).
+        epochs, batch_size, lr, patience, seed: the usual.
+    """
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    stopper = EarlyStopping(patience)
+    hist = History()
+    best_state = copy.deepcopy(model.state_dict())
+    for epoch in range(epochs):
+        tl = train_epoch(LossModule(model), tensor_batches(x_train, batch_size, True, gen), opt)
+        vl = eval_loss(model, tensor_batches(x_val, batch_size, False))[0] if x_val is not None and len(x_val) else tl
+        hist.train_loss.append(tl)
+        hist.val_loss.append(vl)
+        log.debug("epoch %d train %.6f val %.6f", epoch, tl, vl)
+        improved_before = stopper.best
+        stop = stopper.update(vl, epoch)
+        if stopper.best < improved_before:
+            best_state = copy.deepcopy(model.state_dict())
+        if stop:
+            hist.stopped_early = True
+            break
+    model.load_state_dict(best_state)
+    return hist
+
+
+@torch.no_grad()
+def score_array(model: nn.Module, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """Per-row anomaly scores of ``x`` (higher = more anomalous) as float64."""
+    model.eval()
+    out = [model.score(b).double().numpy() for b in tensor_batches(x, batch_size, False)]  # type: ignore[operator]
+    return np.concatenate(out) if out else np.zeros(0)

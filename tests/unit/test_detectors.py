@@ -1,0 +1,121 @@
+"""Detector contract, baselines equal to scikit-learn, and artifacts (round trip, tampering, provenance)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aptray.artifacts import ArtifactError, load_detector, save_detector
+from aptray.config import ThresholdConfig, TrainConfig
+from aptray.detectors import DETECTOR_NAMES, make_detector
+from aptray.detectors.base import Detector
+
+DIM = 12
+META = {"embedder": {"model_id": "sentence-transformers/all-MiniLM-L6-v2", "revision": "x", "dim": DIM},
+        "template_version": "1", "template": {"mask": ["uuid"]}, "training": {"epochs": 2}}
+
+
+def _data(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Benign Gaussian rows, a few labelled outliers far away; windows for lstm-ae, 0/1 for avf."""
+    rng = np.random.default_rng(0)
+    if name == "avf":
+        X = (rng.random((300, DIM)) < 0.05).astype(np.float32)
+        out = np.ones((6, DIM), dtype=np.float32)
+    else:
+        X = rng.normal(0, 1, (300, DIM)).astype(np.float32)
+        out = rng.normal(6, 1, (6, DIM)).astype(np.float32)
+    allx = np.concatenate([X, out])
+    y = np.r_[np.zeros(300), np.ones(6)]
+    if name == "lstm-ae":
+        allx = np.repeat(allx[:, None, :], 4, axis=1)
+    return allx, y, out
+
+
+def _detector(name: str) -> Detector:
+    return make_detector(name, TrainConfig(model=name, epochs=3, batch_size=64), ThresholdConfig())
+
+
+@pytest.mark.parametrize("name", DETECTOR_NAMES)
+def test_contract(name: str) -> None:
+    X, y, _ = _data(name)
+    det = _detector(name)
+    assert det.fit(X, y) is det
+    assert det.n_excluded_ == 6 and det.n_train_ == 300
+    s = det.decision_function(X)
+    assert s.shape == (len(X),) and np.isfinite(s).all()
+    # higher = more anomalous: the labelled outliers outscore the benign rows on average
+    assert s[y == 1].mean() > s[y == 0].mean()
+    assert set(np.unique(det.predict(X))) <= {0, 1}
+    assert det.tiers_.keys() == {"low", "medium", "high"}
+    assert len(det.tier(X)) == len(X)
+    det.set_threshold_f1(X, y)
+    assert det.threshold_method_ == "f1" and 0 < det.val_f1_ <= 1
+
+
+def test_iforest_and_ocsvm_equal_sklearn_negated() -> None:
+    from sklearn.ensemble import IsolationForest
+    from sklearn.svm import OneClassSVM
+
+    X, _, _ = _data("iforest")
+    ours = _detector("iforest").fit(X)
+    ref = IsolationForest(n_estimators=200, max_samples=256, max_features=1.0, random_state=0).fit(X)
+    np.testing.assert_allclose(ours.decision_function(X), -ref.score_samples(X), atol=1e-12)
+    svm = _detector("ocsvm").fit(X)
+    np.testing.assert_allclose(svm.decision_function(X), -OneClassSVM(nu=0.05).fit(X).decision_function(X), atol=1e-9)
+
+
+@pytest.mark.parametrize("name", DETECTOR_NAMES)
+def test_artifact_round_trip(name: str, tmp_path: Path) -> None:
+    X, y, _ = _data(name)
+    det = _detector(name).fit(X, y)
+    save_detector(det, str(tmp_path / "a"), META)
+    assert {p.name for p in (tmp_path / "a").iterdir()} == {"model.safetensors", "config.json"}
+    back = load_detector(str(tmp_path / "a"), expect_embedder=META["embedder"]["model_id"], expect_template_version="1")
+    np.testing.assert_allclose(back.decision_function(X), det.decision_function(X), rtol=1e-6)
+    assert back.threshold_ == det.threshold_ and back.tiers_ == det.tiers_
+    cfg = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert cfg["embedder"]["dim"] == DIM and cfg["template_version"] == "1" and "torch" in cfg["libraries"]
+
+
+def test_tampered_weights_are_refused(tmp_path: Path) -> None:
+    X, y, _ = _data("pca")
+    save_detector(_detector("pca").fit(X, y), str(tmp_path), META)
+    raw = bytearray((tmp_path / "model.safetensors").read_bytes())
+    raw[-1] ^= 0x01
+    (tmp_path / "model.safetensors").write_bytes(bytes(raw))
+    with pytest.raises(ArtifactError, match="sha256 mismatch"):
+        load_detector(str(tmp_path))
+
+
+def test_wrong_embedder_or_template_is_refused(tmp_path: Path) -> None:
+    X, y, _ = _data("ae")
+    save_detector(_detector("ae").fit(X, y), str(tmp_path), META)
+    with pytest.raises(ArtifactError, match="all-mpnet-base-v2"):
+        load_detector(str(tmp_path), expect_embedder="sentence-transformers/all-mpnet-base-v2")
+    with pytest.raises(ArtifactError, match="TEMPLATE_VERSION"):
+        load_detector(str(tmp_path), expect_template_version="2")
+
+
+def test_missing_hash_needs_trusted(tmp_path: Path) -> None:
+    X, y, _ = _data("pca")
+    save_detector(_detector("pca").fit(X, y), str(tmp_path), META)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg["files"] = {}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ArtifactError, match="trusted"):
+        load_detector(str(tmp_path))
+    assert load_detector(str(tmp_path), trusted=True).threshold_ == cfg["thresholds"]["threshold"]
+
+
+def test_artifact_on_s3(s3_server: str) -> None:
+    import boto3
+
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket="artifacts")
+    X, y, _ = _data("iforest")
+    det = _detector("iforest").fit(X, y)
+    save_detector(det, "s3://artifacts/det/iforest", META)
+    back = load_detector("s3://artifacts/det/iforest", expect_embedder=META["embedder"]["model_id"])
+    np.testing.assert_allclose(back.decision_function(X), det.decision_function(X))

@@ -1,0 +1,48 @@
+"""Thresholds: benign percentiles, F1-optimal cut (checked against brute force), tiers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from aptray.detectors.thresholds import assign_tiers, f1_threshold, percentile_threshold, tier_thresholds
+
+
+def _brute_f1(scores: np.ndarray, y: np.ndarray) -> float:
+    best = 0.0
+    for t in np.unique(scores):
+        p = scores >= t
+        tp = int((p & (y == 1)).sum())
+        f1 = 2 * tp / (p.sum() + y.sum())
+        best = max(best, f1)
+    return best
+
+
+def test_percentile() -> None:
+    s = np.arange(101, dtype=float)
+    assert percentile_threshold(s, 95) == pytest.approx(95.0)
+    with pytest.raises(ValueError):
+        percentile_threshold(np.array([]), 99)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_f1_threshold_matches_brute_force(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    y = (rng.random(300) < 0.1).astype(int)
+    scores = np.round(rng.normal(size=300) + 1.5 * y, 1)  # rounded: ties exercise the run handling
+    t, f1 = f1_threshold(scores, y)
+    assert f1 == pytest.approx(_brute_f1(scores, y))
+    pred = scores >= t
+    assert 2 * (pred & (y == 1)).sum() / (pred.sum() + y.sum()) == pytest.approx(f1)
+
+
+def test_f1_needs_both_classes() -> None:
+    with pytest.raises(ValueError, match="both"):
+        f1_threshold(np.array([0.1, 0.2]), np.array([0, 0]))
+
+
+def test_tiers() -> None:
+    s = np.arange(1000, dtype=float)
+    tiers = tier_thresholds(s, {"low": 90, "medium": 99, "high": 99.9})
+    assert tiers["low"] < tiers["medium"] < tiers["high"]
+    assert assign_tiers(np.array([0.0, 950.0, 995.0, 999.5]), tiers) == [None, "low", "medium", "high"]
