@@ -16,7 +16,7 @@ def main() -> None:
 
 
 #: Command modules under aptray.commands; a stage registers its command by being listed here.
-COMMANDS: tuple[str, ...] = ("templatize",)
+COMMANDS: tuple[str, ...] = ("templatize", "embed", "train", "score", "experiment", "serve", "demo")
 
 for _name in COMMANDS:
     importlib.import_module(f"aptray.commands.{_name}").register(app)

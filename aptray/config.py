@@ -98,7 +98,9 @@ class TrainConfig(_Section):
     epochs: int = Field(15, gt=0)
     batch_size: int = Field(128, gt=0)
     lr: float = Field(1e-3, gt=0)
-    hidden: list[int] = Field(default_factory=lambda: [512, 128])
+    hidden: list[int] | None = Field(
+        None, description="Encoder widths; None derives them from the embedding dimension (768 -> 512, 128)."
+    )
     workers: int = Field(1, gt=0)
     use_gpu: bool = False
     cpus_per_worker: float = Field(1.0, gt=0)
@@ -107,6 +109,8 @@ class TrainConfig(_Section):
     seed: int = 0
     max_failures: int = Field(2, ge=0)
     extra: dict[str, Any] = Field(default_factory=dict, description="Model-specific hyperparameters.")
+    storage_path: str | None = Field(None, description="Ray Train checkpoint storage (None: a temp folder).")
+    window: int = Field(8, gt=0, description="Events per LSTM-AE window (consecutive events of one process).")
 
 
 class ThresholdConfig(_Section):
@@ -129,22 +133,66 @@ class ScoreConfig(_Section):
     group_bytes: int = Field(1 << 30, gt=0, description="Input bytes per resumable group of files.")
 
 
-class ServeConfig(_Section):
-    """The online Ray Serve endpoint."""
+class ServeAutoscaling(_Section):
+    """Replica autoscaling of the online detector (Ray Serve ``autoscaling_config``)."""
 
-    artifact: str | None = None
-    host: str = "127.0.0.1"
-    port: int = 8000
-    replicas: int = 1
-    max_ongoing_requests: int = 64
-    max_batch_size: int = 64
-    batch_wait_timeout_s: float = 0.005
-    max_request_bytes: int = 4 * 1024 * 1024
-    max_events_per_request: int = 1024
-    api_key_file: str | None = None
-    require_api_key: bool = True
-    num_cpus: float = 0.5
-    num_gpus: float = 0.0
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(4, gt=0)
+    target_ongoing_requests: float = Field(8.0, gt=0, description="Requests in flight per replica to aim at.")
+    upscale_delay_s: float = Field(10.0, ge=0)
+    downscale_delay_s: float = Field(120.0, ge=0)
+
+
+class ServeConfig(_Section):
+    """The online Ray Serve endpoint (also the typed arguments of ``aptray.serve.app:build_app``)."""
+
+    artifact: str | None = Field(None, description="Detector artifact folder (local or s3://).")
+    trusted: bool = Field(False, description="Allow artifact files without a recorded hash.")
+    host: str = Field("127.0.0.1", description="HTTP bind address (cluster-wide Serve option; loopback by default).")
+    port: int = Field(8000, gt=0, lt=65536)
+    app_name: str = "aptray"
+    route_prefix: str = "/"
+    replicas: int = Field(1, gt=0, description="Fixed replica count (ignored when autoscaling is set).")
+    autoscaling: ServeAutoscaling | None = None
+    max_ongoing_requests: int = Field(64, gt=0, description="Requests a replica accepts at once.")
+    max_batch_size: int = Field(64, gt=0, description="Events per micro-batch across concurrent requests.")
+    batch_wait_timeout_s: float = Field(
+        0.0, ge=0, description="How long a micro-batch waits to fill; 0: take what queued during the last batch."
+    )
+    max_request_bytes: int = Field(4 * 1024 * 1024, gt=0, description="Larger request bodies get 413.")
+    max_events_per_request: int = Field(1024, gt=0)
+    api_key_file: str | None = Field(None, description="File of API keys, one per line (besides $APTRAY_API_KEY).")
+    require_api_key: bool = Field(True, description="Refuse requests without a valid key (and refuse to start "
+                                                    "without a configured key).")
+    num_cpus: float = Field(0.5, ge=0, description="CPUs reserved per replica.")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per replica; > 0 encodes and scores on CUDA.")
+    dtype: str = Field("auto", description="Encoder dtype: auto (fp32 on CPU, bf16 on GPU), float32, float16...")
+    encode_batch_size: int = Field(64, gt=0, description="Sentences per encoder forward pass.")
+    cache_size: int = Field(100_000, ge=0, description="Distinct sentences kept in each replica's embedding LRU.")
+    torch_threads: int | None = Field(None, gt=0, description="Torch CPU threads per replica (None: Ray's default).")
+
+
+class ExperimentConfig(_Section):
+    """The evaluation experiment: every dataset x aspect x embedder x detector x seed (``aptray experiment``)."""
+
+    embedders: list[str] = Field(default_factory=lambda: ["minilm", "mpnet"],
+                                 description="Embedder registry names; one not installed is skipped with a log line.")
+    detectors: list[str] = Field(
+        default_factory=lambda: ["ae", "vae", "dae", "ae-attn", "vae-attn", "dae-attn", "iforest", "ocsvm", "pca",
+                                 "dbscan", "avf"],
+        description="Detector names (torch models and baselines).",
+    )
+    aspects: list[Aspect] | None = Field(None, description="Aspects to run; None: every aspect file present.")
+    seeds: int = Field(3, gt=0, description="Seeds 0..seeds-1; each draws its own split and initialisation.")
+    test_fraction: float = Field(0.3, gt=0, lt=1, description="Share of benign rows held out for testing only.")
+    val_fraction: float = Field(0.2, ge=0, lt=1, description="Share of benign rows for threshold choice.")
+    threshold: str = Field("f1", description="f1 (validation, falls back to percentile without positives) or "
+                                             "percentile (of benign training scores).")
+    top_k: int = Field(10, gt=0, description="Anomalies listed in the report; cut-off of nDCG@k.")
+    min_train_rows: int = Field(8, gt=0, description="Skip a dataset x aspect with fewer benign training rows.")
+    task_cpus: float = Field(1.0, gt=0, description="CPUs per fit task (one detector x seed).")
+    tsne_points: int = Field(2000, ge=0, description="Rows in the t-SNE plot (all malicious kept); 0 disables it.")
+    epochs: int | None = Field(None, gt=0, description="Torch detector epochs; None: train.epochs.")
 
 
 class AptrayConfig(_Section):
@@ -160,6 +208,7 @@ class AptrayConfig(_Section):
     threshold: ThresholdConfig = Field(default_factory=ThresholdConfig)
     score: ScoreConfig = Field(default_factory=ScoreConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    experiment: ExperimentConfig = Field(default_factory=ExperimentConfig)
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> AptrayConfig:

@@ -22,12 +22,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from aptray.config import AptrayConfig, Source
+from aptray.embed.cache import embedding_matrix
 from aptray.io.fs import InputFile, Selection, join, list_files, resolve
-from aptray.io.quarantine import QuarantineSplit, count_rows
+from aptray.io.quarantine import count_rows
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
     import ray.data
+
+    from aptray.embed.registry import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +41,6 @@ ALERT_COLUMNS = (
     "record_id", "source", "source_file", "line", "host", "timestamp", "pid", "process_name", "exe", "action",
     "object_path", "object_addr", "sentence", "sentence_hash", "score", "tier", "malicious",
 )
-
-
-def embedding_matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """A fixed-size-list (or list) float column -> a float32 ``(n, dim)`` matrix without Python loops."""
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    n = len(arr)
-    if n == 0:
-        return np.zeros((0, 0), dtype=np.float32)
-    flat = arr.flatten().to_numpy(zero_copy_only=False)
-    return np.asarray(flat, dtype=np.float32).reshape(n, -1)
 
 
 class Scorer:
@@ -69,7 +62,7 @@ class Scorer:
         X = embedding_matrix(batch.column("embedding"))
         scores = np.asarray(self.detector.decision_function(X), dtype=np.float64)
         tiers = self.detector.tier(X) if batch.num_rows else []
-        flags = scores > float(self.detector.threshold_)
+        flags = scores >= float(self.detector.threshold_)  # the same rule as Detector.predict
         out = (
             batch.drop_columns(["embedding"])
             .append_column("score", pa.array(scores, pa.float64()))
@@ -89,11 +82,17 @@ class Scorer:
         pq.write_table(alerts.select(cols), join(self._root, f"part-{digest}.parquet"), filesystem=self._fs)
 
 
-def score_dataset(ds: ray.data.Dataset, cfg: AptrayConfig, artifact: str, alerts_dir: str | None) -> ray.data.Dataset:
-    """Embed templated rows with the artifact's embedder and score them (lazy)."""
-    from aptray.embed.job import embed_dataset
+def score_dataset(
+    ds: ray.data.Dataset, cfg: AptrayConfig, spec: ModelSpec, artifact: str, alerts_dir: str | None
+) -> ray.data.Dataset:
+    """Embed templated rows with the artifact's embedder ``spec`` and score them (lazy, streaming).
 
-    ds = embed_dataset(ds, cfg)
+    Repeated sentences are encoded once per embedding actor (its LRU); the score job streams, so it does
+    not make the embed job's global distinct pass over the whole input.
+    """
+    from aptray.embed.job import encode_dataset
+
+    ds = encode_dataset(ds, spec, cfg.embed)
     return ds.map_batches(
         Scorer,  # type: ignore[arg-type]
         fn_constructor_kwargs={"artifact": artifact, "alerts_dir": alerts_dir},
@@ -196,7 +195,10 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
         ``rows_read``, ``rows_scored``, ``rows_quarantined``, ``alerts``, ``files``, ``files_skipped``,
         ``seconds`` — totals over all files, including those done by earlier runs.
     """
+    import pyarrow.fs as pafs_
+
     from aptray.artifacts import load_detector
+    from aptray.embed.registry import resolve_recorded
     from aptray.runtime import init_ray
     from aptray.templating.base import TEMPLATE_VERSION
     from aptray.templating.job import sentences_dataset
@@ -208,7 +210,8 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
     artifact = cfg.score.artifact
     detector = load_detector(artifact, expect_template_version=TEMPLATE_VERSION, trusted=cfg.score.trusted)
     meta = detector.meta_ if hasattr(detector, "meta_") else {}
-    cfg = _align_embedder(cfg, meta)
+    cfg = _align_template(cfg, meta)
+    spec = resolve_recorded(meta.get("embedder"))
     source = Source(cfg.ingest.source)
 
     fs_in, files = list_files(input_uri, _SUFFIXES.get(source))
@@ -231,11 +234,12 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
         gid = hashlib.sha256("\n".join(f"{f.rel}\0{f.size}" for f in group).encode()).hexdigest()[:16]
         dirs = {p: join(root, p, f"group={gid}") for p in ("scores", "alerts", "quarantine")}
         for d in dirs.values():
-            if fs.get_file_info(d).type != 0:
+            if fs.get_file_info(d).type == pafs_.FileType.Directory:
                 fs.delete_dir(d)
         selection = Selection(fs_in, tuple(group), input_uri)
-        ds = sentences_dataset(source, selection, cfg, join(out_uri, "quarantine", f"group={gid}"))  # type: ignore[arg-type]
-        ds = score_dataset(ds, cfg, artifact, join(out_uri, "alerts", f"group={gid}") if cfg.score.write_alerts else None)
+        ds = sentences_dataset(source, selection, cfg, join(out_uri, "quarantine", f"group={gid}"))
+        alerts_dir = join(out_uri, "alerts", f"group={gid}") if cfg.score.write_alerts else None
+        ds = score_dataset(ds, cfg, spec, artifact, alerts_dir)
         ds.write_parquet(dirs["scores"], filesystem=fs)
         counts = _group_counts(out_uri, gid)
         for f in group:
@@ -257,7 +261,7 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
         "artifact": artifact,
         "artifact_sha256": meta.get("sha256", {}),
         "template_version": TEMPLATE_VERSION,
-        "embedder": cfg.embed.model,
+        "embedder": {"model_id": spec.model_id, "revision": spec.revision, "dim": spec.dim},
         "counts": result,
     }
     _write_json(fs, join(root, "manifest.json"), manifest)
@@ -272,16 +276,12 @@ _SUFFIXES: dict[Source, tuple[str, ...]] = {
 }
 
 
-def _align_embedder(cfg: AptrayConfig, meta: dict[str, Any]) -> AptrayConfig:
-    """Use the embedder and template settings the detector was trained with."""
-    updates: dict[str, Any] = {}
-    model = (meta.get("embedder") or {}).get("path") or (meta.get("embedder") or {}).get("model_id")
-    if model:
-        updates["embed"] = cfg.embed.model_copy(update={"model": model})
+def _align_template(cfg: AptrayConfig, meta: dict[str, Any]) -> AptrayConfig:
+    """Template with the masking the detector was trained with (the embedder comes from the artifact too)."""
     template = meta.get("template")
     if isinstance(template, dict) and "mask" in template:
-        updates["template"] = cfg.template.model_copy(update={"mask": list(template["mask"])})
-    return cfg.model_copy(update=updates) if updates else cfg
+        return cfg.model_copy(update={"template": cfg.template.model_copy(update={"mask": list(template["mask"])})})
+    return cfg
 
 
 def _group_counts(out_uri: str, gid: str) -> dict[str, int]:

@@ -1,4 +1,8 @@
-"""Ray job entry point: `ray job submit --working-dir . -- python jobs/embed.py --config jobs/configs/embed.yaml`."""
+"""Ray job entry point for the embed stage.
+
+    ray job submit --working-dir . -- python jobs/embed.py --config jobs/configs/embed.yaml \
+        [--set KEY=VALUE ...]
+"""
 
 from aptray.jobs import main
 

@@ -1,4 +1,8 @@
-"""Ray job entry point: `ray job submit --working-dir . -- python jobs/experiment.py --config jobs/configs/experiment.yaml`."""
+"""Ray job entry point for the experiment stage.
+
+    ray job submit --working-dir . -- python jobs/experiment.py --config jobs/configs/experiment.yaml \
+        [--set KEY=VALUE ...]
+"""
 
 from aptray.jobs import main
 

@@ -1,4 +1,8 @@
-"""Ray job entry point: `ray job submit --working-dir . -- python jobs/score.py --config jobs/configs/score.yaml`."""
+"""Ray job entry point for the score stage.
+
+    ray job submit --working-dir . -- python jobs/score.py --config jobs/configs/score.yaml \
+        [--set KEY=VALUE ...]
+"""
 
 from aptray.jobs import main
 

@@ -1,4 +1,8 @@
-"""Ray job entry point: `ray job submit --working-dir . -- python jobs/templatize.py --config jobs/configs/templatize.yaml`."""
+"""Ray job entry point for the templatize stage.
+
+    ray job submit --working-dir . -- python jobs/templatize.py --config jobs/configs/templatize.yaml \
+        [--set KEY=VALUE ...]
+"""
 
 from aptray.jobs import main
 

@@ -1,4 +1,8 @@
-"""Ray job entry point: `ray job submit --working-dir . -- python jobs/train.py --config jobs/configs/train.yaml`."""
+"""Ray job entry point for the train stage.
+
+    ray job submit --working-dir . -- python jobs/train.py --config jobs/configs/train.yaml \
+        [--set KEY=VALUE ...]
+"""
 
 from aptray.jobs import main
 

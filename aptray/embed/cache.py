@@ -45,6 +45,14 @@ def cache_schema(dim: int) -> pa.Schema:
     return pa.schema([pa.field(HASH, pa.string()), pa.field(EMBEDDING, embedding_type(dim))])
 
 
+def embedding_matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """The inverse of :func:`to_embedding_array`: a (fixed-size) list column -> float32 ``(rows, dim)``."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    n = len(arr)
+    flat = arr.flatten().to_numpy(zero_copy_only=False)
+    return np.ascontiguousarray(flat.reshape(n, -1) if n else flat.reshape(0, 0), dtype=np.float32)
+
+
 def to_embedding_array(vectors: np.ndarray, dim: int, float16: bool = False) -> pa.FixedSizeListArray:
     """An ``(n, dim)`` array -> a fixed-size list Arrow array."""
     values = np.ascontiguousarray(vectors, dtype=np.float16 if float16 else np.float32).reshape(-1)

@@ -16,9 +16,11 @@ import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,34 @@ class ModelSpec:
     revision: str
 
 
+#: The model id each registry name resolves to (what manifests and artifacts record).
+MODEL_IDS: dict[str, str] = {
+    "minilm": "sentence-transformers/all-MiniLM-L6-v2",
+    "mpnet": "sentence-transformers/all-mpnet-base-v2",
+}
+
+
+def resolve_recorded(recorded: Mapping[str, Any] | None) -> ModelSpec:
+    """The local model that an artifact's or manifest's ``embedder`` record names.
+
+    Tries the recorded ``path`` (when it still exists here), then the registry name of the recorded
+    ``model_id``; with no record at all, MiniLM (the default).
+
+    Raises:
+        ModelNotFoundError: the recorded model is not available on this machine.
+    """
+    recorded = recorded or {}
+    candidates = [recorded.get("path"), recorded.get("model_id")] if recorded else ["minilm"]
+    for candidate in candidates:
+        if candidate:
+            try:
+                return resolve(str(candidate))
+            except ModelNotFoundError:
+                continue
+    raise ModelNotFoundError(f"the recorded embedder {recorded.get('model_id')!r} is not available locally; "
+                             "install it or pass its local folder")
+
+
 def model_cache_dir() -> Path:
     """Where assembled models live: ``$APTRAY_MODEL_CACHE`` or ``~/.cache/aptray/models``."""
     env = os.environ.get("APTRAY_MODEL_CACHE")
@@ -72,10 +102,11 @@ def resolve(name_or_path: str) -> ModelSpec:
             says how to install it.
     """
     key = name_or_path.strip().lower()
+    key = {v.lower(): k for k, v in MODEL_IDS.items()}.get(key, key)
     if key == "minilm":
-        return _spec("sentence-transformers/all-MiniLM-L6-v2", _minilm_path())
+        return _spec(MODEL_IDS["minilm"], _minilm_path())
     if key == "mpnet":
-        return _spec("sentence-transformers/all-mpnet-base-v2", _mpnet_path())
+        return _spec(MODEL_IDS["mpnet"], _mpnet_path())
     path = Path(name_or_path).expanduser()
     if not path.is_dir():
         raise ModelNotFoundError(

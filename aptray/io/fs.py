@@ -53,7 +53,7 @@ def s3_filesystem() -> pafs.S3FileSystem:
     region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
     if region:
         kwargs["region"] = region
-    return pafs.S3FileSystem(**kwargs)  # type: ignore[arg-type]
+    return pafs.S3FileSystem(allow_bucket_creation=True, **kwargs)  # type: ignore[arg-type]
 
 
 def resolve(uri: str) -> tuple[pafs.FileSystem, str]:

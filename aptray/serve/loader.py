@@ -20,13 +20,6 @@ from aptray.serve.schemas import EmbedderInfo, EventFormat, ModelInfo
 log = logging.getLogger(__name__)
 
 
-#: Model ids recorded in artifacts -> registry names of :func:`aptray.embed.registry.resolve`.
-KNOWN_EMBEDDERS: dict[str, str] = {
-    "sentence-transformers/all-MiniLM-L6-v2": "minilm",
-    "sentence-transformers/all-mpnet-base-v2": "mpnet",
-}
-
-
 class Encoder(Protocol):
     """Sentences -> float32 ``(n, dim)`` embeddings (:class:`aptray.embed.encoder.SentenceEncoder`)."""
 
@@ -145,17 +138,13 @@ class ArtifactLoader:
 
 
 def _resolve_embedder(recorded: dict[str, Any]) -> Any:
-    """The local model an artifact's ``embedder`` record names (its path when present, else its model id)."""
-    from aptray.embed.registry import ModelNotFoundError, resolve
+    """The local model an artifact's ``embedder`` record names."""
+    from aptray.embed.registry import ModelNotFoundError, resolve_recorded
 
-    for candidate in (recorded.get("path"), KNOWN_EMBEDDERS.get(str(recorded.get("model_id"))),
-                      recorded.get("model_id"), "minilm" if not recorded else None):
-        if candidate:
-            try:
-                return resolve(str(candidate))
-            except ModelNotFoundError:
-                continue
-    raise ValueError(f"cannot find the artifact's embedder {recorded.get('model_id')!r} locally")
+    try:
+        return resolve_recorded(recorded)
+    except ModelNotFoundError as exc:
+        raise ValueError(str(exc)) from exc
 
 
 def supported_formats() -> list[EventFormat]:

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from aptray.embed.cache import embedding_matrix
 from aptray.io.fs import join, resolve
 
 log = logging.getLogger(__name__)
@@ -48,14 +49,6 @@ def read_manifest(uri: str) -> dict[str, Any]:
         log.warning("%s has no manifest.json: embedder and template version will not be recorded", uri)
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def embedding_matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """A ``(rows, dim)`` float32 matrix from a (fixed-size) list column of float32 or float16."""
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    n = len(arr)
-    flat = arr.flatten().to_numpy(zero_copy_only=False)
-    return np.ascontiguousarray(flat.reshape(n, -1) if n else flat.reshape(0, 0), dtype=np.float32)
 
 
 def load_embeddings(uri: str) -> EmbeddingData:

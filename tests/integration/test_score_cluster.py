@@ -1,0 +1,155 @@
+"""The score job submitted through the Ray Jobs API to a real 2-node cluster, reading and writing S3.
+
+A head and a worker node with their own resources run on this machine (``ray.cluster_utils.Cluster``, the
+head with a dashboard for the Jobs API). The second test kills the embedding actor mid-job and checks the
+job still finishes with exactly the same outputs and counts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO, upload_dir
+
+pytestmark = pytest.mark.timeout(1200)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def two_nodes(s3_server: str) -> Iterator[str]:
+    """A head (dashboard, 1 CPU) and a worker node (2 CPUs) on loopback; yields the dashboard URL."""
+    from ray.cluster_utils import Cluster
+
+    port = _free_port()
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"node_ip_address": "127.0.0.1", "num_cpus": 1, "include_dashboard": True,
+                        "dashboard_host": "127.0.0.1", "dashboard_port": port,
+                        "dashboard_agent_listen_port": _free_port(), "resources": {"head": 1}},
+    )
+    cluster.add_node(node_ip_address="127.0.0.1", num_cpus=2, resources={"worker": 1},
+                     object_store_memory=300 * 1024 * 1024)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        yield url
+    finally:
+        cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def job_inputs(ray_cluster: None, two_nodes: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Raw synthetic traces and a trained artifact, all in the loopback S3 server."""
+    from aptray.config import load_config
+    from aptray.embed.job import run_embed
+    from aptray.io.synthetic import generate
+    from aptray.train import run_train
+
+    root = tmp_path_factory.mktemp("jobs")
+    cfg = load_config(None, {"ingest.source": "synthetic", "train.epochs": 2, "train.hidden": [64, 16]})
+    train = generate(root / "train" / "synthetic_train.csv", 800, seed=3, attack_fraction=0.0)["path"]
+    run_embed(str(train), str(root / "emb"), cfg, source="synthetic")
+    run_train(str(root / "emb"), str(root / "model"), cfg)
+    for i in range(3):
+        generate(root / "in" / f"synthetic_{i}.csv", 400, seed=20 + i, attack_fraction=0.05)
+    return {"input": upload_dir(root / "in", "jobs-in"), "artifact": upload_dir(root / "model", "jobs-model")}
+
+
+def _submit(url: str, inputs: dict[str, str], out: str, kill_embedder: bool = False) -> dict[str, Any]:
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    client = JobSubmissionClient(url)
+    aws = {k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
+                                      "AWS_ENDPOINT_URL", "AWS_EC2_METADATA_DISABLED")}
+    sets = [f"input={inputs['input']}", f"out={out}", f"score.artifact={inputs['artifact']}",
+            "ingest.source=synthetic", "embed.actors=1", "embed.gpus_per_actor=0", "embed.cpus_per_actor=0.5",
+            "embed.dtype=float32", "embed.batch_size=64", "embed.encode_batch_size=32", "ray.address=auto"]
+    entrypoint = f"{sys.executable} jobs/score.py --config jobs/configs/score.yaml " + " ".join(
+        f"--set {s}" for s in sets)
+    runtime_env = {"working_dir": str(REPO), "excludes": [".venv", ".git", "out"],
+                   "env_vars": {**aws, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+                                "RAY_USAGE_STATS_ENABLED": "0"}}
+    for attempt in range(90):  # the head's job agent comes up a little after the dashboard
+        try:
+            job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env)
+            break
+        except RuntimeError as exc:
+            if "No available agent" not in str(exc) or attempt == 89:
+                raise
+            time.sleep(2)
+    killed = False
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        status = client.get_job_status(job_id)
+        if status in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
+            break
+        if kill_embedder and not killed:
+            killed = _kill_embedding_actor(url)
+        time.sleep(0.5)
+    logs = client.get_job_logs(job_id)
+    assert status == JobStatus.SUCCEEDED, logs[-4000:]
+    if kill_embedder:
+        assert killed, "the embedding actor never appeared"
+    last = [line for line in logs.splitlines() if line.startswith("{")][-1]
+    return json.loads(last)  # type: ignore[no-any-return]
+
+
+def _kill_embedding_actor(url: str) -> bool:
+    """SIGKILL the worker process of a live embedding actor once it has started scoring; True when done."""
+    from ray.util.state import list_actors
+
+    try:
+        actors = list_actors(address=url, filters=[("state", "=", "ALIVE")], limit=1000)
+    except Exception:
+        return False
+    for actor in actors:
+        if "Embedder" in (actor.class_name or "") and actor.pid:
+            os.kill(actor.pid, signal.SIGKILL)
+            return True
+    return False
+
+
+def _read_scores(prefix: str, tmp: Path) -> list[tuple[str, float]]:
+    import boto3
+    import pyarrow.dataset as pads
+
+    bucket, _, key = prefix[len("s3://"):].partition("/")
+    s3 = boto3.client("s3")
+    for obj in s3.list_objects_v2(Bucket=bucket, Prefix=f"{key}/scores/").get("Contents", []):
+        if not obj["Key"].endswith(".parquet"):
+            continue
+        target = tmp / obj["Key"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(bucket, obj["Key"], str(target))
+    table = pads.dataset(str(tmp / key / "scores"), format="parquet").to_table(columns=["record_id", "score"])
+    return sorted(zip(table.column("record_id").to_pylist(), table.column("score").to_pylist(), strict=True))
+
+
+COUNTS = ("rows_read", "rows_scored", "rows_quarantined", "alerts")
+
+
+def test_job_api_two_nodes_s3_and_actor_killed(two_nodes: str, job_inputs: dict[str, str], tmp_path: Path) -> None:
+    clean = _submit(two_nodes, job_inputs, "s3://jobs-out/clean")
+    assert clean["rows_read"] == 1200 == clean["rows_scored"] + clean["rows_quarantined"]
+    killed = _submit(two_nodes, job_inputs, "s3://jobs-out/killed", kill_embedder=True)
+    assert {k: killed[k] for k in COUNTS} == {k: clean[k] for k in COUNTS}
+    a, b = _read_scores("s3://jobs-out/clean", tmp_path / "a"), _read_scores("s3://jobs-out/killed", tmp_path / "b")
+    assert [r for r, _ in a] == [r for r, _ in b]
+    assert len({r for r, _ in a}) == len(a) == clean["rows_scored"]
+    assert [s for _, s in a] == pytest.approx([s for _, s in b], rel=1e-4, abs=1e-6)
+    again = _submit(two_nodes, job_inputs, "s3://jobs-out/clean")  # resume: all files done already
+    assert again["files_skipped"] == 3 and {k: again[k] for k in COUNTS} == {k: clean[k] for k in COUNTS}
