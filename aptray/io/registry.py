@@ -6,6 +6,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from aptray.config import IngestConfig, Source
+from aptray.io.fs import Selection
 
 if TYPE_CHECKING:
     import ray.data
@@ -19,7 +20,7 @@ _MODULES: dict[Source, str] = {
 }
 
 
-def read(source: Source | str, uri: str, cfg: IngestConfig | None = None) -> ray.data.Dataset:
+def read(source: Source | str, uri: str | Selection, cfg: IngestConfig | None = None) -> ray.data.Dataset:
     """Read ``uri`` (file, folder, glob; local or ``s3://``) of ``source`` into the canonical event table.
 
     Rows that could not be parsed are kept, flagged by ``quarantine_reason``.

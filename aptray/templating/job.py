@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from aptray.config import AptrayConfig, Source, TemplateConfig
-from aptray.io.fs import join, resolve
+from aptray.io.fs import Selection, join, resolve
 from aptray.io.quarantine import QuarantineSplit, count_rows
 from aptray.templating.base import TEMPLATE_VERSION, templatize
 
@@ -31,7 +31,9 @@ class Templatize:
         return templatize(batch.drop_columns(list(DROP_COLUMNS)), self.cfg)
 
 
-def sentences_dataset(source: Source | str, uri: str, cfg: AptrayConfig, quarantine_dir: str | None) -> Any:
+def sentences_dataset(
+    source: Source | str, uri: str | Selection, cfg: AptrayConfig, quarantine_dir: str | None
+) -> Any:
     """Lazy dataset of templated good rows; bad rows are written to ``quarantine_dir`` on the way."""
     from aptray.io.registry import read
 

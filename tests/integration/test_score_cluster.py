@@ -7,6 +7,7 @@ job still finishes with exactly the same outputs and counts.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -30,25 +31,51 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def two_nodes(s3_server: str) -> Iterator[str]:
-    """A head (dashboard, 1 CPU) and a worker node (2 CPUs) on loopback; yields the dashboard URL."""
-    from ray.cluster_utils import Cluster
+def _ray_start(args: list[str], env: dict[str, str]) -> None:
+    import subprocess
 
-    port = _free_port()
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={"node_ip_address": "127.0.0.1", "num_cpus": 1, "include_dashboard": True,
-                        "dashboard_host": "127.0.0.1", "dashboard_port": port,
-                        "dashboard_agent_listen_port": _free_port(), "resources": {"head": 1}},
-    )
-    cluster.add_node(node_ip_address="127.0.0.1", num_cpus=2, resources={"worker": 1},
-                     object_store_memory=300 * 1024 * 1024)
-    url = f"http://127.0.0.1:{port}"
+    subprocess.run([str(Path(sys.executable).with_name("ray")), "start", *args], env=env, check=True,
+                   timeout=120, stdout=subprocess.DEVNULL)
+
+
+def _stop_processes(tags: list[str]) -> None:
+    """Kill the processes of the cluster this module started (never ``ray stop``: it kills every cluster)."""
+    import psutil
+
+    victims: list[psutil.Process] = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if proc.pid != os.getpid() and any(t in arg for t in tags for arg in proc.info["cmdline"] or []):
+                victims += [proc, *proc.children(recursive=True)]
+        except psutil.Error:
+            continue
+    for proc in victims:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def two_nodes(s3_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``ray start --head`` (1 CPU, dashboard for the Jobs API) plus a worker node (2 CPUs) on 127.0.0.2.
+
+    Yields the dashboard URL. The nodes use their own temp dir and address, so the session's shared
+    cluster is untouched; their processes are killed by those tags at the end.
+    """
+    temp = str(tmp_path_factory.mktemp("ray2"))
+    ip, gcs, dash = "127.0.0.2", _free_port(), _free_port()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
+    os.environ["RAY_AUTH_MODE"] = "token"  # the Jobs client sends the token (~/.ray/auth_token)
     try:
-        yield url
+        _ray_start(["--head", f"--node-ip-address={ip}", f"--port={gcs}", "--num-cpus=1",
+                    "--resources={\"head\": 1}", "--include-dashboard=true", f"--dashboard-host={ip}",
+                    f"--dashboard-port={dash}", f"--dashboard-agent-listen-port={_free_port()}",
+                    f"--ray-client-server-port={_free_port()}", f"--temp-dir={temp}", "--disable-usage-stats"],
+                   env)
+        _ray_start([f"--address={ip}:{gcs}", f"--node-ip-address={ip}", "--num-cpus=2",
+                    "--resources={\"worker\": 1}", f"--dashboard-agent-listen-port={_free_port()}"], env)
+        yield f"http://{ip}:{dash}"
     finally:
-        cluster.shutdown()
+        _stop_processes([temp, f"{ip}:{gcs}"])
 
 
 @pytest.fixture(scope="module")

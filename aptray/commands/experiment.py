@@ -1,0 +1,42 @@
+"""``aptray experiment INPUT --out DIR``: every embedder x detector x aspect x seed -> metrics.json and a report."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from aptray.config import Source
+
+
+def _names(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command to ``app``."""
+
+    @app.command()
+    def experiment(
+        input: Annotated[str, typer.Argument(help="ADAPT system folder, or a root above several; local or s3://.")],
+        out: Annotated[str, typer.Option(help="Output folder: metrics.json, report.html, report.md, plots/.")],
+        source: Annotated[Source, typer.Option(help="Trace format.")] = Source.ADAPT,
+        aspects: Annotated[str | None, typer.Option(help="Comma-separated aspects (default: all present).")] = None,
+        embedders: Annotated[str | None, typer.Option(help="Comma-separated embedders, e.g. minilm,mpnet.")] = None,
+        detectors: Annotated[str | None, typer.Option(help="Comma-separated detectors, e.g. ae,vae,iforest.")] = None,
+        seeds: Annotated[int | None, typer.Option(help="Number of seeds (splits and initialisations).")] = None,
+        epochs: Annotated[int | None, typer.Option(help="Epochs of the torch detectors.")] = None,
+        cache: Annotated[str | None, typer.Option(help="Embedding cache folder (default OUT/cache).")] = None,
+        config: Annotated[str | None, typer.Option(help="YAML config.")] = None,
+    ) -> None:
+        """Compare embedders, detectors and provenance contexts on labelled traces (benign-only training)."""
+        from aptray.commands.common import emit, setup
+        from aptray.evaluate import run_experiment
+
+        overrides = {
+            "ingest.source": source.value, "experiment.aspects": _names(aspects),
+            "experiment.embedders": _names(embedders), "experiment.detectors": _names(detectors),
+            "experiment.seeds": seeds, "experiment.epochs": epochs, "embed.cache": cache,
+        }
+        cfg = setup(config, overrides)
+        emit(run_experiment(input, out, cfg))

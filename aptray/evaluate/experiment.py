@@ -1,0 +1,448 @@
+"""The experiment driver: every dataset x aspect x embedder x detector x seed -> DIR/metrics.json and a report.
+
+Per dataset x aspect (a *target*): templatize (:func:`aptray.templating.job.run_templatize`), embed with each
+embedder through the shared cache (:func:`aptray.embed.job.run_embed`), draw one split per seed
+(:mod:`aptray.evaluate.splits`), then fan out one Ray task per embedder x detector x seed
+(:func:`aptray.evaluate.runs.fit_and_score`). AVF, the ADAPT papers' baseline, runs on the raw 0/1
+attributes of the process context (embedder ``raw``) when the rows have them.
+
+``DIR/metrics.json`` (strict JSON; a metric that is undefined, e.g. AUC on a split without malicious rows, is
+``null``), ``schema_version`` 1:
+
+* ``input``, ``source``, ``created``, ``config`` (the experiment section), ``versions``;
+* ``targets``: one per dataset x aspect: ``dataset``, ``aspect``, ``rows``, ``malicious``,
+  ``distinct_sentences``, ``embedders`` (name -> ``model_id``, ``dim``, embed counts, or ``skipped``),
+  ``skipped`` (reason or null);
+* ``runs``: one per dataset x aspect x embedder x detector x seed: those keys plus ``status`` (ok/error),
+  ``error``, ``train_seconds``, ``score_seconds``, ``rows`` (train, train_benign, val, val_malicious, test,
+  test_malicious), ``threshold`` (value, method), ``test`` and ``val`` metrics (``auc_roc``, ``pr_auc``,
+  ``ndcg``, ``ndcg_at_<k>``, ``mean_rank_malicious``, ``worst_rank_malicious``, ``rows``, ``positives``; test
+  adds ``precision``, ``recall``, ``f1``, ``confusion`` {tn, fp, fn, tp}, ``threshold``), ``history`` (torch
+  models: per-epoch ``train_loss`` and ``val_loss``);
+* ``summary``: one per dataset x aspect x embedder x detector: ``test`` and ``val`` -> metric ->
+  {mean, std, min, max, n} over seeds (NaN-aware; ``n`` counts seeds where the metric is defined), and
+  ``train_seconds``;
+* ``best``: one per dataset x aspect: ``aptray_selected`` (the torch combination with the best mean
+  *validation* AUC; null when no validation split holds a malicious row), ``aptray_best_on_test`` (the best
+  mean test AUC: an optimistic upper bound, labelled as such) and ``baselines`` (detector -> its best
+  embedder's summary on test).
+
+Per target, ``DIR/scores/<dataset>/<aspect>/`` holds ``rows.parquet`` (row, record_id, sentence, malicious),
+``scores.parquet`` (embedder, detector, seed, split, row, score) and ``tsne.parquet``; the report
+(:mod:`aptray.evaluate.report`) is built from these files alone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import posixpath
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from aptray.config import AptrayConfig, Aspect, Source
+from aptray.evaluate.metrics import aggregate, finite_or_none
+from aptray.io.fs import join, resolve
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+RAW = "raw"
+#: Detectors that are compared as baselines (the rest are aptray's torch models).
+BASELINE_NAMES: tuple[str, ...] = ("iforest", "ocsvm", "pca", "dbscan", "avf")
+#: Most raw attributes kept for AVF (the most frequent ones).
+MAX_RAW_ATTRIBUTES = 4096
+_CTX = ("ctx_events", "ctx_execs", "ctx_parents", "ctx_netflows")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One dataset x aspect: ``name`` is the dataset (e.g. ``bovia/clearscope``), ``uri`` what the reader reads."""
+
+    name: str
+    uri: str
+    aspect: Aspect | None
+
+
+@dataclass
+class Prepared:
+    """A target's rows and features, aligned by row."""
+
+    record_ids: list[str]
+    sentences: list[str]
+    y: np.ndarray
+    features: dict[str, np.ndarray] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def discover(input_uri: str, source: Source, aspects: list[Aspect] | None) -> list[Target]:
+    """The targets of an input: ADAPT system folders (or a root above them) x the aspects present.
+
+    Args:
+        input_uri: an ADAPT system folder, a folder above several (e.g. ``darpa_tc_adapt``), one
+            ``Process<Aspect>.csv``, or any input of another source (one target, no aspect).
+        source: the trace format.
+        aspects: aspects to keep; None keeps every aspect that has a file. ``All`` is also run when asked for
+            and only single-aspect files exist (the reader joins them).
+    """
+    if source is not Source.ADAPT:
+        return [Target(posixpath.basename(input_uri.rstrip("/")) or input_uri, input_uri, None)]
+    import pyarrow.fs as pafs
+
+    from aptray.io.adapt import file_aspect
+
+    fs, root = resolve(input_uri)
+    info = fs.get_file_info(root)
+    if info.type == pafs.FileType.NotFound:
+        raise FileNotFoundError(f"no input at {input_uri!r}")
+    if info.type == pafs.FileType.File:
+        aspect = file_aspect(root)
+        if aspect is None:
+            raise ValueError(f"{input_uri!r} is not a Process<Aspect>.csv file")
+        return [Target(_dataset_name(posixpath.dirname(root), ""), input_uri, aspect)]
+    folders: dict[str, set[Aspect]] = {}
+    for f in fs.get_file_info(pafs.FileSelector(root, recursive=True)):
+        if f.type == pafs.FileType.File and (a := file_aspect(f.path)) is not None:
+            folders.setdefault(posixpath.dirname(f.path), set()).add(a)
+    targets = []
+    for folder in sorted(folders):
+        present = folders[folder]
+        rel = posixpath.relpath(folder, root) if folder != root else ""
+        uri = join(input_uri, *rel.split("/")) if rel else input_uri
+        for aspect in Aspect:
+            wanted = aspects is None or aspect in aspects
+            available = aspect in present or (aspect is Aspect.ALL and aspects is not None and bool(present))
+            if wanted and available:
+                targets.append(Target(_dataset_name(folder, rel), uri, aspect))
+    if not targets:
+        raise FileNotFoundError(f"no Process<Aspect>.csv for aspects {aspects} under {input_uri!r}")
+    return targets
+
+
+def _dataset_name(folder: str, rel: str) -> str:
+    """``scenario/system`` for a system folder given directly, else its path below the input root."""
+    return rel or "/".join(folder.rstrip("/").split("/")[-2:])
+
+
+def _remove(uri: str) -> None:
+    import pyarrow.fs as pafs
+
+    fs, path = resolve(uri)
+    if fs.get_file_info(path).type != pafs.FileType.NotFound:
+        fs.delete_dir(path)
+
+
+def raw_attributes(table: pa.Table) -> np.ndarray | None:
+    """Multi-hot matrix of the process-context attributes (``ctx_*`` lists), or None when rows have none."""
+    columns = [c for c in _CTX if c in table.column_names]
+    rows: list[list[str]] = [[] for _ in range(table.num_rows)]
+    for c in columns:
+        for i, values in enumerate(table.column(c).to_pylist()):
+            if values:
+                rows[i].extend(f"{c}:{v}" for v in values)
+    counts: dict[str, int] = {}
+    for r in rows:
+        for tok in set(r):
+            counts[tok] = counts.get(tok, 0) + 1
+    if not counts:
+        return None
+    vocab = {tok: j for j, tok in enumerate(sorted(counts, key=lambda t: (-counts[t], t))[:MAX_RAW_ATTRIBUTES])}
+    X = np.zeros((len(rows), len(vocab)), dtype=np.float32)
+    for i, r in enumerate(rows):
+        idx = [vocab[t] for t in r if t in vocab]
+        X[i, idx] = 1.0
+    return X
+
+
+def prepare(target: Target, source: Source, cfg: AptrayConfig, work: str) -> Prepared:
+    """Templatize and embed one target; load its rows, labels and features (small enough for the driver)."""
+    import pyarrow.dataset as pads
+
+    from aptray.embed.cache import embedding_matrix
+    from aptray.embed.job import run_embed
+    from aptray.embed.registry import resolve as resolve_model
+    from aptray.templating.job import run_templatize
+
+    _remove(work)  # a rerun replaces the target's intermediate files
+    tcfg = cfg.model_copy(deep=True)
+    tcfg.ingest.source = source
+    tcfg.ingest.aspect = target.aspect
+    sentences_uri = join(work, "templatize")
+    counts = run_templatize(source, target.uri, sentences_uri, tcfg)
+    fs, path = resolve(join(sentences_uri, "sentences"))
+    ds = pads.dataset(path, filesystem=fs, format="parquet")
+    cols = [c for c in ("record_id", "sentence", "malicious", *_CTX) if c in ds.schema.names]
+    table = ds.to_table(columns=cols).sort_by("record_id")
+    ids = table.column("record_id").to_pylist()
+    y = np.nan_to_num(table.column("malicious").to_numpy(zero_copy_only=False).astype(np.float64)).astype(np.int8)
+    prep = Prepared(ids, table.column("sentence").to_pylist(), (y == 1).astype(np.int8),
+                    info={"rows": len(ids), "malicious": int((y == 1).sum()),
+                          "distinct_sentences": counts.get("distinct_sentences"),
+                          "quarantined": counts.get("quarantined"), "embedders": {}})
+    raw = raw_attributes(table)
+    if raw is not None:
+        prep.features[RAW] = raw
+        prep.info["embedders"][RAW] = {"dim": int(raw.shape[1])}
+    position = {rid: i for i, rid in enumerate(ids)}
+    for name in cfg.experiment.embedders:
+        try:
+            spec = resolve_model(name)
+        except FileNotFoundError as exc:
+            log.warning("embedder %s skipped: %s", name, exc)
+            prep.info["embedders"][name] = {"skipped": str(exc)}
+            continue
+        ecfg = cfg.model_copy(deep=True)
+        ecfg.embed.model = name
+        emb_uri = join(work, f"embed-{name}")
+        ecounts = run_embed(sentences_uri, emb_uri, ecfg)
+        efs, epath = resolve(join(emb_uri, "embeddings"))
+        et = pads.dataset(epath, filesystem=efs, format="parquet").to_table(columns=["record_id", "embedding"])
+        X = np.zeros((len(ids), spec.dim), dtype=np.float32)
+        rows = np.array([position[r] for r in et.column("record_id").to_pylist()], dtype=np.int64)
+        X[rows] = embedding_matrix(et.column("embedding"))
+        covered = len(np.unique(rows))
+        if covered != len(ids):
+            raise RuntimeError(f"{target.name} {target.aspect}: embeddings cover {covered} of {len(ids)} rows")
+        prep.features[name] = X
+        prep.info["embedders"][name] = {"model_id": spec.model_id, "dim": spec.dim,
+                                        **{k: ecounts.get(k) for k in ("encoded", "cache_hits", "seconds")}}
+    return prep
+
+
+def run_target(prep: Prepared, target: Target, cfg: AptrayConfig) -> tuple[list[dict[str, Any]], pa.Table]:
+    """Fan out every embedder x detector x seed of a prepared target as Ray tasks; gather runs and scores."""
+    import ray
+
+    from aptray.evaluate.runs import NEEDS_WINDOWS, fit_and_score
+    from aptray.evaluate.splits import split_rows
+
+    exp = cfg.experiment
+    remote = ray.remote(fit_and_score).options(num_cpus=exp.task_cpus, max_retries=1)
+    y_ref = ray.put(prep.y)
+    splits = [split_rows(prep.y, s, exp.test_fraction, exp.val_fraction) for s in range(exp.seeds)]
+    x_refs = {name: ray.put(X) for name, X in prep.features.items()}
+    embedders = [e for e in exp.embedders if e in prep.features]
+    pending: list[tuple[dict[str, Any], Any, Any]] = []
+    for det in exp.detectors:
+        if det in NEEDS_WINDOWS:
+            log.warning("%s skipped: it needs windows of consecutive events, not process contexts", det)
+            continue
+        features = [RAW] if det == "avf" and RAW in prep.features else embedders
+        for emb in features:
+            for split in splits:
+                key = {"dataset": target.name, "aspect": target.aspect.value if target.aspect else None,
+                       "embedder": emb, "detector": det, "seed": split.seed}
+                pending.append((key, split, remote.remote(x_refs[emb], y_ref, split, det, cfg)))
+    runs: list[dict[str, Any]] = []
+    score_rows: dict[str, list[Any]] = {k: [] for k in ("embedder", "detector", "seed", "split", "row", "score")}
+    for key, split, ref in pending:
+        try:
+            res = ray.get(ref)
+        except Exception as exc:  # a lost worker (e.g. out of memory) fails this run only
+            log.warning("%s failed in Ray: %s", key, exc)
+            runs.append({**key, "rows": split.counts(prep.y), "status": "error", "history": None,
+                         "error": f"{type(exc).__name__}: {str(exc)[:500]}"})
+            continue
+        for part, idx in (("test", split.test), ("val", split.val)):
+            scores = res.pop(f"{part}_scores", None)
+            if scores is None:
+                continue
+            n = len(scores)
+            score_rows["embedder"] += [key["embedder"]] * n
+            score_rows["detector"] += [key["detector"]] * n
+            score_rows["seed"] += [key["seed"]] * n
+            score_rows["split"] += [part] * n
+            score_rows["row"] += idx.tolist()
+            score_rows["score"] += scores
+        runs.append({**key, **res})
+    return runs, pa.table(score_rows)
+
+
+def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and spread over seeds per dataset x aspect x embedder x detector."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault((r["dataset"], r["aspect"], r["embedder"], r["detector"]), []).append(r)
+    out = []
+    for (dataset, aspect, emb, det), rs in groups.items():
+        ok = [r for r in rs if r["status"] == "ok"]
+        out.append({
+            "dataset": dataset, "aspect": aspect, "embedder": emb, "detector": det,
+            "seeds": len(rs), "errors": len(rs) - len(ok),
+            "test": aggregate([r["test"] for r in ok]), "val": aggregate([r["val"] for r in ok]),
+            "train_seconds": aggregate([{"s": r["train_seconds"]} for r in ok]).get("s"),
+        })
+    return out
+
+
+def _mean(entry: dict[str, Any], part: str, metric: str) -> float:
+    value = entry[part].get(metric, {}).get("mean")
+    return float(value) if value is not None and np.isfinite(value) else float("nan")
+
+
+def _brief(entry: dict[str, Any] | None) -> dict[str, Any] | None:
+    if entry is None:
+        return None
+    keys = ("auc_roc", "pr_auc", "ndcg", "f1")
+    return {"embedder": entry["embedder"], "detector": entry["detector"],
+            "test": {k: entry["test"].get(k) for k in keys}, "val_auc_roc": entry["val"].get("auc_roc")}
+
+
+def best(summary: list[dict[str, Any]], torch_models: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Per dataset x aspect: aptray's combination selected on validation, its best on test, each baseline's."""
+    targets: dict[tuple[Any, Any], list[dict[str, Any]]] = {}
+    for s in summary:
+        targets.setdefault((s["dataset"], s["aspect"]), []).append(s)
+    out = []
+    for (dataset, aspect), entries in targets.items():
+        ours = [e for e in entries if e["detector"] in torch_models]
+        by_val = [e for e in ours if np.isfinite(_mean(e, "val", "auc_roc"))]
+        by_test = [e for e in ours if np.isfinite(_mean(e, "test", "auc_roc"))]
+        selected = max(by_val, key=lambda e: _mean(e, "val", "auc_roc"), default=None)
+        top = max(by_test, key=lambda e: _mean(e, "test", "auc_roc"), default=None)
+        baselines: dict[str, Any] = {}
+        for name in BASELINE_NAMES:
+            cands = [e for e in entries if e["detector"] == name and np.isfinite(_mean(e, "test", "auc_roc"))]
+            if cands:
+                baselines[name] = _brief(max(cands, key=lambda e: _mean(e, "test", "auc_roc")))
+        out.append({"dataset": dataset, "aspect": aspect, "aptray_selected": _brief(selected),
+                    "aptray_best_on_test": _brief(top), "baselines": baselines})
+    return out
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("aptray", "ray", "torch", "scikit-learn", "sentence-transformers", "numpy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "absent"
+    return out
+
+
+def write_json(uri: str, obj: Any) -> None:
+    """Write ``obj`` as strict, indented JSON (NaN -> null) to a local path or ``s3://`` URI."""
+    fs, path = resolve(uri)
+    fs.create_dir(posixpath.dirname(path), recursive=True)
+    with fs.open_output_stream(path) as fh:
+        fh.write(json.dumps(finite_or_none(obj), indent=1, allow_nan=False).encode())
+
+
+def write_parquet(uri: str, table: pa.Table) -> None:
+    """Write one Parquet file, local or ``s3://``."""
+    import pyarrow.parquet as pq
+
+    fs, path = resolve(uri)
+    fs.create_dir(posixpath.dirname(path), recursive=True)
+    pq.write_table(table, path, filesystem=fs)
+
+
+def tsne_table(prep: Prepared, max_points: int, seed: int = 0) -> pa.Table | None:
+    """2-D t-SNE of each embedder's vectors on a sample of rows (every malicious row kept)."""
+    from sklearn.manifold import TSNE
+
+    names = [n for n in prep.features if n != RAW]
+    if max_points <= 0 or not names or len(prep.y) < 5:
+        return None
+    rng = np.random.default_rng(seed)
+    mal = np.flatnonzero(prep.y == 1)
+    ben = np.flatnonzero(prep.y != 1)
+    keep = np.sort(np.r_[mal, rng.permutation(ben)[: max(0, max_points - len(mal))]])
+    cols: dict[str, list[Any]] = {"embedder": [], "row": [], "x": [], "y": [], "malicious": []}
+    for name in names:
+        X = prep.features[name][keep]
+        xy = TSNE(n_components=2, perplexity=min(30.0, (len(keep) - 1) / 3), init="pca",
+                  random_state=seed).fit_transform(X)
+        cols["embedder"] += [name] * len(keep)
+        cols["row"] += keep.tolist()
+        cols["x"] += xy[:, 0].tolist()
+        cols["y"] += xy[:, 1].tolist()
+        cols["malicious"] += prep.y[keep].astype(int).tolist()
+    return pa.table(cols)
+
+
+def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]:
+    """Run the whole experiment on ``input_uri`` and write ``out_uri``/metrics.json, report.html and report.md.
+
+    Args:
+        input_uri: an ADAPT system folder or a root holding several (or another source's input).
+        out_uri: output folder, local or ``s3://``; ``work/`` keeps intermediate files, ``cache/`` the
+            embedding cache unless ``cfg.embed.cache`` names one.
+        cfg: the config; ``cfg.experiment`` picks embedders, detectors, aspects, seeds and fractions,
+            ``cfg.ingest.source`` the trace format.
+
+    Returns:
+        A summary: targets run and skipped, runs, errors, seconds, and the output paths.
+    """
+    from aptray.evaluate.report import write_report
+    from aptray.evaluate.splits import split_rows
+    from aptray.models import TORCH_MODELS
+    from aptray.runtime import init_ray
+
+    start = time.perf_counter()
+    cfg = cfg.model_copy(deep=True)
+    if cfg.embed.cache is None:
+        cfg.embed.cache = join(out_uri, "cache")
+    source = Source(cfg.ingest.source)
+    exp = cfg.experiment
+    targets = discover(input_uri, source, exp.aspects)
+    log.info("experiment: %d target(s), embedders %s, detectors %s, %d seed(s)", len(targets), exp.embedders,
+             exp.detectors, exp.seeds)
+    init_ray(cfg.ray)
+    doc: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION, "input": input_uri, "source": source.value,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "config": exp.model_dump(mode="json"), "versions": _versions(),
+        "targets": [], "runs": [], "summary": [], "best": [],
+    }
+    for target in targets:
+        aspect = target.aspect.value if target.aspect else "-"
+        entry: dict[str, Any] = {"dataset": target.name, "aspect": target.aspect.value if target.aspect else None,
+                                 "skipped": None}
+        doc["targets"].append(entry)
+        log.info("target %s %s", target.name, aspect)
+        work = join(out_uri, "work", *target.name.split("/"), aspect)
+        try:
+            prep = prepare(target, source, cfg, work)
+        except Exception as exc:  # an unreadable target is reported, the others still run
+            log.warning("target %s %s failed to prepare: %s", target.name, aspect, exc)
+            entry["skipped"] = f"{type(exc).__name__}: {exc}"
+            continue
+        entry.update(prep.info)
+        train_benign = min(len(split_rows(prep.y, seed, exp.test_fraction, exp.val_fraction).train)
+                           for seed in range(exp.seeds))
+        if train_benign < exp.min_train_rows:
+            entry["skipped"] = f"only {train_benign} benign training rows (< min_train_rows {exp.min_train_rows})"
+            log.warning("target %s %s skipped: %s", target.name, aspect, entry["skipped"])
+            continue
+        runs, scores = run_target(prep, target, cfg)
+        doc["runs"].extend(runs)
+        sdir = join(out_uri, "scores", *target.name.split("/"), aspect)
+        write_parquet(join(sdir, "rows.parquet"), pa.table({
+            "row": np.arange(len(prep.y)), "record_id": prep.record_ids, "sentence": prep.sentences,
+            "malicious": prep.y.astype(np.int8)}))
+        write_parquet(join(sdir, "scores.parquet"), scores)
+        tsne = tsne_table(prep, exp.tsne_points)
+        if tsne is not None:
+            write_parquet(join(sdir, "tsne.parquet"), tsne)
+        doc["summary"] = summarize(doc["runs"])
+        doc["best"] = best(doc["summary"], TORCH_MODELS)
+        write_json(join(out_uri, "metrics.json"), doc)  # after every target: a long run shows progress
+    doc["summary"] = summarize(doc["runs"])
+    doc["best"] = best(doc["summary"], TORCH_MODELS)
+    doc["seconds"] = round(time.perf_counter() - start, 2)
+    write_json(join(out_uri, "metrics.json"), doc)
+    report = write_report(out_uri)
+    errors = sum(r["status"] != "ok" for r in doc["runs"])
+    return {
+        "targets": len(targets), "skipped": sum(t["skipped"] is not None for t in doc["targets"]),
+        "runs": len(doc["runs"]), "errors": errors, "seconds": doc["seconds"],
+        "metrics": join(out_uri, "metrics.json"), **report,
+    }

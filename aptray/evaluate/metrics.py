@@ -1,0 +1,233 @@
+"""Evaluation metrics for anomaly scores (higher = more anomalous) against 0/1 labels, and seed aggregation.
+
+Every function accepts plain arrays and never raises on a split without positives (or without negatives):
+a metric that is undefined there is ``NaN``. ADAPT test splits can hold a single malicious process, so
+callers must expect NaN and aggregate with :func:`aggregate` (NaN-aware mean and spread).
+
+Ties in the scores are common (many processes share one sentence, hence one embedding, hence one score);
+every ranking metric here treats tied rows as one block and averages over the block, so the result does not
+depend on the input order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+NAN = float("nan")
+
+#: Scalar metrics computed per run by :func:`score_metrics` and :func:`threshold_metrics`.
+METRIC_NAMES: tuple[str, ...] = (
+    "auc_roc", "pr_auc", "ndcg", "mean_rank_malicious", "precision", "recall", "f1",
+)
+
+
+def _arrays(y: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
+    t = np.asarray(y, dtype=np.float64).ravel()
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    if t.shape != s.shape:
+        raise ValueError(f"{len(t)} labels for {len(s)} scores")
+    if np.isnan(s).any():
+        raise ValueError("scores hold NaN")
+    return (t == 1).astype(np.int64), s
+
+
+def _tie_groups(s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows sorted by descending score; returns (order, start of each tie block, block id per sorted row)."""
+    order = np.argsort(-s, kind="stable")
+    ss = s[order]
+    new_block = np.r_[True, ss[1:] != ss[:-1]]
+    block = np.cumsum(new_block) - 1
+    starts = np.flatnonzero(new_block)
+    return order, starts, block
+
+
+def auc_roc(y: Any, scores: Any) -> float:
+    """Area under the ROC curve: P(score of a malicious row > score of a benign row), ties count 1/2.
+
+    Returns:
+        The AUC, or NaN when ``y`` holds no positive or no negative.
+    """
+    t, s = _arrays(y, scores)
+    pos, neg = int(t.sum()), int(len(t) - t.sum())
+    if pos == 0 or neg == 0:
+        return NAN
+    # Mann-Whitney U with average ranks for ties (ascending ranks, 1-based).
+    order = np.argsort(s, kind="stable")
+    ss = s[order]
+    ranks = np.empty(len(s), dtype=np.float64)
+    i = 0
+    while i < len(ss):
+        j = i
+        while j + 1 < len(ss) and ss[j + 1] == ss[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    u = ranks[t == 1].sum() - pos * (pos + 1) / 2.0
+    return float(u / (pos * neg))
+
+
+def average_precision(y: Any, scores: Any) -> float:
+    """PR-AUC as average precision: sum over thresholds of (recall step) x precision (sklearn's definition).
+
+    Tied scores form one threshold. Returns NaN when ``y`` holds no positive.
+    """
+    t, s = _arrays(y, scores)
+    pos = int(t.sum())
+    if pos == 0:
+        return NAN
+    order, starts, _ = _tie_groups(s)
+    tp_cum = np.cumsum(t[order])
+    ends = np.r_[starts[1:], len(s)] - 1  # last sorted index of each tie block
+    tp = tp_cum[ends].astype(np.float64)
+    flagged = (ends + 1).astype(np.float64)
+    precision = tp / flagged
+    recall = tp / pos
+    steps = np.diff(np.r_[0.0, recall])
+    return float((steps * precision).sum())
+
+
+def ndcg_malicious(y: Any, scores: Any, k: int | None = None) -> float:
+    """Normalised discounted cumulative gain of the malicious rows in the ranking by descending score.
+
+    Relevance is 1 for malicious and 0 for benign; the gain of rank ``r`` (1-based) is ``1 / log2(r + 1)``.
+    Tied rows share the mean discount of the ranks they span (as sklearn's ``ndcg_score``). With ``k``, only
+    the first ``k`` ranks count, for both the ranking and the ideal one.
+
+    Returns:
+        DCG / ideal DCG in [0, 1]; NaN when ``y`` holds no positive.
+    """
+    t, s = _arrays(y, scores)
+    pos = int(t.sum())
+    if pos == 0:
+        return NAN
+    n = len(s)
+    cutoff = n if k is None else min(k, n)
+    discount = np.zeros(n, dtype=np.float64)
+    discount[:cutoff] = 1.0 / np.log2(np.arange(2, cutoff + 2))
+    order, starts, block = _tie_groups(s)
+    ends = np.r_[starts[1:], n]
+    block_discount = np.array([discount[a:b].mean() for a, b in zip(starts, ends, strict=True)])
+    dcg = float((t[order] * block_discount[block]).sum())
+    ideal = float(discount[: min(pos, cutoff)].sum())
+    return dcg / ideal
+
+
+def malicious_ranks(y: Any, scores: Any) -> np.ndarray:
+    """The 1-based rank of each malicious row by descending score; a tie block gets its mean rank."""
+    t, s = _arrays(y, scores)
+    order, starts, block = _tie_groups(s)
+    ends = np.r_[starts[1:], len(s)]
+    mean_rank = (starts + 1 + ends) / 2.0  # mean of ranks starts+1 .. ends
+    return np.sort(mean_rank[block][t[order] == 1])
+
+
+def confusion(y: Any, predicted: Any) -> dict[str, int]:
+    """Counts ``{"tn", "fp", "fn", "tp"}`` of 0/1 predictions against labels."""
+    t = (np.asarray(y, dtype=np.float64).ravel() == 1)
+    p = (np.asarray(predicted, dtype=np.float64).ravel() == 1)
+    if t.shape != p.shape:
+        raise ValueError(f"{len(t)} labels for {len(p)} predictions")
+    return {"tn": int((~t & ~p).sum()), "fp": int((~t & p).sum()), "fn": int((t & ~p).sum()), "tp": int((t & p).sum())}
+
+
+def threshold_metrics(y: Any, scores: Any, threshold: float) -> dict[str, Any]:
+    """Precision, recall, F1 and the confusion matrix of flagging ``score >= threshold``.
+
+    Undefined values are NaN: precision when nothing is flagged, recall when there is no positive, F1 when
+    there is neither a positive nor a flag.
+    """
+    t, s = _arrays(y, scores)
+    cm = confusion(t, s >= threshold)
+    tp, fp, fn = cm["tp"], cm["fp"], cm["fn"]
+    precision = tp / (tp + fp) if tp + fp else NAN
+    recall = tp / (tp + fn) if tp + fn else NAN
+    f1 = 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else NAN
+    return {"precision": precision, "recall": recall, "f1": f1, "confusion": cm, "threshold": float(threshold)}
+
+
+def score_metrics(y: Any, scores: Any, top_k: int = 10) -> dict[str, Any]:
+    """The threshold-free metrics of one scored split: AUC-ROC, PR-AUC, nDCG, malicious ranks, counts."""
+    t, s = _arrays(y, scores)
+    ranks = malicious_ranks(t, s)
+    return {
+        "auc_roc": auc_roc(t, s),
+        "pr_auc": average_precision(t, s),
+        "ndcg": ndcg_malicious(t, s),
+        f"ndcg_at_{top_k}": ndcg_malicious(t, s, k=top_k),
+        "mean_rank_malicious": float(ranks.mean()) if len(ranks) else NAN,
+        "worst_rank_malicious": float(ranks.max()) if len(ranks) else NAN,
+        "rows": len(t),
+        "positives": int(t.sum()),
+    }
+
+
+def aggregate(runs: Iterable[Mapping[str, Any]], keys: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Mean and spread over seeds of each numeric metric, ignoring NaN.
+
+    Args:
+        runs: per-seed metric dicts (non-numeric values are skipped).
+        keys: metrics to aggregate; None: every key whose values are numbers.
+
+    Returns:
+        ``{metric: {"mean", "std", "min", "max", "n"}}``; ``n`` counts the finite values, ``std`` is the
+        sample standard deviation (ddof 1; 0 for one value); NaN where no seed has a finite value.
+    """
+    runs = list(runs)
+    names = list(keys) if keys is not None else sorted(
+        {k for r in runs for k, v in r.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    )
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        values = np.array([float(r[name]) for r in runs if isinstance(r.get(name), int | float)], dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        if len(finite) == 0:
+            out[name] = {"mean": NAN, "std": NAN, "min": NAN, "max": NAN, "n": 0}
+            continue
+        out[name] = {
+            "mean": float(finite.mean()),
+            "std": float(finite.std(ddof=1)) if len(finite) > 1 else 0.0,
+            "min": float(finite.min()),
+            "max": float(finite.max()),
+            "n": len(finite),
+        }
+    return out
+
+
+def curves(y: Any, scores: Any) -> dict[str, list[float]]:
+    """ROC (fpr, tpr) and precision-recall points of a scored split, one point per tie block.
+
+    Returns empty lists when the split holds no positive or no negative.
+    """
+    t, s = _arrays(y, scores)
+    pos, neg = int(t.sum()), int(len(t) - t.sum())
+    if pos == 0 or neg == 0:
+        return {"fpr": [], "tpr": [], "precision": [], "recall": []}
+    order, starts, _ = _tie_groups(s)
+    ends = np.r_[starts[1:], len(s)] - 1
+    tp = np.cumsum(t[order])[ends].astype(np.float64)
+    fp = (ends + 1) - tp
+    return {
+        "fpr": [0.0, *(fp / neg).tolist()],
+        "tpr": [0.0, *(tp / pos).tolist()],
+        "precision": [1.0, *(tp / (ends + 1)).tolist()],
+        "recall": [0.0, *(tp / pos).tolist()],
+    }
+
+
+def finite_or_none(value: Any) -> Any:
+    """NaN/inf -> None, recursively, so that metrics serialise as strict JSON (``null``)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_none(v) for v in value]
+    if isinstance(value, np.floating):
+        return finite_or_none(float(value))
+    if isinstance(value, np.integer):
+        return int(value)
+    return value

@@ -1,0 +1,250 @@
+"""The experiment report: DIR/report.md and DIR/report.html with PNG plots, built from DIR's files alone.
+
+Inputs are ``DIR/metrics.json`` and ``DIR/scores/<dataset>/<aspect>/{rows,scores,tsne}.parquet`` (see
+:mod:`aptray.evaluate.experiment`); plots go to ``DIR/plots/``. The report is a list of blocks (heading,
+paragraph, table, image) rendered twice, as Markdown and as self-contained-layout HTML.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import posixpath
+import re
+from typing import Any
+
+import numpy as np
+
+from aptray.evaluate import plots
+from aptray.io.fs import join, resolve
+
+log = logging.getLogger(__name__)
+
+Block = tuple[Any, ...]
+_METRICS = (("auc_roc", "AUC-ROC"), ("pr_auc", "PR-AUC"), ("ndcg", "nDCG"), ("f1", "F1"))
+
+
+def fmt(summary: dict[str, Any] | None, metric: str = "auc_roc") -> str:
+    """``mean ± std`` of a summary metric (``n/a`` when undefined on every seed)."""
+    if not summary:
+        return "n/a"
+    m = summary.get(metric) or {}
+    mean, std = m.get("mean"), m.get("std")
+    if mean is None or not np.isfinite(mean):
+        return "n/a"
+    return f"{mean:.3f} ± {std:.3f}" if std else f"{mean:.3f}"
+
+
+def _pair(brief: dict[str, Any] | None) -> str:
+    if not brief:
+        return "n/a"
+    t = brief["test"]
+    return f"{fmt(t, 'auc_roc').split(' ')[0]} / {fmt(t, 'pr_auc').split(' ')[0]}"
+
+
+def _auc_pr(brief: dict[str, Any] | None) -> str:
+    """``AUC / PR-AUC (embedder detector)`` of a best-entry."""
+    if not brief:
+        return "n/a"
+    return f"{_pair(brief)} ({brief['embedder']} {brief['detector']})"
+
+
+def results_table(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The headline table: per dataset x aspect, aptray's AUC / PR-AUC and each baseline's (mean over seeds)."""
+    from aptray.evaluate.experiment import BASELINE_NAMES
+
+    targets = {(t["dataset"], t["aspect"]): t for t in doc["targets"]}
+    header = ["dataset", "aspect", "rows", "malicious", "aptray, chosen on validation",
+              "aptray, best on test (optimistic)", *BASELINE_NAMES]
+    rows = []
+    for b in doc["best"]:
+        t = targets.get((b["dataset"], b["aspect"]), {})
+        rows.append([b["dataset"], str(b["aspect"]), str(t.get("rows", "")), str(t.get("malicious", "")),
+                     _auc_pr(b["aptray_selected"]), _auc_pr(b["aptray_best_on_test"]),
+                     *[_pair(b["baselines"].get(n)) for n in BASELINE_NAMES]])
+    return header, rows
+
+
+def _slug(*parts: Any) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(str(p) for p in parts if p is not None)).strip("_")
+
+
+class _Writer:
+    """Collects blocks and writes PNGs under ``DIR/plots``."""
+
+    def __init__(self, out_uri: str) -> None:
+        self.out_uri = out_uri
+        self.fs, self.root = resolve(out_uri)
+        self.blocks: list[Block] = []
+        self.fs.create_dir(posixpath.join(self.root, "plots"), recursive=True)
+
+    def add(self, *block: Any) -> None:
+        self.blocks.append(block)
+
+    def image(self, png: bytes | None, name: str, alt: str) -> None:
+        if png is None:
+            return
+        rel = f"plots/{name}.png"
+        with self.fs.open_output_stream(posixpath.join(self.root, rel)) as fh:
+            fh.write(png)
+        self.add("img", rel, alt)
+
+
+def _read_table(uri: str) -> Any:
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    fs, path = resolve(uri)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return None
+    return pq.read_table(path, filesystem=fs).to_pandas()
+
+
+def _target_section(w: _Writer, doc: dict[str, Any], target: dict[str, Any]) -> None:
+    from aptray.models import TORCH_MODELS
+
+    dataset, aspect = target["dataset"], target["aspect"]
+    w.add("h2", f"{dataset} — {aspect or 'events'}")
+    if target.get("skipped"):
+        w.add("p", f"Skipped: {target['skipped']}")
+        return
+    w.add("p", f"{target.get('rows')} rows, {target.get('malicious')} malicious, "
+               f"{target.get('distinct_sentences')} distinct sentences.")
+    summary = [s for s in doc["summary"] if s["dataset"] == dataset and s["aspect"] == aspect]
+    if not summary:
+        return
+    summary.sort(key=lambda s: -(s["test"].get("auc_roc", {}).get("mean") or -1))
+    w.add("table", ["embedder", "detector", "seeds", "test AUC-ROC", "test PR-AUC", "test nDCG", "test F1",
+                    "val AUC-ROC", "train s"],
+          [[s["embedder"], s["detector"], f"{s['seeds'] - s['errors']}/{s['seeds']}", fmt(s["test"], "auc_roc"),
+            fmt(s["test"], "pr_auc"), fmt(s["test"], "ndcg"), fmt(s["test"], "f1"), fmt(s["val"], "auc_roc"),
+            fmt({"t": s["train_seconds"]}, "t")] for s in summary])
+    slug = _slug(dataset, aspect)
+    embedders = sorted({s["embedder"] for s in summary})
+    detectors = [d for d in doc["config"]["detectors"] if any(s["detector"] == d for s in summary)]
+    grid = np.full((len(embedders), len(detectors)), np.nan)
+    for s in summary:
+        mean = s["test"].get("auc_roc", {}).get("mean")
+        grid[embedders.index(s["embedder"]), detectors.index(s["detector"])] = mean if mean is not None else np.nan
+    w.image(plots.heatmap(grid, embedders, detectors, f"{dataset} {aspect}: mean test AUC-ROC"),
+            f"{slug}-heatmap", "embedder x detector AUC heatmap")
+
+    sdir = join(w.out_uri, "scores", *dataset.split("/"), aspect or "-")
+    rows, scores = _read_table(join(sdir, "rows.parquet")), _read_table(join(sdir, "scores.parquet"))
+    if rows is None or scores is None or scores.empty:
+        return
+    labels = rows["malicious"].to_numpy()
+    test0 = scores[(scores["split"] == "test") & (scores["seed"] == 0)]
+
+    def series(emb: str, det: str) -> tuple[np.ndarray, np.ndarray]:
+        part = test0[(test0["embedder"] == emb) & (test0["detector"] == det)]
+        return labels[part["row"].to_numpy()], part["score"].to_numpy()
+
+    ranked = [s for s in summary if s["test"].get("auc_roc", {}).get("n")]
+    top = ranked[:3]
+    w.add("p", "Curves of the three combinations with the best mean test AUC-ROC (descriptive, not a selection).")
+    w.image(plots.roc_pr([(f"{s['embedder']} {s['detector']}", *series(s["embedder"], s["detector"])) for s in top],
+                         f"{dataset} {aspect}"), f"{slug}-roc-pr", "ROC and PR curves")
+    torch_ranked = [s for s in ranked if s["detector"] in TORCH_MODELS]
+    runs = {(r["embedder"], r["detector"]): r for r in doc["runs"]
+            if r["dataset"] == dataset and r["aspect"] == aspect and r["seed"] == 0 and r["status"] == "ok"}
+    if torch_ranked:
+        b = torch_ranked[0]
+        thr = (runs.get((b["embedder"], b["detector"])) or {}).get("threshold", {}).get("value")
+        w.image(plots.histogram(*series(b["embedder"], b["detector"]), thr,
+                                f"{b['embedder']} {b['detector']}: test reconstruction error (seed 0)"),
+                f"{slug}-hist", "reconstruction-error histogram")
+        hist = [(d, runs[(b["embedder"], d)].get("history")) for d in detectors if (b["embedder"], d) in runs]
+        w.image(plots.losses(hist, f"{dataset} {aspect}, {b['embedder']} (seed 0)"), f"{slug}-loss", "loss curves")
+    tsne = _read_table(join(sdir, "tsne.parquet"))
+    if tsne is not None:
+        for emb in sorted(tsne["embedder"].unique()):
+            part = tsne[tsne["embedder"] == emb]
+            w.image(plots.scatter(part["x"].to_numpy(), part["y"].to_numpy(), part["malicious"].to_numpy(),
+                                  f"t-SNE of {emb} embeddings, {dataset} {aspect}"), f"{slug}-tsne-{emb}", "t-SNE")
+    if top:
+        b = top[0]
+        part = test0[(test0["embedder"] == b["embedder"]) & (test0["detector"] == b["detector"])]
+        part = part.sort_values("score", ascending=False).head(int(doc["config"]["top_k"]))
+        w.add("p", f"Top {len(part)} test anomalies of {b['embedder']} {b['detector']} (seed 0):")
+        w.add("table", ["rank", "score", "malicious", "sentence"],
+              [[str(i + 1), f"{sc:.4g}", str(int(labels[r])), str(rows['sentence'].iloc[r])[:300]]
+               for i, (r, sc) in enumerate(zip(part["row"], part["score"], strict=True))])
+
+
+def _markdown(blocks: list[Block]) -> str:
+    out = []
+    for b in blocks:
+        if b[0] in ("h1", "h2"):
+            out.append(("# " if b[0] == "h1" else "## ") + b[1])
+        elif b[0] == "p":
+            out.append(b[1])
+        elif b[0] == "table":
+            header, rows = b[1], b[2]
+            esc = [[c.replace("|", "\\|").replace("\n", " ") for c in r] for r in rows]
+            out.append("\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+                                  *["| " + " | ".join(r) + " |" for r in esc]]))
+        elif b[0] == "img":
+            out.append(f"![{b[2]}]({b[1]})")
+        elif b[0] == "pre":
+            out.append(f"```\n{b[1]}\n```")
+    return "\n\n".join(out) + "\n"
+
+
+def _html(blocks: list[Block], title: str) -> str:
+    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+           "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse;"
+           "font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}</style></head><body>"]
+    for b in blocks:
+        if b[0] in ("h1", "h2", "p"):
+            out.append(f"<{b[0]}>{html.escape(b[1])}</{b[0]}>")
+        elif b[0] == "table":
+            out.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in b[1]) + "</tr>")
+            out.extend("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in b[2])
+            out.append("</table>")
+        elif b[0] == "img":
+            out.append(f"<p><img src='{html.escape(b[1])}' alt='{html.escape(b[2])}'></p>")
+        elif b[0] == "pre":
+            out.append(f"<pre>{html.escape(b[1])}</pre>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def write_report(out_uri: str) -> dict[str, str]:
+    """Build ``report.md`` and ``report.html`` (plots in ``plots/``) from an experiment's output folder.
+
+    Returns:
+        ``{"report_md": uri, "report_html": uri}``.
+    """
+    w = _Writer(out_uri)
+    with w.fs.open_input_stream(posixpath.join(w.root, "metrics.json")) as fh:
+        doc = json.loads(fh.read())
+    w.add("h1", "aptray experiment report")
+    cfg = doc["config"]
+    w.add("p", f"Input {doc['input']} ({doc['source']}), created {doc['created']}; embedders "
+               f"{', '.join(cfg['embedders'])}; detectors {', '.join(cfg['detectors'])}; {cfg['seeds']} seed(s); "
+               f"test {cfg['test_fraction']}, validation {cfg['val_fraction']} of the benign rows, malicious rows "
+               f"split between validation and test; threshold {cfg['threshold']}.")
+    w.add("p", "Values are means over seeds of the test split (AUC-ROC / PR-AUC). 'chosen on validation' is the "
+               "torch model x embedder with the best mean validation AUC-ROC (n/a when no validation split holds "
+               "a malicious row); 'best on test' is the maximum over combinations and is optimistic. Baselines "
+               "show their best embedder on test (AVF runs on the raw 0/1 attributes).")
+    header, rows = results_table(doc)
+    w.add("table", header, rows)
+    errors = [r for r in doc["runs"] if r["status"] != "ok"]
+    if errors:
+        w.add("p", f"{len(errors)} run(s) failed:")
+        w.add("table", ["dataset", "aspect", "embedder", "detector", "seed", "error"],
+              [[r["dataset"], str(r["aspect"]), r["embedder"], r["detector"], str(r["seed"]), str(r["error"])[:200]]
+               for r in errors[:50]])
+    w.add("pre", json.dumps(doc.get("versions", {})))
+    for target in doc["targets"]:
+        _target_section(w, doc, target)
+    md_uri, html_uri = join(out_uri, "report.md"), join(out_uri, "report.html")
+    with w.fs.open_output_stream(posixpath.join(w.root, "report.md")) as fh:
+        fh.write(_markdown(w.blocks).encode())
+    with w.fs.open_output_stream(posixpath.join(w.root, "report.html")) as fh:
+        fh.write(_html(w.blocks, "aptray experiment report").encode())
+    log.info("report written to %s", html_uri)
+    return {"report_md": md_uri, "report_html": html_uri}

@@ -1,0 +1,86 @@
+"""One experiment run: fit a detector on a split's benign training rows, choose its threshold, score the test.
+
+:func:`fit_and_score` is pure (arrays in, a JSON-able dict out) and runs as one Ray task per
+detector x seed; the experiment driver in :mod:`aptray.evaluate.experiment` fans these out.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from aptray.evaluate.metrics import score_metrics, threshold_metrics
+
+if TYPE_CHECKING:
+    from aptray.config import AptrayConfig
+    from aptray.evaluate.splits import Split
+
+log = logging.getLogger(__name__)
+
+#: Detectors that are not trained on ADAPT process contexts (they need windows of consecutive events).
+NEEDS_WINDOWS: frozenset[str] = frozenset({"lstm-ae"})
+
+
+def fit_and_score(X: np.ndarray, y: np.ndarray, split: Split, detector: str, cfg: AptrayConfig) -> dict[str, Any]:
+    """Fit ``detector`` on the benign train rows of ``split``; threshold on validation; score validation and test.
+
+    The threshold is the F1-optimal cut on validation when ``cfg.experiment.threshold`` is ``f1`` and the
+    validation split holds both classes; otherwise the detector's benign-training percentile
+    (``cfg.threshold.percentile``). Test labels are read only to compute the returned metrics.
+
+    Args:
+        X: features, one row per process (embeddings, or raw 0/1 attributes for AVF).
+        y: 0/1 labels.
+        split: the seed's split.
+        detector: a name of :data:`aptray.detectors.DETECTOR_NAMES`.
+        cfg: the config (``train``, ``threshold`` and ``experiment`` sections are read).
+
+    Returns:
+        ``status`` (ok/error), ``error``, ``train_seconds``, ``score_seconds``, ``rows`` (split counts),
+        ``threshold`` (value, method), ``test`` and ``val`` metrics, ``history`` (torch models) and the raw
+        ``test_scores``/``val_scores`` (lists aligned with ``split.test``/``split.val``).
+    """
+    from aptray.detectors import make_detector
+    from aptray.models import TORCH_MODELS
+
+    exp = cfg.experiment
+    result: dict[str, Any] = {"rows": split.counts(y), "status": "ok", "error": None, "history": None}
+    try:
+        if detector in TORCH_MODELS:
+            import torch
+
+            torch.set_num_threads(max(1, int(exp.task_cpus)))
+        train_cfg = cfg.train.model_copy(update={"seed": split.seed, "epochs": exp.epochs or cfg.train.epochs})
+        det = make_detector(detector, train_cfg, cfg.threshold)
+        start = time.perf_counter()
+        det.fit(X[split.train], y[split.train])
+        result["train_seconds"] = round(time.perf_counter() - start, 4)
+        y_val = y[split.val]
+        if exp.threshold == "f1" and 0 < int(y_val.sum()) < len(y_val):
+            det.set_threshold_f1(X[split.val], y_val)
+            method = "f1_validation"
+        else:
+            method = det.threshold_method_
+            if exp.threshold == "f1":
+                method += " (validation lacks a class)"
+        start = time.perf_counter()
+        test_scores = det.decision_function(X[split.test])
+        result["score_seconds"] = round(time.perf_counter() - start, 4)
+        val_scores = det.decision_function(X[split.val]) if len(split.val) else np.zeros(0)
+    except Exception as exc:  # one failing combination must not sink the experiment; it is reported
+        log.warning("%s seed %d failed: %s", detector, split.seed, exc)
+        return {**result, "status": "error", "error": f"{type(exc).__name__}: {exc}"}
+    y_test = y[split.test]
+    result["threshold"] = {"value": float(det.threshold_), "method": method}
+    result["test"] = {**score_metrics(y_test, test_scores, exp.top_k),
+                      **threshold_metrics(y_test, test_scores, det.threshold_)}
+    result["val"] = score_metrics(y_val, val_scores, exp.top_k) if len(split.val) else {}
+    history = getattr(det, "history_", None)
+    if history:
+        result["history"] = {k: history.get(k) for k in ("epochs", "train_loss", "val_loss", "stopped_early")}
+    result["test_scores"] = np.asarray(test_scores, dtype=np.float64).tolist()
+    result["val_scores"] = np.asarray(val_scores, dtype=np.float64).tolist()
+    return result

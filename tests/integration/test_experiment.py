@@ -1,0 +1,94 @@
+"""The experiment end to end on a small real ADAPT file: templatize -> embed -> fits on Ray -> metrics and report."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aptray.config import AptrayConfig, Aspect, Source
+from aptray.evaluate.splits import split_rows
+
+
+def test_split_keeps_malicious_out_of_training() -> None:
+    y = np.array([0] * 40 + [1] * 3)
+    for seed in range(5):
+        s = split_rows(y, seed, 0.3, 0.2)
+        assert y[s.train].sum() == 0
+        # 3 malicious: round(3 * 0.3 / 0.5) = 2 to test, 1 to validation; benign 12 test, 8 val, 20 train.
+        assert s.counts(y) == {"train": 20, "train_benign": 20, "val": 9, "val_malicious": 1, "test": 14,
+                               "test_malicious": 2}
+        assert len(np.intersect1d(s.train, s.test)) == len(np.intersect1d(s.val, s.test)) == 0
+    single = split_rows(np.array([0] * 10 + [1]), 0)
+    assert single.counts(np.array([0] * 10 + [1]))["test_malicious"] == 1  # one malicious row goes to test
+    assert split_rows(y, 1).test.tolist() == split_rows(y, 1).test.tolist()
+    assert split_rows(y, 1).test.tolist() != split_rows(y, 2).test.tolist()
+
+
+@pytest.mark.timeout(900)
+def test_experiment_on_real_adapt_file(ray_cluster: None, shared_data: Path, tmp_path: Path) -> None:
+    from aptray.evaluate import run_experiment
+
+    folder = shared_data / "darpa_tc_adapt" / "bovia" / "clearscope"
+    cfg = AptrayConfig()
+    cfg.ingest.source = Source.ADAPT
+    cfg.experiment.embedders = ["minilm"]
+    cfg.experiment.detectors = ["ae", "iforest", "avf"]
+    cfg.experiment.aspects = [Aspect.EVENT]
+    cfg.experiment.seeds = 1
+    cfg.experiment.epochs = 3
+    cfg.experiment.tsne_points = 100
+    out = tmp_path / "exp"
+    result = run_experiment(str(folder), str(out), cfg)
+    assert result["targets"] == 1 and result["errors"] == 0 and result["runs"] == 3
+
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["schema_version"] == 1
+    (target,) = doc["targets"]
+    assert (target["dataset"], target["aspect"], target["rows"], target["malicious"]) == (
+        "bovia/clearscope", "Event", 69, 4)
+    combos = {(r["embedder"], r["detector"], r["seed"]) for r in doc["runs"]}
+    assert combos == {("minilm", "ae", 0), ("minilm", "iforest", 0), ("raw", "avf", 0)}
+    for run in doc["runs"]:
+        assert run["status"] == "ok", run["error"]
+        assert run["rows"]["test_malicious"] >= 1 and run["rows"]["train"] == run["rows"]["train_benign"]
+        test = run["test"]
+        for key in ("auc_roc", "pr_auc", "ndcg"):
+            assert test[key] is not None and 0.0 <= test[key] <= 1.0, (run["detector"], key)
+        cm = test["confusion"]
+        assert sum(cm.values()) == run["rows"]["test"] == test["rows"]
+        assert cm["tp"] + cm["fn"] == run["rows"]["test_malicious"]
+    ae = next(r for r in doc["runs"] if r["detector"] == "ae")
+    assert len(ae["history"]["train_loss"]) == 3
+    for s in doc["summary"]:
+        assert s["test"]["auc_roc"]["n"] == 1 and math.isfinite(s["test"]["auc_roc"]["mean"])
+    assert set(doc["best"][0]["baselines"]) == {"iforest", "avf"}
+
+    html = (out / "report.html").read_text()
+    md = (out / "report.md").read_text()
+    assert "bovia/clearscope" in html and "| bovia/clearscope | Event | 69 | 4 |" in md
+    pngs = {p.name for p in (out / "plots").glob("*.png")}
+    for kind in ("heatmap", "roc-pr", "hist", "loss", "tsne-minilm"):
+        assert f"bovia_clearscope-Event-{kind}.png" in pngs
+        assert f"plots/bovia_clearscope-Event-{kind}.png" in md
+    # The test split's scores are stored for notebooks and the report, one per test row.
+    import pyarrow.parquet as pq
+
+    scores = pq.read_table(out / "scores" / "bovia" / "clearscope" / "Event" / "scores.parquet").to_pandas()
+    assert len(scores[(scores["split"] == "test") & (scores["detector"] == "ae")]) == ae["rows"]["test"]
+
+
+def test_discover_walks_the_adapt_root(shared_data: Path) -> None:
+    from aptray.evaluate.experiment import discover
+
+    root = shared_data / "darpa_tc_adapt"
+    targets = discover(str(root), Source.ADAPT, None)
+    names = {(t.name, t.aspect.value if t.aspect else None) for t in targets}
+    assert ("bovia/clearscope", "All") in names and ("bovia/cadets", "Event") in names
+    assert ("pandex/trace", "Netflow") in names and ("bovia/cadets", "Exec") not in names
+    only = discover(str(root / "bovia" / "clearscope"), Source.ADAPT, [Aspect.EVENT, Aspect.NETFLOW])
+    assert [(t.name, t.aspect) for t in only] == [("bovia/clearscope", Aspect.EVENT),
+                                                  ("bovia/clearscope", Aspect.NETFLOW)]
