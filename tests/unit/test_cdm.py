@@ -88,7 +88,9 @@ def _independent(files: list[Path]) -> tuple[set[str], dict[str, int]]:
     uuids: set[str] = set()
     subjects_present: dict[str, int] = {}
     for f in files:
-        for line in f.read_text(encoding="utf-8").splitlines():
+        for line in f.read_text(encoding="utf-8").split("\n"):  # not splitlines(): raw UUIDs hold \x1c etc.
+            if not line.strip():
+                continue
             datum = json.loads(line)["datum"]
             (key, rec), = datum.items()
             if key.rsplit(".", 1)[-1] != "Event":
