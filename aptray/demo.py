@@ -65,7 +65,7 @@ def _evaluate(out: str) -> dict[str, Any]:
     """AUC of the scores against the labels, and the top alerts as sentences."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    scores = pads.dataset(join(out, "scores"), format="parquet").to_table(columns=["score", "malicious"])
+    scores = pads.dataset(join(out, "scores", "scores"), format="parquet").to_table(columns=["score", "malicious"])
     y = np.asarray(scores.column("malicious").fill_null(0).to_numpy(zero_copy_only=False), dtype=int)
     s = np.asarray(scores.column("score").to_numpy(zero_copy_only=False), dtype=float)
     result: dict[str, Any] = {"scored": len(y), "malicious": int(y.sum())}
