@@ -140,7 +140,9 @@ def load_detector(
     from safetensors.numpy import load
 
     from aptray.detectors import detector_class
+    from aptray.runtime import preload_torch
 
+    preload_torch()  # before the first S3 read, or torch cannot load afterwards
     config = read_config(path)
     hashes: dict[str, str] = config.get("files") or {}
     if WEIGHTS not in hashes and not trusted:

@@ -89,6 +89,10 @@ def main(stage: str, argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     args = parser.parse_args(argv)
     configure()
+    if stage != "templatize":
+        from aptray.runtime import preload_torch
+
+        preload_torch()  # before any S3 access in this driver
     cfg = load_config(args.config, parse_sets(args.set))
     module, func = STAGES[stage]
     result = getattr(importlib.import_module(module), func)(cfg)

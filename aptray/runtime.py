@@ -48,3 +48,16 @@ def _progress_bars() -> bool:
     from aptray.logs import progress_bars_enabled
 
     return progress_bars_enabled()
+
+
+def preload_torch() -> None:
+    """Import torch before the AWS SDK (pyarrow's S3) is initialised in this process.
+
+    torch's CPU library needs static TLS; loading it after pyarrow has initialised S3 fails with
+    "Intel oneMKL FATAL ERROR: Cannot load libtorch_cpu.so" and kills the process. Processes that read
+    artifacts or data from S3 and then build torch models (job drivers, scoring actors) call this first.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is not None:  # torch-free installs only read and template
+        importlib.import_module("torch")

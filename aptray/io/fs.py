@@ -102,7 +102,7 @@ def list_files(
         infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
         for info in infos:
             if info.type == pafs.FileType.File and _glob_match(info.path, pattern):
-                files.append(InputFile(info.path, posixpath.relpath(info.path, root), info.size or 0))
+                files.append(InputFile(info.path, _rel(info.path, root), info.size or 0))
     else:
         info = fs.get_file_info(path)
         if info.type == pafs.FileType.File:
@@ -110,7 +110,7 @@ def list_files(
         elif info.type == pafs.FileType.Directory:
             for sub in fs.get_file_info(pafs.FileSelector(path, recursive=True)):
                 if sub.type == pafs.FileType.File:
-                    files.append(InputFile(sub.path, posixpath.relpath(sub.path, path), sub.size or 0))
+                    files.append(InputFile(sub.path, _rel(sub.path, path), sub.size or 0))
     if suffixes is not None and (has_glob or len(files) != 1 or files[0].rel != posixpath.basename(path)):
         low = tuple(s.lower() for s in suffixes)
         files = [f for f in files if f.rel.lower().endswith(low)]
@@ -118,6 +118,14 @@ def list_files(
     if not files:
         raise FileNotFoundError(f"no input files found at {uri!r}" + (f" ending in {suffixes}" if suffixes else ""))
     return fs, sorted(files, key=lambda f: f.rel)
+
+
+def _rel(path: str, root: str) -> str:
+    """``path`` relative to ``root`` by plain string arithmetic (no cwd: S3 keys are not local paths)."""
+    root = root.rstrip("/")
+    if root and path.startswith(root + "/"):
+        return path[len(root) + 1 :]
+    return posixpath.basename(path)
 
 
 def _glob_match(path: str, pattern: PurePosixPath) -> bool:
