@@ -108,7 +108,7 @@ def tensor_batches(
     x: np.ndarray, batch_size: int, shuffle: bool, gen: torch.Generator | None = None
 ) -> list[torch.Tensor]:
     """Split an array into float32 tensor batches (optionally shuffled)."""
-    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    t = torch.from_numpy(np.require(x, dtype=np.float32, requirements=["C", "W"]))  # Arrow buffers are read-only
     order = torch.randperm(len(t), generator=gen) if shuffle else torch.arange(len(t))
     return [t[order[i : i + batch_size]] for i in range(0, len(t), batch_size)]
 
