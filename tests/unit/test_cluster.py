@@ -467,6 +467,6 @@ def test_readme_runbook_covers_every_manifest() -> None:
         "aws s3",
         "maxReplicas",
         "Sizing for N GB",
-        "LEAD: FILL FROM bench/",
+        "bench/score.py",
     ):
         assert topic in readme, f"README lacks {topic!r}"
