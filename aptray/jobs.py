@@ -16,55 +16,30 @@ from typing import Any
 from aptray.config import AptrayConfig, load_config
 from aptray.logs import configure
 
-#: stage -> (module, function); each function takes (cfg) and returns a JSON-able summary.
+#: stage -> (module, function); each function takes (input, out, cfg) and returns a JSON-able summary.
 STAGES: dict[str, tuple[str, str]] = {
     "templatize": ("aptray.jobs", "_templatize"),
-    "embed": ("aptray.jobs", "_embed"),
-    "train": ("aptray.jobs", "_train"),
-    "score": ("aptray.jobs", "_score"),
-    "experiment": ("aptray.jobs", "_experiment"),
+    "embed": ("aptray.embed.job", "run_embed"),
+    "train": ("aptray.train", "run_train"),
+    "score": ("aptray.score", "run_score"),
+    "experiment": ("aptray.evaluate", "run_experiment"),
 }
 
 
-def _need(cfg: AptrayConfig, *fields: str) -> None:
-    missing = [f for f in fields if getattr(cfg, f) is None]
-    if missing:
-        raise SystemExit(f"config is missing {', '.join(missing)} (set it in the YAML or with --set {missing[0]}=...)")
-
-
-def _templatize(cfg: AptrayConfig) -> dict[str, Any]:
+def _templatize(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]:
     from aptray.templating.job import run_templatize
 
-    _need(cfg, "input", "out")
-    return run_templatize(cfg.ingest.source, str(cfg.input), str(cfg.out), cfg)
+    return run_templatize(cfg.ingest.source, input_uri, out_uri, cfg)
 
 
-def _embed(cfg: AptrayConfig) -> dict[str, Any]:
-    from aptray.embed.job import run_embed
-
-    _need(cfg, "input", "out")
-    return run_embed(str(cfg.input), str(cfg.out), cfg)
-
-
-def _train(cfg: AptrayConfig) -> dict[str, Any]:
-    from aptray.train import run_train
-
-    _need(cfg, "input", "out")
-    return run_train(str(cfg.input), str(cfg.out), cfg)
-
-
-def _score(cfg: AptrayConfig) -> dict[str, Any]:
-    from aptray.score import run_score
-
-    _need(cfg, "input", "out")
-    return run_score(str(cfg.input), str(cfg.out), cfg)
-
-
-def _experiment(cfg: AptrayConfig) -> dict[str, Any]:
-    from aptray.evaluate import run_experiment
-
-    _need(cfg, "input", "out")
-    return run_experiment(str(cfg.input), str(cfg.out), cfg)
+def run_stage(stage: str, cfg: AptrayConfig) -> dict[str, Any]:
+    """Run ``stage`` on ``cfg.input`` into ``cfg.out``."""
+    missing = [f for f in ("input", "out") if getattr(cfg, f) is None]
+    if missing:
+        raise SystemExit(f"config is missing {', '.join(missing)} (set it in the YAML or with --set {missing[0]}=...)")
+    module, func = STAGES[stage]
+    result: dict[str, Any] = getattr(importlib.import_module(module), func)(str(cfg.input), str(cfg.out), cfg)
+    return result
 
 
 def parse_sets(pairs: Sequence[str]) -> dict[str, Any]:
@@ -94,7 +69,6 @@ def main(stage: str, argv: Sequence[str] | None = None) -> int:
 
         preload_torch()  # before any S3 access in this driver
     cfg = load_config(args.config, parse_sets(args.set))
-    module, func = STAGES[stage]
-    result = getattr(importlib.import_module(module), func)(cfg)
+    result = run_stage(stage, cfg)
     sys.stdout.write(json.dumps(result, default=str) + "\n")
     return 0
