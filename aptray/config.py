@@ -131,6 +131,9 @@ class ScoreConfig(_Section):
     write_alerts: bool = True
     trusted: bool = Field(False, description="Allow artifacts that need unpickling (sklearn baselines).")
     group_bytes: int = Field(1 << 30, gt=0, description="Input bytes per resumable group of files.")
+    scorer_cpus: float = Field(
+        0.25, ge=0, description="CPUs reserved by the detector actor (a small MLP pass; leaves CPUs for reads)."
+    )
 
 
 class ServeAutoscaling(_Section):

@@ -98,7 +98,7 @@ def score_dataset(
         fn_constructor_kwargs={"artifact": artifact, "alerts_dir": alerts_dir},
         batch_format="pyarrow",
         concurrency=1,
-        num_cpus=cfg.embed.cpus_per_actor,
+        num_cpus=cfg.score.scorer_cpus,
     )
 
 
