@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import pyarrow as pa
 
 from aptray.io.contexts import PROCESS_KEY, aggregate, dedupe, join_left, small_strings
-from aptray.io.files import files_dataset, read_lines
+from aptray.io.files import files_dataset, in_blocks, read_lines
 from aptray.io.fs import InputFile, list_files
 from aptray.io.labels import load_uuids
 from aptray.schema import EVENT_SCHEMA
@@ -165,7 +165,10 @@ def decode_sockaddr(saddr: str) -> tuple[str | None, str | None]:
 
 def parse(stream: BinaryIO, file: InputFile, cfg: IngestConfig) -> Iterator[pa.Table]:
     """Parse one audit.log stream into one row per record (:data:`REC_SCHEMA`); bad lines flagged."""
-    buf: list[dict[str, Any]] = []
+    yield from in_blocks(_records(stream, file, cfg), cfg.block_rows, REC_SCHEMA)
+
+
+def _records(stream: BinaryIO, file: InputFile, cfg: IngestConfig) -> Iterator[dict[str, Any]]:
     for n, raw in read_lines(stream):
         if not raw.strip():
             continue
@@ -182,12 +185,7 @@ def parse(stream: BinaryIO, file: InputFile, cfg: IngestConfig) -> Iterator[pa.T
             fields = {k: v for k, v in parse_fields(text[m.end():]).items()}
             row.update(key=f"{m['node'] or ''}|{m['ts']}:{m['serial']}", node=m["node"], ts=float(m["ts"]),
                        type=m["type"], fields=json.dumps(fields))
-        buf.append(row)
-        if len(buf) >= cfg.block_rows:
-            yield pa.Table.from_pylist(buf, schema=REC_SCHEMA)
-            buf = []
-    if buf:
-        yield pa.Table.from_pylist(buf, schema=REC_SCHEMA)
+        yield row
 
 
 def _execve_args(fields: dict[str, str]) -> list[str]:

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from aptray.io.contexts import EXEC_ACTIONS, PROCESS_KEY, aggregate, dedupe, join_left
-from aptray.io.files import files_dataset, read_lines
+from aptray.io.files import files_dataset, in_blocks, read_lines
 from aptray.io.fs import InputFile, list_files
 from aptray.io.labels import load_uuids, normalize_uuid
 from aptray.schema import EVENT_SCHEMA
@@ -197,7 +197,14 @@ def parse_record(obj: Any, line_host: str | None) -> tuple[str, dict[str, Any] |
 def parse(stream: BinaryIO, file: InputFile, cfg: IngestConfig) -> Iterator[pa.Table]:
     """Parse one CDM JSON-lines stream into intermediate record tables (:data:`REC_SCHEMA`)."""
     counts: Counter[str] = Counter()
-    buf: list[dict[str, Any]] = []
+    yield from in_blocks(_records(stream, file, cfg, counts), cfg.block_rows, REC_SCHEMA)
+    unknown = {k: v for k, v in counts.items() if k not in KNOWN_TYPES and k != "<quarantined>"}
+    if unknown:
+        log.warning("%s: skipped unknown CDM record types %s", file.rel, dict(unknown))
+    log.info("%s: CDM record counts %s", file.rel, dict(counts))
+
+
+def _records(stream: BinaryIO, file: InputFile, cfg: IngestConfig, counts: Counter[str]) -> Iterator[dict[str, Any]]:
     for n, raw in read_lines(stream):
         if not raw.strip():
             continue
@@ -217,16 +224,7 @@ def parse(stream: BinaryIO, file: InputFile, cfg: IngestConfig) -> Iterator[pa.T
             continue
         row["source_file"] = file.rel
         row["line"] = n
-        buf.append(row)
-        if len(buf) >= cfg.block_rows:
-            yield pa.Table.from_pylist(buf, schema=REC_SCHEMA)
-            buf = []
-    if buf:
-        yield pa.Table.from_pylist(buf, schema=REC_SCHEMA)
-    unknown = {k: v for k, v in counts.items() if k not in KNOWN_TYPES and k != "<quarantined>"}
-    if unknown:
-        log.warning("%s: skipped unknown CDM record types %s", file.rel, dict(unknown))
-    log.info("%s: CDM record counts %s", file.rel, dict(counts))
+        yield row
 
 
 def count_record_types(uri: str) -> dict[str, int]:

@@ -87,16 +87,22 @@ def read_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
         yield n, raw.rstrip(b"\r\n")
 
 
-def in_blocks(rows: Iterable[dict[str, Any]], block_rows: int) -> Iterator[pa.Table]:
-    """Group row dicts into :data:`EVENT_SCHEMA` tables of at most ``block_rows`` rows."""
+def in_blocks(
+    rows: Iterable[dict[str, Any]], block_rows: int, schema: pa.Schema | None = None
+) -> Iterator[pa.Table]:
+    """Group row dicts into tables of at most ``block_rows`` rows (:data:`EVENT_SCHEMA` unless ``schema``)."""
+
+    def table(buf: list[dict[str, Any]]) -> pa.Table:
+        return event_table(buf) if schema is None else pa.Table.from_pylist(buf, schema=schema)
+
     buf: list[dict[str, Any]] = []
     for row in rows:
         buf.append(row)
         if len(buf) >= block_rows:
-            yield event_table(buf)
+            yield table(buf)
             buf = []
     if buf:
-        yield event_table(buf)
+        yield table(buf)
 
 
 def quarantine_row(source: str, file: InputFile, line: int, raw: bytes | str, reason: str) -> dict[str, Any]:
