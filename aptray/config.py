@@ -160,7 +160,8 @@ class ServeConfig(_Section):
     max_ongoing_requests: int = Field(64, gt=0, description="Requests a replica accepts at once.")
     max_batch_size: int = Field(64, gt=0, description="Events per micro-batch across concurrent requests.")
     batch_wait_timeout_s: float = Field(
-        0.0, ge=0, description="How long a micro-batch waits to fill; 0: take what queued during the last batch."
+        0.0, ge=0, description="When the model is idle, how long a new micro-batch waits for more requests; 0: "
+        "run at once (under load a batch holds everything that queued while the previous one ran)."
     )
     max_request_bytes: int = Field(4 * 1024 * 1024, gt=0, description="Larger request bodies get 413.")
     max_events_per_request: int = Field(1024, gt=0)

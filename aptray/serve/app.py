@@ -9,8 +9,10 @@ builder that takes any *loader*: a picklable callable that, on the replica, retu
 
 Per replica: one sentence encoder (with its in-memory LRU: the replica's embedding cache) and the detector,
 loaded once. Requests are parsed and templated in the request's own coroutine, then their sentences are
-micro-batched across concurrent requests with ``@serve.batch`` (batch size counted in events) and encoded
-and scored together in a worker thread, so the event loop keeps accepting requests meanwhile.
+micro-batched across concurrent requests by :class:`~aptray.serve.batching.MicroBatcher` (batch size counted
+in events): whenever the model is free it encodes and scores everything that queued meanwhile, in a worker
+thread, so the event loop keeps accepting requests. (``@serve.batch`` in Ray 2.60 forms batches of one while
+the model is busy; the batcher's module docstring has the figures.)
 
 HTTP: ``POST /v1/score``, ``GET /v1/model`` (both need an API key), ``GET /healthz``, ``GET /docs`` and
 ``GET /openapi.json``. Bodies over ``max_request_bytes`` get 413 (by ``Content-Length`` before reading,
@@ -34,23 +36,17 @@ from ray.serve.handle import DeploymentHandle
 
 from aptray.config import ServeConfig
 from aptray.serve.auth import ApiKeys
+from aptray.serve.batching import MicroBatcher
 from aptray.serve.loader import ArtifactLoader, Loader
 from aptray.serve.schemas import (
     ErrorResponse,
-    EventScore,
     Health,
     ModelInfo,
-    RejectedEvent,
     ScoreRequest,
     ScoreResponse,
 )
 
 log = logging.getLogger(__name__)
-
-
-def _batch_events(items: list[list[str]]) -> int:
-    """Micro-batch size in events, not requests."""
-    return sum(len(x) for x in items)
 
 
 class _PayloadTooLarge(Exception):
@@ -116,6 +112,14 @@ async def _send_json(send: Any, status: int, body: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": data})
 
 
+def _json_response(content: dict[str, Any]) -> Any:
+    """A JSON response of already-plain data (compact separators, NaN refused like FastAPI does)."""
+    from fastapi.responses import Response
+
+    body = json.dumps(content, separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode()
+    return Response(body, media_type="application/json")
+
+
 def _field_errors(errors: Any) -> tuple[str, list[dict[str, Any]]]:
     """Pydantic/FastAPI errors -> a message naming each field, and the errors without the input echoed."""
     clean = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in errors]
@@ -140,10 +144,9 @@ class OnlineDetector:
         start = time.perf_counter()
         self.model = loader()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aptray-score")
-        self.counters = {"requests": 0, "events": 0, "micro_batches": 0}
-        batcher: Any = self.score_sentences  # serve.batch's wrapper: its limits come from the config
-        batcher.set_max_batch_size(settings.max_batch_size)
-        batcher.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
+        self.requests = 0
+        self.batcher: MicroBatcher[tuple[np.ndarray, list[str | None]]] = MicroBatcher(
+            self._score_flat, settings.max_batch_size, self._pool, settings.batch_wait_timeout_s)
         self.model.encoder.encode(["warm up"])  # first forward pass is slow; not on a user's request
         log.info("replica ready in %.1f s: artifact %s, %s", time.perf_counter() - start,
                  self.model.info.artifact_id, self.keys)
@@ -173,14 +176,14 @@ class OnlineDetector:
             return JSONResponse(status_code=exc.status_code, headers=exc.headers,
                                 content=ErrorResponse(message=str(exc.detail)).model_dump())
 
-        def authorized(request: Request) -> None:
+        async def authorized(request: Request) -> None:  # async: no thread-pool hop per request
             if not self.keys.check(ApiKeys.presented(request.headers)):
                 raise HTTPException(401, "missing or invalid API key", headers={"WWW-Authenticate": "Bearer"})
 
         @app.get("/healthz", response_model=Health, tags=["ops"])
         async def healthz() -> Health:
             """Liveness: the replica has its model loaded."""
-            return Health(artifact_id=self.model.info.artifact_id, **self.counters)
+            return Health(artifact_id=self.model.info.artifact_id, **self.counters())
 
         @app.get("/v1/model", response_model=ModelInfo, responses=errors, tags=["detector"],
                  dependencies=[Depends(authorized)])
@@ -219,37 +222,32 @@ class OnlineDetector:
         sentences = prepared.sentences
         size = self.settings.max_batch_size
         chunks = [sentences[i : i + size] for i in range(0, len(sentences), size)]
-        parts = await asyncio.gather(*(self.score_sentences(c) for c in chunks)) if chunks else []
+        parts = await asyncio.gather(*(self.batcher.submit(c) for c in chunks)) if chunks else []
         scores = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0)
         tiers = [t for p in parts for t in p[1]]
         info = self.model.info
         threshold = float(self.model.detector.threshold_)
+        aid = info.artifact_id
+        # plain dicts in the ScoreResponse shape, encoded once (FastAPI would validate a model a second time)
         results = [
-            EventScore(index=i, record_id=r, sentence=s, score=float(sc), threshold=threshold, tier=t,
-                       is_anomaly=bool(sc >= threshold), artifact_id=info.artifact_id)
+            {"index": i, "record_id": r, "sentence": s, "score": float(sc), "threshold": threshold, "tier": t,
+             "is_anomaly": bool(sc >= threshold), "artifact_id": aid}
             for i, r, s, sc, t in zip(prepared.index, prepared.record_ids, sentences, scores, tiers, strict=True)
         ]
-        rejected = [RejectedEvent(index=i, reason=reason) for i, reason in prepared.rejected]
-        self.counters["requests"] += 1
+        rejected = [{"index": i, "reason": reason} for i, reason in prepared.rejected]
+        self.requests += 1
         if rejected:
             log.info("request: %d event(s) scored, %d rejected", len(results), len(rejected))
-        return ScoreResponse(artifact_id=info.artifact_id, results=results, rejected=rejected,
-                             took_ms=round((time.perf_counter() - start) * 1000, 3))
+        return _json_response({"artifact_id": aid, "results": results, "rejected": rejected,
+                              "took_ms": round((time.perf_counter() - start) * 1000, 3)})
 
-    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005, batch_size_fn=_batch_events)
-    async def score_sentences(self, batches: list[list[str]]) -> list[tuple[np.ndarray, list[str | None]]]:
-        """Encode and score the sentences of concurrent requests together (one forward pass per micro-batch)."""
-        flat = [s for b in batches for s in b]
-        self.counters["micro_batches"] += 1
-        self.counters["events"] += len(flat)
-        loop = asyncio.get_running_loop()
-        scores, tiers = await loop.run_in_executor(self._pool, self._score_flat, flat)
-        out: list[tuple[np.ndarray, list[str | None]]] = []
-        pos = 0
-        for b in batches:
-            out.append((scores[pos : pos + len(b)], tiers[pos : pos + len(b)]))
-            pos += len(b)
-        return out
+    def counters(self) -> dict[str, Any]:
+        """Requests, events and micro-batches since the replica started (``GET /healthz``)."""
+        st = self.batcher.stats
+        recent = list(st.sizes)
+        return {"requests": self.requests, "events": st.items, "micro_batches": st.batches,
+                "largest_micro_batch": st.largest,
+                "mean_recent_micro_batch": round(sum(recent) / len(recent), 2) if recent else 0.0}
 
     def _score_flat(self, sentences: list[str]) -> tuple[np.ndarray, list[str | None]]:
         from aptray.detectors.thresholds import assign_tiers

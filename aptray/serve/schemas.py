@@ -113,6 +113,8 @@ class Health(_Model):
     requests: int = Field(0, description="Score requests this replica answered.")
     events: int = Field(0, description="Events it scored.")
     micro_batches: int = Field(0, description="Encoder/detector passes (each may hold several requests' events).")
+    largest_micro_batch: int = Field(0, description="Most events in one pass.")
+    mean_recent_micro_batch: float = Field(0.0, description="Mean events per pass over the last 1,000 passes.")
 
 
 class ErrorResponse(_Model):

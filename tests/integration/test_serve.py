@@ -100,6 +100,9 @@ def test_scores_equal_batch_scorer(server: str, trained: dict[str, Any], shared_
     r = httpx.post(f"{server}/v1/score", json={"format": "beth", "events": lines}, headers=_auth(), timeout=120)
     assert r.status_code == 200, r.text
     body = r.json()
+    from aptray.serve.schemas import ScoreResponse
+
+    ScoreResponse.model_validate(body)  # the documented response model, though the route encodes plain dicts
     batch = trained["batch"]
     assert len(body["results"]) == len(batch)
     model = httpx.get(f"{server}/v1/model", headers=_auth(), timeout=30).json()
@@ -241,6 +244,7 @@ def test_concurrent_burst_has_no_5xx(server: str, shared_data: Path) -> None:
     assert after["requests"] - before["requests"] == 64
     # micro-batching: concurrent requests shared encoder passes
     assert 0 < after["micro_batches"] - before["micro_batches"] < 64
+    assert after["largest_micro_batch"] > 4  # the largest request has 4 events
 
 
 def test_auditd_online_parse_equals_the_batch_reader(shared_data: Path, ray_cluster: None) -> None:

@@ -1,0 +1,124 @@
+"""The replica's continuous micro-batcher: coalescing, order, limits and errors (real threads, real loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from aptray.serve.batching import MicroBatcher
+
+
+class SlowModel:
+    """Scores each item by its length; records every batch it was called with; optionally blocks."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.calls: list[list[str]] = []
+        self.delay = delay
+        self.release = threading.Event()
+        self.release.set()
+
+    def __call__(self, items: list[str]) -> tuple[np.ndarray, list[str]]:
+        self.release.wait(10)
+        time.sleep(self.delay)
+        self.calls.append(list(items))
+        if any(i == "boom" for i in items):
+            raise RuntimeError("model failed")
+        return np.array([len(i) for i in items], dtype=float), [f"t{i}" for i in items]
+
+
+def test_requests_arriving_while_the_model_is_busy_share_the_next_batch() -> None:
+    model = SlowModel()
+    pool = ThreadPoolExecutor(1)
+
+    async def main() -> list[tuple[np.ndarray, list[str]]]:
+        batcher = MicroBatcher(model, max_batch_size=64, executor=pool)
+        model.release.clear()  # the first batch blocks in the model
+        first = asyncio.ensure_future(batcher.submit(["a"]))
+        await asyncio.sleep(0.05)
+        rest = [asyncio.ensure_future(batcher.submit([f"x{i}", "yy" * i])) for i in range(10)]
+        await asyncio.sleep(0.05)
+        model.release.set()
+        out = [await first] + [await r for r in rest]
+        assert batcher.stats.batches == 2 and batcher.stats.items == 21 and batcher.stats.largest == 20
+        return out
+
+    out = asyncio.run(main())
+    assert model.calls[0] == ["a"]
+    assert len(model.calls) == 2 and len(model.calls[1]) == 20  # ten requests, one pass
+    # every caller gets its own rows, in order
+    assert out[0][0].tolist() == [1.0] and out[0][1] == ["ta"]
+    for i, (scores, tiers) in enumerate(out[1:]):
+        assert scores.tolist() == [len(f"x{i}"), 2.0 * i]
+        assert tiers == [f"tx{i}", f"t{'yy' * i}"]
+
+
+def test_a_lone_request_does_not_wait_and_batches_respect_the_limit() -> None:
+    model = SlowModel()
+    pool = ThreadPoolExecutor(1)
+
+    async def main() -> float:
+        batcher = MicroBatcher(model, max_batch_size=5, executor=pool, max_wait_s=0.0)
+        t0 = time.perf_counter()
+        await batcher.submit(["solo"])
+        lone = time.perf_counter() - t0
+        model.release.clear()
+        blocker = asyncio.ensure_future(batcher.submit(["b"]))
+        await asyncio.sleep(0.02)
+        parts = [asyncio.ensure_future(batcher.submit(["p"] * 3)) for _ in range(4)]
+        await asyncio.sleep(0.02)
+        model.release.set()
+        await blocker
+        for p in parts:
+            assert (await p)[0].tolist() == [1.0] * 3
+        with pytest.raises(ValueError, match="limit is 5"):
+            await batcher.submit(["z"] * 6)
+        return lone
+
+    lone = asyncio.run(main())
+    assert lone < 0.5
+    assert all(len(c) <= 5 for c in model.calls)
+    assert [len(c) for c in model.calls[2:]] == [3, 3, 3, 3]  # 3+3 > 5: one request per pass
+
+
+def test_max_wait_gathers_requests_when_the_model_was_idle() -> None:
+    model = SlowModel()
+    pool = ThreadPoolExecutor(1)
+
+    async def main() -> None:
+        batcher = MicroBatcher(model, max_batch_size=64, executor=pool, max_wait_s=0.2)
+        tasks = []
+        for i in range(5):
+            tasks.append(asyncio.ensure_future(batcher.submit([str(i)])))
+            await asyncio.sleep(0.01)
+        await asyncio.gather(*tasks)
+
+    asyncio.run(main())
+    assert model.calls == [["0", "1", "2", "3", "4"]]
+
+
+def test_a_failing_batch_fails_its_callers_and_the_worker_goes_on() -> None:
+    model = SlowModel()
+    pool = ThreadPoolExecutor(1)
+
+    async def main() -> None:
+        batcher = MicroBatcher(model, max_batch_size=64, executor=pool)
+        model.release.clear()
+        blocker = asyncio.ensure_future(batcher.submit(["ok"]))
+        await asyncio.sleep(0.02)
+        bad = asyncio.ensure_future(batcher.submit(["boom"]))
+        same_batch = asyncio.ensure_future(batcher.submit(["fine"]))
+        await asyncio.sleep(0.02)
+        model.release.set()
+        assert (await blocker)[1] == ["tok"]
+        with pytest.raises(RuntimeError, match="model failed"):
+            await bad
+        with pytest.raises(RuntimeError, match="model failed"):
+            await same_batch
+        assert (await batcher.submit(["later"]))[1] == ["tlater"]
+
+    asyncio.run(main())
