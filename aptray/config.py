@@ -89,6 +89,12 @@ class EmbedConfig(_Section):
     join_partitions: int | None = Field(
         None, gt=0, description="Hash partitions of the dedup joins; None: about one per 200k rows, at least 2."
     )
+    broadcast_max_distinct: int = Field(
+        200_000, ge=0,
+        description="Up to this many distinct sentences (counted per block first), dedup and join-back run as a "
+        "broadcast: the distinct sentences and their embeddings, never the rows, pass through the driver and no "
+        "shuffle runs. Above it (or 0) Ray Data hash-shuffles (groupby + join).",
+    )
 
 
 class TrainConfig(_Section):

@@ -1,12 +1,19 @@
 """The embed job: sentences -> embeddings on a Ray Data actor pool, each distinct sentence encoded once.
 
-Plan (all on Ray Data; nothing but counts reaches the driver):
+Plan (the rows never reach the driver):
 
-1. ``distinct``: group the rows by ``sentence_hash`` (one row per distinct sentence).
-2. With a cache: ``misses`` = distinct anti-join cache; ``hits`` = cache semi-join distinct.
-3. ``misses`` go through :class:`Embedder` (an actor pool; the model loads once per actor) and are
-   appended to the cache as new shards.
-4. Every input row is joined back to ``hits`` + newly encoded embeddings and written as Parquet.
+1. Each block of rows is reduced to its distinct (``sentence_hash``, ``sentence``) pairs by a Ray Data
+   map (logs repeat, so this is small); the pairs are counted.
+2. Broadcast path (at most ``embed.broadcast_max_distinct`` pairs, the common case): the pairs come to the
+   driver and are deduplicated there; cache hits are found by a filtered read of the cache; the misses go
+   through :class:`Embedder` (an actor pool; the model loads once per actor) and are appended to the cache;
+   the (hash -> embedding) table is put in the object store once and every block of rows looks its
+   embeddings up in it (a map, no shuffle).
+3. Shuffle path (more distinct sentences than that): a Ray Data hash groupby gives the distinct
+   sentences, a left-outer join with the cache splits hits from misses, misses are encoded as above, and
+   every row is joined back by a Ray Data hash join.
+
+Either way every input row gets exactly one embedding and each distinct sentence is encoded at most once.
 """
 
 from __future__ import annotations
@@ -189,43 +196,137 @@ def _read_rows(
     return rows.select_columns(present), _count_rows(sentences_uri), upstream
 
 
+def _block_distinct(batch: pa.Table) -> pa.Table:
+    """The distinct (``sentence_hash``, ``sentence``) pairs of a table (first sentence per hash)."""
+    grouped = batch.select([HASH, "sentence"]).group_by(HASH, use_threads=False).aggregate([("sentence", "first")])
+    return grouped.select([HASH, "sentence_first"]).rename_columns([HASH, "sentence"])
+
+
+def _keep_hashes(batch: pa.Table, hashes: list[Any]) -> pa.Table:
+    """``map_batches`` UDF on cache shards: the rows whose hash is in the broadcast set ``hashes[0]``."""
+    wanted = _broadcast(hashes[0])
+    return batch.filter(pc.is_in(batch.column(HASH), value_set=wanted)).select([HASH, EMBEDDING])
+
+
+_BROADCAST: dict[str, Any] = {}
+
+
+def _broadcast(ref: Any) -> Any:
+    """``ray.get`` of a broadcast object, kept per worker process (one at a time) so blocks fetch it once."""
+    import ray
+
+    key = ref.hex()
+    if key not in _BROADCAST:
+        _BROADCAST.clear()
+        _BROADCAST[key] = ray.get(ref)
+    return _BROADCAST[key]
+
+
+def _attach(batch: pa.Table, table: list[Any]) -> pa.Table:
+    """``map_batches`` UDF: each row's embedding looked up by hash in the broadcast (hash, embedding) table."""
+    lookup: pa.Table = _broadcast(table[0])
+    positions = pc.index_in(batch.column(HASH), value_set=lookup.column(HASH))
+    if positions.null_count:
+        raise RuntimeError(f"{positions.null_count} row(s) have no embedding (hash missing from the lookup table)")
+    return batch.append_column(pa.field(EMBEDDING, lookup.schema.field(EMBEDDING).type),
+                               lookup.column(EMBEDDING).take(positions))
+
+
+def _to_table(ds: Any, schema: pa.Schema) -> pa.Table:
+    """A small materialised dataset as one Arrow table on the driver."""
+    import ray
+
+    tables = [t for t in ray.get(ds.to_arrow_refs()) if t.num_rows]
+    return pa.concat_tables(tables).combine_chunks() if tables else schema.empty_table()
+
+
+def _encode_table(table: pa.Table, spec: ModelSpec, ecfg: EmbedConfig) -> Any:
+    """Encode the (hash, sentence) rows of a driver-side table on the actor pool; a materialised dataset."""
+    import ray.data
+
+    # sorted by length, so each forward pass pads its sentences to a similar length (as encode() does within
+    # one call): blocks cut from an unsorted table pad short sentences up to the block's longest
+    table = table.take(pc.sort_indices(pc.utf8_length(table.column("sentence"))))
+    size = max(1, min(ecfg.batch_size, math.ceil(table.num_rows / ecfg.actors)))
+    blocks = [table.slice(i, size) for i in range(0, table.num_rows, size)]
+    return encode_dataset(ray.data.from_arrow(blocks), spec, ecfg).select_columns([HASH, EMBEDDING]).materialize()
+
+
 def _embeddings(rows: ray.data.Dataset, spec: ModelSpec, ecfg: EmbedConfig, parts: int) -> tuple[Any, int, int]:
     """One embedding per distinct sentence hash of ``rows``, from the cache or encoded (and cached).
 
     Returns:
-        The dataset (``sentence_hash``, ``embedding``), the distinct count and the number encoded.
+        The embeddings (a driver-side Arrow table on the broadcast path, a dataset on the shuffle path), the
+        distinct count and the number encoded.
     """
+    import ray
+
     cache = EmbeddingCache(ecfg.cache, spec) if ecfg.cache else None
+    pairs = rows.select_columns([HASH, "sentence"]).map_batches(
+        _block_distinct, batch_format="pyarrow", batch_size=None).materialize()
+    n_pairs = pairs.count()
+    emb_schema = pa.schema([pa.field(HASH, pa.string()), pa.field(EMBEDDING, embedding_type(spec.dim))])
+    if n_pairs <= ecfg.broadcast_max_distinct:
+        distinct = _block_distinct(_to_table(pairs, pa.schema([pa.field(HASH, pa.string()),
+                                                               pa.field("sentence", pa.string())])))
+        del pairs
+        hits = emb_schema.empty_table()
+        cached = cache.dataset() if cache else None
+        if cached is not None:
+            ref = ray.put(distinct.column(HASH).combine_chunks())
+            found = cached.map_batches(_keep_hashes, fn_kwargs={"hashes": [ref]}, batch_format="pyarrow",
+                                       batch_size=None).materialize()
+            hits = _block_distinct_embeddings(_to_table(found, emb_schema))  # two jobs may have cached a sentence
+        misses = distinct.filter(pc.invert(pc.is_in(distinct.column(HASH), value_set=hits.column(HASH))))
+        table = hits.cast(emb_schema)
+        if misses.num_rows:
+            encoded = _encode_table(misses, spec, ecfg)
+            if cache is not None:
+                cache.prepare()
+                encoded.write_parquet(cache.path, filesystem=cache.filesystem)
+            table = pa.concat_tables([table, _to_table(encoded, emb_schema).cast(emb_schema)]).combine_chunks()
+        return table, distinct.num_rows, misses.num_rows
+
     cached = cache.dataset() if cache else None
-    distinct = distinct_sentences(rows, max(parts, ecfg.actors))
-    hits = None
+    distinct_ds = distinct_sentences(pairs, max(parts, ecfg.actors))
+    hits_ds = None
     if cached is None:
         # Nothing cached: the distinct sentences go straight to the actors (one pass less).
-        misses, n_misses, n_distinct = distinct, None, 0
+        misses_ds, n_misses, n_distinct = distinct_ds, None, 0
     else:
         # One left-outer join tells hits (embedding present) from misses (null).
-        distinct = distinct.materialize()
-        n_distinct = distinct.count()
-        looked_up = distinct.join(cached, "left_outer", parts, on=(HASH,)).materialize()
+        distinct_ds = distinct_ds.materialize()
+        n_distinct = distinct_ds.count()
+        looked_up = distinct_ds.join(cached, "left_outer", parts, on=(HASH,)).materialize()
         if looked_up.count() > n_distinct:  # two jobs appended the same sentence: keep one row per hash
             looked_up = looked_up.groupby(HASH).map_groups(_first_of_group, batch_format="pyarrow").materialize()
-        misses = looked_up.map_batches(_Select(missing=True), batch_format="pyarrow", batch_size=None)
-        misses = misses.materialize()
-        n_misses = misses.count()
-        hits = looked_up.map_batches(_Select(missing=False), batch_format="pyarrow", batch_size=None)
+        misses_ds = looked_up.map_batches(_Select(missing=True), batch_format="pyarrow", batch_size=None)
+        misses_ds = misses_ds.materialize()
+        n_misses = misses_ds.count()
+        hits_ds = looked_up.map_batches(_Select(missing=False), batch_format="pyarrow", batch_size=None)
 
     emb = None
     if n_misses is None or n_misses:
-        emb = encode_dataset(misses, spec, ecfg).select_columns([HASH, EMBEDDING]).materialize()
+        emb = encode_dataset(misses_ds, spec, ecfg).select_columns([HASH, EMBEDDING]).materialize()
         if cache is not None:
             cache.prepare()
             emb.write_parquet(cache.path, filesystem=cache.filesystem)
     n_encoded = emb.count() if emb is not None else 0
     if n_misses is None:
         n_distinct = n_encoded
-    if hits is not None and n_distinct > n_encoded:
-        emb = hits if emb is None else emb.union(hits)
+    if hits_ds is not None and n_distinct > n_encoded:
+        emb = hits_ds if emb is None else emb.union(hits_ds)
     return emb, n_distinct, n_encoded
+
+
+def _block_distinct_embeddings(table: pa.Table) -> pa.Table:
+    """One (hash, embedding) row per hash: the first of each."""
+    import numpy as np
+
+    if not table.num_rows:
+        return table
+    _, first = np.unique(np.asarray(table.column(HASH).to_pylist(), dtype=object), return_index=True)
+    return table if len(first) == table.num_rows else table.take(pa.array(np.sort(first)))
 
 
 def run_embed(input_uri: str, out_uri: str, cfg: AptrayConfig, source: str | None = None) -> dict[str, Any]:
@@ -264,7 +365,18 @@ def run_embed(input_uri: str, out_uri: str, cfg: AptrayConfig, source: str | Non
     if emb_fs.get_file_info(emb_path).type != pafs.FileType.NotFound:
         emb_fs.delete_dir_contents(emb_path)  # a rerun replaces, never appends to, earlier output
     finish = _Finish(spec.dim, ecfg.output_float16)
-    if emb is not None and n_rows:
+    if isinstance(emb, pa.Table) and n_rows:
+        import ray
+
+        ref = ray.put(emb)
+        joined = rows.drop_columns(["sentence"]).map_batches(_attach, fn_kwargs={"table": [ref]},
+                                                             batch_format="pyarrow", batch_size=None)
+        joined.map_batches(finish, batch_format="pyarrow", batch_size=None).write_parquet(
+            emb_path, filesystem=emb_fs)
+        written = _count_rows(emb_uri)
+        if written != n_rows:
+            raise RuntimeError(f"embed wrote {written} rows for {n_rows} input rows")
+    elif emb is not None and n_rows:
         joined = rows.drop_columns(["sentence"]).join(emb, "inner", parts, on=(HASH,))
         joined.map_batches(finish, batch_format="pyarrow", batch_size=None).write_parquet(
             emb_path, filesystem=emb_fs)

@@ -65,16 +65,22 @@ def config(cache: str | None, **embed: Any) -> AptrayConfig:
                                                   "actors": 2, **embed}})
 
 
-@pytest.fixture(scope="module")
-def first_run(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+#: The two dedup/join plans: broadcast (the default for up to 200k distinct sentences) and Ray Data shuffles.
+PLANS = {"broadcast": {}, "shuffle": {"broadcast_max_distinct": 0}}
+
+
+@pytest.fixture(scope="module", params=sorted(PLANS))
+def first_run(request: pytest.FixtureRequest, ray_cluster: None,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     from aptray.embed.job import run_embed
 
-    root = tmp_path_factory.mktemp("embed")
+    plan: dict[str, Any] = PLANS[request.param]
+    root = tmp_path_factory.mktemp(f"embed-{request.param}")
     sentences = _sentences(ROWS, DISTINCT)
     inp = write_sentences(root / "in", sentences)
     cache = str(root / "cache")
-    counts = run_embed(str(inp), str(root / "out1"), config(cache))
-    yield {"root": root, "input": inp, "cache": cache, "counts": counts, "sentences": sentences}
+    counts = run_embed(str(inp), str(root / "out1"), config(cache, **plan))
+    yield {"root": root, "input": inp, "cache": cache, "counts": counts, "sentences": sentences, "plan": plan}
 
 
 def test_counts_each_distinct_sentence_encoded_once(first_run: dict[str, Any]) -> None:
@@ -122,7 +128,7 @@ def test_second_run_reuses_cache(first_run: dict[str, Any]) -> None:
     from aptray.embed.job import run_embed
 
     out2 = first_run["root"] / "out2"
-    counts = run_embed(str(first_run["input"]), str(out2), config(first_run["cache"]))
+    counts = run_embed(str(first_run["input"]), str(out2), config(first_run["cache"], **first_run["plan"]))
     assert counts["encoded"] == 0
     assert counts["cache_hits"] == counts["distinct_sentences"] == DISTINCT
     a = read_embeddings(str(first_run["root"] / "out1" / "embeddings"))
@@ -138,7 +144,8 @@ def test_partial_cache_encodes_only_new_sentences_float16(first_run: dict[str, A
     old = first_run["sentences"][:100]
     new = [f"brand new sentence number {i % 10}" for i in range(60)]
     inp = write_sentences(root / "in3", old + new, prefix="m")
-    counts = run_embed(str(inp), str(root / "out3"), config(first_run["cache"], output_float16=True))
+    cfg = config(first_run["cache"], output_float16=True, **first_run["plan"])
+    counts = run_embed(str(inp), str(root / "out3"), cfg)
     assert counts["rows"] == 160
     assert counts["distinct_sentences"] == len(set(old)) + 10
     assert counts["encoded"] == 10
@@ -232,7 +239,8 @@ def test_duplicate_cache_rows_still_give_one_row_per_event(first_run: dict[str, 
     cache = EmbeddingCache(str(cache_root), resolve("minilm"))
     for i, shard in enumerate(cache.shards()):  # as if two concurrent jobs appended the same sentences
         shutil.copy(shard, Path(cache.path) / f"copy-{i}.parquet")
-    counts = run_embed(str(first_run["input"]), str(tmp_path / "out"), config(str(cache_root), actors=1))
+    cfg = config(str(cache_root), actors=1, **first_run["plan"])
+    counts = run_embed(str(first_run["input"]), str(tmp_path / "out"), cfg)
     assert (counts["rows"], counts["encoded"], counts["cache_hits"]) == (ROWS, 0, DISTINCT)
     out = read_embeddings(str(tmp_path / "out" / "embeddings"))
     assert out.num_rows == ROWS and len(set(out.column("record_id").to_pylist())) == ROWS
