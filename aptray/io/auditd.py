@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pyarrow as pa
 
-from aptray.io.contexts import PROCESS_KEY, aggregate, dedupe, join_left, small_strings
+from aptray.io.contexts import PROCESS_KEY, aggregate, dedupe, join_left, map_key_group_rows, small_strings
 from aptray.io.files import files_dataset, in_blocks, read_lines
 from aptray.io.fs import InputFile, list_files
 from aptray.io.labels import load_uuids
@@ -291,12 +291,6 @@ def assemble(records: list[dict[str, Any]]) -> dict[str, Any]:
 _OUT_SCHEMA = EVENT_SCHEMA.append(pa.field(PROCESS_KEY, pa.string()))
 
 
-def _assemble_group(group: pa.Table) -> pa.Table:
-    """``map_groups`` UDF: the records of one event -> one event row."""
-    row = assemble(group.to_pylist())
-    return pa.Table.from_pylist([row], schema=_OUT_SCHEMA)
-
-
 def _bad_lines(batch: pa.Table) -> pa.Table:
     import pyarrow.compute as pc
 
@@ -379,8 +373,8 @@ def read(uri: str, cfg: IngestConfig) -> ray.data.Dataset:
     labels = frozenset(load_uuids(cfg.labels)) if cfg.labels else None
     recs = files_dataset(uri, parse, cfg, files=files, fs=fs).materialize()  # type: ignore[arg-type]
     bad = recs.map_batches(_bad_lines, batch_format="pyarrow", batch_size=None)
-    events = recs.map_batches(_good_lines, batch_format="pyarrow", batch_size=None).groupby(
-        "key", num_partitions=parts).map_groups(_assemble_group, batch_format="pyarrow").materialize()
+    good = recs.map_batches(_good_lines, batch_format="pyarrow", batch_size=None)
+    events = map_key_group_rows(good, "key", parts, assemble, _OUT_SCHEMA).materialize()
     parents = dedupe(events.map_batches(_exe_by_pid, batch_format="pyarrow", batch_size=None), "pkey", ["pexe"], parts)
     events = join_left(events.map_batches(_with_ppid_key, batch_format="pyarrow", batch_size=None), parents, parts,
                        "ppid_key", "pkey").map_batches(_Finish(labels), batch_format="pyarrow",  # type: ignore[arg-type]

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from aptray.io.contexts import EXEC_ACTIONS, PROCESS_KEY, aggregate, dedupe, join_left
+from aptray.io.contexts import EXEC_ACTIONS, PROCESS_KEY, aggregate, dedupe, join_left, map_key_groups
 from aptray.io.files import files_dataset, in_blocks, read_lines
 from aptray.io.fs import InputFile, list_files
 from aptray.io.labels import load_uuids, normalize_uuid
@@ -277,7 +277,7 @@ def _coalesce(batch: pa.Table, name: str, other: str) -> pa.Table:
 
 
 def _resolve_subject(group: pa.Table) -> pa.Table:
-    """``map_groups`` UDF over one subject UUID: its record(s) plus exe/ppid hints from its events -> one row."""
+    """Per-group UDF over one subject UUID: its record(s) plus exe/ppid hints from its events -> one row."""
     rows = group.to_pylist()
     subjects = sorted((r for r in rows if r["kind"] == "subject"), key=lambda r: r["line"] or 0)
     if not subjects:
@@ -417,14 +417,14 @@ def events_and_subjects(uri: str, cfg: IngestConfig) -> tuple[ray.data.Dataset, 
                                       batch_format="pyarrow", batch_size=None),
                      "e_uuid", ["e_object_path", "e_object_addr", "e_uid"], parts).materialize()
     # events -> their predicate object (path of a file, remote end of a flow)
-    ev = join_left(events, ents_r, parts, "obj", "e_uuid")
+    # materialised where a result feeds two branches: Ray Data would otherwise run its plan once per branch
+    ev = join_left(events, ents_r, parts, "obj", "e_uuid").materialize()
     # subjects: merge duplicate records and fill exe/ppid from their events, then principal (uid) and parent
     hints = ev.select_columns(REC_SCHEMA.names).map_batches(_hints, batch_format="pyarrow", batch_size=None)
-    subj = subjects.union(hints).groupby("uuid", num_partitions=parts).map_groups(
-        _resolve_subject, batch_format="pyarrow")  # type: ignore[arg-type]
+    subj = map_key_groups(subjects.union(hints), "uuid", parts, _resolve_subject, REC_SCHEMA)
     princ = ents_r.map_batches(_rename("", ["e_uuid", "e_uid"]), batch_format="pyarrow", batch_size=None).map_batches(
         lambda b: b.rename_columns(["p_uuid", "p_uid"]), batch_format="pyarrow", batch_size=None)
-    subj = join_left(subj, princ, parts, "principal", "p_uuid")
+    subj = join_left(subj, princ, parts, "principal", "p_uuid").materialize()
     parents = dedupe(subj.map_batches(_parent_keys, batch_format="pyarrow", batch_size=None), "pkey", ["pexe"],
                       parts)
     subj = join_left(subj.map_batches(_with_parent_key, batch_format="pyarrow", batch_size=None), parents, parts,

@@ -11,6 +11,7 @@ Data hash shuffle and emits one row per process in the same form as the ADAPT re
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -105,7 +106,7 @@ def process_row(rows: pa.Table, aspect: str) -> dict[str, Any] | None:
 
 
 def _aggregate(rows: pa.Table, aspect: str) -> pa.Table:
-    """``map_groups`` UDF: the rows of one process -> its context row (or nothing)."""
+    """Per-group UDF: the rows of one process -> its context row (or nothing)."""
     row = process_row(rows, aspect)
     return event_table([row]) if row is not None else EVENT_SCHEMA.empty_table()
 
@@ -140,6 +141,85 @@ class _HasProcess:
         return batch.filter(pc.is_valid(batch.column(PROCESS_KEY)))
 
 
+def _runs(keys: list[Any]) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each run of equal consecutive keys."""
+    runs: list[tuple[int, int]] = []
+    start = 0
+    for i in range(1, len(keys) + 1):
+        if i == len(keys) or keys[i] != keys[start]:
+            runs.append((start, i))
+            start = i
+    return runs
+
+
+class _PerGroup:
+    """``map_batches`` UDF on a hash-partitioned block: ``fn`` per group of equal ``key`` (a zero-copy slice).
+
+    Every group lies whole in one block after :meth:`ray.data.Dataset.repartition` with ``keys``; the block
+    is sorted by key and cut into runs, and the outputs are concatenated into one table. Null keys form one
+    group, as in a Ray Data groupby.
+    """
+
+    def __init__(self, key: str, fn: Callable[..., pa.Table], schema: pa.Schema, kwargs: dict[str, Any]) -> None:
+        self.key = key
+        self.fn = fn
+        self.schema = schema
+        self.kwargs = kwargs
+
+    def __call__(self, block: pa.Table) -> pa.Table:
+        if not block.num_rows:
+            return self.schema.empty_table()
+        block = block.sort_by([(self.key, "ascending")])
+        outs = [self.fn(block.slice(a, b - a), **self.kwargs)
+                for a, b in _runs(block.column(self.key).to_pylist())]
+        outs = [o for o in outs if o.num_rows]
+        return pa.concat_tables(outs).cast(self.schema) if outs else self.schema.empty_table()
+
+
+class _PerGroupRows:
+    """Like :class:`_PerGroup` for a row function: ``fn(list of row dicts) -> row dict or None``."""
+
+    def __init__(self, key: str, fn: Callable[[list[dict[str, Any]]], dict[str, Any] | None],
+                 schema: pa.Schema) -> None:
+        self.key = key
+        self.fn = fn
+        self.schema = schema
+
+    def __call__(self, block: pa.Table) -> pa.Table:
+        if not block.num_rows:
+            return self.schema.empty_table()
+        rows = block.sort_by([(self.key, "ascending")]).to_pylist()
+        out = [self.fn(rows[a:b]) for a, b in _runs([r[self.key] for r in rows])]
+        return pa.Table.from_pylist([r for r in out if r is not None], schema=self.schema)
+
+
+def map_key_groups(ds: ray.data.Dataset, key: str, num_partitions: int, fn: Callable[..., pa.Table],
+                   schema: pa.Schema, **kwargs: Any) -> ray.data.Dataset:
+    """``groupby(key).map_groups(fn)`` as one hash shuffle plus one call per block.
+
+    Ray Data's ``map_groups`` makes one output block per group, so every later stage pays per-group
+    overhead (an 8 MB auditd input: 32k one-row blocks, 28 s to deduplicate 382 keys and 96 s for one
+    join). Here the output has ``num_partitions`` blocks.
+
+    Args:
+        ds: the rows.
+        key: the grouping column.
+        num_partitions: shuffle partitions.
+        fn: one group (a table) -> output rows in ``schema`` (any number); extra ``kwargs`` are passed on.
+        schema: the output schema.
+    """
+    return ds.repartition(num_partitions, keys=[key]).map_batches(
+        _PerGroup(key, fn, schema, kwargs), batch_format="pyarrow", batch_size=None)  # type: ignore[arg-type]
+
+
+def map_key_group_rows(ds: ray.data.Dataset, key: str, num_partitions: int,
+                       fn: Callable[[list[dict[str, Any]]], dict[str, Any] | None],
+                       schema: pa.Schema) -> ray.data.Dataset:
+    """:func:`map_key_groups` for a function of row dicts (one output row or None per group)."""
+    return ds.repartition(num_partitions, keys=[key]).map_batches(
+        _PerGroupRows(key, fn, schema), batch_format="pyarrow", batch_size=None)  # type: ignore[arg-type]
+
+
 def aggregate(ds: ray.data.Dataset, aspect: str, num_partitions: int) -> ray.data.Dataset:
     """Group event rows by ``process_uuid`` (hash shuffle) into one context row per process.
 
@@ -152,8 +232,4 @@ def aggregate(ds: ray.data.Dataset, aspect: str, num_partitions: int) -> ray.dat
         A dataset in :data:`aptray.schema.EVENT_SCHEMA`, one row per process that has the aspect.
     """
     keep = ds.map_batches(_HasProcess(), batch_format="pyarrow", batch_size=None)  # type: ignore[arg-type]
-    return keep.groupby(PROCESS_KEY, num_partitions=num_partitions).map_groups(
-        _aggregate,  # type: ignore[arg-type]
-        batch_format="pyarrow",
-        fn_kwargs={"aspect": aspect},
-    )
+    return map_key_groups(keep, PROCESS_KEY, num_partitions, _aggregate, EVENT_SCHEMA, aspect=aspect)
