@@ -160,8 +160,8 @@ class OnlineDetector:
         app = FastAPI(
             title="aptray online detector",
             version="1",
-            description="Scores raw system events (BETH, auditd) or sentences with a trained anomaly detector. "
-            "Send the API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`.",
+            description="Scores raw system events (BETH, auditd, DARPA TC CDM) or sentences with a trained anomaly "
+            "detector. Send the API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`.",
         )
         app.add_middleware(BodyLimit, max_bytes=self.settings.max_request_bytes)
         errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (401, 413, 422)}

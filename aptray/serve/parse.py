@@ -10,6 +10,11 @@ they would appear in a file, and the source module's own streaming parser (the o
   such as ``args``, are written back as the Python literals BETH files hold).
 * ``auditd``: raw audit.log lines (an item may hold several lines); the records of one event are grouped
   by the parser, and an event is reported at the item of its first record.
+* ``cdm``: DARPA TC CDM records (JSON objects or JSON text lines, CDM18 or CDM20). Events are joined, within
+  the request, to the Subject, object and Principal records the request also carries, as the batch reader
+  joins them across the trace (:func:`assemble_cdm`); an event whose subject is not in the request keeps
+  what the event itself says (CADETS events name their executable). Records that are not events (subjects,
+  objects, principals, markers) are context: they are neither scored nor rejected.
 * ``sentence``: sentences already templated by the client (no parsing).
 
 Each parsed row is mapped back to the request item it came from by its line number in the stream; rows
@@ -23,6 +28,7 @@ import importlib
 import io
 import json
 import logging
+import posixpath
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -52,6 +58,7 @@ ParserFn = Callable[[BinaryIO, InputFile, IngestConfig], Iterator[pa.Table]]
 PARSERS: dict[EventFormat, tuple[Source, str]] = {
     EventFormat.BETH: (Source.BETH, "aptray.io.beth"),
     EventFormat.AUDITD: (Source.AUDITD, "aptray.io.auditd"),
+    EventFormat.CDM: (Source.CDM, "aptray.io.cdm"),
 }
 
 
@@ -128,7 +135,7 @@ def prepare(
     if fmt == EventFormat.BETH:
         data, line_items = _beth_stream(events, header, out.rejected)
     else:
-        data, line_items = _line_stream(events, out.rejected)
+        data, line_items = _line_stream(events, out.rejected, json_objects=fmt == EventFormat.CDM)
     if not line_items:
         return out
     stream = io.BytesIO(data)
@@ -137,6 +144,8 @@ def prepare(
     table = pa.concat_tables(tables) if tables else EVENT_SCHEMA.empty_table()
     if fmt == EventFormat.AUDITD:
         table = assemble_auditd(table)
+    elif fmt == EventFormat.CDM:
+        table = assemble_cdm(table)
     items = [line_items.get(int(n), -1) if n is not None else -1 for n in table.column("line").to_pylist()]
     bad = pc.is_valid(table.column("quarantine_reason"))
     for i, reason in zip(items, table.column("quarantine_reason").to_pylist(), strict=True):
@@ -186,6 +195,97 @@ def assemble_auditd(records: pa.Table) -> pa.Table:
     return event_table(rows + events) if rows or events else EVENT_SCHEMA.empty_table()
 
 
+#: Columns the CDM reader's event finisher reads besides the record columns: the event's object (``e_``) and
+#: subject (``s_``) after the joins.
+_CDM_JOINED = (("e_object_path", pa.string()), ("e_object_addr", pa.string()), ("s_host", pa.string()),
+               ("s_pid", pa.int64()), ("s_ppid", pa.int64()), ("s_uid", pa.int64()),
+               ("s_process_name", pa.string()), ("s_exe", pa.string()), ("s_pexe", pa.string()))
+
+
+def _first_values(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Merge records of one UUID: the first record (by line), its gaps filled from the later ones."""
+    rows = sorted(rows, key=lambda r: r["line"] or 0)
+    out = dict(rows[0])
+    for r in rows[1:]:
+        for k, v in r.items():
+            if out.get(k) is None and v is not None:
+                out[k] = v
+    return out
+
+
+def assemble_cdm(records: pa.Table) -> pa.Table:
+    """CDM record rows of one request -> event rows, joined within the request as the batch reader joins them.
+
+    Events get their predicate object's path or remote end, their subject's pid, ppid, executable and user
+    (the subject's executable filled from its exec events when the Subject record has none), and the
+    parent's executable (by ``parentSubject``, else ``host|ppid``). Bad lines stay as quarantined rows.
+    """
+    from aptray.io.cdm import REC_SCHEMA, SOURCE, _Finish
+    from aptray.io.contexts import EXEC_ACTIONS
+
+    quarantined: list[dict[str, Any]] = []
+    entities: dict[str, list[dict[str, Any]]] = {}
+    subjects: dict[str, list[dict[str, Any]]] = {}
+    events: list[dict[str, Any]] = []
+    for rec in records.to_pylist():
+        kind = rec["kind"]
+        if kind == "quarantine":
+            quarantined.append({"record_id": f"{SOURCE}:{rec['source_file']}:{rec['line']}", "source": SOURCE,
+                                "source_file": rec["source_file"], "line": rec["line"],
+                                "quarantine_reason": rec["quarantine_reason"], "raw": rec["raw"]})
+        elif kind == "entity":
+            entities.setdefault(rec["uuid"], []).append(rec)
+        elif kind == "subject":
+            subjects.setdefault(rec["uuid"], []).append(rec)
+        elif kind == "event":
+            events.append(rec)
+    ents = {u: _first_values(r) for u, r in entities.items()}
+    subj = {u: _first_values(r) for u, r in subjects.items()}
+    for ev in sorted(events, key=lambda e: e["timestamp"] or 0.0):  # later hints win, as in the batch reader
+        s = subj.get(ev["subject"] or "")
+        if s is None:
+            continue
+        exe = ev["object_path"] if ev["action"] in EXEC_ACTIONS and ev["object_path"] else ev["exe"]
+        if exe:
+            s["_exe_hint"] = exe
+        if ev["ppid"] is not None:
+            s["_ppid_hint"] = ev["ppid"]
+    parents: dict[str, str] = {}
+    for u, s in subj.items():
+        hint: str | None = s.get("_exe_hint")
+        if s["exe"] is None and hint:
+            s["exe"] = hint
+            if s["process_name"] is None:
+                s["process_name"] = posixpath.basename(hint)
+        if s["ppid"] is None:
+            s["ppid"] = s.get("_ppid_hint")
+        if s["exe"]:  # several subjects under one key: the largest value, as the batch reader's dedupe
+            for key in (u, f"{s['host'] or ''}|{s['pid']}" if s["pid"] is not None else None):
+                if key is not None:
+                    parents[key] = max(parents.get(key, s["exe"]), s["exe"])
+    joined: list[dict[str, Any]] = []
+    for ev in events:
+        row = {k: ev[k] for k in REC_SCHEMA.names}
+        e = ents.get(ev["obj"] or "", {})
+        row["e_object_path"], row["e_object_addr"] = e.get("object_path"), e.get("object_addr")
+        s = subj.get(ev["subject"] or "")
+        if s is not None:
+            principal = ents.get(s["principal"] or "", {})
+            key = s["parent"] or (f"{s['host'] or ''}|{s['ppid']}" if s["ppid"] is not None else "")
+            row.update(s_host=s["host"], s_pid=s["pid"], s_ppid=s["ppid"], s_uid=principal.get("uid"),
+                       s_process_name=s["process_name"], s_exe=s["exe"], s_pexe=parents.get(key))
+        joined.append(row)
+    schema = REC_SCHEMA
+    for name, typ in _CDM_JOINED:
+        schema = schema.append(pa.field(name, typ))
+    parts: list[pa.Table] = []
+    if joined:
+        parts.append(_Finish(None)(pa.Table.from_pylist(joined, schema=schema)).drop_columns([PROCESS_KEY]))
+    if quarantined:
+        parts.append(event_table(quarantined))
+    return pa.concat_tables(parts) if parts else EVENT_SCHEMA.empty_table()
+
+
 def _sentences(events: Sequence[str | dict[str, Any]]) -> Prepared:
     out = Prepared()
     for i, ev in enumerate(events):
@@ -199,17 +299,22 @@ def _sentences(events: Sequence[str | dict[str, Any]]) -> Prepared:
 
 
 def _line_stream(
-    events: Sequence[str | dict[str, Any]], rejected: list[tuple[int, str]]
+    events: Sequence[str | dict[str, Any]], rejected: list[tuple[int, str]], json_objects: bool = False
 ) -> tuple[bytes, dict[int, int]]:
-    """Items of raw text lines -> the stream bytes and ``{line number: item}`` (1-based)."""
+    """Items of raw text lines (or JSON objects, written as one line each) -> the stream bytes and
+    ``{line number: item}`` (1-based)."""
     lines: list[str] = []
     line_items: dict[int, int] = {}
     for i, ev in enumerate(events):
         if isinstance(ev, dict):
-            rejected.append((i, "expected raw text lines for this format, not a JSON object"))
-            continue
-        for part in ev.splitlines() or [""]:
-            lines.append(part)
+            if not json_objects:
+                rejected.append((i, "expected raw text lines for this format, not a JSON object"))
+                continue
+            ev = json.dumps(ev, separators=(",", ":"))
+        # "\n" only, as the file readers split: str.splitlines() would also cut at \x1c, \x85 or U+2028,
+        # which JSON strings (CDM) and audit values may hold
+        for part in ev.rstrip("\n").split("\n"):
+            lines.append(part.removesuffix("\r"))
             line_items[len(lines)] = i
     return ("\n".join(lines) + "\n").encode("utf-8"), line_items
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import ast
 import csv
 import io
+import json
 from pathlib import Path
-
-import pytest
 
 from aptray.config import IngestConfig, Source, TemplateConfig
 from aptray.io.fs import InputFile
-from aptray.serve.parse import BETH_COLUMNS, UnsupportedFormat, prepare
+from aptray.serve.parse import BETH_COLUMNS, prepare
 from aptray.serve.schemas import EventFormat
 
 BETH = "beth/head_samples_BethSecure"
@@ -106,6 +105,47 @@ def test_sentences_pass_through_and_empty_ones_are_rejected() -> None:
     assert [i for i, _ in out.rejected] == [1, 2]
 
 
-def test_cdm_is_not_scored_online() -> None:
-    with pytest.raises(UnsupportedFormat, match="cdm"):
-        prepare(EventFormat.CDM, ["{}"], TemplateConfig())
+CDM_FIXTURE = Path(__file__).resolve().parent.parent / "data" / "cdm" / "late_subject.json"
+
+
+def test_cdm_events_are_joined_within_the_request() -> None:
+    """Events come before their subject in the fixture; a corrupt line is rejected; objects resolve paths."""
+    lines = CDM_FIXTURE.read_text().splitlines()
+    out = prepare(EventFormat.CDM, lines, TemplateConfig())
+    assert out.sentences, "the fixture's events give sentences"
+    assert len(set(out.record_ids)) == len(out.record_ids)
+    broken = [i for i, line in enumerate(lines) if '"uuid": "broken' in line]
+    assert [i for i, _ in out.rejected] == broken
+    assert all("JSON" in reason for _, reason in out.rejected)
+    # the subject record arrives after its events, yet its executable reaches their sentences
+    by_id = dict(zip(out.record_ids, out.sentences, strict=True))
+    assert by_id["11111111-0000-0000-0000-000000000001"] == (
+        "Process <pid> (/usr/bin/wget), child of process <pid> (/bin/bash), as user 1001, read /etc/passwd.")
+    assert by_id["11111111-0000-0000-0000-000000000002"].endswith("connected to 203.0.113.9:443.")
+    # non-event records (subject, objects) are context: neither scored nor rejected
+    events = [i for i, line in enumerate(lines) if ".Event" in line and i not in broken]
+    assert sorted(out.index) == events
+
+
+def test_cdm_json_objects_equal_json_text() -> None:
+    lines = [line for line in CDM_FIXTURE.read_text().splitlines() if '"uuid": "broken' not in line]
+    as_text = prepare(EventFormat.CDM, lines, TemplateConfig())
+    as_objects = prepare(EventFormat.CDM, [json.loads(line) for line in lines], TemplateConfig())
+    assert as_objects.sentences == as_text.sentences and as_objects.record_ids == as_text.record_ids
+    assert not as_objects.rejected
+
+
+def test_not_a_cdm_datum_is_rejected_by_item() -> None:
+    out = prepare(EventFormat.CDM, ["{}", '{"datum": {"Event": {"type": "EVENT_READ"}}}'], TemplateConfig())
+    assert not out.sentences
+    assert [i for i, _ in out.rejected] == [0, 1]
+    assert "not a CDM datum" in out.rejected[0][1] and "uuid" in out.rejected[1][1]
+
+
+def test_lines_split_at_newlines_only() -> None:
+    """A JSON string may hold U+2028 or \\x85 (THEIA paths do): the item stays one record."""
+    lines = [line for line in CDM_FIXTURE.read_text().split("\n") if '"uuid": "broken' not in line and line]
+    odd = [line.replace("/etc/passwd", "/tmp/odd\u2028name\x85x") for line in lines]
+    out = prepare(EventFormat.CDM, ["\n".join(odd)], TemplateConfig())
+    assert not out.rejected
+    assert any("/tmp/odd\u2028name\x85x" in s for s in out.sentences)
