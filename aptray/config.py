@@ -180,6 +180,14 @@ class ServeConfig(_Section):
     encode_batch_size: int = Field(64, gt=0, description="Sentences per encoder forward pass.")
     cache_size: int = Field(100_000, ge=0, description="Distinct sentences kept in each replica's embedding LRU.")
     torch_threads: int | None = Field(None, gt=0, description="Torch CPU threads per replica (None: Ray's default).")
+    direct_ingress_port: int | None = Field(
+        None, gt=0, lt=65536,
+        description="Also answer HTTP straight from the replica (Ray Serve direct ingress, no proxy hop): the "
+        "first replica on a node listens on this port, the next ones above it. Ray reads it when the cluster "
+        "starts: `aptray serve` sets it for the local cluster it starts; on a running cluster set "
+        "RAY_SERVE_ENABLE_DIRECT_INGRESS=1 (and HAProxy, RAY_SERVE_ENABLE_HA_PROXY=1, to spread clients over "
+        "several replicas) in the nodes' environment.",
+    )
 
 
 class ExperimentConfig(_Section):

@@ -1,6 +1,7 @@
 """Load test of the online detector on 127.0.0.1: latency percentiles and events/s vs raw batched throughput.
 
     .venv/bin/python bench/serve.py [--artifact DIR] [--levels 1 8 32] [--requests 300] [--seconds 30]
+                                    [--events 1] [--direct-ingress]
 
 Starts a local Ray cluster and the Serve app (production builder, API key on), then runs a closed-loop load
 generator (aiohttp, asyncio) at each concurrency level: every request carries ``--events`` BETH events (real
@@ -190,6 +191,8 @@ def main() -> None:
     ap.add_argument("--max-batch-size", type=int, default=64)
     ap.add_argument("--wait", type=float, default=None, help="batch_wait_timeout_s (default: the config's)")
     ap.add_argument("--cache", action="store_true", help="keep the replica's embedding LRU on")
+    ap.add_argument("--direct-ingress", action="store_true",
+                    help="also load the replica's own HTTP port (Ray Serve direct ingress), beside the proxy")
     args = ap.parse_args()
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -230,35 +233,52 @@ def main() -> None:
     key_file.write_text(KEY + "\n")
     port = free_port()
     overrides: dict[str, Any] = {"batch_wait_timeout_s": args.wait} if args.wait is not None else {}
+    if args.direct_ingress:
+        overrides["direct_ingress_port"] = free_port()
     cfg = ServeConfig(artifact=artifact, port=port, api_key_file=str(key_file), num_cpus=1.0,
                       torch_threads=args.threads, max_batch_size=args.max_batch_size,
                       cache_size=100_000 if args.cache else 0, **overrides)
+    from aptray.serve.app import direct_ingress_env
+
+    os.environ.update(direct_ingress_env(cfg))
     init_ray(RayConfig(num_cpus=2))
     t0 = time.perf_counter()
     run(cfg)
     print(json.dumps({"serve_ready_s": round(time.perf_counter() - t0, 1), "batch_wait_timeout_s":
                       cfg.batch_wait_timeout_s, "max_batch_size": cfg.max_batch_size}), flush=True)
-    url = f"http://127.0.0.1:{port}/v1/score"
+    paths = {"proxy": f"http://127.0.0.1:{port}/v1/score"}
+    if cfg.direct_ingress_port:
+        paths["direct"] = f"http://127.0.0.1:{cfg.direct_ingress_port}/v1/score"
+        import urllib.error
+        import urllib.request
+
+        try:  # the replica's own port runs the same app: no key, no answer
+            urllib.request.urlopen(urllib.request.Request(paths["direct"], data=b"{}", method="POST"), timeout=30)
+            unauthorised = 200
+        except urllib.error.HTTPError as exc:
+            unauthorised = exc.code
+        print(json.dumps({"direct_port_without_key": unauthorised}), flush=True)
     results = []
     try:
-        asyncio.run(load(url, payloads, 1, 20, 10))  # warm-up
-        for c in args.levels:
-            res = asyncio.run(load(url, payloads, c, max(args.requests, 4 * c), args.seconds))
-            res["vs_raw"] = round(res["events_per_s"] / raw["events_per_s"], 2)
-            res["vs_raw_at_fill"] = round(res["events_per_s"] / raws[fill[c]]["events_per_s"], 2)
-            results.append(res)
-            print(json.dumps(res), flush=True)
+        for path, url in paths.items():
+            asyncio.run(load(url, payloads, 1, 20, 10))  # warm-up
+            for c in args.levels:
+                res = {"path": path, **asyncio.run(load(url, payloads, c, max(args.requests, 4 * c), args.seconds))}
+                res["vs_raw"] = round(res["events_per_s"] / raw["events_per_s"], 2)
+                res["vs_raw_at_fill"] = round(res["events_per_s"] / raws[fill[c]]["events_per_s"], 2)
+                results.append(res)
+                print(json.dumps(res), flush=True)
     finally:
         serve.shutdown()
         ray.shutdown()
     print("\nraw batched: " + ", ".join(f"batch {b}: {r['events_per_s']} events/s" for b, r in raws.items()))
     print(f"{args.events} event(s) per request; 'vs raw' = events/s / raw at batch {args.max_batch_size}; "
           "'vs fill' = / raw at batch min(concurrency x events, max batch), the most a level can fill")
-    print(f"{'conc':>5} {'req':>5} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'replica p50':>11} {'ev/batch':>8} "
-          f"{'events/s':>9} {'vs raw':>7} {'vs fill':>7}  status")
+    print(f"{'path':>6} {'conc':>5} {'req':>5} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'replica p50':>11} "
+          f"{'ev/batch':>8} {'events/s':>9} {'vs raw':>7} {'vs fill':>7}  status")
     for r in results:
-        print(f"{r['concurrency']:>5} {r['requests']:>5} {r['p50_ms']:>8} {r['p95_ms']:>8} {r['p99_ms']:>8} "
-              f"{r['replica_p50_ms']!s:>11} {r['events_per_micro_batch']!s:>8} {r['events_per_s']:>9} "
+        print(f"{r['path']:>6} {r['concurrency']:>5} {r['requests']:>5} {r['p50_ms']:>8} {r['p95_ms']:>8} "
+              f"{r['p99_ms']:>8} {r['replica_p50_ms']!s:>11} {r['events_per_micro_batch']!s:>8} {r['events_per_s']:>9} "
               f"{r['vs_raw']:>7} {r['vs_raw_at_fill']:>7}  {r['status']}")
 
 

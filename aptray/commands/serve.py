@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from aptray.config import ServeConfig
+
+log = logging.getLogger(__name__)
 
 #: ``import_path`` of the typed builder, for ``serve run`` and a RayService ``serveConfigV2``.
 IMPORT_PATH = "aptray.serve.app:build_app"
@@ -19,7 +23,8 @@ def serve_config_yaml(cfg: ServeConfig) -> dict[str, Any]:
     The builder's ``args`` hold only the fields that differ from their defaults, and never a key: keys
     reach replicas through ``$APTRAY_API_KEY`` (a Kubernetes Secret) or ``api_key_file`` (a mounted file).
     """
-    args = cfg.model_dump(mode="json", exclude_defaults=True, exclude={"host", "port", "app_name", "route_prefix"})
+    args = cfg.model_dump(mode="json", exclude_defaults=True,
+                          exclude={"host", "port", "app_name", "route_prefix", "direct_ingress_port"})
     args["artifact"] = cfg.artifact
     return {
         "proxy_location": "EveryNode",
@@ -41,25 +46,36 @@ def register(app: typer.Typer) -> None:
         replicas: Annotated[int | None, typer.Option(help="Replica count.")] = None,
         gpus: Annotated[float | None, typer.Option(help="GPUs per replica (0: CPU).")] = None,
         api_key_file: Annotated[str | None, typer.Option(help="File of API keys (besides $APTRAY_API_KEY).")] = None,
+        direct_ingress_port: Annotated[int | None, typer.Option(
+            help="Also serve straight from the replica on this port (no proxy hop; lower latency).")] = None,
         config: Annotated[str | None, typer.Option(help="YAML config (its serve and ray sections).")] = None,
     ) -> None:
         """Serve the detector over HTTP until interrupted (POST /v1/score, GET /v1/model, /healthz, /docs)."""
         from aptray.commands.common import emit, setup
         from aptray.runtime import init_ray
-        from aptray.serve.app import run
+        from aptray.serve.app import direct_ingress_env, run
         from aptray.serve.auth import ApiKeyError, ApiKeys
 
         cfg = setup(config, {"serve.artifact": artifact, "serve.port": port, "serve.host": host,
-                             "serve.replicas": replicas, "serve.num_gpus": gpus, "serve.api_key_file": api_key_file})
+                             "serve.replicas": replicas, "serve.num_gpus": gpus, "serve.api_key_file": api_key_file,
+                             "serve.direct_ingress_port": direct_ingress_port})
         sc = cfg.serve
         try:  # fail here, not in a replica, when no key is set
             ApiKeys.load(sc.api_key_file, sc.require_api_key)
         except ApiKeyError as exc:
             raise typer.BadParameter(str(exc), param_hint="--api-key-file / $APTRAY_API_KEY") from None
+        env = direct_ingress_env(sc)
+        if env and (cfg.ray.address or os.environ.get("RAY_ADDRESS")):
+            log.warning("direct ingress on a running cluster needs %s in its nodes' environment",
+                        ", ".join(f"{k}={v}" for k, v in env.items()))
+        os.environ.update(env)  # read by the local cluster's processes when they start
         init_ray(cfg.ray)
         run(sc)
-        emit({"url": f"http://{sc.host}:{sc.port}{sc.route_prefix.rstrip('/')}", "app": sc.app_name,
-              "artifact": sc.artifact, "docs": f"http://{sc.host}:{sc.port}/docs"})
+        info = {"url": f"http://{sc.host}:{sc.port}{sc.route_prefix.rstrip('/')}", "app": sc.app_name,
+                "artifact": sc.artifact, "docs": f"http://{sc.host}:{sc.port}/docs"}
+        if sc.direct_ingress_port:
+            info["direct_url"] = f"http://{sc.host}:{sc.direct_ingress_port}{sc.route_prefix.rstrip('/')}"
+        emit(info)
         import time
 
         from ray import serve as ray_serve

@@ -292,6 +292,18 @@ def build_app(args: ServeConfig) -> serve.Application:
     return build_deployment(ArtifactLoader.from_config(args), args)
 
 
+def direct_ingress_env(cfg: ServeConfig) -> dict[str, str]:
+    """Environment that turns on Ray Serve direct ingress on ``cfg.direct_ingress_port`` (empty when unset).
+
+    It must be in the environment of the Ray processes when they start (the driver's, for a local cluster).
+    """
+    if cfg.direct_ingress_port is None:
+        return {}
+    port = cfg.direct_ingress_port
+    return {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1", "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(port),
+            "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(port + 999)}
+
+
 def run(cfg: ServeConfig, loader: Loader | None = None, blocking: bool = False) -> DeploymentHandle:
     """Start Serve on ``cfg.host:cfg.port`` (Ray must be initialised) and deploy the detector.
 

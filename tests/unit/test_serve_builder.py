@@ -77,3 +77,21 @@ def test_serve_command_refuses_to_start_without_a_key(tmp_path: Path, monkeypatc
     res = CliRunner().invoke(app, ["serve", str(tmp_path / "artifact")])
     assert res.exit_code == 2
     assert "APTRAY_API_KEY" in res.output
+
+
+def test_direct_ingress_is_cluster_environment_not_builder_args() -> None:
+    from aptray.commands.serve import serve_config_yaml
+    from aptray.config import ServeConfig
+    from aptray.serve.app import direct_ingress_env
+
+    assert direct_ingress_env(ServeConfig(artifact="a")) == {}
+    cfg = ServeConfig(artifact="a", direct_ingress_port=31234)
+    env = direct_ingress_env(cfg)
+    assert env["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "1"
+    assert int(env["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"]) == 31234
+    assert int(env["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"]) > 31234
+    # Ray reads it from the environment when the cluster starts; the builder must not receive it
+    (application,) = serve_config_yaml(cfg)["applications"]
+    assert "direct_ingress_port" not in application["args"]
+    with pytest.raises(ValueError, match="direct_ingress_port"):
+        ServeConfig(artifact="a", direct_ingress_port=70000)
