@@ -153,44 +153,33 @@ def _runs(keys: list[Any]) -> list[tuple[int, int]]:
 
 
 class _PerGroup:
-    """``map_batches`` UDF on a hash-partitioned block: ``fn`` per group of equal ``key`` (a zero-copy slice).
+    """``map_batches`` UDF on a hash-partitioned block: ``fn`` per group of equal ``key``.
 
     Every group lies whole in one block after :meth:`ray.data.Dataset.repartition` with ``keys``; the block
-    is sorted by key and cut into runs, and the outputs are concatenated into one table. Null keys form one
-    group, as in a Ray Data groupby.
+    is sorted by key and cut into runs, and the outputs make one table. Null keys form one group, as in a
+    Ray Data groupby. ``rows=False``: ``fn(table slice, **kwargs) -> table``; ``rows=True``:
+    ``fn(list of row dicts) -> row dict or None``.
     """
 
-    def __init__(self, key: str, fn: Callable[..., pa.Table], schema: pa.Schema, kwargs: dict[str, Any]) -> None:
+    def __init__(self, key: str, fn: Callable[..., Any], schema: pa.Schema, kwargs: dict[str, Any],
+                 rows: bool = False) -> None:
         self.key = key
         self.fn = fn
         self.schema = schema
         self.kwargs = kwargs
+        self.rows = rows
 
     def __call__(self, block: pa.Table) -> pa.Table:
         if not block.num_rows:
             return self.schema.empty_table()
         block = block.sort_by([(self.key, "ascending")])
-        outs = [self.fn(block.slice(a, b - a), **self.kwargs)
-                for a, b in _runs(block.column(self.key).to_pylist())]
-        outs = [o for o in outs if o.num_rows]
-        return pa.concat_tables(outs).cast(self.schema) if outs else self.schema.empty_table()
-
-
-class _PerGroupRows:
-    """Like :class:`_PerGroup` for a row function: ``fn(list of row dicts) -> row dict or None``."""
-
-    def __init__(self, key: str, fn: Callable[[list[dict[str, Any]]], dict[str, Any] | None],
-                 schema: pa.Schema) -> None:
-        self.key = key
-        self.fn = fn
-        self.schema = schema
-
-    def __call__(self, block: pa.Table) -> pa.Table:
-        if not block.num_rows:
-            return self.schema.empty_table()
-        rows = block.sort_by([(self.key, "ascending")]).to_pylist()
-        out = [self.fn(rows[a:b]) for a, b in _runs([r[self.key] for r in rows])]
-        return pa.Table.from_pylist([r for r in out if r is not None], schema=self.schema)
+        runs = _runs(block.column(self.key).to_pylist())
+        if self.rows:
+            dicts = block.to_pylist()
+            out = [self.fn(dicts[a:b], **self.kwargs) for a, b in runs]
+            return pa.Table.from_pylist([r for r in out if r is not None], schema=self.schema)
+        tables = [t for t in (self.fn(block.slice(a, b - a), **self.kwargs) for a, b in runs) if t.num_rows]
+        return pa.concat_tables(tables).cast(self.schema) if tables else self.schema.empty_table()
 
 
 def map_key_groups(ds: ray.data.Dataset, key: str, num_partitions: int, fn: Callable[..., pa.Table],
@@ -217,7 +206,7 @@ def map_key_group_rows(ds: ray.data.Dataset, key: str, num_partitions: int,
                        schema: pa.Schema) -> ray.data.Dataset:
     """:func:`map_key_groups` for a function of row dicts (one output row or None per group)."""
     return ds.repartition(num_partitions, keys=[key]).map_batches(
-        _PerGroupRows(key, fn, schema), batch_format="pyarrow", batch_size=None)  # type: ignore[arg-type]
+        _PerGroup(key, fn, schema, {}, rows=True), batch_format="pyarrow", batch_size=None)  # type: ignore[arg-type]
 
 
 def aggregate(ds: ray.data.Dataset, aspect: str, num_partitions: int) -> ray.data.Dataset:
