@@ -62,6 +62,9 @@ def two_nodes(s3_server: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     cluster is untouched; their processes are killed by those tags at the end.
     """
     temp = str(tmp_path_factory.mktemp("ray2"))
+    # each node its own temp dir, as on separate machines: two runtime-env agents unpacking the job's
+    # working_dir into one shared folder race (a job once failed with ModuleNotFoundError mid-unpack)
+    temp_worker = str(tmp_path_factory.mktemp("ray2w"))
     ip, gcs, dash = "127.0.0.2", _free_port(), _free_port()
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
     os.environ["RAY_AUTH_MODE"] = "token"  # the Jobs client sends the token (~/.ray/auth_token)
@@ -72,10 +75,11 @@ def two_nodes(s3_server: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
                     f"--ray-client-server-port={_free_port()}", f"--temp-dir={temp}", "--disable-usage-stats"],
                    env)
         _ray_start([f"--address={ip}:{gcs}", f"--node-ip-address={ip}", "--num-cpus=2",
-                    "--resources={\"worker\": 1}", f"--dashboard-agent-listen-port={_free_port()}"], env)
+                    "--resources={\"worker\": 1}", f"--dashboard-agent-listen-port={_free_port()}",
+                    f"--temp-dir={temp_worker}"], env)
         yield f"http://{ip}:{dash}"
     finally:
-        _stop_processes([temp, f"{ip}:{gcs}"])
+        _stop_processes([temp, temp_worker, f"{ip}:{gcs}"])
 
 
 @pytest.fixture(scope="module")
