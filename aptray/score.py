@@ -90,6 +90,8 @@ def score_dataset(
     Repeated sentences are encoded once per embedding actor (its LRU); the score job streams, so it does
     not make the embed job's global distinct pass over the whole input.
     """
+    import ray.data
+
     from aptray.embed.job import encode_dataset
 
     ds = encode_dataset(ds, spec, cfg.embed)
@@ -97,7 +99,7 @@ def score_dataset(
         Scorer,  # type: ignore[arg-type]
         fn_constructor_kwargs={"artifact": artifact, "alerts_dir": alerts_dir},
         batch_format="pyarrow",
-        concurrency=1,
+        compute=ray.data.ActorPoolStrategy(size=1),
         num_cpus=cfg.score.scorer_cpus,
     )
 
