@@ -259,34 +259,43 @@ def _embeddings(rows: ray.data.Dataset, spec: ModelSpec, ecfg: EmbedConfig, part
         The embeddings (a driver-side Arrow table on the broadcast path, a dataset on the shuffle path), the
         distinct count and the number encoded.
     """
-    import ray
-
     cache = EmbeddingCache(ecfg.cache, spec) if ecfg.cache else None
     pairs = rows.select_columns([HASH, "sentence"]).map_batches(
         _block_distinct, batch_format="pyarrow", batch_size=None).materialize()
-    n_pairs = pairs.count()
-    emb_schema = pa.schema([pa.field(HASH, pa.string()), pa.field(EMBEDDING, embedding_type(spec.dim))])
-    if n_pairs <= ecfg.broadcast_max_distinct:
-        distinct = _block_distinct(_to_table(pairs, pa.schema([pa.field(HASH, pa.string()),
-                                                               pa.field("sentence", pa.string())])))
-        del pairs
-        hits = emb_schema.empty_table()
-        cached = cache.dataset() if cache else None
-        if cached is not None:
-            ref = ray.put(distinct.column(HASH).combine_chunks())
-            found = cached.map_batches(_keep_hashes, fn_kwargs={"hashes": [ref]}, batch_format="pyarrow",
-                                       batch_size=None).materialize()
-            hits = _block_distinct_embeddings(_to_table(found, emb_schema))  # two jobs may have cached a sentence
-        misses = distinct.filter(pc.invert(pc.is_in(distinct.column(HASH), value_set=hits.column(HASH))))
-        table = hits.cast(emb_schema)
-        if misses.num_rows:
-            encoded = _encode_table(misses, spec, ecfg)
-            if cache is not None:
-                cache.prepare()
-                encoded.write_parquet(cache.path, filesystem=cache.filesystem)
-            table = pa.concat_tables([table, _to_table(encoded, emb_schema).cast(emb_schema)]).combine_chunks()
-        return table, distinct.num_rows, misses.num_rows
+    if pairs.count() <= ecfg.broadcast_max_distinct:
+        return _embeddings_broadcast(pairs, spec, ecfg, cache)
+    return _embeddings_shuffle(pairs, spec, ecfg, cache, parts)
 
+
+def _embeddings_broadcast(pairs: ray.data.Dataset, spec: ModelSpec, ecfg: EmbedConfig,
+                          cache: EmbeddingCache | None) -> tuple[pa.Table, int, int]:
+    """The broadcast plan: distinct pairs deduplicated on the driver, cache hits by a filtered read."""
+    import ray
+
+    emb_schema = pa.schema([pa.field(HASH, pa.string()), pa.field(EMBEDDING, embedding_type(spec.dim))])
+    distinct = _block_distinct(_to_table(pairs, pa.schema([pa.field(HASH, pa.string()),
+                                                           pa.field("sentence", pa.string())])))
+    hits = emb_schema.empty_table()
+    cached = cache.dataset() if cache else None
+    if cached is not None:
+        ref = ray.put(distinct.column(HASH).combine_chunks())
+        found = cached.map_batches(_keep_hashes, fn_kwargs={"hashes": [ref]}, batch_format="pyarrow",
+                                   batch_size=None).materialize()
+        hits = _block_distinct_embeddings(_to_table(found, emb_schema))  # two jobs may have cached a sentence
+    misses = distinct.filter(pc.invert(pc.is_in(distinct.column(HASH), value_set=hits.column(HASH))))
+    table = hits.cast(emb_schema)
+    if misses.num_rows:
+        encoded = _encode_table(misses, spec, ecfg)
+        if cache is not None:
+            cache.prepare()
+            encoded.write_parquet(cache.path, filesystem=cache.filesystem)
+        table = pa.concat_tables([table, _to_table(encoded, emb_schema).cast(emb_schema)]).combine_chunks()
+    return table, distinct.num_rows, misses.num_rows
+
+
+def _embeddings_shuffle(pairs: ray.data.Dataset, spec: ModelSpec, ecfg: EmbedConfig, cache: EmbeddingCache | None,
+                        parts: int) -> tuple[Any, int, int]:
+    """The shuffle plan: Ray Data groupby for the distinct sentences, a left-outer join with the cache."""
     cached = cache.dataset() if cache else None
     distinct_ds = distinct_sentences(pairs, max(parts, ecfg.actors))
     hits_ds = None
