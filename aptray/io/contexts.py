@@ -197,16 +197,20 @@ def map_key_groups(ds: ray.data.Dataset, key: str, num_partitions: int, fn: Call
         fn: one group (a table) -> output rows in ``schema`` (any number); extra ``kwargs`` are passed on.
         schema: the output schema.
     """
-    return ds.repartition(num_partitions, keys=[key]).map_batches(
-        _PerGroup(key, fn, schema, kwargs), batch_format="pyarrow", batch_size=None)  # type: ignore[arg-type]
+    return _grouped(ds, num_partitions, _PerGroup(key, fn, schema, kwargs))
 
 
 def map_key_group_rows(ds: ray.data.Dataset, key: str, num_partitions: int,
                        fn: Callable[[list[dict[str, Any]]], dict[str, Any] | None],
                        schema: pa.Schema) -> ray.data.Dataset:
     """:func:`map_key_groups` for a function of row dicts (one output row or None per group)."""
-    return ds.repartition(num_partitions, keys=[key]).map_batches(
-        _PerGroup(key, fn, schema, {}, rows=True), batch_format="pyarrow", batch_size=None)  # type: ignore[arg-type]
+    return _grouped(ds, num_partitions, _PerGroup(key, fn, schema, {}, rows=True))
+
+
+def _grouped(ds: ray.data.Dataset, num_partitions: int, udf: _PerGroup) -> ray.data.Dataset:
+    """Hash-partition ``ds`` on the UDF's key, then one UDF call per block."""
+    return ds.repartition(num_partitions, keys=[udf.key]).map_batches(
+        udf, batch_format="pyarrow", batch_size=None)  # type: ignore[arg-type]
 
 
 def aggregate(ds: ray.data.Dataset, aspect: str, num_partitions: int) -> ray.data.Dataset:

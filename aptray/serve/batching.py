@@ -11,7 +11,6 @@ request never waits and a loaded replica runs full batches.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -28,7 +27,6 @@ class BatchStats:
     items: int = 0
     batches: int = 0
     largest: int = 0
-    busy_s: float = 0.0
     sizes: deque[int] = field(default_factory=lambda: deque(maxlen=1000))
 
 
@@ -120,7 +118,6 @@ class MicroBatcher(Generic[T]):
             if not batch:
                 continue
             flat = [s for items, _ in batch for s in items]
-            start = time.perf_counter()
             try:
                 result = await loop.run_in_executor(self.executor, self.fn, flat)
             except Exception as exc:  # every caller of this batch gets the error; the worker goes on
@@ -128,8 +125,6 @@ class MicroBatcher(Generic[T]):
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            finally:
-                self.stats.busy_s += time.perf_counter() - start
             self.stats.items += len(flat)
             self.stats.batches += 1
             self.stats.largest = max(self.stats.largest, len(flat))

@@ -220,20 +220,15 @@ def assemble_cdm(records: pa.Table) -> pa.Table:
     (the subject's executable filled from its exec events when the Subject record has none), and the
     parent's executable (by ``parentSubject``, else ``host|ppid``). Bad lines stay as quarantined rows.
     """
-    from aptray.io.cdm import REC_SCHEMA, SOURCE, _Finish
+    from aptray.io.cdm import REC_SCHEMA, _Finish, _quarantined
     from aptray.io.contexts import EXEC_ACTIONS
 
-    quarantined: list[dict[str, Any]] = []
     entities: dict[str, list[dict[str, Any]]] = {}
     subjects: dict[str, list[dict[str, Any]]] = {}
     events: list[dict[str, Any]] = []
     for rec in records.to_pylist():
         kind = rec["kind"]
-        if kind == "quarantine":
-            quarantined.append({"record_id": f"{SOURCE}:{rec['source_file']}:{rec['line']}", "source": SOURCE,
-                                "source_file": rec["source_file"], "line": rec["line"],
-                                "quarantine_reason": rec["quarantine_reason"], "raw": rec["raw"]})
-        elif kind == "entity":
+        if kind == "entity":
             entities.setdefault(rec["uuid"], []).append(rec)
         elif kind == "subject":
             subjects.setdefault(rec["uuid"], []).append(rec)
@@ -281,8 +276,9 @@ def assemble_cdm(records: pa.Table) -> pa.Table:
     parts: list[pa.Table] = []
     if joined:
         parts.append(_Finish(None)(pa.Table.from_pylist(joined, schema=schema)).drop_columns([PROCESS_KEY]))
-    if quarantined:
-        parts.append(event_table(quarantined))
+    bad = records.filter(pc.equal(records.column("kind"), "quarantine"))
+    if bad.num_rows:
+        parts.append(_quarantined(bad).drop_columns([PROCESS_KEY]))
     return pa.concat_tables(parts) if parts else EVENT_SCHEMA.empty_table()
 
 
