@@ -89,6 +89,12 @@ class EmbedConfig(_Section):
     join_partitions: int | None = Field(
         None, gt=0, description="Hash partitions of the dedup joins; None: about one per 200k rows, at least 2."
     )
+    keep_warm_s: float = Field(
+        0.0, ge=0,
+        description="Keep the encoder actors loaded this many seconds after a job (named, detached; each exits "
+        "after that long without work), so later jobs with the same model and settings skip the model start. "
+        "0: the actors end with the job.",
+    )
     broadcast_max_distinct: int = Field(
         200_000, ge=0,
         description="Up to this many distinct sentences (counted per block first), dedup and join-back run as a "

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
-from aptray.io.fs import join, resolve
+from aptray.io.fs import join, read_parquet, resolve
 
 if TYPE_CHECKING:
     from aptray.embed.registry import ModelSpec
@@ -101,14 +101,25 @@ class EmbeddingCache:
         with self._fs.open_output_stream(join(self._path, "model.json")) as fh:
             fh.write(json.dumps(meta, indent=2).encode())
 
+    def append(self, table: pa.Table) -> None:
+        """Add (``sentence_hash``, ``embedding``) rows as one new shard (never rewrites an existing one)."""
+        import uuid
+
+        import pyarrow.parquet as pq
+
+        if not table.num_rows:
+            return
+        self.prepare()
+        shard = join(self._path, f"{uuid.uuid4().hex}_000000.parquet")
+        pq.write_table(table.select([HASH, EMBEDDING]).cast(cache_schema(self.spec.dim)), shard,
+                       filesystem=self._fs)
+
     def dataset(self) -> Any:
         """The shards as a lazy Ray dataset (``sentence_hash``, ``embedding``), or None when there are none."""
-        import ray.data
-
         shards = self.shards()
         if not shards:
             return None
-        return ray.data.read_parquet(shards, filesystem=self._fs, columns=[HASH, EMBEDDING])
+        return read_parquet(shards, self._fs, columns=[HASH, EMBEDDING])
 
     def lookup(self, hashes: list[str]) -> dict[str, np.ndarray]:
         """Embeddings of the given hashes found in the cache, read in-process (for online callers).

@@ -31,11 +31,12 @@ import pyarrow.fs as pafs
 
 from aptray.config import AptrayConfig, EmbedConfig, Source
 from aptray.embed.cache import EMBEDDING, HASH, EmbeddingCache, embedding_type, to_embedding_array
-from aptray.io.fs import join, resolve
+from aptray.io.fs import join, read_parquet, resolve
 
 if TYPE_CHECKING:
     import ray.data
 
+    from aptray.embed.pool import EncoderPool
     from aptray.embed.registry import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -163,8 +164,6 @@ def _read_rows(
     input_uri: str, out_uri: str, cfg: AptrayConfig, source: str | None
 ) -> tuple[Any, int, dict[str, Any]]:
     """The input rows as a lazy dataset, their number (from Parquet footers) and the input's manifest."""
-    import ray.data
-
     from aptray.templating.base import TEMPLATE_VERSION
 
     if source is not None:
@@ -188,7 +187,7 @@ def _read_rows(
             log.warning("%s has no manifest.json; assuming template version %s", input_uri, TEMPLATE_VERSION)
             upstream = {"template_version": TEMPLATE_VERSION}
         fs, path = resolve(sentences_uri)
-    rows = ray.data.read_parquet(path, filesystem=fs, file_extensions=["parquet"])
+    rows = read_parquet(path, fs)
     present = [c for c in _ROW_COLUMNS if c in rows.columns()]
     missing = {"sentence", HASH, "record_id"} - set(present)
     if missing:
@@ -240,18 +239,6 @@ def _to_table(ds: Any, schema: pa.Schema) -> pa.Table:
     return pa.concat_tables(tables).combine_chunks() if tables else schema.empty_table()
 
 
-def _encode_table(table: pa.Table, spec: ModelSpec, ecfg: EmbedConfig) -> Any:
-    """Encode the (hash, sentence) rows of a driver-side table on the actor pool; a materialised dataset."""
-    import ray.data
-
-    # sorted by length, so each forward pass pads its sentences to a similar length (as encode() does within
-    # one call): blocks cut from an unsorted table pad short sentences up to the block's longest
-    table = table.take(pc.sort_indices(pc.utf8_length(table.column("sentence"))))
-    size = max(1, min(ecfg.batch_size, math.ceil(table.num_rows / ecfg.actors)))
-    blocks = [table.slice(i, size) for i in range(0, table.num_rows, size)]
-    return encode_dataset(ray.data.from_arrow(blocks), spec, ecfg).select_columns([HASH, EMBEDDING]).materialize()
-
-
 def _embeddings(rows: ray.data.Dataset, spec: ModelSpec, ecfg: EmbedConfig, parts: int) -> tuple[Any, int, int]:
     """One embedding per distinct sentence hash of ``rows``, from the cache or encoded (and cached).
 
@@ -259,18 +246,34 @@ def _embeddings(rows: ray.data.Dataset, spec: ModelSpec, ecfg: EmbedConfig, part
         The embeddings (a driver-side Arrow table on the broadcast path, a dataset on the shuffle path), the
         distinct count and the number encoded.
     """
+    from aptray.embed.pool import EncoderPool
+
     cache = EmbeddingCache(ecfg.cache, spec) if ecfg.cache else None
-    pairs = rows.select_columns([HASH, "sentence"]).map_batches(
-        _block_distinct, batch_format="pyarrow", batch_size=None).materialize()
-    if pairs.count() <= ecfg.broadcast_max_distinct:
-        return _embeddings_broadcast(pairs, spec, ecfg, cache)
-    return _embeddings_shuffle(pairs, spec, ecfg, cache, parts)
+    # Start the encoder actors now, so their start-up overlaps the first pass, unless a non-empty cache may
+    # well hold every sentence (then they start only if something is missing).
+    early = ecfg.broadcast_max_distinct > 0 and (cache is None or ecfg.keep_warm_s > 0 or not cache.shards())
+    pool = EncoderPool(spec, ecfg) if early else None
+    try:
+        pairs = rows.select_columns([HASH, "sentence"]).map_batches(
+            _block_distinct, batch_format="pyarrow", batch_size=None).materialize()
+        if pairs.count() <= ecfg.broadcast_max_distinct:
+            return _embeddings_broadcast(pairs, spec, ecfg, cache, pool)
+        if pool is not None:  # the shuffle plan encodes on a Ray Data actor pool: free the resources
+            pool.close()
+            pool = None
+        return _embeddings_shuffle(pairs, spec, ecfg, cache, parts)
+    finally:
+        if pool is not None:
+            pool.close()
 
 
 def _embeddings_broadcast(pairs: ray.data.Dataset, spec: ModelSpec, ecfg: EmbedConfig,
-                          cache: EmbeddingCache | None) -> tuple[pa.Table, int, int]:
-    """The broadcast plan: distinct pairs deduplicated on the driver, cache hits by a filtered read."""
+                          cache: EmbeddingCache | None, pool: EncoderPool | None) -> tuple[pa.Table, int, int]:
+    """The broadcast plan: distinct pairs deduplicated on the driver, cache hits by a filtered read, misses
+    encoded by ``pool`` (started here when the caller did not)."""
     import ray
+
+    from aptray.embed.pool import EncoderPool
 
     emb_schema = pa.schema([pa.field(HASH, pa.string()), pa.field(EMBEDDING, embedding_type(spec.dim))])
     distinct = _block_distinct(_to_table(pairs, pa.schema([pa.field(HASH, pa.string()),
@@ -285,11 +288,16 @@ def _embeddings_broadcast(pairs: ray.data.Dataset, spec: ModelSpec, ecfg: EmbedC
     misses = distinct.filter(pc.invert(pc.is_in(distinct.column(HASH), value_set=hits.column(HASH))))
     table = hits.cast(emb_schema)
     if misses.num_rows:
-        encoded = _encode_table(misses, spec, ecfg)
+        own = pool is None
+        pool = pool or EncoderPool(spec, ecfg)
+        try:
+            encoded = pool.encode(misses)
+        finally:
+            if own:
+                pool.close()
         if cache is not None:
-            cache.prepare()
-            encoded.write_parquet(cache.path, filesystem=cache.filesystem)
-        table = pa.concat_tables([table, _to_table(encoded, emb_schema).cast(emb_schema)]).combine_chunks()
+            cache.append(encoded)
+        table = pa.concat_tables([table, encoded.cast(emb_schema)]).combine_chunks()
     return table, distinct.num_rows, misses.num_rows
 
 

@@ -13,7 +13,7 @@ import os
 import posixpath
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
@@ -141,3 +141,34 @@ def open_binary(fs: pafs.FileSystem, path: str) -> BinaryIO:
     if path.endswith(".gz"):
         return gzip.GzipFile(fileobj=stream)  # type: ignore[return-value]
     return stream
+
+
+#: Up to this many files, :func:`read_parquet` reads through Ray Data's V1 Parquet datasource. V2 (the Ray
+#: 2.60 default) lists files through a pool of footer-reading actors that it starts, and kills, on every read:
+#: new worker processes, about 0.6 s per read measured on a one-file input (0.26 s with V1). The pool pays off
+#: only for many files (footers read in parallel from S3).
+SMALL_READ_MAX_FILES = 64
+
+
+def read_parquet(paths: str | list[str], filesystem: pafs.FileSystem, columns: list[str] | None = None) -> Any:
+    """A lazy Ray dataset of Parquet files (a folder, read recursively, or a list of files).
+
+    Hidden files and files not ending in ``.parquet`` are skipped. Small inputs (at most
+    :data:`SMALL_READ_MAX_FILES` files) skip Ray Data's per-read footer actors.
+    """
+    import ray.data
+
+    if isinstance(paths, str):
+        selector = pafs.FileSelector(paths, recursive=True)
+        paths = sorted(i.path for i in filesystem.get_file_info(selector)
+                       if i.type == pafs.FileType.File and i.path.endswith(".parquet")
+                       and not posixpath.basename(i.path).startswith((".", "_")))
+        if not paths:
+            raise FileNotFoundError(f"no .parquet files under {selector.base_dir!r}")
+    ctx = ray.data.DataContext.get_current()
+    before = ctx.use_datasource_v2
+    ctx.use_datasource_v2 = before and len(paths) > SMALL_READ_MAX_FILES
+    try:
+        return ray.data.read_parquet(paths, filesystem=filesystem, columns=columns)
+    finally:
+        ctx.use_datasource_v2 = before

@@ -1,0 +1,208 @@
+"""Encoder actors started ahead of need and, on request, kept warm between jobs.
+
+The embed job's broadcast plan holds its distinct sentences on the driver, so it does not need Ray Data to
+encode them: it sends length-sorted chunks to a few Ray actors, each holding one
+:class:`~aptray.embed.job.Embedder`, and keeps every actor busy with a small work queue. The pool is started
+when the job starts, so each actor's process start, library import and model load (about 4.5 s for MiniLM on
+CPU, most of it importing sentence-transformers) overlap the job's first pass over the rows instead of
+following it.
+
+With ``embed.keep_warm_s > 0`` the actors are named and detached: a later job with the same model, settings
+and aptray version on the same cluster finds them loaded, and each actor exits by itself once it has had no
+work for ``keep_warm_s`` seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from aptray.embed.cache import EMBEDDING, HASH, embedding_type, to_embedding_array
+
+if TYPE_CHECKING:
+    from aptray.config import EmbedConfig
+    from aptray.embed.registry import ModelSpec
+
+log = logging.getLogger(__name__)
+
+#: Ray namespace of the kept-warm encoder actors.
+NAMESPACE = "aptray"
+#: Chunks queued on each actor at a time (one running, one waiting, so an actor never idles between calls).
+_IN_FLIGHT = 2
+#: Attempts per chunk when its actor dies (a warm actor may time out just as a job reaches it).
+_ATTEMPTS = 3
+
+
+class EncoderActor:
+    """A Ray actor holding one loaded model; encodes (``sentence_hash``, ``sentence``) chunks.
+
+    Args:
+        spec: the resolved model.
+        cfg: the embed config (device, dtype, normalisation, threads).
+        idle_s: exit after this many seconds without work (0: live as long as its handle).
+    """
+
+    def __init__(self, spec: ModelSpec, cfg: EmbedConfig, idle_s: float = 0.0) -> None:
+        from aptray.embed.job import Embedder
+
+        self.embedder = Embedder(spec, cfg)
+        self._lock = threading.Lock()
+        self._busy = 0
+        self._last = time.monotonic()
+        if idle_s > 0:
+            threading.Thread(target=self._exit_when_idle, args=(idle_s,), daemon=True).start()
+
+    def encode(self, chunk: pa.Table) -> pa.Table:
+        """The chunk's hashes with their embeddings (the sentences are already distinct)."""
+        with self._lock:
+            self._busy += 1
+        try:
+            vectors = self.embedder.encoder.encode_distinct(chunk.column("sentence").to_pylist())
+        finally:
+            with self._lock:
+                self._busy -= 1
+                self._last = time.monotonic()
+        dim = self.embedder.dim
+        return pa.table({HASH: chunk.column(HASH), EMBEDDING: to_embedding_array(vectors, dim)},
+                        schema=pa.schema([pa.field(HASH, pa.string()), pa.field(EMBEDDING, embedding_type(dim))]))
+
+    def encoded(self) -> int:
+        """Sentences this actor has put through the model since it started."""
+        return self.embedder.encoder.encoded
+
+    def _exit_when_idle(self, idle_s: float) -> None:
+        import ray
+
+        while True:
+            time.sleep(min(idle_s, 5.0))
+            with self._lock:
+                idle = not self._busy and time.monotonic() - self._last >= idle_s
+            if idle:
+                log.info("encoder actor idle for %.0f s: exiting", idle_s)
+                ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
+                return
+
+
+def pool_key(spec: ModelSpec, cfg: EmbedConfig) -> str:
+    """What a warm actor must share with a job to serve it: model, numerics, resources, aptray version."""
+    from aptray import __version__
+    from aptray.embed.job import actor_threads
+
+    parts = {"model": spec.model_id, "revision": spec.revision, "path": spec.path, "dtype": cfg.dtype,
+             "normalize": cfg.normalize, "encode_batch_size": cfg.encode_batch_size,
+             "threads": actor_threads(cfg), "cpus": cfg.cpus_per_actor, "gpus": cfg.gpus_per_actor,
+             "aptray": __version__}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class EncoderPool:
+    """``cfg.actors`` encoder actors, created (not waited for) on construction.
+
+    Args:
+        spec: the resolved model.
+        cfg: the embed config: ``actors``, ``cpus_per_actor``, ``gpus_per_actor``, ``batch_size`` (sentences
+            per call), ``keep_warm_s``.
+    """
+
+    def __init__(self, spec: ModelSpec, cfg: EmbedConfig) -> None:
+        self.spec = spec
+        self.cfg = cfg
+        self.key = pool_key(spec, cfg)
+        self.actors: list[Any] = [self._start(i) for i in range(cfg.actors)]
+
+    @property
+    def warm(self) -> bool:
+        """Whether the actors outlive this pool (named, detached, idle timeout)."""
+        return self.cfg.keep_warm_s > 0
+
+    def _start(self, slot: int) -> Any:
+        import ray
+
+        options: dict[str, Any] = {"num_cpus": self.cfg.cpus_per_actor, "num_gpus": self.cfg.gpus_per_actor,
+                                   "max_restarts": 1, "max_task_retries": 1}
+        if self.warm:
+            options.update(name=f"aptray-encoder-{self.key}-{slot}", namespace=NAMESPACE, lifetime="detached",
+                           get_if_exists=True)
+        actor_cls = ray.remote(EncoderActor)
+        return actor_cls.options(**options).remote(self.spec, self.cfg, self.cfg.keep_warm_s)
+
+    def encode(self, table: pa.Table) -> pa.Table:
+        """Embeddings of distinct (``sentence_hash``, ``sentence``) rows: a (``sentence_hash``, ``embedding``)
+        table, in no particular order.
+
+        Sentences go out sorted by length, so each forward pass pads to a similar length (as one
+        ``encode()`` call does), in chunks of at most ``batch_size``, a few per actor at a time.
+        """
+        import ray
+        from ray.exceptions import RayActorError
+
+        dim = self.spec.dim
+        if not table.num_rows:
+            return pa.schema([pa.field(HASH, pa.string()), pa.field(EMBEDDING, embedding_type(dim))]).empty_table()
+        table = table.select([HASH, "sentence"])
+        table = table.take(pc.sort_indices(pc.utf8_length(table.column("sentence"))))
+        size = max(1, min(self.cfg.batch_size, math.ceil(table.num_rows / len(self.actors))))
+        pending = deque((table.slice(i, size), 1) for i in range(0, table.num_rows, size))
+        running: dict[Any, tuple[int, Any, pa.Table, int]] = {}
+
+        def submit(slot: int) -> None:
+            if pending:
+                chunk, attempt = pending.popleft()
+                actor = self.actors[slot]
+                running[actor.encode.remote(chunk)] = (slot, actor, chunk, attempt)
+
+        for slot in range(len(self.actors)):
+            for _ in range(_IN_FLIGHT):
+                submit(slot)
+        out: list[pa.Table] = []
+        while running:
+            [ref], _ = ray.wait(list(running), num_returns=1)
+            slot, actor, chunk, attempt = running.pop(ref)
+            try:
+                out.append(ray.get(ref))
+            except RayActorError:
+                if attempt >= _ATTEMPTS:
+                    raise
+                log.warning("encoder actor %d died; starting a new one (attempt %d of %d)", slot, attempt + 1,
+                            _ATTEMPTS)
+                if self.actors[slot] is actor:
+                    self.actors[slot] = self._start(slot)
+                pending.appendleft((chunk, attempt + 1))
+            submit(slot)
+        return pa.concat_tables(out)
+
+    def close(self) -> None:
+        """Release the actors now, unless they are kept warm (they then exit after their idle timeout)."""
+        import ray
+
+        if not self.warm:
+            for actor in self.actors:
+                ray.kill(actor)
+        self.actors = []
+
+
+def stop_warm(spec: ModelSpec, cfg: EmbedConfig) -> int:
+    """Kill the kept-warm encoder actors for this model and these settings now; returns how many there were."""
+    import ray
+
+    key = pool_key(spec, cfg)
+    stopped = 0
+    for slot in range(1024):
+        try:
+            actor = ray.get_actor(f"aptray-encoder-{key}-{slot}", namespace=NAMESPACE)
+        except ValueError:
+            if slot >= cfg.actors:
+                break
+            continue
+        ray.kill(actor, no_restart=True)
+        stopped += 1
+    return stopped
