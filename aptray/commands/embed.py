@@ -20,6 +20,8 @@ def register(app: typer.Typer) -> None:
         cache: Annotated[str | None, typer.Option(help="Embedding cache folder (local or s3://).")] = None,
         actors: Annotated[int | None, typer.Option(help="Encoder actors.")] = None,
         gpus_per_actor: Annotated[float | None, typer.Option(help="GPUs per actor (>0 runs on CUDA).")] = None,
+        keep_warm: Annotated[float | None, typer.Option(
+            help="Seconds the encoder actors stay loaded after the job for later jobs (0: they end with it).")] = None,
         source: Annotated[Source | None, typer.Option(help="Trace format of a raw INPUT.")] = None,
         config: Annotated[str | None, typer.Option(help="YAML config.")] = None,
     ) -> None:
@@ -28,7 +30,7 @@ def register(app: typer.Typer) -> None:
         from aptray.embed.job import run_embed
 
         overrides = {"embed.model": model, "embed.cache": cache, "embed.actors": actors,
-                     "embed.gpus_per_actor": gpus_per_actor}
+                     "embed.gpus_per_actor": gpus_per_actor, "embed.keep_warm_s": keep_warm}
         cfg = setup(config, overrides)
         counts = run_embed(input, out, cfg, source=source.value if source else None)
         emit({k: counts[k] for k in ("rows", "distinct_sentences", "encoded", "cache_hits", "seconds")})

@@ -239,32 +239,38 @@ def _to_table(ds: Any, schema: pa.Schema) -> pa.Table:
     return pa.concat_tables(tables).combine_chunks() if tables else schema.empty_table()
 
 
-def _embeddings(rows: ray.data.Dataset, spec: ModelSpec, ecfg: EmbedConfig, parts: int) -> tuple[Any, int, int]:
+def _early_pool(spec: ModelSpec, ecfg: EmbedConfig) -> EncoderPool | None:
+    """Encoder actors started at the job's start, so that their start-up overlaps the job's first passes.
+
+    None where they may not be needed: the shuffle plan only (it encodes on a Ray Data actor pool), or a
+    non-empty cache that may well hold every sentence (then actors start only if something is missing).
+    Warm actors are always looked up: that costs nothing.
+    """
+    from aptray.embed.pool import EncoderPool
+
+    if ecfg.broadcast_max_distinct <= 0:
+        return None
+    if ecfg.cache and ecfg.keep_warm_s <= 0 and EmbeddingCache(ecfg.cache, spec).shards():
+        return None
+    return EncoderPool(spec, ecfg)
+
+
+def _embeddings(rows: ray.data.Dataset, spec: ModelSpec, ecfg: EmbedConfig, parts: int,
+                pool: EncoderPool | None) -> tuple[Any, int, int]:
     """One embedding per distinct sentence hash of ``rows``, from the cache or encoded (and cached).
 
     Returns:
         The embeddings (a driver-side Arrow table on the broadcast path, a dataset on the shuffle path), the
         distinct count and the number encoded.
     """
-    from aptray.embed.pool import EncoderPool
-
     cache = EmbeddingCache(ecfg.cache, spec) if ecfg.cache else None
-    # Start the encoder actors now, so their start-up overlaps the first pass, unless a non-empty cache may
-    # well hold every sentence (then they start only if something is missing).
-    early = ecfg.broadcast_max_distinct > 0 and (cache is None or ecfg.keep_warm_s > 0 or not cache.shards())
-    pool = EncoderPool(spec, ecfg) if early else None
-    try:
-        pairs = rows.select_columns([HASH, "sentence"]).map_batches(
-            _block_distinct, batch_format="pyarrow", batch_size=None).materialize()
-        if pairs.count() <= ecfg.broadcast_max_distinct:
-            return _embeddings_broadcast(pairs, spec, ecfg, cache, pool)
-        if pool is not None:  # the shuffle plan encodes on a Ray Data actor pool: free the resources
-            pool.close()
-            pool = None
-        return _embeddings_shuffle(pairs, spec, ecfg, cache, parts)
-    finally:
-        if pool is not None:
-            pool.close()
+    pairs = rows.select_columns([HASH, "sentence"]).map_batches(
+        _block_distinct, batch_format="pyarrow", batch_size=None).materialize()
+    if pairs.count() <= ecfg.broadcast_max_distinct:
+        return _embeddings_broadcast(pairs, spec, ecfg, cache, pool)
+    if pool is not None:  # the shuffle plan encodes on a Ray Data actor pool: free these actors' resources
+        pool.close()
+    return _embeddings_shuffle(pairs, spec, ecfg, cache, parts)
 
 
 def _embeddings_broadcast(pairs: ray.data.Dataset, spec: ModelSpec, ecfg: EmbedConfig,
@@ -370,10 +376,14 @@ def run_embed(input_uri: str, out_uri: str, cfg: AptrayConfig, source: str | Non
     init_ray(cfg.ray)
     out_fs, out_root = resolve(out_uri)
     out_fs.create_dir(out_root, recursive=True)
-    rows, n_rows, upstream = _read_rows(input_uri, out_uri, cfg, source)
-    parts = _partitions(ecfg, n_rows)
-
-    emb, n_distinct, n_encoded = _embeddings(rows, spec, ecfg, parts) if n_rows else (None, 0, 0)
+    pool = _early_pool(spec, ecfg)
+    try:
+        rows, n_rows, upstream = _read_rows(input_uri, out_uri, cfg, source)
+        parts = _partitions(ecfg, n_rows)
+        emb, n_distinct, n_encoded = _embeddings(rows, spec, ecfg, parts, pool) if n_rows else (None, 0, 0)
+    finally:
+        if pool is not None:
+            pool.close()
     n_hits = n_distinct - n_encoded
     log.info("%d rows, %d distinct sentences, %d cached, %d encoded", n_rows, n_distinct, n_hits, n_encoded)
 

@@ -145,6 +145,8 @@ class EncoderPool:
         import ray
         from ray.exceptions import RayActorError
 
+        if not self.actors:
+            raise RuntimeError("this encoder pool is closed")
         dim = self.spec.dim
         if not table.num_rows:
             return pa.schema([pa.field(HASH, pa.string()), pa.field(EMBEDDING, embedding_type(dim))]).empty_table()
