@@ -43,8 +43,8 @@ def test_one_step_lowers_loss(name: str) -> None:
     before.backward()
     opt.step()
     torch.manual_seed(1)
-    after = net.loss(x)
-    assert float(after) < float(before), f"{name}: {float(before):.5f} -> {float(after):.5f}"
+    after, first = net.loss(x).item(), before.item()
+    assert after < first, f"{name}: {first:.5f} -> {after:.5f}"
 
 
 def test_seed_architecture_sizes() -> None:
