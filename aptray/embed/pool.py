@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 NAMESPACE = "aptray"
 #: Chunks queued on each actor at a time (one running, one waiting, so an actor never idles between calls).
 _IN_FLIGHT = 2
+#: Seconds without a finished chunk before the pool logs that it is waiting (for actors to be placed, say).
+_STALL_WARN_S = 120.0
 #: Attempts per chunk when its actor dies (a warm actor may time out just as a job reaches it).
 _ATTEMPTS = 3
 
@@ -167,7 +169,13 @@ class EncoderPool:
                 submit(slot)
         out: list[pa.Table] = []
         while running:
-            [ref], _ = ray.wait(list(running), num_returns=1)
+            done, _ = ray.wait(list(running), num_returns=1, timeout=_STALL_WARN_S)
+            if not done:  # e.g. no node has the GPUs asked for (an autoscaler may still be adding one)
+                log.warning("no encoder chunk finished in %.0f s; each actor needs %s CPU and %s GPU, the cluster "
+                            "has %s available", _STALL_WARN_S, self.cfg.cpus_per_actor, self.cfg.gpus_per_actor,
+                            ray.available_resources())
+                continue
+            ref = done[0]
             slot, actor, chunk, attempt = running.pop(ref)
             try:
                 out.append(ray.get(ref))
