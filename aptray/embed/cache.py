@@ -9,7 +9,7 @@ The model id and weights revision select the folder, the sentence hash the row, 
 rewriting: every job appends the embeddings it computed as new shards, and a later job on the same model
 reads them instead of encoding again. Two jobs that run at the same time may both append the same hash;
 readers keep one row per hash (:meth:`EmbeddingCache.lookup` keeps the first; the embed job drops the
-extras with a group-by when it finds more cached rows than hashes).
+extras when it finds more cached rows than hashes).
 """
 
 from __future__ import annotations

@@ -97,10 +97,6 @@ class Embedder:
                                    to_embedding_array(vectors, self.dim))
 
 
-def _first_of_group(group: pa.Table) -> pa.Table:
-    return group.slice(0, 1)
-
-
 def distinct_sentences(rows: ray.data.Dataset, partitions: int) -> ray.data.Dataset:
     """One row (``sentence_hash``, ``sentence``) per distinct sentence hash, computed by Ray Data.
 
@@ -322,7 +318,8 @@ def _embeddings_shuffle(pairs: ray.data.Dataset, spec: ModelSpec, ecfg: EmbedCon
         n_distinct = distinct_ds.count()
         looked_up = distinct_ds.join(cached, "left_outer", parts, on=(HASH,)).materialize()
         if looked_up.count() > n_distinct:  # two jobs appended the same sentence: keep one row per hash
-            looked_up = looked_up.groupby(HASH).map_groups(_first_of_group, batch_format="pyarrow").materialize()
+            looked_up = looked_up.repartition(parts, keys=[HASH]).map_batches(  # equal hashes share a block
+                _block_distinct_embeddings, batch_format="pyarrow", batch_size=None).materialize()
         misses_ds = looked_up.map_batches(_Select(missing=True), batch_format="pyarrow", batch_size=None)
         misses_ds = misses_ds.materialize()
         n_misses = misses_ds.count()
@@ -343,7 +340,7 @@ def _embeddings_shuffle(pairs: ray.data.Dataset, spec: ModelSpec, ecfg: EmbedCon
 
 
 def _block_distinct_embeddings(table: pa.Table) -> pa.Table:
-    """One (hash, embedding) row per hash: the first of each."""
+    """One row per hash (the first of each); any other columns are kept."""
     import numpy as np
 
     if not table.num_rows:
