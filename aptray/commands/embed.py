@@ -34,3 +34,20 @@ def register(app: typer.Typer) -> None:
         cfg = setup(config, overrides)
         counts = run_embed(input, out, cfg, source=source.value if source else None)
         emit({k: counts[k] for k in ("rows", "distinct_sentences", "encoded", "cache_hits", "seconds")})
+
+    @app.command("embed-cache-compact")
+    def embed_cache_compact(
+        cache: Annotated[str, typer.Argument(help="Embedding cache folder (local or s3://), as given to embed.")],
+        model: Annotated[str | None, typer.Option(help="minilm, mpnet or a local model directory.")] = None,
+        rows_per_shard: Annotated[int, typer.Option(help="Target rows per new shard.")] = 1_000_000,
+        config: Annotated[str | None, typer.Option(help="YAML config.")] = None,
+    ) -> None:
+        """Rewrite one model's cache shards as a few large ones, one row per sentence (no embed job reading)."""
+        from aptray.commands.common import emit, setup
+        from aptray.embed.cache import EmbeddingCache
+        from aptray.embed.registry import resolve
+        from aptray.runtime import init_ray
+
+        cfg = setup(config, {"embed.model": model})
+        init_ray(cfg.ray)
+        emit(EmbeddingCache(cache, resolve(cfg.embed.model)).compact(rows_per_shard))

@@ -9,7 +9,9 @@ The model id and weights revision select the folder, the sentence hash the row, 
 rewriting: every job appends the embeddings it computed as new shards, and a later job on the same model
 reads them instead of encoding again. Two jobs that run at the same time may both append the same hash;
 readers keep one row per hash (:meth:`EmbeddingCache.lookup` keeps the first; the embed job drops the
-extras when it finds more cached rows than hashes).
+extras when it finds more cached rows than hashes). Every job adds a shard, so
+:meth:`EmbeddingCache.compact` (``aptray embed-cache-compact``) rewrites a grown folder as a few large
+shards with one row per hash.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
-from aptray.io.fs import join, read_parquet, resolve
+from aptray.io.fs import join, parquet_rows, read_parquet, resolve
 
 if TYPE_CHECKING:
     from aptray.embed.registry import ModelSpec
@@ -57,6 +60,14 @@ def to_embedding_array(vectors: np.ndarray, dim: int, float16: bool = False) -> 
     """An ``(n, dim)`` array -> a fixed-size list Arrow array."""
     values = np.ascontiguousarray(vectors, dtype=np.float16 if float16 else np.float32).reshape(-1)
     return pa.FixedSizeListArray.from_arrays(pa.array(values), dim)
+
+
+def first_per_hash(table: pa.Table) -> pa.Table:
+    """One row per ``sentence_hash`` (the first of each); other columns are kept."""
+    if not table.num_rows:
+        return table
+    _, first = np.unique(np.asarray(table.column(HASH).to_pylist(), dtype=object), return_index=True)
+    return table if len(first) == table.num_rows else table.take(pa.array(np.sort(first)))
 
 
 def slug(model_id: str) -> str:
@@ -113,6 +124,36 @@ class EmbeddingCache:
         shard = join(self._path, f"{uuid.uuid4().hex}_000000.parquet")
         pq.write_table(table.select([HASH, EMBEDDING]).cast(cache_schema(self.spec.dim)), shard,
                        filesystem=self._fs)
+
+    def compact(self, rows_per_shard: int = 1_000_000) -> dict[str, int]:
+        """Rewrite the shards present now as about ``rows / rows_per_shard`` shards, one row per hash.
+
+        Ray Data reads the shards, hash-partitions them on ``sentence_hash`` and keeps the first row of each
+        hash; the new shards are written next to the old ones, and only then are the old ones deleted. A
+        crash in between leaves duplicate rows, which readers already tolerate, never a lost embedding; a
+        job appending meanwhile keeps its shard. Run it while no embed job is *reading* the cache (a shard
+        deleted under a reader fails that read).
+
+        Returns:
+            ``shards_before``, ``rows_before``, ``shards_after``, ``rows_after``.
+        """
+        old = self.shards()
+        rows_before = sum(parquet_rows(self._fs, p) for p in old)
+        result = {"shards_before": len(old), "rows_before": rows_before}
+        if not old or (len(old) == 1 and self._distinct_rows(old[0]) == rows_before):
+            return {**result, "shards_after": len(old), "rows_after": rows_before}  # nothing to gain
+        parts = max(1, -(-rows_before // rows_per_shard))
+        ds = read_parquet(old, self._fs, columns=[HASH, EMBEDDING]).repartition(parts, keys=[HASH])
+        ds.map_batches(first_per_hash, batch_format="pyarrow", batch_size=None).write_parquet(
+            self._path, filesystem=self._fs)
+        for path in old:
+            self._fs.delete_file(path)
+        new = self.shards()
+        return {**result, "shards_after": len(new), "rows_after": sum(parquet_rows(self._fs, p) for p in new)}
+
+    def _distinct_rows(self, shard: str) -> int:
+        hashes = pads.dataset(shard, filesystem=self._fs, format="parquet").to_table(columns=[HASH]).column(HASH)
+        return int(pc.count_distinct(hashes).as_py())
 
     def dataset(self) -> Any:
         """The shards as a lazy Ray dataset (``sentence_hash``, ``embedding``), or None when there are none."""

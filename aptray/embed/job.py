@@ -30,7 +30,14 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from aptray.config import AptrayConfig, EmbedConfig, Source
-from aptray.embed.cache import EMBEDDING, HASH, EmbeddingCache, embedding_type, to_embedding_array
+from aptray.embed.cache import (
+    EMBEDDING,
+    HASH,
+    EmbeddingCache,
+    embedding_type,
+    first_per_hash,
+    to_embedding_array,
+)
 from aptray.io.fs import join, read_parquet, resolve
 
 if TYPE_CHECKING:
@@ -286,7 +293,7 @@ def _embeddings_broadcast(pairs: ray.data.Dataset, spec: ModelSpec, ecfg: EmbedC
         ref = ray.put(distinct.column(HASH).combine_chunks())
         found = cached.map_batches(_keep_hashes, fn_kwargs={"hashes": [ref]}, batch_format="pyarrow",
                                    batch_size=None).materialize()
-        hits = _block_distinct_embeddings(_to_table(found, emb_schema))  # two jobs may have cached a sentence
+        hits = first_per_hash(_to_table(found, emb_schema))  # two jobs may have cached a sentence
     misses = distinct.filter(pc.invert(pc.is_in(distinct.column(HASH), value_set=hits.column(HASH))))
     table = hits.cast(emb_schema)
     if misses.num_rows:
@@ -319,7 +326,7 @@ def _embeddings_shuffle(pairs: ray.data.Dataset, spec: ModelSpec, ecfg: EmbedCon
         looked_up = distinct_ds.join(cached, "left_outer", parts, on=(HASH,)).materialize()
         if looked_up.count() > n_distinct:  # two jobs appended the same sentence: keep one row per hash
             looked_up = looked_up.repartition(parts, keys=[HASH]).map_batches(  # equal hashes share a block
-                _block_distinct_embeddings, batch_format="pyarrow", batch_size=None).materialize()
+                first_per_hash, batch_format="pyarrow", batch_size=None).materialize()
         misses_ds = looked_up.map_batches(_Select(missing=True), batch_format="pyarrow", batch_size=None)
         misses_ds = misses_ds.materialize()
         n_misses = misses_ds.count()
@@ -337,16 +344,6 @@ def _embeddings_shuffle(pairs: ray.data.Dataset, spec: ModelSpec, ecfg: EmbedCon
     if hits_ds is not None and n_distinct > n_encoded:
         emb = hits_ds if emb is None else emb.union(hits_ds)
     return emb, n_distinct, n_encoded
-
-
-def _block_distinct_embeddings(table: pa.Table) -> pa.Table:
-    """One row per hash (the first of each); any other columns are kept."""
-    import numpy as np
-
-    if not table.num_rows:
-        return table
-    _, first = np.unique(np.asarray(table.column(HASH).to_pylist(), dtype=object), return_index=True)
-    return table if len(first) == table.num_rows else table.take(pa.array(np.sort(first)))
 
 
 def run_embed(input_uri: str, out_uri: str, cfg: AptrayConfig, source: str | None = None) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from aptray.io.fs import join, resolve
+from aptray.io.fs import join, parquet_rows, resolve
 from aptray.schema import QUARANTINE_SCHEMA
 
 if TYPE_CHECKING:
@@ -95,6 +95,5 @@ def count_rows(uri: str) -> int:
     total = 0
     for sub in fs.get_file_info(pafs.FileSelector(path, recursive=True)):
         if sub.type == pafs.FileType.File and sub.path.endswith(".parquet"):
-            with fs.open_input_file(sub.path) as fh:
-                total += pq.ParquetFile(fh).metadata.num_rows
+            total += parquet_rows(fs, sub.path)
     return total

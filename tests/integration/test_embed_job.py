@@ -244,3 +244,40 @@ def test_duplicate_cache_rows_still_give_one_row_per_event(first_run: dict[str, 
     assert (counts["rows"], counts["encoded"], counts["cache_hits"]) == (ROWS, 0, DISTINCT)
     out = read_embeddings(str(tmp_path / "out" / "embeddings"))
     assert out.num_rows == ROWS and len(set(out.column("record_id").to_pylist())) == ROWS
+
+
+def test_compact_keeps_one_row_per_sentence_and_every_embedding(first_run: dict[str, Any], tmp_path: Path) -> None:
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from aptray.cli import app
+    from aptray.embed.cache import EmbeddingCache
+    from aptray.embed.job import run_embed
+    from aptray.embed.registry import resolve
+
+    cache_root = tmp_path / "cache"
+    shutil.copytree(first_run["cache"], cache_root)
+    cache = EmbeddingCache(str(cache_root), resolve("minilm"))
+    for i, shard in enumerate(cache.shards()):  # duplicates, as two concurrent jobs leave them
+        shutil.copy(shard, Path(cache.path) / f"copy-{i}.parquet")
+    before = pq.ParquetDataset(cache.shards()).read()
+    expected = {h: v for h, v in zip(before.column("sentence_hash").to_pylist(), matrix(before), strict=True)}
+    assert before.num_rows > len(expected) == DISTINCT
+
+    result = CliRunner().invoke(app, ["embed-cache-compact", str(cache_root), "--model", "minilm",
+                                      "--rows-per-shard", "20"])
+    assert result.exit_code == 0, result.output
+    line = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (line["rows_before"], line["rows_after"]) == (before.num_rows, DISTINCT)
+    after = pq.ParquetDataset(cache.shards()).read()
+    assert line["shards_after"] == len(cache.shards()) >= 2  # 48 rows at 20 per shard: several shards
+    hashes = after.column("sentence_hash").to_pylist()
+    assert sorted(hashes) == sorted(expected)
+    for h, v in zip(hashes, matrix(after), strict=True):
+        np.testing.assert_array_equal(v, expected[h])
+    assert cache.compact(rows_per_shard=20)["rows_after"] == DISTINCT  # again: nothing lost, nothing added
+
+    counts = run_embed(str(first_run["input"]), str(tmp_path / "out"), config(str(cache_root), actors=1,
+                                                                               **first_run["plan"]))
+    assert (counts["encoded"], counts["cache_hits"]) == (0, DISTINCT)
