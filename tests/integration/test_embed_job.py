@@ -263,20 +263,20 @@ def test_compact_keeps_one_row_per_sentence_and_every_embedding(first_run: dict[
         shutil.copy(shard, Path(cache.path) / f"copy-{i}.parquet")
     before = pq.ParquetDataset(cache.shards()).read()
     expected = {h: v for h, v in zip(before.column("sentence_hash").to_pylist(), matrix(before), strict=True)}
-    assert before.num_rows > len(expected) == DISTINCT
+    assert before.num_rows > len(expected) >= DISTINCT  # other tests of the module may have added sentences
 
     result = CliRunner().invoke(app, ["embed-cache-compact", str(cache_root), "--model", "minilm",
                                       "--rows-per-shard", "20"])
     assert result.exit_code == 0, result.output
     line = json.loads(result.stdout.strip().splitlines()[-1])
-    assert (line["rows_before"], line["rows_after"]) == (before.num_rows, DISTINCT)
+    assert (line["rows_before"], line["rows_after"]) == (before.num_rows, len(expected))
     after = pq.ParquetDataset(cache.shards()).read()
-    assert line["shards_after"] == len(cache.shards()) >= 2  # 48 rows at 20 per shard: several shards
+    assert line["shards_after"] == len(cache.shards()) >= 2  # about 50 rows at 20 per shard: several shards
     hashes = after.column("sentence_hash").to_pylist()
     assert sorted(hashes) == sorted(expected)
     for h, v in zip(hashes, matrix(after), strict=True):
         np.testing.assert_array_equal(v, expected[h])
-    assert cache.compact(rows_per_shard=20)["rows_after"] == DISTINCT  # again: nothing lost, nothing added
+    assert cache.compact(rows_per_shard=20)["rows_after"] == len(expected)  # again: nothing lost or added
 
     counts = run_embed(str(first_run["input"]), str(tmp_path / "out"), config(str(cache_root), actors=1,
                                                                                **first_run["plan"]))
