@@ -34,6 +34,7 @@ from aptray.embed.cache import (
     EMBEDDING,
     HASH,
     EmbeddingCache,
+    cache_schema,
     embedding_type,
     first_per_hash,
     to_embedding_array,
@@ -284,7 +285,7 @@ def _embeddings_broadcast(pairs: ray.data.Dataset, spec: ModelSpec, ecfg: EmbedC
 
     from aptray.embed.pool import EncoderPool
 
-    emb_schema = pa.schema([pa.field(HASH, pa.string()), pa.field(EMBEDDING, embedding_type(spec.dim))])
+    emb_schema = cache_schema(spec.dim)
     distinct = _block_distinct(_to_table(pairs, pa.schema([pa.field(HASH, pa.string()),
                                                            pa.field("sentence", pa.string())])))
     hits = emb_schema.empty_table()

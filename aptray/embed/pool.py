@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from aptray.embed.cache import EMBEDDING, HASH, embedding_type, to_embedding_array
+from aptray.embed.cache import EMBEDDING, HASH, cache_schema, to_embedding_array
 
 if TYPE_CHECKING:
     from aptray.config import EmbedConfig
@@ -75,7 +75,7 @@ class EncoderActor:
                 self._last = time.monotonic()
         dim = self.embedder.dim
         return pa.table({HASH: chunk.column(HASH), EMBEDDING: to_embedding_array(vectors, dim)},
-                        schema=pa.schema([pa.field(HASH, pa.string()), pa.field(EMBEDDING, embedding_type(dim))]))
+                        schema=cache_schema(dim))
 
     def encoded(self) -> int:
         """Sentences this actor has put through the model since it started."""
@@ -106,6 +106,11 @@ def pool_key(spec: ModelSpec, cfg: EmbedConfig) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def actor_name(key: str, slot: int) -> str:
+    """The Ray name of kept-warm actor ``slot`` of the pool with :func:`pool_key` ``key``."""
+    return f"aptray-encoder-{key}-{slot}"
+
+
 class EncoderPool:
     """``cfg.actors`` encoder actors, created (not waited for) on construction.
 
@@ -132,7 +137,7 @@ class EncoderPool:
         options: dict[str, Any] = {"num_cpus": self.cfg.cpus_per_actor, "num_gpus": self.cfg.gpus_per_actor,
                                    "max_restarts": 1, "max_task_retries": 1}
         if self.warm:
-            options.update(name=f"aptray-encoder-{self.key}-{slot}", namespace=NAMESPACE, lifetime="detached",
+            options.update(name=actor_name(self.key, slot), namespace=NAMESPACE, lifetime="detached",
                            get_if_exists=True)
         actor_cls = ray.remote(EncoderActor)
         return actor_cls.options(**options).remote(self.spec, self.cfg, self.cfg.keep_warm_s)
@@ -149,9 +154,8 @@ class EncoderPool:
 
         if not self.actors:
             raise RuntimeError("this encoder pool is closed")
-        dim = self.spec.dim
         if not table.num_rows:
-            return pa.schema([pa.field(HASH, pa.string()), pa.field(EMBEDDING, embedding_type(dim))]).empty_table()
+            return cache_schema(self.spec.dim).empty_table()
         table = table.select([HASH, "sentence"])
         table = table.take(pc.sort_indices(pc.utf8_length(table.column("sentence"))))
         size = max(1, min(self.cfg.batch_size, math.ceil(table.num_rows / len(self.actors))))
@@ -208,7 +212,7 @@ def stop_warm(spec: ModelSpec, cfg: EmbedConfig) -> int:
     stopped = 0
     for slot in range(1024):
         try:
-            actor = ray.get_actor(f"aptray-encoder-{key}-{slot}", namespace=NAMESPACE)
+            actor = ray.get_actor(actor_name(key, slot), namespace=NAMESPACE)
         except ValueError:
             if slot >= cfg.actors:
                 break

@@ -26,10 +26,10 @@ def _pairs(sentences: list[str]) -> pa.Table:
 def _actor(cfg: AptrayConfig) -> object:
     import ray
 
-    from aptray.embed.pool import NAMESPACE, pool_key
+    from aptray.embed.pool import NAMESPACE, actor_name, pool_key
     from aptray.embed.registry import resolve
 
-    return ray.get_actor(f"aptray-encoder-{pool_key(resolve('minilm'), cfg.embed)}-0", namespace=NAMESPACE)
+    return ray.get_actor(actor_name(pool_key(resolve("minilm"), cfg.embed), 0), namespace=NAMESPACE)
 
 
 def test_warm_actor_serves_the_next_job(ray_cluster: None, tmp_path: Path) -> None:
