@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from aptray.config import Aspect, DetectorName, Source
 from aptray.detectors.base import Detector
+from aptray.errors import AptrayError, FormatMismatchError
 from aptray.io.fs import join, resolve
 
 log = logging.getLogger(__name__)
@@ -28,7 +30,7 @@ WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 
 
-class ArtifactError(ValueError):
+class ArtifactError(AptrayError, ValueError):
     """An artifact is corrupt, tampered with, or made for other embeddings."""
 
 
@@ -87,6 +89,7 @@ def save_detector(detector: Detector, out_dir: str, meta: dict[str, Any] | None 
         "embedder": meta.pop("embedder", None),
         "template_version": meta.pop("template_version", None),
         "template": meta.pop("template", None),
+        "data": meta.pop("data", None),
         "training": meta.pop("training", None),
         "meta": meta,
         "libraries": library_versions(),
@@ -144,6 +147,7 @@ def load_detector(
 
     preload_torch()  # before the first S3 read, or torch cannot load afterwards
     config = read_config(path)
+    config_sha256 = hashlib.sha256(_read(join(path, CONFIG))).hexdigest()
     hashes: dict[str, str] = config.get("files") or {}
     if WEIGHTS not in hashes and not trusted:
         raise ArtifactError(f"{path}: no sha256 recorded for {WEIGHTS}; pass trusted=True to load it anyway")
@@ -164,5 +168,60 @@ def load_detector(
                             f"but the caller uses {expect_template_version!r}; re-embed and retrain")
     det = detector_class(config["kind"])(**config["params"])
     det.restore(load(weights), config.get("learned") or {}, config["thresholds"])
-    det.meta_ = config  # type: ignore[attr-defined]
+    det.meta_ = {**config, "config_sha256": config_sha256}  # type: ignore[attr-defined]
     return det
+
+
+def recorded_format(config: dict[str, Any]) -> tuple[Source | None, Aspect | None]:
+    """The source and process context an artifact was trained on (None where it does not record them)."""
+    data = config.get("data") or {}
+    source = data.get("source")
+    aspect = data.get("aspect")
+    return (Source(source) if source else None), (Aspect(aspect) if aspect else None)
+
+
+def describe_format(source: Source | None, aspect: Aspect | None) -> str:
+    """``auditd events`` / ``adapt Event process contexts``: how messages name what a model saw."""
+    if source is None:
+        return "an unrecorded source"
+    return f"{source.value} {aspect.value} process contexts" if aspect else f"{source.value} events"
+
+
+def check_format(config: dict[str, Any], source: Source, aspect: Aspect | None, allow: bool = False,
+                 where: str = "") -> None:
+    """Refuse to score ``source`` rows of ``aspect`` with an artifact trained on another format or context.
+
+    Sources of one file format (BETH and the synthetic BETH) match. Artifacts that record no source (made
+    before this check) are accepted with a warning.
+
+    Raises:
+        FormatMismatchError: the formats differ and ``allow`` is False.
+    """
+    from aptray.io.sources import source_spec
+
+    trained_source, trained_aspect = recorded_format(config)
+    if trained_source is None:
+        log.warning("the artifact records no training source; cannot check that %s fits it",
+                    describe_format(source, aspect))
+        return
+    same = source_spec(trained_source).format is source_spec(source).format and trained_aspect == aspect
+    if same:
+        return
+    message = (f"the artifact was trained on {describe_format(trained_source, trained_aspect)}, but "
+               f"{where or 'the input'} is {describe_format(source, aspect)}; its scores would mean nothing")
+    if allow:
+        log.warning("%s (scoring anyway: format mismatch allowed)", message)
+        return
+    raise FormatMismatchError(message)
+
+
+def window_of(config: dict[str, Any]) -> int | None:
+    """Events per window of a windowed detector's artifact (None for detectors of single rows)."""
+    from aptray.detectors.registry import detector_spec
+
+    model = (config.get("params") or {}).get("model")
+    if config.get("kind") != "reconstruction" or model is None or not detector_spec(DetectorName(model)).windowed:
+        return None
+    extra = (config.get("params") or {}).get("extra") or {}
+    training = config.get("training") or {}
+    return int(extra.get("window") or training.get("window") or 8)

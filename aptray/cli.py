@@ -1,10 +1,17 @@
-"""The ``aptray`` command line: one sub-command per pipeline stage (see ``aptray --help``)."""
+"""The ``aptray`` command line: one sub-command per pipeline stage (see ``aptray --help``).
+
+Errors a user can act on (:class:`aptray.errors.AptrayError`: a wrong ``--source``, an artifact of another
+format, a tampered artifact; a missing input) end the command with their message on stderr, a JSON line
+``{"error": ...}`` on stdout and exit code 2, not a traceback.
+"""
 
 from __future__ import annotations
 
-import importlib
+import sys
 
 import typer
+
+from aptray.commands import demo, embed, experiment, score, serve, templatize, train
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -14,14 +21,30 @@ app = typer.Typer(
 )
 
 
-
 @app.callback()
-def main() -> None:
+def _main() -> None:
     """Find APTs in system logs: templatize, embed, train, score, serve, experiment."""
 
 
-#: Command modules under aptray.commands; a stage registers its command by being listed here.
-COMMANDS: tuple[str, ...] = ("templatize", "embed", "train", "score", "experiment", "serve", "demo")
+for _command in (templatize, embed, train, score, experiment, serve, demo):
+    _command.register(app)
 
-for _name in COMMANDS:
-    importlib.import_module(f"aptray.commands.{_name}").register(app)
+#: Exit code of a command stopped by a user error.
+USER_ERROR = 2
+
+
+def main() -> None:
+    """The console script: run :data:`app`, turning user errors into one clear line (exit code 2)."""
+    from aptray.errors import user_error
+
+    try:
+        app()
+    except Exception as exc:
+        err = user_error(exc) or (exc if isinstance(exc, FileNotFoundError) else None)
+        if err is None:
+            raise
+        from aptray.commands.common import emit
+
+        sys.stderr.write(f"aptray: error: {err}\n")
+        emit({"error": str(err), "kind": type(err).__name__})
+        raise SystemExit(USER_ERROR) from None

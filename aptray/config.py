@@ -38,6 +38,30 @@ class Aspect(StrEnum):
     ALL = "All"
 
 
+class DetectorName(StrEnum):
+    """Every detector ``aptray train --model`` builds (:data:`aptray.detectors.registry.DETECTORS` describes each)."""
+
+    AE = "ae"
+    VAE = "vae"
+    DAE = "dae"
+    AE_ATTN = "ae-attn"
+    VAE_ATTN = "vae-attn"
+    DAE_ATTN = "dae-attn"
+    LSTM_AE = "lstm-ae"
+    IFOREST = "iforest"
+    OCSVM = "ocsvm"
+    PCA = "pca"
+    DBSCAN = "dbscan"
+    AVF = "avf"
+
+
+class ThresholdMethod(StrEnum):
+    """How the alert threshold is chosen."""
+
+    PERCENTILE = "percentile"  # of the benign training scores
+    F1 = "f1"  # the F1-optimal cut on a labelled validation split (never the test split)
+
+
 class RayConfig(_Section):
     """How to reach (or start) the Ray cluster."""
 
@@ -58,6 +82,13 @@ class IngestConfig(_Section):
     strict: bool = Field(False, description="Stop at the first bad row instead of quarantining it.")
     block_rows: int = Field(20_000, gt=0, description="Rows per output block of a reader.")
     max_field_chars: int = Field(65_536, gt=0)
+    join_in_one_task_bytes: int = Field(
+        32 << 20, ge=0,
+        description="CDM and auditd inputs up to this size run their join plan in one Ray task (the same plan as "
+        "the distributed one, without its hash shuffles); larger ones shuffle across the cluster.")
+    check_format: bool = Field(
+        True, description="Stop with a clear error when a file's first block is quarantined entirely (the file is "
+        "not of this source), instead of quarantining every line of it.")
     labels: str | None = Field(None, description="Ground-truth file of malicious UUIDs (CDM, auditd).")
 
 
@@ -106,7 +137,7 @@ class EmbedConfig(_Section):
 class TrainConfig(_Section):
     """Detector training."""
 
-    model: str = "ae"
+    model: DetectorName = DetectorName.AE
     epochs: int = Field(15, gt=0)
     batch_size: int = Field(128, gt=0)
     lr: float = Field(1e-3, gt=0)
@@ -123,12 +154,17 @@ class TrainConfig(_Section):
     extra: dict[str, Any] = Field(default_factory=dict, description="Model-specific hyperparameters.")
     storage_path: str | None = Field(None, description="Ray Train checkpoint storage (None: a temp folder).")
     window: int = Field(8, gt=0, description="Events per LSTM-AE window (consecutive events of one process).")
+    local_max_rows: int = Field(
+        200_000, ge=0,
+        description="Up to this many benign training rows (with one worker and no GPU), train in this process: "
+        "the same model code and artifact, without Ray Train's start-up; above it (or workers > 1), Ray Train DDP.")
 
 
 class ThresholdConfig(_Section):
     """How the alert threshold and tiers are chosen."""
 
-    method: str = Field("percentile", description="percentile (of benign training scores) or f1 (validation).")
+    method: ThresholdMethod = Field(ThresholdMethod.PERCENTILE,
+                                    description="percentile (of benign training scores) or f1 (validation).")
     percentile: float = Field(99.0, gt=0, lt=100)
     tiers: dict[str, float] = Field(
         default_factory=lambda: {"low": 95.0, "medium": 99.0, "high": 99.9},
@@ -141,7 +177,11 @@ class ScoreConfig(_Section):
 
     artifact: str | None = None
     write_alerts: bool = True
-    trusted: bool = Field(False, description="Allow artifacts that need unpickling (sklearn baselines).")
+    trusted: bool = Field(False, description="Accept artifact files without a recorded sha256 (hand-made "
+                                             "artifacts); a recorded hash that does not match is refused anyway.")
+    allow_format_mismatch: bool = Field(
+        False, description="Score events of another source or process context than the artifact was trained on "
+        "(refused by default: the scores would mean nothing).")
     group_bytes: int = Field(1 << 30, gt=0, description="Input bytes per resumable group of files.")
     scorer_cpus: float = Field(
         0.25, ge=0, description="CPUs reserved by the detector actor (a small MLP pass; leaves CPUs for reads)."
@@ -163,6 +203,8 @@ class ServeConfig(_Section):
 
     artifact: str | None = Field(None, description="Detector artifact folder (local or s3://).")
     trusted: bool = Field(False, description="Allow artifact files without a recorded hash.")
+    allow_format_mismatch: bool = Field(
+        False, description="Score requests of another format than the artifact was trained on (422 by default).")
     host: str = Field("127.0.0.1", description="HTTP bind address (cluster-wide Serve option; loopback by default).")
     port: int = Field(8000, gt=0, lt=65536)
     app_name: str = "aptray"
@@ -196,22 +238,27 @@ class ServeConfig(_Section):
     )
 
 
+def _unwindowed_detectors() -> list[DetectorName]:
+    return [d for d in DetectorName if d is not DetectorName.LSTM_AE]
+
+
 class ExperimentConfig(_Section):
     """The evaluation experiment: every dataset x aspect x embedder x detector x seed (``aptray experiment``)."""
 
     embedders: list[str] = Field(default_factory=lambda: ["minilm", "mpnet"],
                                  description="Embedder registry names; one not installed is skipped with a log line.")
-    detectors: list[str] = Field(
-        default_factory=lambda: ["ae", "vae", "dae", "ae-attn", "vae-attn", "dae-attn", "iforest", "ocsvm", "pca",
-                                 "dbscan", "avf"],
-        description="Detector names (torch models and baselines).",
+    detectors: list[DetectorName] = Field(
+        default_factory=lambda: _unwindowed_detectors(),
+        description="Detectors (torch models and baselines); windowed ones (lstm-ae) need ordered events.",
     )
     aspects: list[Aspect] | None = Field(None, description="Aspects to run; None: every aspect file present.")
     seeds: int = Field(3, gt=0, description="Seeds 0..seeds-1; each draws its own split and initialisation.")
     test_fraction: float = Field(0.3, gt=0, lt=1, description="Share of benign rows held out for testing only.")
     val_fraction: float = Field(0.2, ge=0, lt=1, description="Share of benign rows for threshold choice.")
-    threshold: str = Field("f1", description="f1 (validation, falls back to percentile without positives) or "
-                                             "percentile (of benign training scores).")
+    threshold: ThresholdMethod = Field(
+        ThresholdMethod.F1,
+        description="f1 (validation, falls back to percentile without positives) or percentile (of benign training "
+        "scores).")
     top_k: int = Field(10, gt=0, description="Anomalies listed in the report; cut-off of nDCG@k.")
     min_train_rows: int = Field(8, gt=0, description="Skip a dataset x aspect with fewer benign training rows.")
     task_cpus: float = Field(1.0, gt=0, description="CPUs per fit task (one detector x seed).")

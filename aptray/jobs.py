@@ -7,23 +7,15 @@ the package. A job config is the :class:`aptray.config.AptrayConfig` tree plus t
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aptray.config import AptrayConfig, load_config
 from aptray.logs import configure
 
-#: stage -> (module, function); each function takes (input, out, cfg) and returns a JSON-able summary.
-STAGES: dict[str, tuple[str, str]] = {
-    "templatize": ("aptray.jobs", "_templatize"),
-    "embed": ("aptray.embed.job", "run_embed"),
-    "train": ("aptray.train", "run_train"),
-    "score": ("aptray.score", "run_score"),
-    "experiment": ("aptray.evaluate", "run_experiment"),
-}
+Stage = Callable[[str, str, AptrayConfig], dict[str, Any]]
 
 
 def _templatize(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]:
@@ -32,14 +24,41 @@ def _templatize(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, An
     return run_templatize(cfg.ingest.source, input_uri, out_uri, cfg)
 
 
+def _embed(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]:
+    from aptray.embed.job import run_embed
+
+    return run_embed(input_uri, out_uri, cfg)
+
+
+def _train(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]:
+    from aptray.train import run_train
+
+    return run_train(input_uri, out_uri, cfg)
+
+
+def _score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]:
+    from aptray.score import run_score
+
+    return run_score(input_uri, out_uri, cfg)
+
+
+def _experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]:
+    from aptray.evaluate import run_experiment
+
+    return run_experiment(input_uri, out_uri, cfg)
+
+
+#: stage -> its function (input, out, cfg) -> a JSON-able summary; each imports its stage when called.
+STAGES: dict[str, Stage] = {"templatize": _templatize, "embed": _embed, "train": _train, "score": _score,
+                            "experiment": _experiment}
+
+
 def run_stage(stage: str, cfg: AptrayConfig) -> dict[str, Any]:
     """Run ``stage`` on ``cfg.input`` into ``cfg.out``."""
     missing = [f for f in ("input", "out") if getattr(cfg, f) is None]
     if missing:
         raise SystemExit(f"config is missing {', '.join(missing)} (set it in the YAML or with --set {missing[0]}=...)")
-    module, func = STAGES[stage]
-    result: dict[str, Any] = getattr(importlib.import_module(module), func)(str(cfg.input), str(cfg.out), cfg)
-    return result
+    return STAGES[stage](str(cfg.input), str(cfg.out), cfg)
 
 
 def parse_sets(pairs: Sequence[str]) -> dict[str, Any]:

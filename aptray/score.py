@@ -15,14 +15,16 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from aptray.config import AptrayConfig, Source
+from aptray.config import AptrayConfig, Aspect, Source
 from aptray.embed.cache import embedding_matrix
+from aptray.errors import FormatMismatchError
 from aptray.io.fs import InputFile, Selection, join, list_files, resolve
 from aptray.io.quarantine import count_rows
 
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     import pyarrow.fs as pafs
     import ray.data
 
+    from aptray.embed.pool import EncoderPool
     from aptray.embed.registry import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -46,22 +49,30 @@ ALERT_COLUMNS = (
 class Scorer:
     """``map_batches`` callable class: loads the detector once per actor, scores embedded rows.
 
-    Rows above the threshold are also written to ``alerts_dir`` (file named by a digest of their record
-    ids, so a retried task rewrites rather than duplicates).
+    A windowed detector (LSTM-AE) scores each row's window of its process's events (:mod:`aptray.windows`):
+    its blocks must hold whole processes (the score job hash-partitions them so). Rows above the threshold are
+    also written to ``alerts_dir`` (file named by a digest of their record ids, so a retried task rewrites
+    rather than duplicates).
     """
 
     def __init__(self, artifact: str, alerts_dir: str | None, trusted: bool = False) -> None:
-        from aptray.artifacts import load_detector
+        from aptray.artifacts import load_detector, window_of
 
         self.detector = load_detector(artifact, trusted=trusted)
+        self.window = window_of(self.detector.meta_)  # type: ignore[attr-defined]
         self.alerts_dir = alerts_dir
         self._fs: pafs.FileSystem | None = None
         self._root = ""
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        from aptray.detectors.thresholds import assign_tiers
+        from aptray.windows import window_index, window_keys
+
         X = embedding_matrix(batch.column("embedding"))
-        scores = np.asarray(self.detector.decision_function(X), dtype=np.float64)
-        tiers = self.detector.tier(X) if batch.num_rows else []
+        if self.window is not None:
+            X = X[window_index(window_keys(batch), batch.column("line").to_pylist(), self.window)]
+        scores = np.asarray(self.detector.decision_function(X), dtype=np.float64) if batch.num_rows else np.zeros(0)
+        tiers = assign_tiers(scores, self.detector.tiers_)
         flags = scores >= float(self.detector.threshold_)  # the same rule as Detector.predict
         out = (
             batch.drop_columns(["embedding"])
@@ -82,26 +93,52 @@ class Scorer:
         pq.write_table(alerts.select(cols), join(self._root, f"part-{digest}.parquet"), filesystem=self._fs)
 
 
-def score_dataset(
-    ds: ray.data.Dataset, cfg: AptrayConfig, spec: ModelSpec, artifact: str, alerts_dir: str | None
-) -> ray.data.Dataset:
-    """Embed templated rows with the artifact's embedder ``spec`` and score them (lazy, streaming).
+#: Helper column of windowed scoring: the process of a row (blocks are hash-partitioned on it).
+_WINDOW_KEY = "_window_key"
 
-    Repeated sentences are encoded once per embedding actor (its LRU); the score job streams, so it does
-    not make the embed job's global distinct pass over the whole input.
+
+def _with_window_key(batch: pa.Table) -> pa.Table:
+    from aptray.windows import window_keys
+
+    return batch.append_column(_WINDOW_KEY, pa.array(window_keys(batch), pa.string()))
+
+
+def score_dataset(
+    ds: ray.data.Dataset, cfg: AptrayConfig, spec: ModelSpec, artifact: str, alerts_dir: str | None,
+    pool: EncoderPool | None = None, windowed: bool = False,
+) -> tuple[ray.data.Dataset, dict[str, int]]:
+    """Embed templated rows with the artifact's embedder ``spec`` and score them.
+
+    The rows are embedded as the embed job embeds them (:func:`aptray.embed.job.embed_rows`): each distinct
+    sentence once, through the embedding cache when ``cfg.embed.cache`` is set (read and appended). A windowed
+    detector's rows are hash-partitioned by process first, so every window is whole in one block.
+
+    Returns:
+        The lazy scored dataset (:data:`SCORE_COLUMNS`) and the embedding counts (``distinct_sentences``,
+        ``encoded``).
     """
     import ray.data
 
-    from aptray.embed.job import encode_dataset
+    from aptray.embed.job import embed_rows, partitions
 
-    ds = encode_dataset(ds, spec, cfg.embed)
-    return ds.map_batches(
+    rows = ds.materialize()  # read once: the distinct pass and the join-back both read it
+    n_rows = rows.count()
+    if n_rows == 0:
+        return rows, {"distinct_sentences": 0, "encoded": 0}
+    parts = partitions(cfg.embed, n_rows)
+    embedded, n_distinct, n_encoded = embed_rows(rows, spec, cfg.embed, parts, pool, keep_sentence=True)
+    if windowed:
+        embedded = embedded.map_batches(_with_window_key, batch_format="pyarrow", batch_size=None).repartition(
+            parts, keys=[_WINDOW_KEY])
+    scored = embedded.map_batches(
         Scorer,  # type: ignore[arg-type]
-        fn_constructor_kwargs={"artifact": artifact, "alerts_dir": alerts_dir},
+        fn_constructor_kwargs={"artifact": artifact, "alerts_dir": alerts_dir, "trusted": cfg.score.trusted},
         batch_format="pyarrow",
+        batch_size=None if windowed else 4096,
         compute=ray.data.ActorPoolStrategy(size=1),
         num_cpus=cfg.score.scorer_cpus,
     )
+    return scored, {"distinct_sentences": n_distinct, "encoded": n_encoded}
 
 
 def file_key(f: InputFile) -> str:
@@ -135,17 +172,25 @@ def _s3_client_kwargs() -> dict[str, str]:
     return {"endpoint_url": endpoint} if endpoint else {}
 
 
-def plan_groups(files: list[InputFile], group_bytes: int) -> list[list[InputFile]]:
-    """Cut the sorted file list into groups of at most ``group_bytes`` (a larger file is a group alone)."""
+def plan_groups(files: list[InputFile], group_bytes: int,
+                unit: Callable[[InputFile], str] | None = None) -> list[list[InputFile]]:
+    """Cut the sorted file list into groups of at most ``group_bytes`` (a larger unit is a group alone).
+
+    Files with one ``unit`` value (an ADAPT system folder: its aspect files and ground truth) stay in one group.
+    """
+    units: dict[str, list[InputFile]] = {}
+    for f in files:
+        units.setdefault(unit(f) if unit else f.rel, []).append(f)
     groups: list[list[InputFile]] = []
     current: list[InputFile] = []
     size = 0
-    for f in files:
-        if current and size + f.size > group_bytes:
+    for members in units.values():
+        bytes_ = sum(f.size for f in members)
+        if current and size + bytes_ > group_bytes:
             groups.append(current)
             current, size = [], 0
-        current.append(f)
-        size += f.size
+        current.extend(members)
+        size += bytes_
     if current:
         groups.append(current)
     return groups
@@ -193,14 +238,21 @@ def _remove_orphans(fs: pafs.FileSystem, root: str, live_groups: set[str]) -> in
 def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]:
     """Score every file under ``input_uri`` with the artifact ``cfg.score.artifact``; resumable.
 
+    The source and process context default to the artifact's (``cfg.ingest.source`` / ``cfg.ingest.aspect``
+    when set); events of another format than the artifact was trained on are refused unless
+    ``cfg.score.allow_format_mismatch``.
+
     Returns:
         ``rows_read``, ``rows_scored``, ``rows_quarantined``, ``alerts``, ``files``, ``files_skipped``,
-        ``seconds`` — totals over all files, including those done by earlier runs.
+        ``source``, ``aspect``, ``distinct_sentences``, ``encoded`` (this run), ``seconds`` — the row counts are
+        totals over all files, including those done by earlier runs.
     """
     import pyarrow.fs as pafs_
 
-    from aptray.artifacts import load_detector
+    from aptray.artifacts import check_format, describe_format, load_detector, window_of
+    from aptray.embed.job import early_pool
     from aptray.embed.registry import resolve_recorded
+    from aptray.io.sources import source_spec
     from aptray.runtime import init_ray
     from aptray.templating.base import TEMPLATE_VERSION
     from aptray.templating.job import sentences_dataset
@@ -208,15 +260,23 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
     if not cfg.score.artifact:
         raise ValueError("score.artifact is required (a detector artifact folder, local or s3://)")
     start = time.perf_counter()
-    init_ray(cfg.ray)
     artifact = cfg.score.artifact
     detector = load_detector(artifact, expect_template_version=TEMPLATE_VERSION, trusted=cfg.score.trusted)
-    meta = detector.meta_ if hasattr(detector, "meta_") else {}
+    meta: dict[str, Any] = getattr(detector, "meta_", {})
+    source, aspect = input_format(cfg, meta)
+    spec = source_spec(source)
+    spec.check_aspect(aspect)
+    check_format(meta, source, aspect, cfg.score.allow_format_mismatch, where=f"{input_uri} read as {spec.title}")
+    window = window_of(meta)
+    if window is not None and not spec.windows_possible(aspect):
+        raise FormatMismatchError(f"the artifact is a windowed detector; {describe_format(source, aspect)} have no "
+                                  "event order to window")
     cfg = _align_template(cfg, meta)
-    spec = resolve_recorded(meta.get("embedder"))
-    source = Source(cfg.ingest.source)
+    cfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"source": source, "aspect": aspect})})
+    model = resolve_recorded(meta.get("embedder"))
+    init_ray(cfg.ray)
 
-    fs_in, files = list_files(input_uri, _SUFFIXES.get(source))
+    fs_in, files = list_files(input_uri, spec.suffixes)
     fs, root = resolve(out_uri)
     fs.create_dir(join(root, "_done"), recursive=True)
     markers = _done_markers(fs, root)
@@ -232,50 +292,79 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
     skipped = len(files) - len(pending)
     log.info("%d file(s): %d done earlier, %d to score", len(files), skipped, len(pending))
 
-    for group in plan_groups(pending, cfg.score.group_bytes):
-        gid = hashlib.sha256("\n".join(f"{f.rel}\0{f.size}" for f in group).encode()).hexdigest()[:16]
-        dirs = {p: join(root, p, f"group={gid}") for p in ("scores", "alerts", "quarantine")}
-        for d in dirs.values():
-            if fs.get_file_info(d).type == pafs_.FileType.Directory:
-                fs.delete_dir(d)
-        selection = Selection(fs_in, tuple(group), input_uri)
-        ds = sentences_dataset(source, selection, cfg, join(out_uri, "quarantine", f"group={gid}"))
-        alerts_dir = join(out_uri, "alerts", f"group={gid}") if cfg.score.write_alerts else None
-        ds = score_dataset(ds, cfg, spec, artifact, alerts_dir)
-        ds.write_parquet(dirs["scores"], filesystem=fs)
-        counts = _group_counts(out_uri, gid)
-        for f in group:
-            _write_json(fs, join(root, "_done", f"{file_key(f)}.json"),
-                        {"file": f.rel, "size": f.size, "version": file_version(fs_in, f), "group": gid,
-                         "group_counts": counts, "artifact": artifact, "finished": time.time()})
-        log.info("group %s: %d file(s), %s", gid, len(group), counts)
+    embedded = {"distinct_sentences": 0, "encoded": 0}
+    pool = early_pool(model, cfg.embed) if pending else None  # one set of encoder actors for every group
+    try:
+        for group in plan_groups(pending, cfg.score.group_bytes, spec.unit):
+            gid = hashlib.sha256("\n".join(f"{f.rel}\0{f.size}" for f in group).encode()).hexdigest()[:16]
+            dirs = {p: join(root, p, f"group={gid}") for p in ("scores", "alerts", "quarantine")}
+            for d in dirs.values():
+                if fs.get_file_info(d).type == pafs_.FileType.Directory:
+                    fs.delete_dir(d)
+            selection = Selection(fs_in, tuple(group), input_uri)
+            ds = sentences_dataset(source, selection, cfg, join(out_uri, "quarantine", f"group={gid}"))
+            alerts_dir = join(out_uri, "alerts", f"group={gid}") if cfg.score.write_alerts else None
+            scored, counts = score_dataset(ds, cfg, model, artifact, alerts_dir, pool, windowed=window is not None)
+            for k in embedded:
+                embedded[k] += counts[k]
+            scored.write_parquet(dirs["scores"], filesystem=fs)
+            group_counts = _group_counts(out_uri, gid)
+            for f in group:
+                _write_json(fs, join(root, "_done", f"{file_key(f)}.json"),
+                            {"file": f.rel, "size": f.size, "version": file_version(fs_in, f), "group": gid,
+                             "group_counts": group_counts, "artifact": artifact, "finished": time.time()})
+            log.info("group %s: %d file(s), %s", gid, len(group), group_counts)
+    finally:
+        if pool is not None:
+            pool.close()
 
     totals = _totals(fs, root, out_uri)
     result = {
         **totals,
         "files": len(files),
         "files_skipped": skipped,
+        "source": source.value,
+        "aspect": aspect.value if aspect else None,
+        **embedded,
         "seconds": round(time.perf_counter() - start, 3),
     }
     manifest = {
         "input": input_uri,
         "files": [{"file": f.rel, "size": f.size} for f in files],
         "artifact": artifact,
-        "artifact_sha256": meta.get("sha256", {}),
+        "artifact_sha256": artifact_hashes(meta),
+        "source": source.value,
+        "aspect": aspect.value if aspect else None,
         "template_version": TEMPLATE_VERSION,
-        "embedder": {"model_id": spec.model_id, "revision": spec.revision, "dim": spec.dim},
+        "embedder": {"model_id": model.model_id, "revision": model.revision, "dim": model.dim},
+        "cache": cfg.embed.cache,
         "counts": result,
     }
     _write_json(fs, join(root, "manifest.json"), manifest)
     return result
 
 
-_SUFFIXES: dict[Source, tuple[str, ...]] = {
-    Source.BETH: (".csv", ".csv.gz"),
-    Source.SYNTHETIC: (".csv", ".csv.gz"),
-    Source.ADAPT: (".csv",),
-    Source.CDM: (".json", ".json.gz", ".jsonl", ".jsonl.gz"),
-}
+def artifact_hashes(meta: dict[str, Any]) -> dict[str, str]:
+    """The sha256 of every file of the artifact that was scored with (its config's included)."""
+    hashes = dict(meta.get("files") or {})
+    if meta.get("config_sha256"):
+        hashes["config.json"] = str(meta["config_sha256"])
+    return hashes
+
+
+def input_format(cfg: AptrayConfig, meta: dict[str, Any]) -> tuple[Source, Aspect | None]:
+    """The source and process context to read: the config's where set, else the artifact's (else BETH)."""
+    from aptray.artifacts import recorded_format
+    from aptray.templating.job import effective_aspect
+
+    trained_source, trained_aspect = recorded_format(meta)
+    given = cfg.ingest.model_fields_set
+    source = cfg.ingest.source if "source" in given or trained_source is None else trained_source
+    if "aspect" in given or trained_source is None or source is not trained_source:
+        aspect = cfg.ingest.aspect
+    else:
+        aspect = trained_aspect
+    return source, effective_aspect(source, aspect)
 
 
 def _align_template(cfg: AptrayConfig, meta: dict[str, Any]) -> AptrayConfig:

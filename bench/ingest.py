@@ -69,7 +69,7 @@ def generate(source: str, out: Path, mb: float, files: int) -> int:
 def run(source: str, path: Path, aspect: str | None) -> dict[str, float]:
     """Read ``path`` with the source's reader to the end; return the timing figures."""
     from aptray.config import Aspect, IngestConfig
-    from aptray.io.registry import read
+    from aptray.io.sources import read
 
     cfg = IngestConfig(source=source, aspect=Aspect(aspect) if aspect else None)
     start = time.perf_counter()

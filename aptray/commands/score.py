@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from aptray.config import Source
+from aptray.config import Aspect, Source
 
 
 def register(app: typer.Typer) -> None:
@@ -17,20 +17,29 @@ def register(app: typer.Typer) -> None:
         input: Annotated[str, typer.Argument(help="Raw traces: file, folder, glob; local or s3://.")],
         artifact: Annotated[str, typer.Option(help="Detector artifact folder (local or s3://).")],
         out: Annotated[str, typer.Option(help="Output folder for scores/, alerts/, quarantine/, manifest.json.")],
-        source: Annotated[Source, typer.Option(help="Trace format.")] = Source.BETH,
+        source: Annotated[Source | None, typer.Option(help="Trace format (default: the artifact's).")] = None,
+        aspect: Annotated[Aspect | None, typer.Option(
+            help="Process context (ADAPT, CDM, auditd; default: the artifact's).")] = None,
+        allow_format_mismatch: Annotated[bool, typer.Option(
+            help="Score events of another source or context than the artifact was trained on.")] = False,
         actors: Annotated[int | None, typer.Option(help="Embedding actors.")] = None,
         gpus_per_actor: Annotated[float | None, typer.Option(help="GPUs per embedding actor.")] = None,
-        cache: Annotated[str | None, typer.Option(help="Embedding cache folder (local or s3://).")] = None,
-        trusted: Annotated[bool, typer.Option(help="Accept artifacts without recorded hashes.")] = False,
+        cache: Annotated[str | None, typer.Option(
+            help="Embedding cache folder (local or s3://): read for known sentences, appended with new ones.")] = None,
+        trusted: Annotated[bool, typer.Option(
+            help="Accept artifact files without a recorded sha256 (a recorded one must still match).")] = False,
         config: Annotated[str | None, typer.Option(help="YAML config.")] = None,
     ) -> None:
         """Score every event; rows read = rows scored + rows quarantined; re-runs skip finished files."""
         from aptray.commands.common import emit, setup
         from aptray.score import run_score
 
-        cfg = setup(config, {"ingest.source": source.value, "score.artifact": artifact, "embed.actors": actors,
+        cfg = setup(config, {"ingest.source": source.value if source else None, "score.artifact": artifact,
+                             "ingest.aspect": aspect.value if aspect else None, "embed.actors": actors,
                              "embed.gpus_per_actor": gpus_per_actor, "embed.cache": cache,
-                             "score.trusted": trusted or None})
+                             "score.trusted": trusted or None,
+                             "score.allow_format_mismatch": allow_format_mismatch or None})
         result = run_score(input, out, cfg)
         emit({k: result[k] for k in ("rows_read", "rows_scored", "rows_quarantined", "alerts", "files",
-                                     "files_skipped", "seconds")})
+                                     "files_skipped", "source", "aspect", "distinct_sentences", "encoded",
+                                     "seconds")})

@@ -48,6 +48,8 @@ def register(app: typer.Typer) -> None:
         api_key_file: Annotated[str | None, typer.Option(help="File of API keys (besides $APTRAY_API_KEY).")] = None,
         direct_ingress_port: Annotated[int | None, typer.Option(
             help="Also serve straight from the replica on this port (no proxy hop; lower latency).")] = None,
+        allow_format_mismatch: Annotated[bool, typer.Option(
+            help="Score requests of another format than the artifact was trained on (422 by default).")] = False,
         config: Annotated[str | None, typer.Option(help="YAML config (its serve and ray sections).")] = None,
     ) -> None:
         """Serve the detector over HTTP until interrupted (POST /v1/score, GET /v1/model, /healthz, /docs)."""
@@ -58,7 +60,8 @@ def register(app: typer.Typer) -> None:
 
         cfg = setup(config, {"serve.artifact": artifact, "serve.port": port, "serve.host": host,
                              "serve.replicas": replicas, "serve.num_gpus": gpus, "serve.api_key_file": api_key_file,
-                             "serve.direct_ingress_port": direct_ingress_port})
+                             "serve.direct_ingress_port": direct_ingress_port,
+                             "serve.allow_format_mismatch": allow_format_mismatch or None})
         sc = cfg.serve
         try:  # fail here, not in a replica, when no key is set
             ApiKeys.load(sc.api_key_file, sc.require_api_key)

@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from aptray.config import DetectorName
+
 
 def register(app: typer.Typer) -> None:
     """Add the command to ``app``."""
@@ -14,8 +16,7 @@ def register(app: typer.Typer) -> None:
     def train(
         embeddings: Annotated[str, typer.Argument(help="Embed output folder (embeddings/*.parquet + manifest.json).")],
         out: Annotated[str, typer.Option(help="Artifact folder (local or s3://).")],
-        model: Annotated[str | None, typer.Option(
-            help="ae|vae|dae|ae-attn|vae-attn|dae-attn|lstm-ae|iforest|ocsvm|pca|dbscan|avf")] = None,
+        model: Annotated[DetectorName | None, typer.Option(help="Detector (default ae).")] = None,
         workers: Annotated[int | None, typer.Option(help="Ray Train workers (DDP).")] = None,
         gpus: Annotated[bool, typer.Option("--gpus", help="One GPU per worker.")] = False,
         epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
@@ -23,14 +24,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train on benign rows (malicious-labelled rows are excluded) and print one JSON summary line."""
         from aptray.commands.common import emit, setup
-        from aptray.detectors import DETECTOR_NAMES
         from aptray.train import run_train
 
-        if model is not None and model not in DETECTOR_NAMES:
-            raise typer.BadParameter(f"choose one of {', '.join(DETECTOR_NAMES)}", param_hint="--model")
-        overrides = {"train.model": model, "train.workers": workers, "train.use_gpu": gpus or None,
-                     "train.epochs": epochs}
+        overrides = {"train.model": model.value if model else None, "train.workers": workers,
+                     "train.use_gpu": gpus or None, "train.epochs": epochs}
         cfg = setup(config, overrides)
         result = run_train(embeddings, out, cfg)
         emit({k: result[k] for k in ("model", "rows", "rows_used", "benign_rows", "excluded_malicious", "epochs",
-                                     "final_train_loss", "final_val_loss", "thresholds", "validation", "artifact")})
+                                     "final_train_loss", "final_val_loss", "thresholds", "validation", "trainer",
+                                     "artifact")})

@@ -32,7 +32,7 @@ def _subsample(X: np.ndarray, max_samples: int, seed: int) -> np.ndarray:
     return X[np.random.default_rng(seed).choice(len(X), max_samples, replace=False)]
 
 
-class _Baseline(Detector):
+class Baseline(Detector):
     """Shared plumbing: hyperparameters stored as given, ``get_params`` from :attr:`_params`."""
 
     _params: ClassVar[tuple[str, ...]] = ()
@@ -50,7 +50,7 @@ class _Baseline(Detector):
             setattr(self, key, np.asarray(value))
 
 
-class IForestDetector(_Baseline):
+class IForestDetector(Baseline):
     """Isolation Forest; score = sklearn's anomaly score ``2 ** (-E[h(x)] / c(psi))`` (in (0, 1]).
 
     Args:
@@ -104,7 +104,7 @@ class IForestDetector(_Baseline):
         return np.asarray(2.0 ** (-depth_sum / (trees * c)), dtype=np.float64)
 
 
-class OCSVMDetector(_Baseline):
+class OCSVMDetector(Baseline):
     """One-class SVM with an RBF kernel; score = minus sklearn's decision function.
 
     Args:
@@ -143,7 +143,7 @@ class OCSVMDetector(_Baseline):
         return -out
 
 
-class PCADetector(_Baseline):
+class PCADetector(Baseline):
     """PCA reconstruction error: squared distance of a row to the principal subspace of benign rows.
 
     Args:
@@ -172,7 +172,7 @@ class PCADetector(_Baseline):
         return np.asarray((resid**2).sum(1))
 
 
-class DBSCANDetector(_Baseline):
+class DBSCANDetector(Baseline):
     """DBSCAN on benign rows; score = Euclidean distance to the nearest core point.
 
     Args:
@@ -219,7 +219,7 @@ class DBSCANDetector(_Baseline):
         return out
 
 
-class AVFDetector(_Baseline):
+class AVFDetector(Baseline):
     """Attribute Value Frequency (Koufakou et al. 2007), the ADAPT papers' baseline.
 
     A row's AVF is the mean, over attributes, of how often its value occurs among benign training rows;
@@ -265,6 +265,3 @@ class AVFDetector(_Baseline):
         return np.asarray(1.0 - avf)
 
 
-BASELINES: dict[str, type[_Baseline]] = {
-    c.name: c for c in (IForestDetector, OCSVMDetector, PCADetector, DBSCANDetector, AVFDetector)
-}

@@ -50,8 +50,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Columns of ``OUT/embeddings`` (labels are carried for training and evaluation, never used as features).
-OUTPUT_COLUMNS: tuple[str, ...] = ("record_id", HASH, EMBEDDING, "malicious", "sus", "source_file", "line")
-_ROW_COLUMNS: tuple[str, ...] = ("record_id", "sentence", HASH, "malicious", "sus", "source_file", "line")
+#: ``host`` and ``pid`` name an event's process for windowed detectors (:mod:`aptray.windows`).
+OUTPUT_COLUMNS: tuple[str, ...] = ("record_id", HASH, EMBEDDING, "malicious", "sus", "source_file", "line", "host",
+                                   "pid")
+_ROW_COLUMNS: tuple[str, ...] = ("record_id", "sentence", HASH, "malicious", "sus", "source_file", "line", "host",
+                                 "pid")
 _ROWS_PER_PARTITION = 200_000
 
 
@@ -65,6 +68,8 @@ def output_schema(dim: int, float16: bool = False) -> pa.Schema:
         pa.field("sus", pa.int8()),
         pa.field("source_file", pa.string()),
         pa.field("line", pa.int64()),
+        pa.field("host", pa.string()),
+        pa.field("pid", pa.int64()),
     ])
 
 
@@ -128,7 +133,8 @@ class _Select:
         return batch.filter(pc.is_valid(batch.column(EMBEDDING))).select([HASH, EMBEDDING])
 
 
-def _partitions(cfg: EmbedConfig, rows: int) -> int:
+def partitions(cfg: EmbedConfig, rows: int) -> int:
+    """Hash partitions of the joins for ``rows`` rows: the configured number, else one per 200k rows (>= 2)."""
     return cfg.join_partitions or max(2, math.ceil(rows / _ROWS_PER_PARTITION))
 
 
@@ -179,8 +185,12 @@ def _read_rows(
             fs.delete_dir_contents(path)
         sentences_dataset(Source(source), input_uri, cfg, join(out_uri, "quarantine")).write_parquet(
             path, filesystem=fs)
+        from aptray.templating.job import effective_aspect
+
+        aspect = effective_aspect(Source(source), cfg.ingest.aspect)
         upstream: dict[str, Any] = {"source": str(Source(source)), "input": input_uri,
-                                    "template_version": TEMPLATE_VERSION}
+                                    "aspect": aspect.value if aspect else None, "template_version": TEMPLATE_VERSION,
+                                    "template": cfg.template.model_dump(mode="json")}
     else:
         sentences_uri = join(input_uri, "sentences")
         fs, root = resolve(input_uri)
@@ -243,7 +253,7 @@ def _to_table(ds: Any, schema: pa.Schema) -> pa.Table:
     return pa.concat_tables(tables).combine_chunks() if tables else schema.empty_table()
 
 
-def _early_pool(spec: ModelSpec, ecfg: EmbedConfig) -> EncoderPool | None:
+def early_pool(spec: ModelSpec, ecfg: EmbedConfig) -> EncoderPool | None:
     """Encoder actors started at the job's start, so that their start-up overlaps the job's first passes.
 
     None where they may not be needed: the shuffle plan only (it encodes on a Ray Data actor pool), or a
@@ -347,6 +357,31 @@ def _embeddings_shuffle(pairs: ray.data.Dataset, spec: ModelSpec, ecfg: EmbedCon
     return emb, n_distinct, n_encoded
 
 
+def embed_rows(rows: ray.data.Dataset, spec: ModelSpec, ecfg: EmbedConfig, parts: int, pool: EncoderPool | None,
+               keep_sentence: bool = False) -> tuple[ray.data.Dataset, int, int]:
+    """``rows`` (with ``sentence`` and its hash) plus an ``embedding`` column, each distinct sentence encoded once.
+
+    The embed job and the score job embed this way: distinct sentences from the cache or encoded (and
+    cached), then joined back to every row (a broadcast lookup, or a hash join above
+    ``ecfg.broadcast_max_distinct`` distinct sentences). ``rows`` is read twice: materialise it first.
+
+    Returns:
+        The lazy joined rows (``sentence`` dropped unless ``keep_sentence``), the distinct count and the number
+        encoded.
+    """
+    emb, n_distinct, n_encoded = _embeddings(rows, spec, ecfg, parts, pool)
+    base = rows if keep_sentence else rows.drop_columns(["sentence"])
+    if isinstance(emb, pa.Table):
+        import ray
+
+        ref = ray.put(emb)
+        joined = base.map_batches(_attach, fn_kwargs={"table": [ref]}, batch_format="pyarrow",  # type: ignore[arg-type]
+                                  batch_size=None)
+    else:
+        joined = base.join(emb, "inner", parts, on=(HASH,))
+    return joined, n_distinct, n_encoded
+
+
 def run_embed(input_uri: str, out_uri: str, cfg: AptrayConfig, source: str | None = None) -> dict[str, Any]:
     """Embed a templatize output (or a raw trace of ``source``) into ``out_uri``.
 
@@ -371,11 +406,11 @@ def run_embed(input_uri: str, out_uri: str, cfg: AptrayConfig, source: str | Non
     init_ray(cfg.ray)
     out_fs, out_root = resolve(out_uri)
     out_fs.create_dir(out_root, recursive=True)
-    pool = _early_pool(spec, ecfg)
+    pool = early_pool(spec, ecfg)
     try:
         rows, n_rows, upstream = _read_rows(input_uri, out_uri, cfg, source)
-        parts = _partitions(ecfg, n_rows)
-        emb, n_distinct, n_encoded = _embeddings(rows, spec, ecfg, parts, pool) if n_rows else (None, 0, 0)
+        parts = partitions(ecfg, n_rows)
+        joined, n_distinct, n_encoded = embed_rows(rows, spec, ecfg, parts, pool) if n_rows else (None, 0, 0)
     finally:
         if pool is not None:
             pool.close()
@@ -387,19 +422,7 @@ def run_embed(input_uri: str, out_uri: str, cfg: AptrayConfig, source: str | Non
     if emb_fs.get_file_info(emb_path).type != pafs.FileType.NotFound:
         emb_fs.delete_dir_contents(emb_path)  # a rerun replaces, never appends to, earlier output
     finish = _Finish(spec.dim, ecfg.output_float16)
-    if isinstance(emb, pa.Table) and n_rows:
-        import ray
-
-        ref = ray.put(emb)
-        joined = rows.drop_columns(["sentence"]).map_batches(_attach, fn_kwargs={"table": [ref]},
-                                                             batch_format="pyarrow", batch_size=None)
-        joined.map_batches(finish, batch_format="pyarrow", batch_size=None).write_parquet(
-            emb_path, filesystem=emb_fs)
-        written = _count_rows(emb_uri)
-        if written != n_rows:
-            raise RuntimeError(f"embed wrote {written} rows for {n_rows} input rows")
-    elif emb is not None and n_rows:
-        joined = rows.drop_columns(["sentence"]).join(emb, "inner", parts, on=(HASH,))
+    if joined is not None:
         joined.map_batches(finish, batch_format="pyarrow", batch_size=None).write_parquet(
             emb_path, filesystem=emb_fs)
         written = _count_rows(emb_uri)
@@ -429,6 +452,8 @@ def run_embed(input_uri: str, out_uri: str, cfg: AptrayConfig, source: str | Non
         "template_version": upstream.get("template_version"),
         "input": input_uri,
         "source": upstream.get("source"),
+        "aspect": upstream.get("aspect"),
+        "template": upstream.get("template"),
         "cache": ecfg.cache,
         "counts": counts,
     }

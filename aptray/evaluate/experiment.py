@@ -45,7 +45,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from aptray.config import AptrayConfig, Aspect, Source
+from aptray.config import AptrayConfig, Aspect, DetectorName, Source
+from aptray.detectors.registry import BASELINE_DETECTORS
 from aptray.evaluate.metrics import aggregate, finite_or_none
 from aptray.io.fs import join, resolve
 
@@ -53,8 +54,6 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 RAW = "raw"
-#: Detectors that are compared as baselines (the rest are aptray's torch models).
-BASELINE_NAMES: tuple[str, ...] = ("iforest", "ocsvm", "pca", "dbscan", "avf")
 #: Most raw attributes kept for AVF (the most frequent ones).
 MAX_RAW_ATTRIBUTES = 4096
 _CTX = ("ctx_events", "ctx_execs", "ctx_parents", "ctx_netflows")
@@ -218,7 +217,8 @@ def run_target(prep: Prepared, target: Target, cfg: AptrayConfig) -> tuple[list[
     """Fan out every embedder x detector x seed of a prepared target as Ray tasks; gather runs and scores."""
     import ray
 
-    from aptray.evaluate.runs import NEEDS_WINDOWS, fit_and_score
+    from aptray.detectors.registry import Features, detector_spec
+    from aptray.evaluate.runs import fit_and_score
     from aptray.evaluate.splits import split_rows
 
     exp = cfg.experiment
@@ -229,11 +229,11 @@ def run_target(prep: Prepared, target: Target, cfg: AptrayConfig) -> tuple[list[
     embedders = [e for e in exp.embedders if e in prep.features]
     pending: list[tuple[dict[str, Any], Any, Any]] = []
     for det in exp.detectors:
-        if det in NEEDS_WINDOWS:
+        features = detector_spec(det).features
+        if features is Features.WINDOWS:
             log.warning("%s skipped: it needs windows of consecutive events, not process contexts", det)
             continue
-        features = [RAW] if det == "avf" and RAW in prep.features else embedders
-        for emb in features:
+        for emb in ([RAW] if features is Features.ATTRIBUTES and RAW in prep.features else embedders):
             for split in splits:
                 key = {"dataset": target.name, "aspect": target.aspect.value if target.aspect else None,
                        "embedder": emb, "detector": det, "seed": split.seed}
@@ -293,7 +293,7 @@ def _brief(entry: dict[str, Any] | None) -> dict[str, Any] | None:
             "test": {k: entry["test"].get(k) for k in keys}, "val_auc_roc": entry["val"].get("auc_roc")}
 
 
-def best(summary: list[dict[str, Any]], torch_models: tuple[str, ...]) -> list[dict[str, Any]]:
+def best(summary: list[dict[str, Any]], torch_models: tuple[DetectorName, ...]) -> list[dict[str, Any]]:
     """Per dataset x aspect: aptray's combination selected on validation, its best on test, each baseline's."""
     targets: dict[tuple[Any, Any], list[dict[str, Any]]] = {}
     for s in summary:
@@ -306,7 +306,7 @@ def best(summary: list[dict[str, Any]], torch_models: tuple[str, ...]) -> list[d
         selected = max(by_val, key=lambda e: _mean(e, "val", "auc_roc"), default=None)
         top = max(by_test, key=lambda e: _mean(e, "test", "auc_roc"), default=None)
         baselines: dict[str, Any] = {}
-        for name in BASELINE_NAMES:
+        for name in BASELINE_DETECTORS:
             cands = [e for e in entries if e["detector"] == name and np.isfinite(_mean(e, "test", "auc_roc"))]
             if cands:
                 baselines[name] = _brief(max(cands, key=lambda e: _mean(e, "test", "auc_roc")))
@@ -381,9 +381,9 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
     Returns:
         A summary: targets run and skipped, runs, errors, seconds, and the output paths.
     """
+    from aptray.detectors.registry import TORCH_DETECTORS
     from aptray.evaluate.report import write_report
     from aptray.evaluate.splits import split_rows
-    from aptray.models import TORCH_MODELS
     from aptray.runtime import init_ray
 
     start = time.perf_counter()
@@ -433,10 +433,10 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
         if tsne is not None:
             write_parquet(join(sdir, "tsne.parquet"), tsne)
         doc["summary"] = summarize(doc["runs"])
-        doc["best"] = best(doc["summary"], TORCH_MODELS)
+        doc["best"] = best(doc["summary"], TORCH_DETECTORS)
         write_json(join(out_uri, "metrics.json"), doc)  # after every target: a long run shows progress
     doc["summary"] = summarize(doc["runs"])
-    doc["best"] = best(doc["summary"], TORCH_MODELS)
+    doc["best"] = best(doc["summary"], TORCH_DETECTORS)
     doc["seconds"] = round(time.perf_counter() - start, 2)
     write_json(join(out_uri, "metrics.json"), doc)
     report = write_report(out_uri)

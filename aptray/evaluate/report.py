@@ -52,17 +52,17 @@ def _auc_pr(brief: dict[str, Any] | None) -> str:
 
 def results_table(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """The headline table: per dataset x aspect, aptray's AUC / PR-AUC and each baseline's (mean over seeds)."""
-    from aptray.evaluate.experiment import BASELINE_NAMES
+    from aptray.detectors.registry import BASELINE_DETECTORS
 
     targets = {(t["dataset"], t["aspect"]): t for t in doc["targets"]}
     header = ["dataset", "aspect", "rows", "malicious", "aptray, chosen on validation",
-              "aptray, best on test (optimistic)", *BASELINE_NAMES]
+              "aptray, best on test (optimistic)", *BASELINE_DETECTORS]
     rows = []
     for b in doc["best"]:
         t = targets.get((b["dataset"], b["aspect"]), {})
         rows.append([b["dataset"], str(b["aspect"]), str(t.get("rows", "")), str(t.get("malicious", "")),
                      _auc_pr(b["aptray_selected"]), _auc_pr(b["aptray_best_on_test"]),
-                     *[_pair(b["baselines"].get(n)) for n in BASELINE_NAMES]])
+                     *[_pair(b["baselines"].get(n)) for n in BASELINE_DETECTORS]])
     return header, rows
 
 
@@ -102,7 +102,7 @@ def _read_table(uri: str) -> Any:
 
 
 def _target_section(w: _Writer, doc: dict[str, Any], target: dict[str, Any]) -> None:
-    from aptray.models import TORCH_MODELS
+    from aptray.detectors.registry import TORCH_DETECTORS
 
     dataset, aspect = target["dataset"], target["aspect"]
     w.add("h2", f"{dataset} — {aspect or 'events'}")
@@ -146,7 +146,7 @@ def _target_section(w: _Writer, doc: dict[str, Any], target: dict[str, Any]) -> 
     w.add("p", "Curves of the three combinations with the best mean test AUC-ROC (descriptive, not a selection).")
     w.image(plots.roc_pr([(f"{s['embedder']} {s['detector']}", *series(s["embedder"], s["detector"])) for s in top],
                          f"{dataset} {aspect}"), f"{slug}-roc-pr", "ROC and PR curves")
-    torch_ranked = [s for s in ranked if s["detector"] in TORCH_MODELS]
+    torch_ranked = [s for s in ranked if s["detector"] in TORCH_DETECTORS]
     runs = {(r["embedder"], r["detector"]): r for r in doc["runs"]
             if r["dataset"] == dataset and r["aspect"] == aspect and r["seed"] == 0 and r["status"] == "ok"}
     if torch_ranked:

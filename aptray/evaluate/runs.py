@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from aptray.config import ThresholdMethod
 from aptray.evaluate.metrics import score_metrics, threshold_metrics
 
 if TYPE_CHECKING:
@@ -19,10 +20,6 @@ if TYPE_CHECKING:
     from aptray.evaluate.splits import Split
 
 log = logging.getLogger(__name__)
-
-#: Detectors that are not trained on ADAPT process contexts (they need windows of consecutive events).
-NEEDS_WINDOWS: frozenset[str] = frozenset({"lstm-ae"})
-
 
 def fit_and_score(X: np.ndarray, y: np.ndarray, split: Split, detector: str, cfg: AptrayConfig) -> dict[str, Any]:
     """Fit ``detector`` on the benign train rows of ``split``; threshold on validation; score validation and test.
@@ -35,7 +32,7 @@ def fit_and_score(X: np.ndarray, y: np.ndarray, split: Split, detector: str, cfg
         X: features, one row per process (embeddings, or raw 0/1 attributes for AVF).
         y: 0/1 labels.
         split: the seed's split.
-        detector: a name of :data:`aptray.detectors.DETECTOR_NAMES`.
+        detector: a detector (:data:`aptray.detectors.registry.DETECTORS`).
         cfg: the config (``train``, ``threshold`` and ``experiment`` sections are read).
 
     Returns:
@@ -43,28 +40,28 @@ def fit_and_score(X: np.ndarray, y: np.ndarray, split: Split, detector: str, cfg
         ``threshold`` (value, method), ``test`` and ``val`` metrics, ``history`` (torch models) and the raw
         ``test_scores``/``val_scores`` (lists aligned with ``split.test``/``split.val``).
     """
-    from aptray.detectors import make_detector
-    from aptray.models import TORCH_MODELS
+    from aptray.detectors.registry import Family, detector_spec
 
     exp = cfg.experiment
     result: dict[str, Any] = {"rows": split.counts(y), "status": "ok", "error": None, "history": None}
     try:
-        if detector in TORCH_MODELS:
+        spec = detector_spec(detector)
+        if spec.family is Family.TORCH:
             import torch
 
             torch.set_num_threads(max(1, int(exp.task_cpus)))
         train_cfg = cfg.train.model_copy(update={"seed": split.seed, "epochs": exp.epochs or cfg.train.epochs})
-        det = make_detector(detector, train_cfg, cfg.threshold)
+        det = spec.build(train_cfg, cfg.threshold)
         start = time.perf_counter()
         det.fit(X[split.train], y[split.train])
         result["train_seconds"] = round(time.perf_counter() - start, 4)
         y_val = y[split.val]
-        if exp.threshold == "f1" and 0 < int(y_val.sum()) < len(y_val):
+        if exp.threshold is ThresholdMethod.F1 and 0 < int(y_val.sum()) < len(y_val):
             det.set_threshold_f1(X[split.val], y_val)
             method = "f1_validation"
         else:
             method = det.threshold_method_
-            if exp.threshold == "f1":
+            if exp.threshold is ThresholdMethod.F1:
                 method += " (validation lacks a class)"
         start = time.perf_counter()
         test_scores = det.decision_function(X[split.test])

@@ -9,8 +9,8 @@ clearscope folders); ``X2_`` is taken to be Parent by position (no file with it 
 
 Every other CSV of the folder is ground truth (``uuid,label``): a process is malicious iff its UUID appears in
 any of them. Those files are small; they are read on the driver and the UUID set is shipped to the read tasks.
-When ``ProcessAll.csv`` is absent, the All context is built by a Ray Data group-by of the single-aspect rows on
-``record_id`` (the union of processes), never by a dict of the whole trace on the driver.
+When ``ProcessAll.csv`` is absent, the All context is built by one hash partitioning of the single-aspect rows
+on ``record_id`` (:func:`merge_process` per process), never by a dict of the whole trace on the driver.
 
 Data rows are parsed without the csv module when they hold only a UUID and single 0/1 digits (the usual
 case): the values are every other byte of the line, so wide files (6,100 columns) stay cheap.
@@ -23,18 +23,19 @@ import json
 import logging
 import posixpath
 import re
-import zlib
 from collections.abc import Iterator
-from functools import partial
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pyarrow as pa
 
-from aptray.config import Aspect
+from aptray.config import Aspect, Source
+from aptray.io.engine import RayEngine, per_group
 from aptray.io.files import files_dataset, in_blocks, quarantine_row, read_lines
-from aptray.io.fs import InputFile, open_binary, resolve
+from aptray.io.fs import InputFile, Selection, list_files, open_binary, resolve
 from aptray.io.labels import normalize_uuid, parse_uuids
-from aptray.schema import CONTEXT_COLUMNS, event_table
+from aptray.io.request import Request, parse_stream
+from aptray.schema import CONTEXT_COLUMNS, EVENT_SCHEMA
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
@@ -215,119 +216,151 @@ def load_malicious(fs: pafs.FileSystem, files: list[InputFile]) -> frozenset[str
     return frozenset(uuids)
 
 
-#: Column added for the join only: the shuffle bucket of a process (a stable hash of its record_id).
-_BUCKET = "_bucket"
-#: Input bytes per join bucket; one bucket (all processes hashing to it) is merged in one UDF call.
-_BUCKET_BYTES = 32 << 20
-
-
-def add_bucket(batch: pa.Table, buckets: int) -> pa.Table:
-    """``map_batches`` UDF: append the join bucket of each row (CRC-32 of ``record_id`` modulo ``buckets``)."""
-    ids = batch.column("record_id").to_pylist()
-    return batch.append_column(_BUCKET, pa.array([zlib.crc32(i.encode()) % buckets for i in ids], pa.int32()))
-
-
-def merge_aspects(group: pa.Table, present: list[str]) -> pa.Table:
-    """``map_groups`` UDF: the single-aspect rows of the processes of one bucket -> one All row per process.
-
-    Grouping by a bucket rather than by the process keeps the number of UDF calls small; every row of a
-    process lands in the same bucket, so the merge is complete.
+def merge_process(parts: list[dict[str, Any]], present: dict[str, list[str]]) -> dict[str, Any]:
+    """Per-group function: the single-aspect rows of one process -> its All row (a quarantined row passes).
 
     Args:
-        group: the rows of one bucket (several aspects of many processes).
-        present: the ``ctx_*`` columns whose aspect file was read. An aspect whose file was read but does not
-            list the process gets an empty list (as in ``ProcessAll.csv``); aspects without a file stay null.
-            Quarantined rows have unique ids and pass through unchanged.
+        parts: every row with one ``record_id`` (quarantined rows have ids of their own, so come alone).
+        present: folder (relative to the input root) -> the ``ctx_*`` columns whose aspect file was read
+            there. An aspect whose file was read but does not list the process gets an empty list (as in
+            ``ProcessAll.csv``); aspects without a file stay null.
     """
-    rows = group.drop_columns([_BUCKET]).to_pylist()
-    by_id: dict[str, list[dict[str, Any]]] = {}
-    out: list[dict[str, Any]] = []
-    for row in rows:
-        if row["quarantine_reason"] is not None:
-            out.append(row)
+    if parts[0]["quarantine_reason"] is not None or parts[0]["aspect"] == Aspect.ALL.value:
+        return parts[0]  # a quarantined row, or a ProcessAll.csv row of a folder that has one
+    parts = sorted(parts, key=lambda r: r["source_file"])
+    folder = posixpath.dirname(parts[0]["source_file"])
+    merged: dict[str, Any] = {
+        "record_id": parts[0]["record_id"],
+        "source": SOURCE,
+        "source_file": ";".join(r["source_file"] for r in parts),
+        "line": parts[0]["line"],
+        "aspect": Aspect.ALL.value,
+        "malicious": max(r["malicious"] or 0 for r in parts),
+        "extras": json.dumps({"lines": {r["source_file"]: r["line"] for r in parts}}, sort_keys=True),
+    }
+    for col in CONTEXT_COLUMNS.values():
+        values = [v for r in parts if (v := r[col]) is not None]
+        if values:
+            merged[col] = list(dict.fromkeys(x for v in values for x in v))
+        elif col in present.get(folder, ()):
+            merged[col] = []
+    return merged
+
+
+@dataclass(frozen=True)
+class _Folder:
+    """One ADAPT system folder of an input: the files to read for the aspect, and its ground-truth files."""
+
+    chosen: tuple[InputFile, ...]
+    truth: tuple[InputFile, ...]
+    aspect: Aspect
+
+
+def _plan(files: list[InputFile], aspect: Aspect | None, uri: object) -> list[_Folder]:
+    """Group listed files by folder and pick, per folder, the aspect's file(s) and the ground truth."""
+    by_folder: dict[str, list[InputFile]] = {}
+    for f in files:
+        by_folder.setdefault(posixpath.dirname(f.rel), []).append(f)
+    wanted = aspect or Aspect.ALL
+    plans: list[_Folder] = []
+    for _, members in sorted(by_folder.items()):
+        by_aspect = {a: f for f in members if (a := file_aspect(f.rel)) is not None}
+        if wanted in by_aspect:
+            chosen = [by_aspect[wanted]]
+        elif wanted is Aspect.ALL:
+            chosen = [by_aspect[a] for a in SINGLE_ASPECTS if a in by_aspect]
         else:
-            by_id.setdefault(row["record_id"], []).append(row)
-    for rid in sorted(by_id):
-        parts = sorted(by_id[rid], key=lambda r: r["source_file"])
-        merged: dict[str, Any] = {
-            "record_id": rid,
-            "source": SOURCE,
-            "source_file": ";".join(r["source_file"] for r in parts),
-            "line": parts[0]["line"],
-            "aspect": Aspect.ALL.value,
-            "malicious": max(r["malicious"] or 0 for r in parts),
-            "extras": json.dumps({"lines": {r["source_file"]: r["line"] for r in parts}}, sort_keys=True),
-        }
-        for col in CONTEXT_COLUMNS.values():
-            values = [v for r in parts if (v := r[col]) is not None]
-            if values:
-                merged[col] = list(dict.fromkeys(x for v in values for x in v))
-            elif col in present:
-                merged[col] = []
-        out.append(merged)
-    return event_table(out) if out else event_table([])
+            chosen = []
+        truth = [f for f in members if file_aspect(f.rel) is None and f.rel.lower().endswith((".csv", ".csv.gz"))]
+        if chosen:
+            plans.append(_Folder(tuple(chosen), tuple(truth), wanted))
+    if not plans:
+        raise FileNotFoundError(f"no Process{wanted.value}.csv in {uri!r}")
+    return plans
 
 
-def read(uri: str, cfg: IngestConfig) -> ray.data.Dataset:
-    """Read an ADAPT system folder (or one ``Process<Aspect>.csv``), local or ``s3://``.
+def _plans(uri: str | Selection, aspect: Aspect | None) -> tuple[pafs.FileSystem, list[_Folder]]:
+    """What to read: a Selection as listed; one file (its folder's other CSVs as ground truth); or every
+    system folder of a folder tree."""
+    import pyarrow.fs as pafs
+
+    if isinstance(uri, Selection):
+        return uri.fs, _plan(list(uri.files), aspect, uri.root)
+    fs, path = resolve(uri)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.NotFound:
+        raise FileNotFoundError(f"no ADAPT input at {uri!r}")
+    if info.type == pafs.FileType.File:
+        named = file_aspect(path)
+        if aspect is not None and named is not None and named is not aspect:
+            raise ValueError(f"{uri!r} is a Process{named.value} file but aspect {aspect.value} was asked")
+        this = InputFile(info.path, posixpath.basename(info.path), info.size or 0)
+        truth = [f for f in _list_folder(fs, posixpath.dirname(path))
+                 if file_aspect(f.rel) is None and f.path != info.path and f.rel.lower().endswith(SUFFIXES)]
+        return fs, [_Folder((this,), tuple(truth), named or aspect or Aspect.ALL)]
+    _, files = list_files(uri, SUFFIXES)
+    return fs, _plan(files, aspect, uri)
+
+
+def read(uri: str | Selection, cfg: IngestConfig) -> ray.data.Dataset:
+    """Read ADAPT system folders (or one ``Process<Aspect>.csv``), local or ``s3://``.
 
     Args:
-        uri: the system folder, or one ``Process<Aspect>.csv[.gz]`` file.
+        uri: a system folder, a folder above several (each with its own ground truth), one
+            ``Process<Aspect>.csv[.gz]`` file, or an already listed :class:`~aptray.io.fs.Selection`.
         cfg: ingest settings; ``cfg.aspect`` picks the file (None means All); ``cfg.labels`` names a
-            ground-truth file to use instead of the folder's other CSVs.
+            ground-truth file to use instead of the folders' other CSVs.
 
     Returns:
         One row per process in :data:`aptray.schema.EVENT_SCHEMA`; bad rows are kept, flagged by
         ``quarantine_reason``.
 
     Raises:
-        FileNotFoundError: the folder has no file for the aspect asked for.
+        FileNotFoundError: no folder has a file for the aspect asked for.
     """
-    import pyarrow.fs as pafs
-
-    fs, path = resolve(uri)
-    info = fs.get_file_info(path)
-    if info.type == pafs.FileType.NotFound:
-        raise FileNotFoundError(f"no ADAPT input at {uri!r}")
-    if info.type == pafs.FileType.File:
-        folder = posixpath.dirname(path)
-        named = file_aspect(path)
-        if cfg.aspect is not None and named is not None and named is not cfg.aspect:
-            raise ValueError(f"{uri!r} is a Process{named.value} file but aspect {cfg.aspect.value} was asked")
-        aspect = named or cfg.aspect or Aspect.ALL
-        chosen = [InputFile(info.path, posixpath.basename(info.path), info.size or 0)]
-        siblings = _list_folder(fs, folder)
-    else:
-        aspect = cfg.aspect or Aspect.ALL
-        siblings = _list_folder(fs, path)
-        by_aspect = {a: f for f in siblings if (a := file_aspect(f.rel)) is not None}
-        if aspect in by_aspect:
-            chosen = [by_aspect[aspect]]
-        elif aspect is Aspect.ALL:
-            chosen = [by_aspect[a] for a in SINGLE_ASPECTS if a in by_aspect]
-        else:
-            chosen = []
-        if not chosen:
-            raise FileNotFoundError(f"no Process{aspect.value}.csv in {uri!r}")
-    truth = [f for f in siblings if file_aspect(f.rel) is None and f.rel.lower().endswith((".csv", ".csv.gz"))]
+    cfg = cfg.model_copy(update={"source": Source.ADAPT})
+    fs, plans = _plans(uri, cfg.aspect)
     if cfg.labels:
         lfs, lpath = resolve(cfg.labels)
-        truth = [InputFile(lpath, posixpath.basename(lpath), 0)]
-        malicious = load_malicious(lfs, truth)
+        malicious = load_malicious(lfs, [InputFile(lpath, posixpath.basename(lpath), 0)])
     else:
-        malicious = load_malicious(fs, truth)
-    parser = AdaptParser(malicious, aspect if aspect is not Aspect.ALL or len(chosen) == 1 else None)
+        malicious = load_malicious(fs, [t for p in plans for t in p.truth])
+    chosen = [f for p in plans for f in p.chosen]
+    joins = [p for p in plans if len(p.chosen) > 1]
+    parser = AdaptParser(malicious, None if joins else plans[0].aspect)
     ds = files_dataset(uri, parser, cfg, files=chosen, fs=fs)
-    if aspect is Aspect.ALL and len(chosen) > 1:
-        present = [CONTEXT_COLUMNS[a.value] for f in chosen if (a := file_aspect(f.rel)) is not None]
-        log.info("no ProcessAll.csv: joining %s on the process UUID", [f.rel for f in chosen])
-        buckets = max(1, min(256, -(-sum(f.size for f in chosen) // _BUCKET_BYTES)))
-        ds = (
-            ds.map_batches(partial(add_bucket, buckets=buckets), batch_format="pyarrow", batch_size=None)
-            .groupby(_BUCKET, num_partitions=buckets)
-            .map_groups(partial(merge_aspects, present=present), batch_format="pyarrow")
-        )
-    return ds
+    if not joins:
+        return ds
+    present = {posixpath.dirname(p.chosen[0].rel): [CONTEXT_COLUMNS[a.value] for f in p.chosen
+                                                     if (a := file_aspect(f.rel)) is not None] for p in joins}
+    log.info("no ProcessAll.csv in %d folder(s): joining the single aspects on the process UUID", len(joins))
+    engine = RayEngine(max(1, min(256, -(-sum(f.size for f in chosen) // _MERGE_BYTES))))
+    return per_group(engine, ds, "record_id", merge_process, EVENT_SCHEMA, rows=True, present=present)
+
+
+#: Input bytes per merge partition (processes of one partition are merged in one block call).
+_MERGE_BYTES = 32 << 20
+
+#: The file endings an ADAPT input lists (process contexts and ground truth).
+SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz")
+
+
+def is_header(fields: list[str]) -> bool:
+    """Whether a parsed CSV line is an ADAPT header (first column ``Object_ID`` or ``UUID``)."""
+    return bool(fields) and fields[0].strip().lstrip("\ufeff").lower() in ("object_id", "uuid")
+
+
+def parse_request(request: Request, cfg: IngestConfig) -> pa.Table:
+    """The process rows of one online request: CSV lines of a ``Process<Aspect>.csv``, header first (or in
+    ``request.header``). The aspect is ``cfg.aspect`` (the artifact's); ``ProcessAll`` lines carry their
+    ``X0_``..``X3_`` prefixes as in the file. Labels are unknown online."""
+    aspect = cfg.aspect or Aspect.ALL
+    data = request.csv(is_header, None, "ADAPT")
+    table = parse_stream(AdaptParser(frozenset(), aspect), data, cfg)
+    if table.num_rows:  # no ground truth online: unknown, not benign
+        i = table.schema.get_field_index("malicious")
+        table = table.set_column(i, table.schema.field(i), pa.nulls(table.num_rows, pa.int8()))
+    return table
 
 
 def _list_folder(fs: pafs.FileSystem, path: str) -> list[InputFile]:
@@ -340,4 +373,14 @@ def _list_folder(fs: pafs.FileSystem, path: str) -> list[InputFile]:
     return sorted(files, key=lambda f: f.rel)
 
 
-__all__ = ["AdaptParser", "add_bucket", "file_aspect", "load_malicious", "merge_aspects", "read", "record_id"]
+__all__ = ["AdaptParser", "file_aspect", "load_malicious", "merge_process", "parse_request", "read", "record_id"]
+
+
+def looks_like(lines: list[str]) -> bool:
+    """Whether the first non-blank line of a file is an ADAPT header (``Object_ID``/``UUID`` first)."""
+    if not lines:
+        return False
+    try:
+        return is_header(next(csv.reader([lines[0].lstrip("\ufeff")])))
+    except (csv.Error, StopIteration):
+        return False

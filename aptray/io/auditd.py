@@ -18,14 +18,19 @@ import logging
 import re
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from aptray.io.contexts import PROCESS_KEY, aggregate, dedupe, join_left, map_key_group_rows, small_strings
+from aptray.config import Source
+from aptray.io.contexts import PROCESS_KEY, aggregate
+from aptray.io.engine import Engine, LocalEngine, RayEngine, T, conform_to, in_one_task, keep, lookup, per_group
 from aptray.io.files import files_dataset, in_blocks, read_lines
-from aptray.io.fs import InputFile, list_files
+from aptray.io.fs import InputFile, Selection, list_files
 from aptray.io.labels import load_uuids
+from aptray.io.request import Request, parse_stream
 from aptray.schema import EVENT_SCHEMA
 
 if TYPE_CHECKING:
@@ -289,57 +294,51 @@ def assemble(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 _OUT_SCHEMA = EVENT_SCHEMA.append(pa.field(PROCESS_KEY, pa.string()))
+#: Event rows during the parent join: the parent executable and the key it is looked up by.
+JOIN_SCHEMA = _OUT_SCHEMA.append(pa.field("pexe", pa.string())).append(pa.field("ppid_key", pa.string()))
 
 
 def _bad_lines(batch: pa.Table) -> pa.Table:
-    import pyarrow.compute as pc
-
     bad = batch.filter(pc.is_valid(batch.column("quarantine_reason")))
-    rows = [{"record_id": f"{SOURCE}:{r['source_file']}:{r['line']}", "source": SOURCE, **r}
-            for r in bad.select(["source_file", "line", "raw", "quarantine_reason"]).to_pylist()]
-    return pa.Table.from_pylist(rows, schema=_OUT_SCHEMA)
+    n = bad.num_rows
+    ids = pc.binary_join_element_wise(pa.array([SOURCE] * n, pa.string()), bad.column("source_file"),
+                                      pc.cast(bad.column("line"), pa.string()), ":")
+    return conform_to(pa.table({"record_id": ids, "source": pa.array([SOURCE] * n, pa.string()),
+                                "source_file": bad.column("source_file"), "line": bad.column("line"),
+                                "raw": bad.column("raw"), "quarantine_reason": bad.column("quarantine_reason")}),
+                      _OUT_SCHEMA)
 
 
-def _good_lines(batch: pa.Table) -> pa.Table:
-    import pyarrow.compute as pc
-
-    return batch.filter(pc.is_null(batch.column("quarantine_reason")))
+def _is_good(batch: pa.Table) -> pa.Array:
+    return pc.is_null(batch.column("quarantine_reason"))
 
 
-def _bad_events(batch: pa.Table) -> pa.Table:
-    import pyarrow.compute as pc
-
-    return batch.filter(pc.is_valid(batch.column("quarantine_reason")))
+def _is_bad(batch: pa.Table) -> pa.Array:
+    return pc.is_valid(batch.column("quarantine_reason"))
 
 
-def _pid_key(batch: pa.Table, pid: str) -> pa.Array:
-    import pyarrow.compute as pc
-
+def _pid_key(batch: pa.Table, pid: str) -> pa.ChunkedArray:
     return pc.binary_join_element_wise(pc.fill_null(batch.column("host"), ""), pc.cast(batch.column(pid), pa.string()),
                                        "|")
 
 
 def _exe_by_pid(batch: pa.Table) -> pa.Table:
-    import pyarrow.compute as pc
-
     t = pa.table({"pkey": _pid_key(batch, "pid"), "pexe": batch.column("exe")})
     return t.filter(pc.and_(pc.is_valid(t.column("pkey")), pc.is_valid(t.column("pexe"))))
 
 
 def _with_ppid_key(batch: pa.Table) -> pa.Table:
-    return batch.append_column("ppid_key", _pid_key(batch, "ppid"))
+    i = batch.schema.get_field_index("ppid_key")
+    return batch.set_column(i, batch.schema.field(i), _pid_key(batch, "ppid"))
 
 
 class _Finish:
-    """``map_batches`` UDF: parent executable in place, labels marked, helper columns dropped."""
+    """Block function: parent executable in place, labels marked, helper columns dropped."""
 
     def __init__(self, labels: frozenset[str] | None) -> None:
         self.labels = labels
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        import pyarrow.compute as pc
-
-        batch = small_strings(batch)
         i = batch.schema.get_field_index("parent_exe")
         batch = batch.set_column(i, "parent_exe", pc.coalesce(batch.column("parent_exe"), batch.column("pexe")))
         if self.labels is not None:
@@ -348,18 +347,40 @@ class _Finish:
                          pc.fill_null(pc.is_in(batch.column(PROCESS_KEY), lab), False))
             j = batch.schema.get_field_index("malicious")
             batch = batch.set_column(j, "malicious", pc.cast(hit, pa.int8()))
-        return batch.select(_OUT_SCHEMA.names).cast(_OUT_SCHEMA)
+        return conform_to(batch, _OUT_SCHEMA)
 
 
 def _drop_process(batch: pa.Table) -> pa.Table:
     return batch.drop_columns([PROCESS_KEY])
 
 
-def read(uri: str, cfg: IngestConfig) -> ray.data.Dataset:
+def assemble_events(engine: Engine[T], records: T, cfg: IngestConfig, labels: frozenset[str] | None) -> T:
+    """The auditd join, for a whole trace (Ray Data) or one request: records -> canonical rows.
+
+    The records of one ``(node, time, serial)`` make one event (:func:`assemble`, any order, any file), each
+    event gets its parent's executable (the executable of an event of ``host|ppid``: the largest, where
+    several), and with ``cfg.aspect`` the events of each process make its context row. Bad lines and partial
+    events stay as quarantined rows.
+    """
+    bad = engine.map(records, _bad_lines)
+    events = engine.materialize(per_group(engine, keep(engine, records, _is_good), "key", assemble, JOIN_SCHEMA,
+                                          rows=True))
+    events = lookup(engine, engine.map(events, _with_ppid_key), engine.map(events, _exe_by_pid), JOIN_SCHEMA,
+                    on="ppid_key", right_on="pkey", take={"pexe": "pexe"})
+    events = engine.map(events, _Finish(labels))
+    if cfg.aspect is None:
+        return engine.map(engine.union(events, bad), _drop_process)
+    events = engine.materialize(events)
+    partial = keep(engine, events, _is_bad)
+    ctx = aggregate(engine, keep(engine, events, _is_good), str(cfg.aspect.value))
+    return engine.union(ctx, engine.map(engine.union(partial, bad), _drop_process))
+
+
+def read(uri: str | Selection, cfg: IngestConfig) -> ray.data.Dataset:
     """Read audit.log files (file, folder, glob; ``.gz``; local or ``s3://``) into the canonical event table.
 
     Args:
-        uri: the input.
+        uri: the input, or an already listed :class:`~aptray.io.fs.Selection`.
         cfg: ``cfg.aspect`` None gives one row per event; an aspect gives one context row per process
             (a process is ``host|pid|ppid``, its UUID a name-based UUID of that).
 
@@ -368,21 +389,26 @@ def read(uri: str, cfg: IngestConfig) -> ray.data.Dataset:
     """
     from aptray.io.cdm import partitions_for
 
+    cfg = cfg.model_copy(update={"source": Source.AUDITD})
     fs, files = list_files(uri, SUFFIXES)
-    parts = partitions_for(sum(f.size for f in files) * 2)
     labels = frozenset(load_uuids(cfg.labels)) if cfg.labels else None
-    recs = files_dataset(uri, parse, cfg, files=files, fs=fs).materialize()  # type: ignore[arg-type]
-    bad = recs.map_batches(_bad_lines, batch_format="pyarrow", batch_size=None)
-    good = recs.map_batches(_good_lines, batch_format="pyarrow", batch_size=None)
-    events = map_key_group_rows(good, "key", parts, assemble, _OUT_SCHEMA).materialize()
-    parents = dedupe(events.map_batches(_exe_by_pid, batch_format="pyarrow", batch_size=None), "pkey", ["pexe"], parts)
-    events = join_left(events.map_batches(_with_ppid_key, batch_format="pyarrow", batch_size=None), parents, parts,
-                       "ppid_key", "pkey").map_batches(_Finish(labels), batch_format="pyarrow",  # type: ignore[arg-type]
-                                                       batch_size=None)
-    if cfg.aspect is None:
-        return events.union(bad).map_batches(_drop_process, batch_format="pyarrow", batch_size=None)
-    events = events.materialize()
-    good = events.map_batches(_good_lines, batch_format="pyarrow", batch_size=None)
-    partial = events.map_batches(_bad_events, batch_format="pyarrow", batch_size=None)
-    ctx = aggregate(good, str(cfg.aspect.value), parts)
-    return ctx.union(partial.union(bad).map_batches(_drop_process, batch_format="pyarrow", batch_size=None))
+    records = files_dataset(uri, parse, cfg, files=files, fs=fs)
+    size = sum(f.size for f in files)
+    if size <= cfg.join_in_one_task_bytes:
+        return in_one_task(records, partial(assemble_events, cfg=cfg, labels=labels))
+    return assemble_events(RayEngine(partitions_for(size * 2)), records, cfg, labels)
+
+
+def parse_request(request: Request, cfg: IngestConfig) -> pa.Table:
+    """The events of one online request of raw audit.log lines (an item may hold several lines).
+
+    The records of one event are grouped by their serial, as the batch reader groups them across the trace;
+    an event is reported at the item of its first record.
+    """
+    records = parse_stream(parse, request.lines(), cfg, REC_SCHEMA)
+    return assemble_events(LocalEngine(), records, cfg, None)
+
+
+def looks_like(lines: list[str]) -> bool:
+    """Whether the first non-blank lines of a file are audit records (``type=T msg=audit(TIME:SERIAL):``)."""
+    return bool(lines) and all(_HEADER.match(line) is not None for line in lines[:3])

@@ -35,6 +35,8 @@ import pyarrow as pa
 
 from aptray.config import IngestConfig, Source
 from aptray.io.files import files_dataset, quarantine_row
+from aptray.io.fs import Selection
+from aptray.io.request import Request, parse_stream
 from aptray.schema import EVENT_SCHEMA, event_table
 
 if TYPE_CHECKING:
@@ -364,14 +366,53 @@ def parse(stream: BinaryIO, file: InputFile, cfg: IngestConfig) -> Iterator[pa.T
         log.info("%s: %d bad line(s) flagged, %d blank line(s) skipped", file.rel, bad, blank)
 
 
-def read(uri: str, cfg: IngestConfig) -> ray.data.Dataset:
+def read(uri: str | Selection, cfg: IngestConfig) -> ray.data.Dataset:
     """Read BETH (or synthetic BETH-format) CSVs under ``uri`` (file, folder, glob; local or ``s3://``).
 
     Args:
-        uri: where the CSVs are; in a folder or glob only ``.csv`` and ``.csv.gz`` files are read.
+        uri: where the CSVs are (or an already listed :class:`~aptray.io.fs.Selection`); in a folder or glob
+            only ``.csv`` and ``.csv.gz`` files are read.
         cfg: ingest settings (block size, field cap); strictness is applied downstream by the job.
 
     Returns:
         A lazy dataset in :data:`aptray.schema.EVENT_SCHEMA`, bad rows flagged with ``quarantine_reason``.
     """
     return files_dataset(uri, parse, cfg, suffixes=SUFFIXES)
+
+
+#: The 16 columns of the BETH splits, the default header of headerless CSV lines online.
+COLUMNS: tuple[str, ...] = (
+    "timestamp", "processId", "threadId", "parentProcessId", "userId", "mountNamespace", "processName",
+    "hostName", "eventId", "eventName", "stackAddresses", "argsNum", "returnValue", "args", "sus", "evil",
+)
+
+
+def is_header(fields: list[str]) -> bool:
+    """Whether a parsed CSV line is a BETH header (event or DNS files)."""
+    return ("processId" in fields and "eventName" in fields) or ("SourceIP" in fields and "DnsQuery" in fields)
+
+
+def literal(value: Any) -> str:
+    """A JSON value as BETH writes it in a CSV field (Python literals for lists and dicts)."""
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, (list, dict)):
+        return repr(value)
+    return str(value)
+
+
+def parse_request(request: Request, cfg: IngestConfig) -> pa.Table:
+    """The events of one online request: BETH CSV lines (a first line that is a BETH header is used as the
+    header; otherwise ``request.header`` or :data:`COLUMNS`), or JSON objects keyed by BETH column names (lists
+    and dicts, such as ``args``, are written back as the Python literals BETH files hold)."""
+    return parse_stream(parse, request.csv(is_header, COLUMNS, "BETH", literal), cfg)
+
+
+def looks_like(lines: list[str]) -> bool:
+    """Whether the first non-blank line of a file is a BETH header."""
+    if not lines:
+        return False
+    try:
+        return is_header(next(csv.reader([lines[0].lstrip("\ufeff")])))
+    except (csv.Error, StopIteration):
+        return False

@@ -18,16 +18,20 @@ import logging
 import math
 import posixpath
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from aptray.io.contexts import EXEC_ACTIONS, PROCESS_KEY, aggregate, dedupe, join_left, map_key_groups
+from aptray.config import Source
+from aptray.io.contexts import EXEC_ACTIONS, PROCESS_KEY, aggregate
+from aptray.io.engine import Engine, LocalEngine, RayEngine, T, conform_to, in_one_task, keep, lookup, per_group
 from aptray.io.files import files_dataset, in_blocks, read_lines
-from aptray.io.fs import InputFile, list_files
+from aptray.io.fs import InputFile, Selection, list_files
 from aptray.io.labels import load_uuids, normalize_uuid
+from aptray.io.request import Request, parse_stream
 from aptray.schema import EVENT_SCHEMA
 
 if TYPE_CHECKING:
@@ -252,28 +256,29 @@ def count_record_types(uri: str) -> dict[str, int]:
     return {r["type"]: int(r["count()"]) for r in ds.groupby("type").count().take_all()}
 
 
-# ---- distributed assembly -------------------------------------------------------------------------------
+# ---- assembly: one plan for batch (Ray Data) and online (a request) -------------------------------------
+
+#: Record rows during the joins: the record columns plus what the joins attach (object ``e_``, principal
+#: ``p_``, parent ``pexe``, subject ``s_``).
+JOIN_SCHEMA = pa.schema([
+    *REC_SCHEMA,
+    pa.field("e_object_path", pa.string()), pa.field("e_object_addr", pa.string()), pa.field("p_uid", pa.int64()),
+    pa.field("parent_key", pa.string()), pa.field("pexe", pa.string()), pa.field("s_host", pa.string()),
+    pa.field("s_pid", pa.int64()), pa.field("s_ppid", pa.int64()), pa.field("s_uid", pa.int64()),
+    pa.field("s_process_name", pa.string()), pa.field("s_exe", pa.string()), pa.field("s_pexe", pa.string()),
+])
+_OUT_SCHEMA = EVENT_SCHEMA.append(pa.field(PROCESS_KEY, pa.string()))
 
 
-def _kind(kind: str) -> Any:
-    def keep(batch: pa.Table) -> pa.Table:
-        return batch.filter(pc.equal(batch.column("kind"), kind))
-
-    return keep
+def _widen(batch: pa.Table) -> pa.Table:
+    return conform_to(batch, JOIN_SCHEMA)
 
 
-def _rename(prefix: str, columns: list[str]) -> Any:
-    def rename(batch: pa.Table) -> pa.Table:
-        return batch.select(columns).rename_columns([f"{prefix}{c}" for c in columns])
+def _is_kind(kind: str) -> Callable[[pa.Table], pa.Array]:
+    def mask(batch: pa.Table) -> pa.Array:
+        return pc.equal(batch.column("kind"), kind)
 
-    return rename
-
-
-def _coalesce(batch: pa.Table, name: str, other: str) -> pa.Table:
-    """``name := coalesce(name, other)``, then drop ``other``."""
-    col = pc.coalesce(batch.column(name), batch.column(other).cast(batch.schema.field(name).type))
-    i = batch.schema.get_field_index(name)
-    return batch.set_column(i, name, col).drop_columns([other])
+    return mask
 
 
 def _resolve_subject(group: pa.Table) -> pa.Table:
@@ -304,22 +309,23 @@ def _hints(batch: pa.Table) -> pa.Table:
     is_exec = pc.is_in(batch.column("action"), pa.array(sorted(EXEC_ACTIONS)))
     exe = pc.if_else(pc.and_(pc.fill_null(is_exec, False), pc.is_valid(batch.column("object_path"))),
                      batch.column("object_path"), batch.column("exe"))
-    n = batch.num_rows
-    hint = pa.table({c: pa.nulls(n, f.type) for c, f in zip(REC_SCHEMA.names, REC_SCHEMA, strict=True)},
-                    schema=REC_SCHEMA)
-    for name, col in (("kind", pa.array(["hint"] * n, pa.string())), ("uuid", batch.column("subject")),
-                      ("exe", exe), ("ppid", batch.column("ppid")), ("timestamp", batch.column("timestamp"))):
-        i = REC_SCHEMA.get_field_index(name)
-        hint = hint.set_column(i, REC_SCHEMA.field(i), col.cast(REC_SCHEMA.field(i).type))
-    keep = pc.and_(pc.is_valid(hint.column("uuid")),
-                   pc.or_(pc.is_valid(hint.column("exe")), pc.is_valid(hint.column("ppid"))))
-    return hint.filter(keep)
+    hint = conform_to(pa.table({"kind": pa.array(["hint"] * batch.num_rows, pa.string()),
+                                "uuid": batch.column("subject"), "exe": exe, "ppid": batch.column("ppid"),
+                                "timestamp": batch.column("timestamp"), "source_file": batch.column("source_file"),
+                                "line": batch.column("line")}), JOIN_SCHEMA)
+    keep_rows = pc.and_(pc.is_valid(hint.column("uuid")),
+                        pc.or_(pc.is_valid(hint.column("exe")), pc.is_valid(hint.column("ppid"))))
+    return hint.filter(keep_rows)
+
+
+def _pid_key(batch: pa.Table, pid: str) -> pa.ChunkedArray:
+    return pc.binary_join_element_wise(pc.fill_null(batch.column("host"), ""),
+                                       pc.cast(batch.column(pid), pa.string()), "|")
 
 
 def _parent_keys(batch: pa.Table) -> pa.Table:
     """Each subject is findable as a parent by its UUID and by ``host|pid``."""
-    by_pid = pc.binary_join_element_wise(pc.fill_null(batch.column("host"), ""),
-                                         pc.cast(batch.column("pid"), pa.string()), "|")
+    by_pid = _pid_key(batch, "pid")
     exe = batch.column("exe")
     return pa.concat_tables([
         pa.table({"pkey": batch.column("uuid"), "pexe": exe}),
@@ -328,13 +334,13 @@ def _parent_keys(batch: pa.Table) -> pa.Table:
 
 
 def _with_parent_key(batch: pa.Table) -> pa.Table:
-    by_ppid = pc.binary_join_element_wise(pc.fill_null(batch.column("host"), ""),
-                                          pc.cast(batch.column("ppid"), pa.string()), "|")
-    return batch.append_column("parent_key", pc.coalesce(batch.column("parent"), by_ppid))
+    key = pc.coalesce(batch.column("parent"), _pid_key(batch, "ppid"))
+    i = batch.schema.get_field_index("parent_key")
+    return batch.set_column(i, batch.schema.field(i), key)
 
 
 class _Finish:
-    """``map_batches`` UDF: joined event or subject rows -> :data:`EVENT_SCHEMA` plus ``process_uuid``."""
+    """Block function: joined event or subject rows -> :data:`EVENT_SCHEMA` plus ``process_uuid``."""
 
     def __init__(self, labels: frozenset[str] | None, subjects: bool = False) -> None:
         self.labels = labels
@@ -376,24 +382,18 @@ class _Finish:
                          pc.fill_null(pc.is_in(proc, lab), False))
             cols["malicious"] = pc.cast(hit, pa.int8())
         arrays = [pc.cast(cols[f.name], f.type) if f.name in cols else pa.nulls(n, f.type) for f in EVENT_SCHEMA]
-        return pa.Table.from_arrays([*arrays, pc.cast(proc, pa.string())],
-                                    schema=EVENT_SCHEMA.append(pa.field(PROCESS_KEY, pa.string())))
+        return pa.Table.from_arrays([*arrays, pc.cast(proc, pa.string())], schema=_OUT_SCHEMA)
 
 
 def _quarantined(batch: pa.Table) -> pa.Table:
+    """Quarantined record rows -> event rows holding only lineage, reason and raw text."""
     n = batch.num_rows
     cols = {"record_id": pc.binary_join_element_wise(pa.array([SOURCE] * n, pa.string()), batch.column("source_file"),
                                                      pc.cast(batch.column("line"), pa.string()), ":"),
             "source": pa.array([SOURCE] * n, pa.string()), "source_file": batch.column("source_file"),
             "line": batch.column("line"), "quarantine_reason": batch.column("quarantine_reason"),
             "raw": batch.column("raw")}
-    arrays = [cols[f.name] if f.name in cols else pa.nulls(n, f.type) for f in EVENT_SCHEMA]
-    return pa.Table.from_arrays([*arrays, pa.nulls(n, pa.string())],
-                                schema=EVENT_SCHEMA.append(pa.field(PROCESS_KEY, pa.string())))
-
-
-def _drop_process(batch: pa.Table) -> pa.Table:
-    return batch.drop_columns([PROCESS_KEY])
+    return conform_to(pa.table(cols), EVENT_SCHEMA)
 
 
 def partitions_for(total_bytes: int) -> int:
@@ -401,58 +401,88 @@ def partitions_for(total_bytes: int) -> int:
     return max(2, min(256, math.ceil(total_bytes / (128 << 20))))
 
 
-def events_and_subjects(uri: str, cfg: IngestConfig) -> tuple[ray.data.Dataset, ray.data.Dataset, ray.data.Dataset]:
-    """The joined event rows, the subject rows (both with ``process_uuid``) and the quarantined rows."""
-    fs, files = list_files(uri, SUFFIXES)
-    parts = partitions_for(sum(f.size for f in files))
-    labels = frozenset(load_uuids(cfg.labels)) if cfg.labels else None
-    recs = files_dataset(uri, parse, cfg, files=files, fs=fs).materialize()  # type: ignore[arg-type]
+def join_records(engine: Engine[T], records: T, labels: frozenset[str] | None) -> tuple[T, T, T]:
+    """The CDM join, for a whole trace (:class:`~aptray.io.engine.RayEngine`) or one request (``LocalEngine``).
 
-    def where(kind: str) -> ray.data.Dataset:
-        return recs.map_batches(_kind(kind), batch_format="pyarrow", batch_size=None)
+    Events are joined to their predicate object (path of a file, remote end of a flow), subjects merged and
+    filled with exe/ppid hints from their events, then joined to their principal (uid) and parent (by
+    ``parentSubject``, else ``host|ppid``), and events to their subject. A record may come anywhere in the
+    stream (a subject after its events is still joined).
 
-    events, subjects, ents = where("event"), where("subject"), where("entity")
-    quarantined = where("quarantine").map_batches(_quarantined, batch_format="pyarrow", batch_size=None)
-    ents_r = dedupe(ents.map_batches(_rename("e_", ["uuid", "object_path", "object_addr", "uid"]),
-                                      batch_format="pyarrow", batch_size=None),
-                     "e_uuid", ["e_object_path", "e_object_addr", "e_uid"], parts).materialize()
-    # events -> their predicate object (path of a file, remote end of a flow)
-    # materialised where a result feeds two branches: Ray Data would otherwise run its plan once per branch
-    ev = join_left(events, ents_r, parts, "obj", "e_uuid").materialize()
-    # subjects: merge duplicate records and fill exe/ppid from their events, then principal (uid) and parent
-    hints = ev.select_columns(REC_SCHEMA.names).map_batches(_hints, batch_format="pyarrow", batch_size=None)
-    subj = map_key_groups(subjects.union(hints), "uuid", parts, _resolve_subject, REC_SCHEMA)
-    princ = ents_r.map_batches(_rename("", ["e_uuid", "e_uid"]), batch_format="pyarrow", batch_size=None).map_batches(
-        lambda b: b.rename_columns(["p_uuid", "p_uid"]), batch_format="pyarrow", batch_size=None)
-    subj = join_left(subj, princ, parts, "principal", "p_uuid").materialize()
-    parents = dedupe(subj.map_batches(_parent_keys, batch_format="pyarrow", batch_size=None), "pkey", ["pexe"],
-                      parts)
-    subj = join_left(subj.map_batches(_with_parent_key, batch_format="pyarrow", batch_size=None), parents, parts,
-                 "parent_key", "pkey").materialize()
-    subj_r = subj.map_batches(_rename("s_", ["uuid", "host", "pid", "ppid", "p_uid", "process_name", "exe", "pexe"]),
-                              batch_format="pyarrow", batch_size=None).map_batches(
-        lambda b: b.rename_columns([c.replace("s_p_uid", "s_uid") for c in b.column_names]),
-        batch_format="pyarrow", batch_size=None)
-    joined = join_left(ev, subj_r, parts, "subject", "s_uuid")
-    out_events = joined.map_batches(_Finish(labels), batch_format="pyarrow", batch_size=None)  # type: ignore[arg-type]
-    out_subjects = subj.map_batches(_Finish(labels, subjects=True), batch_format="pyarrow",  # type: ignore[arg-type]
-                                    batch_size=None)
-    return out_events, out_subjects, quarantined
+    Args:
+        engine: where to run.
+        records: rows in :data:`REC_SCHEMA` (what :func:`parse` yields).
+        labels: normalised malicious UUIDs (events or subjects), or None when unknown.
+
+    Returns:
+        The event rows and the subject rows (both :data:`EVENT_SCHEMA` plus ``process_uuid``) and the
+        quarantined lines (:data:`EVENT_SCHEMA`).
+    """
+    recs = engine.materialize(engine.map(records, _widen))
+    events = keep(engine, recs, _is_kind("event"))
+    subjects = keep(engine, recs, _is_kind("subject"))
+    ents = keep(engine, recs, _is_kind("entity"))
+    quarantined = engine.map(keep(engine, recs, _is_kind("quarantine")), _quarantined)
+    ev = engine.materialize(lookup(engine, events, ents, JOIN_SCHEMA, on="obj", right_on="uuid",
+                                   take={"e_object_path": "object_path", "e_object_addr": "object_addr"}))
+    subj = per_group(engine, engine.union(subjects, engine.map(ev, _hints)), "uuid", _resolve_subject, JOIN_SCHEMA)
+    subj = lookup(engine, subj, ents, JOIN_SCHEMA, on="principal", right_on="uuid", take={"p_uid": "uid"})
+    subj = engine.materialize(engine.map(subj, _with_parent_key))
+    subj = engine.materialize(lookup(engine, subj, engine.map(subj, _parent_keys), JOIN_SCHEMA, on="parent_key",
+                                     right_on="pkey", take={"pexe": "pexe"}))
+    ev = lookup(engine, ev, subj, JOIN_SCHEMA, on="subject", right_on="uuid",
+                take={"s_host": "host", "s_pid": "pid", "s_ppid": "ppid", "s_uid": "p_uid",
+                      "s_process_name": "process_name", "s_exe": "exe", "s_pexe": "pexe"})
+    return engine.map(ev, _Finish(labels)), engine.map(subj, _Finish(labels, subjects=True)), quarantined
 
 
-def read(uri: str, cfg: IngestConfig) -> ray.data.Dataset:
+def _drop_process(batch: pa.Table) -> pa.Table:
+    return batch.drop_columns([PROCESS_KEY])
+
+
+def assemble(engine: Engine[T], records: T, cfg: IngestConfig, labels: frozenset[str] | None) -> T:
+    """Records -> canonical rows: one per event (``cfg.aspect`` None) or one context row per process."""
+    events, subjects, quarantined = join_records(engine, records, labels)
+    if cfg.aspect is None:
+        return engine.union(engine.map(events, _drop_process), quarantined)
+    return engine.union(aggregate(engine, engine.union(events, subjects), cfg.aspect), quarantined)
+
+
+def read(uri: str | Selection, cfg: IngestConfig) -> ray.data.Dataset:
     """Read CDM JSON lines (file, folder, glob; ``.gz``; local or ``s3://``) into the canonical event table.
 
     Args:
-        uri: the input.
+        uri: the input, or an already listed :class:`~aptray.io.fs.Selection`.
         cfg: ``cfg.aspect`` None gives one row per event; an aspect gives one context row per process.
 
     Returns:
         A dataset in :data:`aptray.schema.EVENT_SCHEMA`; quarantined lines are included, flagged.
     """
-    events, subjects, quarantined = events_and_subjects(uri, cfg)
-    if cfg.aspect is None:
-        return events.union(quarantined).map_batches(_drop_process, batch_format="pyarrow", batch_size=None)
-    _, files = list_files(uri, SUFFIXES)
-    ctx = aggregate(events.union(subjects), str(cfg.aspect.value), partitions_for(sum(f.size for f in files)))
-    return ctx.union(quarantined.map_batches(_drop_process, batch_format="pyarrow", batch_size=None))
+    cfg = cfg.model_copy(update={"source": Source.CDM})
+    fs, files = list_files(uri, SUFFIXES)
+    labels = frozenset(load_uuids(cfg.labels)) if cfg.labels else None
+    records = files_dataset(uri, parse, cfg, files=files, fs=fs)
+    size = sum(f.size for f in files)
+    if size <= cfg.join_in_one_task_bytes:
+        return in_one_task(records, partial(assemble, cfg=cfg, labels=labels))
+    return assemble(RayEngine(partitions_for(size)), records, cfg, labels)
+
+
+def parse_request(request: Request, cfg: IngestConfig) -> pa.Table:
+    """The rows of one online request of CDM records (JSON objects or JSON text lines), joined within it.
+
+    Non-event records (subjects, objects, principals, markers) are context: they give no row.
+    """
+    return assemble(LocalEngine(), parse_stream(parse, request.lines(json_objects=True), cfg, REC_SCHEMA), cfg,
+                    None)
+
+
+def looks_like(lines: list[str]) -> bool:
+    """Whether the first non-blank lines of a file are CDM records (JSON objects holding a ``datum``)."""
+    if not lines:
+        return False
+    try:
+        first = json.loads(lines[0])
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(first, dict) and isinstance(first.get("datum"), dict)

@@ -11,15 +11,12 @@ Data hash shuffle and emits one row per process in the same form as the ADAPT re
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 
+from aptray.io.engine import Engine, T, per_group
 from aptray.schema import CONTEXT_COLUMNS, EVENT_SCHEMA, event_table
-
-if TYPE_CHECKING:
-    import ray.data
 
 log = logging.getLogger(__name__)
 
@@ -111,29 +108,8 @@ def _aggregate(rows: pa.Table, aspect: str) -> pa.Table:
     return event_table([row]) if row is not None else EVENT_SCHEMA.empty_table()
 
 
-def small_strings(batch: pa.Table) -> pa.Table:
-    """Joins hand back ``large_string`` columns: cast them back so that kernels and unions line up."""
-    fields = [pa.field(f.name, pa.string()) if pa.types.is_large_string(f.type) else f for f in batch.schema]
-    return batch.cast(pa.schema(fields))
-
-
-def join_left(left: ray.data.Dataset, right: ray.data.Dataset, parts: int, on: str, right_on: str) -> ray.data.Dataset:
-    """Left outer hash join of ``left.on`` with ``right.right_on``, string columns kept ``string``."""
-    return left.join(right, "left_outer", parts, on=(on,), right_on=(right_on,)).map_batches(
-        small_strings, batch_format="pyarrow", batch_size=None)
-
-
-def dedupe(ds: ray.data.Dataset, key: str, columns: list[str], parts: int) -> ray.data.Dataset:
-    """One row per ``key`` (a vectorised hash aggregate): for each column the largest non-null value."""
-    from ray.data.aggregate import Max
-
-    aggs: list[Any] = [Max(c, ignore_nulls=True, alias_name=c) for c in columns]
-    return ds.groupby(key, num_partitions=parts).aggregate(*aggs).map_batches(
-        small_strings, batch_format="pyarrow", batch_size=None)
-
-
 class _HasProcess:
-    """``map_batches`` UDF: keep the rows whose process is known."""
+    """Block function: keep the rows whose process is known."""
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         import pyarrow.compute as pc
@@ -141,88 +117,16 @@ class _HasProcess:
         return batch.filter(pc.is_valid(batch.column(PROCESS_KEY)))
 
 
-def _runs(keys: list[Any]) -> list[tuple[int, int]]:
-    """``(start, stop)`` of each run of equal consecutive keys."""
-    runs: list[tuple[int, int]] = []
-    start = 0
-    for i in range(1, len(keys) + 1):
-        if i == len(keys) or keys[i] != keys[start]:
-            runs.append((start, i))
-            start = i
-    return runs
-
-
-class _PerGroup:
-    """``map_batches`` UDF on a hash-partitioned block: ``fn`` per group of equal ``key``.
-
-    Every group lies whole in one block after :meth:`ray.data.Dataset.repartition` with ``keys``; the block
-    is sorted by key and cut into runs, and the outputs make one table. Null keys form one group, as in a
-    Ray Data groupby. ``rows=False``: ``fn(table slice, **kwargs) -> table``; ``rows=True``:
-    ``fn(list of row dicts) -> row dict or None``.
-    """
-
-    def __init__(self, key: str, fn: Callable[..., Any], schema: pa.Schema, kwargs: dict[str, Any],
-                 rows: bool = False) -> None:
-        self.key = key
-        self.fn = fn
-        self.schema = schema
-        self.kwargs = kwargs
-        self.rows = rows
-
-    def __call__(self, block: pa.Table) -> pa.Table:
-        if not block.num_rows:
-            return self.schema.empty_table()
-        block = block.sort_by([(self.key, "ascending")])
-        runs = _runs(block.column(self.key).to_pylist())
-        if self.rows:
-            dicts = block.to_pylist()
-            out = [self.fn(dicts[a:b], **self.kwargs) for a, b in runs]
-            return pa.Table.from_pylist([r for r in out if r is not None], schema=self.schema)
-        tables = [t for t in (self.fn(block.slice(a, b - a), **self.kwargs) for a, b in runs) if t.num_rows]
-        return pa.concat_tables(tables).cast(self.schema) if tables else self.schema.empty_table()
-
-
-def map_key_groups(ds: ray.data.Dataset, key: str, num_partitions: int, fn: Callable[..., pa.Table],
-                   schema: pa.Schema, **kwargs: Any) -> ray.data.Dataset:
-    """``groupby(key).map_groups(fn)`` as one hash shuffle plus one call per block.
-
-    Ray Data's ``map_groups`` makes one output block per group, so every later stage pays per-group
-    overhead (an 8 MB auditd input: 32k one-row blocks, 28 s to deduplicate 382 keys and 96 s for one
-    join). Here the output has ``num_partitions`` blocks.
+def aggregate(engine: Engine[T], data: T, aspect: str) -> T:
+    """Group event rows by ``process_uuid`` into one context row per process (batch or online).
 
     Args:
-        ds: the rows.
-        key: the grouping column.
-        num_partitions: shuffle partitions.
-        fn: one group (a table) -> output rows in ``schema`` (any number); extra ``kwargs`` are passed on.
-        schema: the output schema.
-    """
-    return _grouped(ds, num_partitions, _PerGroup(key, fn, schema, kwargs))
-
-
-def map_key_group_rows(ds: ray.data.Dataset, key: str, num_partitions: int,
-                       fn: Callable[[list[dict[str, Any]]], dict[str, Any] | None],
-                       schema: pa.Schema) -> ray.data.Dataset:
-    """:func:`map_key_groups` for a function of row dicts (one output row or None per group)."""
-    return _grouped(ds, num_partitions, _PerGroup(key, fn, schema, {}, rows=True))
-
-
-def _grouped(ds: ray.data.Dataset, num_partitions: int, udf: _PerGroup) -> ray.data.Dataset:
-    """Hash-partition ``ds`` on the UDF's key, then one UDF call per block."""
-    return ds.repartition(num_partitions, keys=[udf.key]).map_batches(
-        udf, batch_format="pyarrow", batch_size=None)  # type: ignore[arg-type]
-
-
-def aggregate(ds: ray.data.Dataset, aspect: str, num_partitions: int) -> ray.data.Dataset:
-    """Group event rows by ``process_uuid`` (hash shuffle) into one context row per process.
-
-    Args:
-        ds: rows in the event schema plus ``process_uuid`` (rows with a null process are dropped).
+        engine: where to run (a hash shuffle on Ray Data, or one request's table).
+        data: rows in the event schema plus ``process_uuid`` (rows with a null process are dropped).
         aspect: Event, Exec, Parent, Netflow or All.
-        num_partitions: shuffle partitions.
 
     Returns:
-        A dataset in :data:`aptray.schema.EVENT_SCHEMA`, one row per process that has the aspect.
+        Rows in :data:`aptray.schema.EVENT_SCHEMA`, one per process that has the aspect.
     """
-    keep = ds.map_batches(_HasProcess(), batch_format="pyarrow", batch_size=None)  # type: ignore[arg-type]
-    return map_key_groups(keep, PROCESS_KEY, num_partitions, _aggregate, EVENT_SCHEMA, aspect=aspect)
+    return per_group(engine, engine.map(data, _HasProcess()), PROCESS_KEY, _aggregate, EVENT_SCHEMA,
+                     aspect=str(aspect))

@@ -44,9 +44,14 @@ class _ReadFiles:
         for row in batch.to_pylist():
             file = InputFile(row["path"], row["rel"], row["size"])
             with open_binary(self.fs, file.path) as stream:
+                first = self.cfg.check_format
                 for table in self.parser(stream, file, self.cfg):
-                    if table.num_rows:
-                        yield table
+                    if not table.num_rows:
+                        continue
+                    if first:
+                        check_first_block(self.fs, file, table, self.cfg)
+                        first = False
+                    yield table
 
 
 def files_dataset(
@@ -79,6 +84,36 @@ def files_dataset(
         batch_format="pyarrow",
         udf_modifying_row_count=True,
     )
+
+
+def check_first_block(fs: pafs.FileSystem, file: InputFile, table: pa.Table, cfg: IngestConfig) -> None:
+    """Stop the read when a file's first block is quarantined entirely and the file looks like another source.
+
+    That is a wrong ``--source`` (an audit.log read as BETH): quarantining every line would only hide it. A file
+    of no known format (a README in a log folder) is quarantined as usual, with a warning.
+
+    Raises:
+        WrongSourceError: naming the file, the share of its lines that failed and the source its first lines
+            look like (nothing of that file is written; the input is untouched).
+    """
+    reasons = table.column("quarantine_reason")
+    if reasons.null_count:  # at least one good row
+        return
+    import pyarrow.compute as pc
+
+    from aptray.errors import WrongSourceError
+    from aptray.io.sources import head_lines, sniff, source_spec
+
+    spec = source_spec(cfg.source)
+    lines = pc.max(table.column("line")).as_py() if "line" in table.column_names else table.num_rows
+    what = f"100% of the first {lines:,} lines of {file.rel} are not {spec.title}"
+    likely = [s for s in sniff(head_lines(fs, file.path)) if s is not spec.format]
+    if not likely:
+        log.warning("%s (first reason: %s); no known format matches them, so they are quarantined", what,
+                    str(reasons[0].as_py())[:120])
+        return
+    names = " or ".join(f"{source_spec(s).title} (--source {s.value})" for s in likely)
+    raise WrongSourceError(f"{what}; is it {names}? Nothing was written for it.")
 
 
 def read_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:

@@ -1,38 +1,43 @@
-"""Torch networks, one per module; :func:`build_model` maps a model name to a configured network."""
+"""Torch networks, one per module; :func:`build_model` maps a torch detector to a configured network."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from aptray.config import DetectorName
+
 if TYPE_CHECKING:
     from torch import nn
 
-#: Torch model names accepted by :func:`build_model` (and by ``aptray train --model``).
-TORCH_MODELS: tuple[str, ...] = ("ae", "vae", "dae", "ae-attn", "vae-attn", "dae-attn", "lstm-ae")
 
-
-def build_model(name: str, dim: int, hidden: list[int] | None = None, **extra: Any) -> nn.Module:
-    """A fresh network for ``name`` on ``dim`` input features.
+def build_model(name: DetectorName | str, dim: int, hidden: list[int] | None = None, **extra: Any) -> nn.Module:
+    """A fresh network for the torch detector ``name`` on ``dim`` input features.
 
     Args:
-        name: one of :data:`TORCH_MODELS`.
-        dim: input features (embedding dimension, or event features for ``lstm-ae``).
+        name: a torch detector (:data:`aptray.detectors.registry.TORCH_DETECTORS`).
+        dim: input features (embedding dimension, also per event for ``lstm-ae``).
         hidden: layer widths (None: derived from ``dim``, or the seed's 128/64 for ``lstm-ae``).
         **extra: model-specific keyword arguments (``beta``, ``noise``, ``dropout``, ``chunks``, ...).
+
+    Raises:
+        ValueError: ``name`` is not a torch detector.
     """
     from aptray.models.ae import AutoEncoder
     from aptray.models.dae import DenoisingAutoEncoder
     from aptray.models.lstm_ae import LSTMAutoEncoder
     from aptray.models.vae import VariationalAutoEncoder
 
-    if name == "lstm-ae":
-        return LSTMAutoEncoder(dim, hidden, **extra)
-    base, _, attn = name.partition("-")
-    classes: dict[str, type[nn.Module]] = {
-        "ae": AutoEncoder,
-        "vae": VariationalAutoEncoder,
-        "dae": DenoisingAutoEncoder,
-    }
-    if base not in classes or attn not in ("", "attn"):
-        raise ValueError(f"unknown torch model {name!r}; choose one of {', '.join(TORCH_MODELS)}")
-    return classes[base](dim, hidden, attention=bool(attn), **extra)
+    try:
+        model = DetectorName(name)
+    except ValueError:
+        model = None
+    match model:
+        case DetectorName.LSTM_AE:
+            return LSTMAutoEncoder(dim, hidden, **extra)
+        case DetectorName.AE | DetectorName.AE_ATTN:
+            return AutoEncoder(dim, hidden, attention=model is DetectorName.AE_ATTN, **extra)
+        case DetectorName.VAE | DetectorName.VAE_ATTN:
+            return VariationalAutoEncoder(dim, hidden, attention=model is DetectorName.VAE_ATTN, **extra)
+        case DetectorName.DAE | DetectorName.DAE_ATTN:
+            return DenoisingAutoEncoder(dim, hidden, attention=model is DetectorName.DAE_ATTN, **extra)
+    raise ValueError(f"{name!r} is not a torch detector")

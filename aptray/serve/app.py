@@ -34,7 +34,7 @@ import numpy as np
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from aptray.config import ServeConfig
+from aptray.config import Aspect, IngestConfig, ServeConfig
 from aptray.serve.auth import ApiKeys
 from aptray.serve.batching import MicroBatcher
 from aptray.serve.loader import ArtifactLoader, Loader
@@ -143,6 +143,8 @@ class OnlineDetector:
         self.keys = ApiKeys.load(settings.api_key_file, settings.require_api_key)
         start = time.perf_counter()
         self.model = loader()
+        aspect = self.model.info.aspect
+        self._ingest = IngestConfig(aspect=Aspect(aspect) if aspect else None)  # requests read as the artifact's
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aptray-score")
         self.requests = 0
         self.batcher: MicroBatcher[tuple[np.ndarray, list[str | None]]] = MicroBatcher(
@@ -207,24 +209,25 @@ class OnlineDetector:
 
     async def score_request(self, body: ScoreRequest) -> Any:
         """Parse, templatize and score one request (the route's work, callable through a handle too)."""
-        from fastapi.responses import JSONResponse
-
-        from aptray.serve.parse import UnsupportedFormat, prepare
+        from aptray.serve.parse import prepare
 
         start = time.perf_counter()
-        try:
-            prepared = prepare(body.format, body.events, self.model.template, header=body.header)
-        except UnsupportedFormat as exc:
-            msg = str(exc)
-            return JSONResponse(status_code=422, content=ErrorResponse(
-                message=f"invalid request: body.format: {msg}",
-                errors=[{"loc": ["body", "format"], "msg": msg, "type": "unsupported"}]).model_dump())
+        refused = self._refuse_format(body)
+        if refused is not None:
+            return refused
+        prepared = prepare(body.format, body.events, self.model.template, header=body.header, ingest=self._ingest)
         sentences = prepared.sentences
         size = self.settings.max_batch_size
         chunks = [sentences[i : i + size] for i in range(0, len(sentences), size)]
         parts = await asyncio.gather(*(self.batcher.submit(c) for c in chunks)) if chunks else []
-        scores = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0)
-        tiers = [t for p in parts for t in p[1]]
+        if self.model.window is not None:
+            # the micro-batches gave embeddings only: a window needs its process's other events of this request
+            X = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, 0), np.float32)
+            scores, tiers = await asyncio.get_running_loop().run_in_executor(self._pool, self._score_windows, X,
+                                                                             prepared)
+        else:
+            scores = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0)
+            tiers = [t for p in parts for t in p[1]]
         info = self.model.info
         threshold = float(self.model.detector.threshold_)
         aid = info.artifact_id
@@ -241,6 +244,42 @@ class OnlineDetector:
         return _json_response({"artifact_id": aid, "results": results, "rejected": rejected,
                               "took_ms": round((time.perf_counter() - start) * 1000, 3)})
 
+    def _refuse_format(self, body: ScoreRequest) -> Any:
+        """422 for events of another format than the artifact's (None when they fit, or mismatches are allowed)."""
+        from fastapi.responses import JSONResponse
+
+        from aptray.artifacts import check_format
+        from aptray.errors import FormatMismatchError
+        from aptray.serve.parse import format_source
+
+        source = format_source(body.format)
+        msg = None
+        if source is not None:
+            try:
+                check_format(self.model.meta, source, self._ingest.aspect, self.settings.allow_format_mismatch,
+                             where=f"this request's {body.format.value} events")
+            except FormatMismatchError as exc:
+                msg = f"{exc}; send {self.model.info.source} events (or sentences)"
+        elif self.model.window is not None:
+            msg = "a windowed detector scores raw events (their process and order), not sentences"
+        if msg is None:
+            return None
+        return JSONResponse(status_code=422, content=ErrorResponse(
+            message=f"invalid request: body.format: {msg}",
+            errors=[{"loc": ["body", "format"], "msg": msg, "type": "format_mismatch"}]).model_dump())
+
+    def _score_windows(self, X: np.ndarray, prepared: Any) -> tuple[np.ndarray, list[str | None]]:
+        """Scores of a request's events as windows of their process (the request's events, in its order)."""
+        from aptray.detectors.thresholds import assign_tiers
+        from aptray.windows import window_index
+
+        if not len(prepared.sentences):
+            return np.zeros(0), []
+        assert self.model.window is not None
+        idx = window_index(prepared.window_keys, prepared.lines, self.model.window)
+        scores = np.asarray(self.model.detector.decision_function(X[idx]), dtype=np.float64)
+        return scores, assign_tiers(scores, self.model.detector.tiers_)
+
     def counters(self) -> dict[str, Any]:
         """Requests, events and micro-batches since the replica started (``GET /healthz``)."""
         st = self.batcher.stats
@@ -250,9 +289,12 @@ class OnlineDetector:
                 "mean_recent_micro_batch": round(sum(recent) / len(recent), 2) if recent else 0.0}
 
     def _score_flat(self, sentences: list[str]) -> tuple[np.ndarray, list[str | None]]:
+        """One micro-batch: encode, then score (a windowed detector's batches are embeddings only)."""
         from aptray.detectors.thresholds import assign_tiers
 
         X = self.model.encoder.encode(sentences)
+        if self.model.window is not None:
+            return X, [None] * len(sentences)
         scores = np.asarray(self.model.detector.decision_function(X), dtype=np.float64)
         return scores, assign_tiers(scores, self.model.detector.tiers_)
 

@@ -9,7 +9,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -44,12 +44,16 @@ class LoadedDetector:
         detector: the fitted detector.
         template: the template settings the training sentences were made with.
         info: metadata answered by ``GET /v1/model``.
+        meta: the artifact's whole config (source and aspect it was trained on).
+        window: events per window of a windowed detector (None: it scores single rows).
     """
 
     encoder: Encoder
     detector: ScoringDetector
     template: TemplateConfig
     info: ModelInfo
+    meta: dict[str, Any] = field(default_factory=dict)
+    window: int | None = None
 
 
 Loader = Callable[[], LoadedDetector]
@@ -98,7 +102,7 @@ class ArtifactLoader:
                    cfg.encode_batch_size, cfg.cache_size, cfg.torch_threads)
 
     def __call__(self) -> LoadedDetector:
-        from aptray.artifacts import ArtifactError, load_detector
+        from aptray.artifacts import ArtifactError, load_detector, recorded_format, window_of
         from aptray.embed.encoder import SentenceEncoder
         from aptray.templating.base import TEMPLATE_VERSION
 
@@ -120,6 +124,8 @@ class ArtifactLoader:
                                   lru_size=self.cache_size, threads=self.threads)
         template = TemplateConfig.model_validate(meta.get("template") or {})
         thresholds = meta.get("thresholds") or {}
+        source, aspect = recorded_format(meta)
+        window = window_of(meta)
         info = ModelInfo(
             artifact_id=artifact_id(self.artifact, meta),
             artifact=self.artifact,
@@ -132,9 +138,13 @@ class ArtifactLoader:
             template_version=meta.get("template_version"),
             template=template.model_dump(),
             device=device,
-            formats=supported_formats(),
+            formats=list(EventFormat),
+            source=source.value if source else None,
+            aspect=aspect.value if aspect else None,
+            window=window,
         )
-        return LoadedDetector(encoder=encoder, detector=detector, template=template, info=info)  # type: ignore[arg-type]
+        return LoadedDetector(encoder=encoder, detector=detector, template=template, info=info,  # type: ignore[arg-type]
+                              meta=meta, window=window)
 
 
 def _resolve_embedder(recorded: dict[str, Any]) -> Any:
@@ -145,19 +155,3 @@ def _resolve_embedder(recorded: dict[str, Any]) -> Any:
         return resolve_recorded(recorded)
     except ModelNotFoundError as exc:
         raise ValueError(str(exc)) from exc
-
-
-def supported_formats() -> list[EventFormat]:
-    """Formats whose parser is available in this installation."""
-    from aptray.serve.parse import UnsupportedFormat, parser_for
-
-    out = [EventFormat.SENTENCE]
-    for fmt in EventFormat:
-        if fmt is EventFormat.SENTENCE:
-            continue
-        try:
-            parser_for(fmt)
-        except UnsupportedFormat:
-            continue
-        out.append(fmt)
-    return out

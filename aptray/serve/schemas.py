@@ -13,8 +13,10 @@ class _Model(BaseModel):
 
 
 class EventFormat(StrEnum):
-    """How the events of a request are written."""
+    """How the events of a request are written: a source's raw records (:data:`aptray.io.sources.SOURCES`), or
+    sentences."""
 
+    ADAPT = "adapt"  # CSV lines of a Process<Aspect>.csv (header first or in ``header``), read as the artifact's aspect
     BETH = "beth"  # BETH CSV lines (header optional) or JSON objects with BETH column names
     AUDITD = "auditd"  # raw audit.log lines; records of one event are grouped by their serial
     CDM = "cdm"  # DARPA TC CDM JSON records (objects or JSON text)
@@ -24,14 +26,15 @@ class EventFormat(StrEnum):
 class ScoreRequest(_Model):
     """A batch of raw events of one format."""
 
-    format: EventFormat = Field(description="How the events are written: beth, auditd, cdm or sentence.")
+    format: EventFormat = Field(description="How the events are written: adapt, beth, auditd, cdm or sentence.")
     events: list[str | dict[str, Any]] = Field(
         min_length=1,
         description="The events: text lines (CSV, audit.log, JSON text, sentences) or JSON objects.",
     )
     header: list[str] | None = Field(
         None,
-        description="CSV column names for BETH lines sent without a header line (default: the 16 BETH columns).",
+        description="CSV column names for BETH or ADAPT lines sent without a header line (BETH default: its 16 "
+        "columns).",
     )
 
     model_config = ConfigDict(
@@ -103,6 +106,12 @@ class ModelInfo(_Model):
     template: dict[str, Any] | None
     device: str
     formats: list[EventFormat]
+    source: str | None = Field(None, description="The source the detector was trained on (requests of another "
+                                                 "format are refused unless the server allows mismatches).")
+    aspect: str | None = Field(None, description="The process context it was trained on (None: single events).")
+    window: int | None = Field(None, description="Events per window of a windowed detector (LSTM-AE): each event "
+                                                 "is scored with the events of its process before it in the same "
+                                                 "request.")
 
 
 class Health(_Model):

@@ -11,14 +11,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from aptray.config import AptrayConfig, Source, TemplateConfig
+from aptray.config import AptrayConfig, Aspect, Source, TemplateConfig
 from aptray.io.fs import Selection, join, resolve
 from aptray.io.quarantine import QuarantineSplit, count_rows
-from aptray.templating.base import TEMPLATE_VERSION, templatize
+from aptray.schema import EVENT_SCHEMA
+from aptray.templating.base import SENTENCE_FIELDS, TEMPLATE_VERSION, templatize
 
 log = logging.getLogger(__name__)
 
 DROP_COLUMNS = ("quarantine_reason", "raw")
+#: Columns of a templatize output's ``sentences/``.
+SENTENCES_SCHEMA = pa.schema([*(f for f in EVENT_SCHEMA if f.name not in DROP_COLUMNS), *SENTENCE_FIELDS])
 
 
 class Templatize:
@@ -35,7 +38,7 @@ def sentences_dataset(
     source: Source | str, uri: str | Selection, cfg: AptrayConfig, quarantine_dir: str | None
 ) -> Any:
     """Lazy dataset of templated good rows; bad rows are written to ``quarantine_dir`` on the way."""
-    from aptray.io.registry import read
+    from aptray.io.sources import read
 
     ingest = cfg.ingest.model_copy(update={"source": Source(source)})
     ds = read(source, uri, ingest)
@@ -58,15 +61,39 @@ def run_templatize(source: Source | str, uri: str, out: str, cfg: AptrayConfig |
     sentences_uri, quarantine_uri = join(out, "sentences"), join(out, "quarantine")
     ds = sentences_dataset(source, uri, cfg, quarantine_uri)
     ds.write_parquet(join(root, "sentences"), filesystem=fs)
+    ensure_parquet(sentences_uri, SENTENCES_SCHEMA)  # an input that keeps no row gives an empty, typed output
     counts = sentence_counts(sentences_uri)
     counts["quarantined"] = count_rows(quarantine_uri)
     counts["rows_read"] = counts["rows"] + counts["quarantined"]
     counts["seconds"] = round(time.perf_counter() - start, 3)
-    manifest = {"source": str(Source(source)), "input": uri, "template_version": TEMPLATE_VERSION,
-                "template": cfg.template.model_dump(), "counts": counts}
+    aspect = effective_aspect(Source(source), cfg.ingest.aspect)
+    manifest = {"source": str(Source(source)), "input": uri, "aspect": aspect.value if aspect else None,
+                "template_version": TEMPLATE_VERSION, "template": cfg.template.model_dump(mode="json"),
+                "counts": counts}
     with fs.open_output_stream(join(root, "manifest.json")) as fh:
         fh.write(json.dumps(manifest, indent=2).encode())
     return counts
+
+
+def ensure_parquet(uri: str, schema: pa.Schema) -> None:
+    """Write an empty Parquet file of ``schema`` at ``uri`` when no file was written there (no rows)."""
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    fs, path = resolve(uri)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.Directory and any(
+            i.path.endswith(".parquet") for i in fs.get_file_info(pafs.FileSelector(path, recursive=True))):
+        return
+    fs.create_dir(path, recursive=True)
+    pq.write_table(schema.empty_table(), join(path, "part-empty.parquet"), filesystem=fs)
+
+
+def effective_aspect(source: Source, aspect: Aspect | None) -> Aspect | None:
+    """The context a read builds: ``aspect``, or All for a source of process contexts only (ADAPT)."""
+    from aptray.io.sources import source_spec
+
+    return aspect if aspect is not None or source_spec(source).events else Aspect.ALL
 
 
 def sentence_counts(uri: str) -> dict[str, Any]:

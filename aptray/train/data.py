@@ -1,8 +1,8 @@
 """Reading an embed output (``EMB/embeddings/*.parquet`` + ``EMB/manifest.json``) into training arrays.
 
 Also holds the train/validation split (stratified, seeded; validation is part of the training input, never
-a test set) and the LSTM-AE windows: for every event, the ``window`` consecutive events of its
-process/host ending at it, ordered by ``source_file`` and ``line`` (padded with the first event).
+a test set). Windowed detectors (LSTM-AE) get the windows of :mod:`aptray.windows` over the rows, which come
+ordered by ``source_file`` and ``line``.
 """
 
 from __future__ import annotations
@@ -18,12 +18,9 @@ import pyarrow.compute as pc
 
 from aptray.embed.cache import embedding_matrix
 from aptray.io.fs import join, resolve
+from aptray.windows import WINDOW_COLUMNS, window_index, window_keys, window_labels
 
 log = logging.getLogger(__name__)
-
-#: Columns that identify a process/host for windows, used when the embed output carries them.
-GROUP_COLUMNS: tuple[str, ...] = ("source_file", "host", "pid")
-
 
 @dataclass
 class EmbeddingData:
@@ -32,7 +29,7 @@ class EmbeddingData:
     X: np.ndarray
     y: np.ndarray  # float: 1 malicious, 0 benign, nan unknown
     record_id: list[str]
-    groups: np.ndarray  # int group id per row (process/host/file)
+    window_keys: list[str]  # the process of each row (aptray.windows.window_keys)
     manifest: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -58,7 +55,7 @@ def load_embeddings(uri: str) -> EmbeddingData:
     fs, path = resolve(join(uri, "embeddings"))
     ds = pads.dataset(path, filesystem=fs, format="parquet")
     names = set(ds.schema.names)
-    cols = [c for c in ("record_id", "embedding", "malicious", "source_file", "line", "host", "pid") if c in names]
+    cols = [c for c in ("record_id", "embedding", "malicious", "line", *WINDOW_COLUMNS) if c in names]
     table = ds.to_table(columns=cols)
     sort = [(c, "ascending") for c in ("source_file", "line", "record_id") if c in names]
     if sort:
@@ -69,39 +66,16 @@ def load_embeddings(uri: str) -> EmbeddingData:
         y = np.where(np.isnan(y), np.nan, y)
     else:
         y = np.full(len(X), np.nan)
-    keys = [c for c in GROUP_COLUMNS if c in names]
-    if keys:
-        key_rows = list(zip(*(table.column(c).to_pylist() for c in keys), strict=True))
-        _, groups = np.unique(np.array([str(k) for k in key_rows]), return_inverse=True)
-    else:
-        groups = np.zeros(len(X), dtype=np.int64)
     rid = table.column("record_id").to_pylist() if "record_id" in names else [str(i) for i in range(len(X))]
     manifest = read_manifest(uri)
     log.info("read %d embeddings of dim %d from %s", len(X), X.shape[1] if X.ndim == 2 else 0, uri)
-    return EmbeddingData(X, np.asarray(y, dtype=np.float64), rid, np.asarray(groups, dtype=np.int64), manifest)
+    return EmbeddingData(X, np.asarray(y, dtype=np.float64), rid, window_keys(table), manifest)
 
 
-def windows(X: np.ndarray, groups: np.ndarray, window: int) -> np.ndarray:
-    """For each row, the ``window`` rows of its group ending at it (rows already in event order).
-
-    Rows before a group's ``window``-th event are padded with the group's first event.
-
-    Returns:
-        ``(rows, window, dim)`` array.
-    """
-    idx = np.empty((len(X), window), dtype=np.int64)
-    for g in np.unique(groups):
-        members = np.flatnonzero(groups == g)
-        pos = np.arange(len(members))[:, None] - np.arange(window - 1, -1, -1)[None, :]
-        idx[members] = members[np.clip(pos, 0, None)]
-    return X[idx]
-
-
-def window_labels(y: np.ndarray, groups: np.ndarray, window: int) -> np.ndarray:
-    """A window's label: 1 if any of its events is malicious, else 0, nan if all unknown."""
-    w = windows(y[:, None], groups, window)[:, :, 0]
-    out = np.where(np.isnan(w).all(1), np.nan, np.nanmax(np.where(np.isnan(w), -1, w), 1))
-    return np.asarray(out, dtype=np.float64)
+def windowed(data: EmbeddingData, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows as windows of their process (rows are in event order) and the windows' labels."""
+    idx = window_index(data.window_keys, range(len(data)), window)
+    return data.X[idx], window_labels(data.y, idx)
 
 
 def split_train_val(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

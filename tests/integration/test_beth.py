@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from aptray.config import IngestConfig, Source
-from aptray.io.registry import read
+from aptray.io.sources import read
 from aptray.schema import EVENT_SCHEMA
 from tests.conftest import upload_dir
 

@@ -15,7 +15,13 @@ from aptray.schema import ASPECTS, CONTEXT_COLUMNS
 
 
 def test_five_contexts_from_cdm20(ray_cluster: None, shared_data: Path, tmp_path: Path) -> None:
-    from aptray.io.cdm import events_and_subjects
+    """Distributed (hash-partitioned) and in-memory runs of the one CDM join plan give the same contexts, and
+    they agree with counts made here from the JSON."""
+    import pyarrow as pa
+
+    from aptray.io.cdm import join_records, parse
+    from aptray.io.engine import LocalEngine, RayEngine
+    from aptray.io.files import files_dataset
 
     src = shared_data / "cdm" / "cadets_cdm20" / "direct_pipe.cdm.json"
     subject_events: dict[str, set[str]] = defaultdict(set)
@@ -30,9 +36,16 @@ def test_five_contexts_from_cdm20(ray_cluster: None, shared_data: Path, tmp_path
     labels = tmp_path / "labels.txt"
     victim = sorted(subject_events)[0]
     labels.write_text(victim + "\n")
-    events, subjects, _ = events_and_subjects(str(src), IngestConfig(source="cdm", labels=str(labels)))
-    both = events.union(subjects).materialize()
-    out = {a: {r["record_id"]: r for r in aggregate(both, a, 2).take_all()} for a in ASPECTS}
+    cfg = IngestConfig(source="cdm", labels=str(labels))
+    records = files_dataset(str(src), parse, cfg).materialize()
+    local = LocalEngine()  # the plan on one in-memory table (a Serve request, a small input's one task)
+    table = pa.concat_tables(records.iter_batches(batch_format="pyarrow", batch_size=None))
+    ev, sub, _ = join_records(local, table, frozenset({victim}))
+    out = {a: {r["record_id"]: r for r in aggregate(local, local.union(ev, sub), a).to_pylist()} for a in ASPECTS}
+    engine = RayEngine(3)  # the same plan hash-partitioned on Ray Data (every keyed step a shuffle)
+    events, subjects, _ = join_records(engine, records, frozenset({victim}))
+    distributed = {r["record_id"]: r for r in aggregate(engine, events.union(subjects), "All").take_all()}
+    assert distributed == out["All"]
     assert {r["ctx_events"] and tuple(r["ctx_events"]) for r in out["Event"].values()}
     assert {k: set(r["ctx_events"]) for k, r in out["Event"].items()} == dict(subject_events)
     for k, r in out["Exec"].items():

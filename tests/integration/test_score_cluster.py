@@ -148,7 +148,7 @@ def _kill_embedding_actor(url: str) -> bool:
     except Exception:
         return False
     for actor in actors:
-        if "Embedder" in (actor.class_name or "") and actor.pid:
+        if (actor.class_name or "") in ("EncoderActor", "Embedder") and actor.pid:  # the job's encoders
             os.kill(actor.pid, signal.SIGKILL)
             return True
     return False

@@ -252,7 +252,7 @@ def test_auditd_online_parse_equals_the_batch_reader(shared_data: Path, ray_clus
     import pyarrow.compute as pc
 
     from aptray.config import IngestConfig, Source, TemplateConfig
-    from aptray.io.registry import read
+    from aptray.io.sources import read
     from aptray.serve.parse import prepare
     from aptray.serve.schemas import EventFormat
     from aptray.templating.base import templatize
@@ -275,7 +275,7 @@ def test_cdm_online_parse_equals_the_batch_reader(sample: str, shared_data: Path
     import pyarrow.compute as pc
 
     from aptray.config import IngestConfig, Source, TemplateConfig
-    from aptray.io.registry import read
+    from aptray.io.sources import read
     from aptray.serve.parse import prepare
     from aptray.serve.schemas import EventFormat
     from aptray.templating.base import templatize

@@ -117,7 +117,7 @@ def test_detector_auc_floor(adapt_emb: dict[str, Any], name: str) -> None:
     from sklearn.metrics import roc_auc_score
 
     from aptray.detectors import make_detector
-    from aptray.train.data import window_labels, windows
+    from aptray.windows import window_index, window_labels
 
     X, y = adapt_emb["emb"], adapt_emb["y"]
     tc, thr = _small_train(name)
@@ -126,9 +126,9 @@ def test_detector_auc_floor(adapt_emb: dict[str, Any], name: str) -> None:
     if name == "avf":
         X = adapt_emb["attrs"]  # AVF is the ADAPT papers' baseline on the raw 0/1 attributes
     if name == "lstm-ae":
-        groups = np.zeros(len(X), dtype=np.int64)
-        X = windows(X, groups, 8)
-        y_fit = window_labels(y_fit, groups, 8)
+        idx = window_index([0] * len(X), range(len(X)), 8)
+        X = X[idx]
+        y_fit = window_labels(y_fit, idx)
     det.fit(X, y_fit)
     assert det.n_excluded_ == int((y_fit == 1).sum()) > 0
     scores = det.decision_function(X)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from aptray.artifacts import ArtifactError, load_detector, save_detector
-from aptray.config import ThresholdConfig, TrainConfig
-from aptray.detectors import DETECTOR_NAMES, make_detector
+from aptray.config import DetectorName, ThresholdConfig, TrainConfig
+from aptray.detectors import make_detector
 from aptray.detectors.base import Detector
 
 DIM = 12
@@ -38,7 +38,7 @@ def _detector(name: str) -> Detector:
     return make_detector(name, TrainConfig(model=name, epochs=3, batch_size=64), ThresholdConfig())
 
 
-@pytest.mark.parametrize("name", DETECTOR_NAMES)
+@pytest.mark.parametrize("name", list(DetectorName))
 def test_contract(name: str) -> None:
     X, y, _ = _data(name)
     det = _detector(name)
@@ -67,7 +67,7 @@ def test_iforest_and_ocsvm_equal_sklearn_negated() -> None:
     np.testing.assert_allclose(svm.decision_function(X), -OneClassSVM(nu=0.05).fit(X).decision_function(X), atol=1e-9)
 
 
-@pytest.mark.parametrize("name", DETECTOR_NAMES)
+@pytest.mark.parametrize("name", list(DetectorName))
 def test_artifact_round_trip(name: str, tmp_path: Path) -> None:
     X, y, _ = _data(name)
     det = _detector(name).fit(X, y)

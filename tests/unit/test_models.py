@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from aptray.models import TORCH_MODELS, build_model
+from aptray.detectors.registry import TORCH_DETECTORS
+from aptray.models import build_model
 from aptray.models.ae import default_hidden
 
 DIM = 48
@@ -17,7 +18,7 @@ def _batch(name: str) -> torch.Tensor:
     return torch.randn(*shape, generator=g)
 
 
-@pytest.mark.parametrize("name", TORCH_MODELS)
+@pytest.mark.parametrize("name", TORCH_DETECTORS)
 def test_shapes_and_scores(name: str) -> None:
     net = build_model(name, DIM)
     x = _batch(name)
@@ -30,7 +31,7 @@ def test_shapes_and_scores(name: str) -> None:
     assert torch.all(scores >= 0)
 
 
-@pytest.mark.parametrize("name", TORCH_MODELS)
+@pytest.mark.parametrize("name", TORCH_DETECTORS)
 def test_one_step_lowers_loss(name: str) -> None:
     torch.manual_seed(0)
     net = build_model(name, DIM, **({"dropout": 0.0} if name == "lstm-ae" else {}))
@@ -69,5 +70,5 @@ def test_dae_masking_noise_zeroes_values() -> None:
 
 
 def test_unknown_model_is_refused() -> None:
-    with pytest.raises(ValueError, match="unknown torch model"):
+    with pytest.raises(ValueError, match="not a torch detector"):
         build_model("gan", DIM)

@@ -9,8 +9,9 @@ import json
 from pathlib import Path
 
 from aptray.config import IngestConfig, Source, TemplateConfig
+from aptray.io.beth import COLUMNS as BETH_COLUMNS
 from aptray.io.fs import InputFile
-from aptray.serve.parse import BETH_COLUMNS, prepare
+from aptray.serve.parse import prepare
 from aptray.serve.schemas import EventFormat
 
 BETH = "beth/head_samples_BethSecure"

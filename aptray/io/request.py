@@ -1,0 +1,144 @@
+"""The raw items of one online request, written as the stream a file of that format would hold.
+
+Online and batch parse identically: a source's ``parse_request`` writes the request's items into an
+in-memory stream exactly as they would appear in a file (:meth:`Request.lines`, :meth:`Request.csv`), runs
+the source's own streaming parser over it (:func:`parse_stream`, the parser that
+:func:`aptray.io.files.files_dataset` runs per file) and then the same assembly plan as the batch reader, on
+a :class:`~aptray.io.engine.LocalEngine`. Every parsed row keeps its line number in the stream, which
+:attr:`Request.line_items` maps back to the request item it came from.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import pyarrow as pa
+
+from aptray.io.fs import InputFile
+
+if TYPE_CHECKING:
+    from aptray.config import IngestConfig
+
+#: The name parsed rows carry as their source file (``record_id`` is ``<source>:request:<line>``).
+REQUEST_FILE = "request"
+
+Item = str | dict[str, Any]
+
+
+@dataclass
+class Request:
+    """A request's items and what became of them while the stream was written.
+
+    Attributes:
+        items: the request's events (text lines or JSON objects).
+        header: CSV column names for lines sent without a header line.
+        rejected: ``(item index, reason)`` of items that could not be written as a record.
+        line_items: stream line number (1-based) -> item index.
+    """
+
+    items: Sequence[Item]
+    header: Sequence[str] | None = None
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    line_items: dict[int, int] = field(default_factory=dict)
+
+    def lines(self, json_objects: bool = False) -> bytes:
+        """Items of raw text lines (or JSON objects, one line each) as a stream; an item may hold several lines.
+
+        Lines are split at ``\\n`` only, as the file readers split: ``str.splitlines()`` would also cut at
+        ``\\x1c``, ``\\x85`` or U+2028, which JSON strings (CDM) and audit values may hold.
+        """
+        lines: list[str] = []
+        for i, item in enumerate(self.items):
+            if isinstance(item, dict):
+                if not json_objects:
+                    self.rejected.append((i, "expected raw text lines for this format, not a JSON object"))
+                    continue
+                item = json.dumps(item, separators=(",", ":"))
+            for part in item.rstrip("\n").split("\n"):
+                lines.append(part.removesuffix("\r"))
+                self.line_items[len(lines)] = i
+        return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
+
+    def csv(self, is_header: Callable[[list[str]], bool], default: Sequence[str] | None, what: str,
+            to_field: Callable[[Any], str] = str) -> bytes:
+        """Items of CSV lines (or JSON objects keyed by column) as a CSV stream, header first.
+
+        The header is the first item when ``is_header`` accepts it, else :attr:`header`, else ``default``;
+        without any, every item is rejected. Blank items hold no record and are rejected.
+
+        Args:
+            is_header: whether a parsed first line is a header of this format.
+            default: the columns of headerless lines when the request names none.
+            what: the format's name in reasons (``BETH``).
+            to_field: a JSON value -> its CSV field text (lists and dicts as the format writes them).
+        """
+        items = list(enumerate(self.items))
+        columns = list(self.header) if self.header else (list(default) if default else None)
+        first = items[0][1] if items else None
+        if isinstance(first, str) and (parsed := _csv_fields(first)) is not None and is_header(parsed):
+            columns = parsed
+            items = items[1:]
+        if columns is None:
+            self.rejected += [(i, f"no {what} header: send it as the first line or in 'header'") for i, _ in items]
+            return b""
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(columns)
+        known = set(columns)
+        line = 1
+        for i, item in items:
+            if isinstance(item, dict):
+                unknown = sorted(set(item) - known)
+                if unknown:
+                    self.rejected.append((i, f"unknown {what} column(s): {', '.join(map(json.dumps, unknown[:5]))}"))
+                    continue
+                writer.writerow([to_field(item.get(c)) if item.get(c) is not None else "" for c in columns])
+            elif "\n" in item or "\r" in item:
+                self.rejected.append((i, f"a {what} event must be one CSV line"))
+                continue
+            elif not item.strip():
+                self.rejected.append((i, "no event in this item (blank line)"))
+                continue
+            else:
+                buf.write(item + "\n")
+            line += 1
+            self.line_items[line] = i
+        return buf.getvalue().encode("utf-8")
+
+    def item_of(self, line: int | None) -> int:
+        """The item a stream line came from (-1 for none)."""
+        return self.line_items.get(int(line), -1) if line is not None else -1
+
+
+def _csv_fields(line: str) -> list[str] | None:
+    try:
+        return next(csv.reader([line.lstrip("\ufeff")]))
+    except (csv.Error, StopIteration):
+        return None
+
+
+Parse = Callable[[BinaryIO, InputFile, "IngestConfig"], Iterator[pa.Table]]
+
+
+def parse_stream(parse: Parse, data: bytes, cfg: IngestConfig, schema: pa.Schema | None = None) -> pa.Table:
+    """Run a source's streaming file parser over a request's stream; one table (``schema`` when empty).
+
+    Args:
+        parse: the parser :func:`aptray.io.files.files_dataset` runs per file.
+        data: the stream (:meth:`Request.lines` or :meth:`Request.csv`).
+        cfg: ingest settings (field caps); the request is parsed as one block.
+        schema: the parser's output schema (default :data:`aptray.schema.EVENT_SCHEMA`).
+    """
+    from aptray.schema import EVENT_SCHEMA
+
+    cfg = cfg.model_copy(update={"block_rows": 1 << 30})
+    file = InputFile(REQUEST_FILE, REQUEST_FILE, len(data))
+    tables = [t for t in parse(io.BytesIO(data), file, cfg) if t.num_rows] if data else []
+    if tables:
+        return pa.concat_tables(tables)
+    return (schema or EVENT_SCHEMA).empty_table()
