@@ -6,12 +6,13 @@ Every stage reads its own section. Environment variables are used only for secre
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Section(BaseModel):
@@ -201,7 +202,19 @@ class ServeAutoscaling(_Section):
 class ServeConfig(_Section):
     """The online Ray Serve endpoint (also the typed arguments of ``aptray.serve.app:build_app``)."""
 
-    artifact: str | None = Field(None, description="Detector artifact folder (local or s3://).")
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [n for n in value if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", n)]
+        if bad:
+            raise ValueError(f"model names are 1-64 letters, digits, '_', '.' or '-': {bad}")
+        return value
+
+    artifact: str | None = Field(None, description="Detector artifact folder (local or s3://): the default model.")
+    models: dict[str, str] = Field(
+        default_factory=dict,
+        description="More artifacts on the same replicas, by name (a request picks one with 'model'); detectors "
+        "of one embedder share its encoder.")
     trusted: bool = Field(False, description="Allow artifact files without a recorded hash.")
     allow_format_mismatch: bool = Field(
         False, description="Score requests of another format than the artifact was trained on (422 by default).")

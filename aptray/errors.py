@@ -24,7 +24,8 @@ def user_error(exc: BaseException) -> AptrayError | None:
         if e is None or id(e) in seen:
             continue
         seen.add(id(e))
-        if isinstance(e, AptrayError):
+        cause = getattr(e, "cause", None)  # a Ray task error: the exception raised in the task
+        if isinstance(e, AptrayError) and not isinstance(cause, AptrayError):
             return e
-        todo += [e.__cause__, e.__context__, getattr(e, "cause", None)]
+        todo += [e.__cause__, e.__context__, cause if isinstance(cause, BaseException) else None]
     return None

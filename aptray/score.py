@@ -127,9 +127,11 @@ def score_dataset(
         return rows, {"distinct_sentences": 0, "encoded": 0}
     parts = partitions(cfg.embed, n_rows)
     embedded, n_distinct, n_encoded = embed_rows(rows, spec, cfg.embed, parts, pool, keep_sentence=True)
-    if windowed:
+    if windowed and partitions(cfg.embed, n_rows, minimum=1) > 1:
         embedded = embedded.map_batches(_with_window_key, batch_format="pyarrow", batch_size=None).repartition(
             parts, keys=[_WINDOW_KEY])
+    elif windowed:  # one partition's worth of rows: one block holds every process, no hash shuffle needed
+        embedded = embedded.repartition(1)
     scored = embedded.map_batches(
         Scorer,  # type: ignore[arg-type]
         fn_constructor_kwargs={"artifact": artifact, "alerts_dir": alerts_dir, "trusted": cfg.score.trusted},

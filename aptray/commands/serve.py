@@ -35,6 +35,19 @@ def serve_config_yaml(cfg: ServeConfig) -> dict[str, Any]:
     }
 
 
+def _named(pairs: list[str] | None) -> dict[str, str] | None:
+    """``["cdm=art/cdm", "auditd=art/auditd"]`` -> ``{"cdm": "art/cdm", ...}``."""
+    if not pairs:
+        return None
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not name or not path:
+            raise typer.BadParameter(f"expected NAME=ARTIFACT, got {pair!r}", param_hint="--model")
+        out[name] = path
+    return out
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``serve`` and ``serve-config`` commands to ``app``."""
 
@@ -50,6 +63,9 @@ def register(app: typer.Typer) -> None:
             help="Also serve straight from the replica on this port (no proxy hop; lower latency).")] = None,
         allow_format_mismatch: Annotated[bool, typer.Option(
             help="Score requests of another format than the artifact was trained on (422 by default).")] = False,
+        model: Annotated[list[str] | None, typer.Option(
+            "--model", help="NAME=ARTIFACT: one more detector on the same replicas (repeatable); requests pick "
+            "it with \"model\": NAME.")] = None,
         config: Annotated[str | None, typer.Option(help="YAML config (its serve and ray sections).")] = None,
     ) -> None:
         """Serve the detector over HTTP until interrupted (POST /v1/score, GET /v1/model, /healthz, /docs)."""
@@ -61,7 +77,8 @@ def register(app: typer.Typer) -> None:
         cfg = setup(config, {"serve.artifact": artifact, "serve.port": port, "serve.host": host,
                              "serve.replicas": replicas, "serve.num_gpus": gpus, "serve.api_key_file": api_key_file,
                              "serve.direct_ingress_port": direct_ingress_port,
-                             "serve.allow_format_mismatch": allow_format_mismatch or None})
+                             "serve.allow_format_mismatch": allow_format_mismatch or None,
+                             "serve.models": _named(model)})
         sc = cfg.serve
         try:  # fail here, not in a replica, when no key is set
             ApiKeys.load(sc.api_key_file, sc.require_api_key)

@@ -133,9 +133,9 @@ class _Select:
         return batch.filter(pc.is_valid(batch.column(EMBEDDING))).select([HASH, EMBEDDING])
 
 
-def partitions(cfg: EmbedConfig, rows: int) -> int:
-    """Hash partitions of the joins for ``rows`` rows: the configured number, else one per 200k rows (>= 2)."""
-    return cfg.join_partitions or max(2, math.ceil(rows / _ROWS_PER_PARTITION))
+def partitions(cfg: EmbedConfig, rows: int, minimum: int = 2) -> int:
+    """Hash partitions of the joins for ``rows`` rows: the configured number, else one per 200k rows."""
+    return cfg.join_partitions or max(minimum, math.ceil(rows / _ROWS_PER_PARTITION))
 
 
 def encode_dataset(ds: ray.data.Dataset, spec: ModelSpec, cfg: EmbedConfig) -> ray.data.Dataset:

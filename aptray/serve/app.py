@@ -7,16 +7,20 @@ builder that takes any *loader*: a picklable callable that, on the replica, retu
 :class:`~aptray.serve.loader.LoadedDetector` (tests may pass a small real loader; production uses
 :class:`~aptray.serve.loader.ArtifactLoader`).
 
-Per replica: one sentence encoder (with its in-memory LRU: the replica's embedding cache) and the detector,
-loaded once. Requests are parsed and templated in the request's own coroutine, then their sentences are
-micro-batched across concurrent requests by :class:`~aptray.serve.batching.MicroBatcher` (batch size counted
-in events): whenever the model is free it encodes and scores everything that queued meanwhile, in a worker
-thread, so the event loop keeps accepting requests. (``@serve.batch`` in Ray 2.60 forms batches of one while
-the model is busy; the batcher's module docstring has the figures.)
+Per replica: the detectors it serves (the default artifact and any named ``models``; a request picks one with
+``model``), loaded once, and one sentence encoder per embedder (with its in-memory LRU: the replica's embedding
+cache), shared by the detectors trained on it. Requests are parsed and templated in the request's own
+coroutine as the artifact's source and context, then their sentences are micro-batched across concurrent
+requests by :class:`~aptray.serve.batching.MicroBatcher` (batch size counted in events): whenever the encoder
+is free it encodes everything that queued meanwhile, in a worker thread, so the event loop keeps accepting
+requests; each request is then scored by its detector (a windowed detector: each event with the events of its
+process before it in the same request). Events of another format than the artifact's get 422.
+(``@serve.batch`` in Ray 2.60 forms batches of one while the model is busy; the batcher's module docstring has
+the figures.)
 
-HTTP: ``POST /v1/score``, ``GET /v1/model`` (both need an API key), ``GET /healthz``, ``GET /docs`` and
-``GET /openapi.json``. Bodies over ``max_request_bytes`` get 413 (by ``Content-Length`` before reading,
-or while reading a chunked body), invalid bodies 422 with a message naming the field, a missing or wrong
+HTTP: ``POST /v1/score``, ``GET /v1/model``, ``GET /v1/models`` (all need an API key), ``GET /healthz``,
+``GET /docs`` and ``GET /openapi.json``. Bodies over ``max_request_bytes`` get 413 (by ``Content-Length``
+before reading, or while reading a chunked body), invalid bodies 422 with a message naming the field, a missing or wrong
 key 401. Nothing is deployed at import time.
 
 This module does not use ``from __future__ import annotations``: Serve reads the builder's argument type
@@ -37,7 +41,7 @@ from ray.serve.handle import DeploymentHandle
 from aptray.config import Aspect, IngestConfig, ServeConfig
 from aptray.serve.auth import ApiKeys
 from aptray.serve.batching import MicroBatcher
-from aptray.serve.loader import ArtifactLoader, Loader
+from aptray.serve.loader import ArtifactLoader, LoadedDetector, Loader
 from aptray.serve.schemas import (
     ErrorResponse,
     Health,
@@ -134,7 +138,7 @@ class OnlineDetector:
     """The ingress deployment: parses, templatizes, micro-batches, encodes and scores raw events.
 
     Args:
-        loader: called once on the replica; returns the encoder, detector and metadata.
+        loader: called once on the replica; returns the detectors it serves (by name) with their encoders.
         settings: limits, batching and key settings.
     """
 
@@ -142,31 +146,39 @@ class OnlineDetector:
         self.settings = settings
         self.keys = ApiKeys.load(settings.api_key_file, settings.require_api_key)
         start = time.perf_counter()
-        self.model = loader()
-        aspect = self.model.info.aspect
-        self._ingest = IngestConfig(aspect=Aspect(aspect) if aspect else None)  # requests read as the artifact's
+        loaded = loader()
+        self.models = loaded.models
+        self.default = loaded.default
+        self.model = self.models[self.default]
+        # requests are read as each artifact's process context (ADAPT aspect, CDM/auditd contexts)
+        self._ingest = {name: IngestConfig(aspect=Aspect(m.info.aspect) if m.info.aspect else None)
+                        for name, m in self.models.items()}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aptray-score")
         self.requests = 0
-        self.batcher: MicroBatcher[tuple[np.ndarray, list[str | None]]] = MicroBatcher(
-            self._score_flat, settings.max_batch_size, self._pool, settings.batch_wait_timeout_s)
-        self.model.encoder.encode(["warm up"])  # first forward pass is slow; not on a user's request
-        log.info("replica ready in %.1f s: artifact %s, %s", time.perf_counter() - start,
-                 self.model.info.artifact_id, self.keys)
+        # one micro-batcher per encoder: the requests of every detector on one embedder share its passes
+        self._batchers: dict[int, MicroBatcher[np.ndarray]] = {}
+        for m in self.models.values():
+            if id(m.encoder) not in self._batchers:
+                self._batchers[id(m.encoder)] = MicroBatcher(m.encoder.encode, settings.max_batch_size, self._pool,
+                                                             settings.batch_wait_timeout_s)
+                m.encoder.encode(["warm up"])  # first forward pass is slow; not on a user's request
+        log.info("replica ready in %.1f s: %s, %s", time.perf_counter() - start,
+                 ", ".join(f"{n}={m.info.artifact_id}" for n, m in self.models.items()), self.keys)
 
     def __serve_build_asgi_app__(self) -> Any:
         """The FastAPI app of this replica (built after ``__init__`` so routes see its settings and keys)."""
-        from fastapi import Depends, FastAPI, HTTPException, Request
+        from fastapi import Depends, FastAPI, HTTPException, Query, Request
         from fastapi.exceptions import RequestValidationError
         from fastapi.responses import JSONResponse
 
         app = FastAPI(
             title="aptray online detector",
             version="1",
-            description="Scores raw system events (BETH, auditd, DARPA TC CDM) or sentences with a trained anomaly "
-            "detector. Send the API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`.",
+            description="Scores raw system events (ADAPT, BETH, auditd, DARPA TC CDM) or sentences with trained "
+            "anomaly detectors. Send the API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`.",
         )
         app.add_middleware(BodyLimit, max_bytes=self.settings.max_request_bytes)
-        errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (401, 413, 422)}
+        errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (401, 404, 413, 422)}
 
         @app.exception_handler(RequestValidationError)
         async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -184,25 +196,35 @@ class OnlineDetector:
 
         @app.get("/healthz", response_model=Health, tags=["ops"])
         async def healthz() -> Health:
-            """Liveness: the replica has its model loaded."""
+            """Liveness: the replica has its models loaded."""
             return Health(artifact_id=self.model.info.artifact_id, **self.counters())
 
         @app.get("/v1/model", response_model=ModelInfo, responses=errors, tags=["detector"],
                  dependencies=[Depends(authorized)])
-        async def model() -> ModelInfo:
-            """Metadata of the loaded detector artifact."""
-            return self.model.info
+        async def model(name: str | None = Query(None, alias="model", description="A model name (GET "
+                                                                                   "/v1/models); default: the "
+                                                                                   "default model.")) -> ModelInfo:
+            """Metadata of one loaded detector artifact."""
+            if name is not None and name not in self.models:
+                raise HTTPException(404, f"no model {name!r}; this server has {', '.join(sorted(self.models))}")
+            return self.models[name or self.default].info
+
+        @app.get("/v1/models", response_model=list[ModelInfo], responses=errors, tags=["detector"],
+                 dependencies=[Depends(authorized)])
+        async def models() -> list[ModelInfo]:
+            """Metadata of every loaded detector artifact, the default first."""
+            return [self.models[self.default].info] + [m.info for n, m in self.models.items() if n != self.default]
 
         @app.post("/v1/score", response_model=ScoreResponse, responses=errors, tags=["detector"],
                   dependencies=[Depends(authorized)])
         async def score(body: ScoreRequest) -> Any:
             """Score a batch of raw events (or sentences): per event its sentence, score, threshold, tier and flag."""
             if len(body.events) > self.settings.max_events_per_request:
-                loc = ["body", "events"]
                 msg = f"at most {self.settings.max_events_per_request} events per request, got {len(body.events)}"
-                return JSONResponse(status_code=422, content=ErrorResponse(
-                    message=f"invalid request: body.events: {msg}", errors=[{"loc": loc, "msg": msg,
-                                                                           "type": "too_long"}]).model_dump())
+                return _invalid("events", msg, "too_long")
+            if body.model is not None and body.model not in self.models:
+                return _invalid("model", f"no model {body.model!r}; this server has "
+                                         f"{', '.join(sorted(self.models))}", "unknown_model")
             return await self.score_request(body)
 
         return app
@@ -212,24 +234,21 @@ class OnlineDetector:
         from aptray.serve.parse import prepare
 
         start = time.perf_counter()
-        refused = self._refuse_format(body)
+        name = body.model or self.default
+        loaded = self.models[name]
+        refused = self._refuse_format(body, loaded, name)
         if refused is not None:
             return refused
-        prepared = prepare(body.format, body.events, self.model.template, header=body.header, ingest=self._ingest)
+        prepared = prepare(body.format, body.events, loaded.template, header=body.header, ingest=self._ingest[name])
         sentences = prepared.sentences
         size = self.settings.max_batch_size
+        batcher = self._batchers[id(loaded.encoder)]
         chunks = [sentences[i : i + size] for i in range(0, len(sentences), size)]
-        parts = await asyncio.gather(*(self.batcher.submit(c) for c in chunks)) if chunks else []
-        if self.model.window is not None:
-            # the micro-batches gave embeddings only: a window needs its process's other events of this request
-            X = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, 0), np.float32)
-            scores, tiers = await asyncio.get_running_loop().run_in_executor(self._pool, self._score_windows, X,
-                                                                             prepared)
-        else:
-            scores = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0)
-            tiers = [t for p in parts for t in p[1]]
-        info = self.model.info
-        threshold = float(self.model.detector.threshold_)
+        parts = await asyncio.gather(*(batcher.submit(c) for c in chunks)) if chunks else []
+        X = np.concatenate(parts) if parts else np.zeros((0, loaded.info.embedder.dim), np.float32)
+        scores, tiers = await asyncio.get_running_loop().run_in_executor(self._pool, _score, loaded, X, prepared)
+        info = loaded.info
+        threshold = float(loaded.detector.threshold_)
         aid = info.artifact_id
         # plain dicts in the ScoreResponse shape, encoded once (FastAPI would validate a model a second time)
         results = [
@@ -244,10 +263,8 @@ class OnlineDetector:
         return _json_response({"artifact_id": aid, "results": results, "rejected": rejected,
                               "took_ms": round((time.perf_counter() - start) * 1000, 3)})
 
-    def _refuse_format(self, body: ScoreRequest) -> Any:
+    def _refuse_format(self, body: ScoreRequest, loaded: LoadedDetector, name: str) -> Any:
         """422 for events of another format than the artifact's (None when they fit, or mismatches are allowed)."""
-        from fastapi.responses import JSONResponse
-
         from aptray.artifacts import check_format
         from aptray.errors import FormatMismatchError
         from aptray.serve.parse import format_source
@@ -256,47 +273,45 @@ class OnlineDetector:
         msg = None
         if source is not None:
             try:
-                check_format(self.model.meta, source, self._ingest.aspect, self.settings.allow_format_mismatch,
+                check_format(loaded.meta, source, self._ingest[name].aspect, self.settings.allow_format_mismatch,
                              where=f"this request's {body.format.value} events")
             except FormatMismatchError as exc:
-                msg = f"{exc}; send {self.model.info.source} events (or sentences)"
-        elif self.model.window is not None:
+                msg = f"{exc}; send {loaded.info.source} events (or sentences) to model {name!r}"
+        elif loaded.window is not None:
             msg = "a windowed detector scores raw events (their process and order), not sentences"
-        if msg is None:
-            return None
-        return JSONResponse(status_code=422, content=ErrorResponse(
-            message=f"invalid request: body.format: {msg}",
-            errors=[{"loc": ["body", "format"], "msg": msg, "type": "format_mismatch"}]).model_dump())
-
-    def _score_windows(self, X: np.ndarray, prepared: Any) -> tuple[np.ndarray, list[str | None]]:
-        """Scores of a request's events as windows of their process (the request's events, in its order)."""
-        from aptray.detectors.thresholds import assign_tiers
-        from aptray.windows import window_index
-
-        if not len(prepared.sentences):
-            return np.zeros(0), []
-        assert self.model.window is not None
-        idx = window_index(prepared.window_keys, prepared.lines, self.model.window)
-        scores = np.asarray(self.model.detector.decision_function(X[idx]), dtype=np.float64)
-        return scores, assign_tiers(scores, self.model.detector.tiers_)
+        return None if msg is None else _invalid("format", msg, "format_mismatch")
 
     def counters(self) -> dict[str, Any]:
         """Requests, events and micro-batches since the replica started (``GET /healthz``)."""
-        st = self.batcher.stats
-        recent = list(st.sizes)
-        return {"requests": self.requests, "events": st.items, "micro_batches": st.batches,
-                "largest_micro_batch": st.largest,
+        stats = [b.stats for b in self._batchers.values()]
+        recent = [n for st in stats for n in st.sizes]
+        return {"requests": self.requests, "events": sum(st.items for st in stats),
+                "micro_batches": sum(st.batches for st in stats),
+                "largest_micro_batch": max((st.largest for st in stats), default=0),
                 "mean_recent_micro_batch": round(sum(recent) / len(recent), 2) if recent else 0.0}
 
-    def _score_flat(self, sentences: list[str]) -> tuple[np.ndarray, list[str | None]]:
-        """One micro-batch: encode, then score (a windowed detector's batches are embeddings only)."""
-        from aptray.detectors.thresholds import assign_tiers
 
-        X = self.model.encoder.encode(sentences)
-        if self.model.window is not None:
-            return X, [None] * len(sentences)
-        scores = np.asarray(self.model.detector.decision_function(X), dtype=np.float64)
-        return scores, assign_tiers(scores, self.model.detector.tiers_)
+def _invalid(field: str, msg: str, kind: str) -> Any:
+    """A 422 answer naming ``body.<field>``."""
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse(status_code=422, content=ErrorResponse(
+        message=f"invalid request: body.{field}: {msg}",
+        errors=[{"loc": ["body", field], "msg": msg, "type": kind}]).model_dump())
+
+
+def _score(loaded: LoadedDetector, X: np.ndarray, prepared: Any) -> tuple[np.ndarray, list[str | None]]:
+    """A request's scores and tiers from its embeddings; a windowed detector scores each event's window of its
+    process's events in the request (:mod:`aptray.windows`)."""
+    from aptray.detectors.thresholds import assign_tiers
+    from aptray.windows import window_index
+
+    if not len(X):
+        return np.zeros(0), []
+    if loaded.window is not None:
+        X = X[window_index(prepared.window_keys, prepared.lines, loaded.window)]
+    scores = np.asarray(loaded.detector.decision_function(X), dtype=np.float64)
+    return scores, assign_tiers(scores, loaded.detector.tiers_)
 
 
 def deployment_options(cfg: ServeConfig) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """The model side of a replica: the detector artifact, the encoder it was trained with, and their metadata.
 
-A *loader* is a picklable callable that runs on the replica and returns a :class:`LoadedDetector`;
-:class:`ArtifactLoader` is the production one (an artifact folder, local or ``s3://``), and tests may pass
-any small real loader to :func:`aptray.serve.app.build_deployment` instead.
+A *loader* is a picklable callable that runs on the replica and returns the :class:`LoadedModels` it serves
+(one :class:`LoadedDetector` per name); :class:`ArtifactLoader` is the production one (artifact folders, local
+or ``s3://``), and tests may pass any small real loader to :func:`aptray.serve.app.build_deployment` instead.
 """
 
 import hashlib
@@ -56,7 +56,28 @@ class LoadedDetector:
     window: int | None = None
 
 
-Loader = Callable[[], LoadedDetector]
+#: The name the ``artifact`` of a server is served under (requests that name no model get it).
+DEFAULT_MODEL = "default"
+
+
+@dataclass
+class LoadedModels:
+    """Every detector a replica serves, by name (requests pick one with ``model``; :attr:`default` otherwise).
+
+    Detectors trained on the same embedder share one encoder (and its LRU), so a replica holding the detectors
+    of several sources loads the sentence model once.
+    """
+
+    models: dict[str, LoadedDetector]
+    default: str = DEFAULT_MODEL
+
+    @classmethod
+    def single(cls, model: LoadedDetector) -> "LoadedModels":
+        """One detector, served as the default."""
+        return cls({DEFAULT_MODEL: model})
+
+
+Loader = Callable[[], LoadedModels]
 
 
 def artifact_id(path: str, config: dict[str, Any]) -> str:
@@ -66,13 +87,14 @@ def artifact_id(path: str, config: dict[str, Any]) -> str:
 
 
 class ArtifactLoader:
-    """Loads a detector artifact and the encoder it was trained with (runs on the replica).
+    """Loads detector artifacts and the encoders they were trained with (runs on the replica).
 
     Args:
-        artifact: artifact folder, local or ``s3://``.
+        artifact: the default artifact folder, local or ``s3://``.
         trusted: accept artifact files without a recorded hash.
         device: ``cpu``, ``cuda`` or ``auto`` (CUDA when one is visible).
         dtype, batch_size, cache_size, threads: encoder settings (:class:`aptray.embed.encoder.SentenceEncoder`).
+        models: more artifacts, by the name requests use.
     """
 
     def __init__(
@@ -84,6 +106,7 @@ class ArtifactLoader:
         batch_size: int = 64,
         cache_size: int = 100_000,
         threads: int | None = None,
+        models: dict[str, str] | None = None,
     ) -> None:
         self.artifact = artifact
         self.trusted = trusted
@@ -92,43 +115,52 @@ class ArtifactLoader:
         self.batch_size = batch_size
         self.cache_size = cache_size
         self.threads = threads
+        self.models = dict(models or {})
 
     @classmethod
     def from_config(cls, cfg: ServeConfig) -> "ArtifactLoader":
-        """The loader for ``cfg.artifact`` with the encoder settings of ``cfg``."""
+        """The loader for ``cfg.artifact`` (and ``cfg.models``) with the encoder settings of ``cfg``."""
         if not cfg.artifact:
             raise ValueError("serve.artifact is required (a detector artifact folder, local or s3://)")
         return cls(cfg.artifact, cfg.trusted, "cuda" if cfg.num_gpus > 0 else "cpu", cfg.dtype,
-                   cfg.encode_batch_size, cfg.cache_size, cfg.torch_threads)
+                   cfg.encode_batch_size, cfg.cache_size, cfg.torch_threads, cfg.models)
 
-    def __call__(self) -> LoadedDetector:
+    def __call__(self) -> LoadedModels:
+        paths = {DEFAULT_MODEL: self.artifact, **{k: v for k, v in self.models.items() if k != DEFAULT_MODEL}}
+        encoders: dict[tuple[str, str | None], Encoder] = {}
+        return LoadedModels({name: self._load(name, path, encoders) for name, path in paths.items()})
+
+    def _load(self, name: str, path: str, encoders: dict[tuple[str, str | None], Encoder]) -> LoadedDetector:
         from aptray.artifacts import ArtifactError, load_detector, recorded_format, window_of
         from aptray.embed.encoder import SentenceEncoder
         from aptray.templating.base import TEMPLATE_VERSION
 
-        detector = load_detector(self.artifact, expect_template_version=TEMPLATE_VERSION, trusted=self.trusted)
+        detector = load_detector(path, expect_template_version=TEMPLATE_VERSION, trusted=self.trusted)
         meta: dict[str, Any] = getattr(detector, "meta_", {}) or {}
         recorded = meta.get("embedder") or {}
         spec = _resolve_embedder(recorded)
         if recorded.get("model_id") and recorded["model_id"] != spec.model_id:
-            raise ArtifactError(f"{self.artifact}: trained on {recorded['model_id']!r}, resolved {spec.model_id!r}")
+            raise ArtifactError(f"{path}: trained on {recorded['model_id']!r}, resolved {spec.model_id!r}")
         if recorded.get("revision") and recorded["revision"] != spec.revision:
-            raise ArtifactError(f"{self.artifact}: trained on weights revision {recorded['revision']}, "
+            raise ArtifactError(f"{path}: trained on weights revision {recorded['revision']}, "
                                 f"the local model is {spec.revision}")
         device = self.device
         if device == "auto":
             import torch
 
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        encoder = SentenceEncoder(spec, device=device, dtype=self.dtype, batch_size=self.batch_size,
-                                  lru_size=self.cache_size, threads=self.threads)
+        key = (spec.model_id, spec.revision)
+        if key not in encoders:
+            encoders[key] = SentenceEncoder(spec, device=device, dtype=self.dtype, batch_size=self.batch_size,
+                                            lru_size=self.cache_size, threads=self.threads)
         template = TemplateConfig.model_validate(meta.get("template") or {})
         thresholds = meta.get("thresholds") or {}
         source, aspect = recorded_format(meta)
         window = window_of(meta)
         info = ModelInfo(
-            artifact_id=artifact_id(self.artifact, meta),
-            artifact=self.artifact,
+            name=name,
+            artifact_id=artifact_id(path, meta),
+            artifact=path,
             kind=str(meta.get("kind", type(detector).__name__)),
             params=meta.get("params") or {},
             threshold=float(detector.threshold_),
@@ -143,8 +175,8 @@ class ArtifactLoader:
             aspect=aspect.value if aspect else None,
             window=window,
         )
-        return LoadedDetector(encoder=encoder, detector=detector, template=template, info=info,  # type: ignore[arg-type]
-                              meta=meta, window=window)
+        return LoadedDetector(encoder=encoders[key], detector=detector, template=template,  # type: ignore[arg-type]
+                              info=info, meta=meta, window=window)
 
 
 def _resolve_embedder(recorded: dict[str, Any]) -> Any:

@@ -31,6 +31,10 @@ class ScoreRequest(_Model):
         min_length=1,
         description="The events: text lines (CSV, audit.log, JSON text, sentences) or JSON objects.",
     )
+    model: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Which of the server's detectors scores the events (GET /v1/models lists them); default: "
+        "the server's default artifact.")
     header: list[str] | None = Field(
         None,
         description="CSV column names for BETH or ADAPT lines sent without a header line (BETH default: its 16 "
@@ -92,8 +96,9 @@ class EmbedderInfo(_Model):
 
 
 class ModelInfo(_Model):
-    """Metadata of the loaded detector artifact."""
+    """Metadata of a loaded detector artifact."""
 
+    name: str = Field("default", description="The name requests use to pick it (``model``).")
     artifact_id: str
     artifact: str = Field(description="Where the artifact was loaded from.")
     kind: str = Field(description="Detector kind (reconstruction, iforest, ...).")

@@ -102,16 +102,22 @@ class Pipeline:
     """Runs and remembers the stages (each stage of each case or cell runs once per module)."""
 
     def __init__(self, root: Path, data: Path, s3_bucket: str) -> None:
+        import yaml
+
         from aptray.config import AptrayConfig
 
         self.root = root
         self.data = data
         self.s3 = s3_bucket
-        self.cfg = AptrayConfig.model_validate({
+        settings = {
             "ray": {"num_cpus": 2},
+            # one warm encoder actor serves every job of the module (and the CLI runs, through config_file)
             "embed": {"actors": 1, "cpus_per_actor": 0.5, "torch_threads": 1, "keep_warm_s": 900},
             "train": {"epochs": 3, "patience": 0, "val_fraction": 0.1, "seed": 0},
-        })
+        }
+        self.cfg = AptrayConfig.model_validate(settings)
+        self.config_file = root / "config.yaml"
+        self.config_file.write_text(yaml.safe_dump(settings))
         self._templatized: dict[str, dict[str, Any]] = {}
         self._embedded: dict[str, dict[str, Any]] = {}
         self._trained: dict[str, dict[str, Any]] = {}
@@ -176,10 +182,12 @@ class Pipeline:
 
 @pytest.fixture(scope="module")
 def pipeline(shared_data: Path, ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-    yield Pipeline(tmp_path_factory.mktemp("acceptance"), shared_data, "acceptance")
+    pipeline = Pipeline(tmp_path_factory.mktemp("acceptance"), shared_data, "acceptance")
+    yield pipeline
     from aptray.embed.pool import stop_warm
+    from aptray.embed.registry import resolve
 
-    stop_warm()
+    stop_warm(resolve(pipeline.cfg.embed.model), pipeline.cfg.embed)
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +203,7 @@ def server(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> Iter
     key_file.write_text(f"{KEY}\n")
     port = _free_port()
     run(ServeConfig(artifact=models[_id(CELLS[0])], models=models, port=port, api_key_file=str(key_file),
-                    num_cpus=0.25, torch_threads=1, max_events_per_request=4096,
+                    num_cpus=0, torch_threads=1, max_events_per_request=4096,
                     max_request_bytes=8 << 20))
     try:
         yield f"http://127.0.0.1:{port}"
@@ -203,12 +211,14 @@ def server(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> Iter
         serve.shutdown()
 
 
-def _scores(out: Path) -> dict[str, tuple[str, float]]:
-    """The batch job's verdicts: record id -> (source file, score)."""
+def _scores(out: Path) -> dict[tuple[str, str], float]:
+    """The batch job's verdicts: (source file, record id) -> score (the CDM samples reuse event UUIDs across
+    files)."""
     import pyarrow.dataset as pads
 
     table = pads.dataset(str(out / "scores"), format="parquet").to_table(columns=["record_id", "source_file", "score"])
-    return {r: (f, s) for r, f, s in zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True)}
+    return {(f.rsplit("/", 1)[-1], r): s
+            for r, f, s in zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True)}
 
 
 def _post(server: str, body: dict[str, Any]) -> Any:
@@ -253,7 +263,7 @@ def test_pipeline(cell: tuple[Case, DetectorName], pipeline: Pipeline, server: s
     body = r.json()
     rel = online_file.name
     online = {res["record_id"].replace(":request:", f":{rel}:"): res["score"] for res in body["results"]}
-    expected = {rid: score for rid, (f, score) in batch.items() if f.rsplit("/", 1)[-1] == rel}
+    expected = {rid: score for (f, rid), score in batch.items() if f == rel}
     assert online.keys() == expected.keys(), "online and batch scored different events"
     for rid, score in expected.items():
         assert online[rid] == pytest.approx(score, rel=1e-4, abs=1e-5), rid
@@ -289,11 +299,13 @@ def test_reader_fills_only_declared_columns(case: Case, pipeline: Pipeline) -> N
     assert {"record_id", "source", "source_file", "line"} <= filled
 
 
-def _cli(args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, Any]:
-    """Run the ``aptray`` console script in this process; returns its exit code and its JSON line."""
+def _cli(args: list[str], pipeline: Pipeline, capsys: pytest.CaptureFixture[str],
+         monkeypatch: pytest.MonkeyPatch) -> tuple[int, Any]:
+    """Run the ``aptray`` console script in this process (the module's settings file given as ``--config``);
+    returns its exit code and its JSON line."""
     from aptray.cli import main
 
-    monkeypatch.setattr(sys, "argv", ["aptray", *args])
+    monkeypatch.setattr(sys, "argv", ["aptray", *args, "--config", str(pipeline.config_file)])
     code = 0
     try:
         main()
@@ -310,7 +322,7 @@ def test_score_cli_on_an_unseen_adapt_folder(pipeline: Pipeline, tmp_path: Path,
     case = CASES[0]
     artifact = pipeline.trained(case, DetectorName.AE)["artifact"]
     code, line = _cli(["score", str(pipeline.data / ADAPT_SCORE), "--source", "adapt", "--aspect", "Event",
-                       "--artifact", artifact, "--out", str(tmp_path / "out")], capsys, monkeypatch)
+                       "--artifact", artifact, "--out", str(tmp_path / "out")], pipeline, capsys, monkeypatch)
     assert code == 0, line
     assert line["rows_read"] == line["rows_scored"] + line["rows_quarantined"] == 69  # bovia/clearscope processes
     assert line["aspect"] == "Event"
@@ -323,12 +335,12 @@ def test_a_mismatched_artifact_is_one_clear_error(pipeline: Pipeline, server: st
     artifact = pipeline.trained(beth, DetectorName.AE)["artifact"]
     audit = str(pipeline.data / CASES[5].score)
     code, line = _cli(["score", audit, "--source", "auditd", "--artifact", artifact, "--out", str(tmp_path / "a")],
-                      capsys, monkeypatch)
+                      pipeline, capsys, monkeypatch)
     assert code == 2 and line["kind"] == "FormatMismatchError"
     assert "trained on beth events" in line["error"] and "auditd events" in line["error"]
     assert not (tmp_path / "a" / "scores").exists()
     code, line = _cli(["score", audit, "--source", "auditd", "--artifact", artifact, "--out", str(tmp_path / "b"),
-                       "--allow-format-mismatch"], capsys, monkeypatch)
+                       "--allow-format-mismatch"], pipeline, capsys, monkeypatch)
     assert code == 0 and line["rows_scored"] > 0  # allowed explicitly
     # online: the same refusal as a 422 naming the field
     events = (pipeline.data / CASES[5].online).read_text().splitlines()[:20]
@@ -339,29 +351,29 @@ def test_a_mismatched_artifact_is_one_clear_error(pipeline: Pipeline, server: st
 def test_a_wrong_source_names_the_likely_one(pipeline: Pipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     audit = str(pipeline.data / CASES[5].score)
-    code, line = _cli(["templatize", "beth", audit, "--out", str(tmp_path / "t")], capsys, monkeypatch)
+    code, line = _cli(["templatize", "beth", audit, "--out", str(tmp_path / "t")], pipeline, capsys, monkeypatch)
     assert code == 2 and line["kind"] == "WrongSourceError"
-    assert "100% of the first 2,316 lines of intranet_server_audit.log are not BETH CSV" in line["error"]
+    assert line["error"].startswith("100% of the first 2,316 lines of intranet_server_audit.log are not BETH CSV")
     assert "--source auditd" in line["error"]
 
 
 def test_windowed_scores_do_not_depend_on_file_groups(pipeline: Pipeline, tmp_path: Path) -> None:
-    """LSTM-AE windows never span files, so scoring each file in its own group changes no score."""
+    """LSTM-AE windows never span files, so one group of three BETH files and one group per file score alike (and
+    hash-partitioning the rows by process, as large groups are, changes nothing)."""
     from aptray.score import run_score
 
-    case = CASES[3]
-    one_group = _scores(Path(pipeline.scored(case, DetectorName.LSTM_AE)["out"]))
     cfg = pipeline.cfg.model_copy(deep=True)
-    cfg.score.artifact = pipeline.trained(case, DetectorName.LSTM_AE)["artifact"]
+    cfg.score.artifact = pipeline.trained(CASES[2], DetectorName.LSTM_AE)["artifact"]
+    files = str(pipeline.data / BETH / "labelled_*_data.csv")  # training, validation and testing samples
+    one = run_score(files, str(tmp_path / "one"), cfg)
     cfg.score.group_bytes = 1
-    folder = pipeline.data / case.train
-    result = run_score(str(folder), str(tmp_path / "groups"), cfg)
-    assert result["files"] == len(list(folder.glob("*.json"))) > 1
-    per_file = _scores(tmp_path / "groups")
-    wget = {r: s for r, s in per_file.items() if s[0] == "wget.cdm.json"}
-    assert wget.keys() == one_group.keys()
-    for rid, (_, score) in one_group.items():
-        assert wget[rid][1] == pytest.approx(score, rel=1e-5, abs=1e-6)
+    cfg.embed.join_partitions = 2  # the hash-partitioned path of groups above 200k rows
+    per_file = run_score(files, str(tmp_path / "per-file"), cfg)
+    assert one["files"] == per_file["files"] == 3 and one["rows_scored"] == per_file["rows_scored"] > 250
+    a, b = _scores(tmp_path / "one"), _scores(tmp_path / "per-file")
+    assert a.keys() == b.keys() and len(a) == one["rows_scored"]
+    for key, score in a.items():
+        assert b[key] == pytest.approx(score, rel=1e-5, abs=1e-6), key
 
 
 def test_score_reads_and_appends_the_cache_and_trusted_means_unhashed(pipeline: Pipeline, tmp_path: Path) -> None:
