@@ -188,7 +188,7 @@ def describe_format(source: Source | None, aspect: Aspect | None) -> str:
 
 
 def check_format(config: dict[str, Any], source: Source, aspect: Aspect | None, allow: bool = False,
-                 where: str = "") -> None:
+                 where: str = "the input", remedy: str = "") -> None:
     """Refuse to score ``source`` rows of ``aspect`` with an artifact trained on another format or context.
 
     Sources of one file format (BETH and the synthetic BETH) match. Artifacts that record no source (made
@@ -207,8 +207,8 @@ def check_format(config: dict[str, Any], source: Source, aspect: Aspect | None, 
     same = source_spec(trained_source).format is source_spec(source).format and trained_aspect == aspect
     if same:
         return
-    message = (f"the artifact was trained on {describe_format(trained_source, trained_aspect)}, but "
-               f"{where or 'the input'} is {describe_format(source, aspect)}; its scores would mean nothing")
+    message = (f"the artifact was trained on {describe_format(trained_source, trained_aspect)}, but {where} holds "
+               f"{describe_format(source, aspect)}: its scores would mean nothing" + (f"; {remedy}" if remedy else ""))
     if allow:
         log.warning("%s (scoring anyway: format mismatch allowed)", message)
         return

@@ -25,7 +25,8 @@ import pyarrow.parquet as pq
 from aptray.config import AptrayConfig, Aspect, Source
 from aptray.embed.cache import embedding_matrix
 from aptray.errors import FormatMismatchError
-from aptray.io.fs import InputFile, Selection, join, list_files, resolve
+from aptray.io.files import list_input
+from aptray.io.fs import InputFile, Selection, join, resolve
 from aptray.io.quarantine import count_rows
 
 if TYPE_CHECKING:
@@ -47,7 +48,8 @@ ALERT_COLUMNS = (
 
 
 class Scorer:
-    """``map_batches`` callable class: loads the detector once per actor, scores embedded rows.
+    """Loads the detector once (per worker process in the score job, see :func:`_score_block`), scores embedded
+    rows.
 
     A windowed detector (LSTM-AE) scores each row's window of its process's events (:mod:`aptray.windows`):
     its blocks must hold whole processes (the score job hash-partitions them so). Rows above the threshold are
@@ -61,10 +63,10 @@ class Scorer:
         self.detector = load_detector(artifact, trusted=trusted)
         self.window = window_of(self.detector.meta_)  # type: ignore[attr-defined]
         self.alerts_dir = alerts_dir
-        self._fs: pafs.FileSystem | None = None
-        self._root = ""
+        self._dirs: dict[str, tuple[pafs.FileSystem, str]] = {}
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
+    def __call__(self, batch: pa.Table, alerts_dir: str | None = None) -> pa.Table:
+        """Scores of ``batch`` (rows with ``embedding``); alerts go to ``alerts_dir`` (default: the constructor's)."""
         from aptray.detectors.thresholds import assign_tiers
         from aptray.windows import window_index, window_keys
 
@@ -80,17 +82,36 @@ class Scorer:
             .append_column("tier", pa.array(tiers, pa.string()))
             .append_column("is_anomaly", pa.array(flags, pa.bool_()))
         )
-        if self.alerts_dir and flags.any():
-            self._write_alerts(out.filter(pa.array(flags)))
+        target = alerts_dir or self.alerts_dir
+        if target and flags.any():
+            self._write_alerts(out.filter(pa.array(flags)), target)
         return out.select([c for c in SCORE_COLUMNS if c in out.column_names])
 
-    def _write_alerts(self, alerts: pa.Table) -> None:
-        if self._fs is None:
-            self._fs, self._root = resolve(str(self.alerts_dir))
-            self._fs.create_dir(self._root, recursive=True)
+    def _write_alerts(self, alerts: pa.Table, target: str) -> None:
+        if target not in self._dirs:  # one cached scorer serves many jobs: local and s3:// targets alike
+            self._dirs = {target: resolve(target)}
+        fs, root = self._dirs[target]
+        fs.create_dir(root, recursive=True)  # each time: a resumed job deletes and rewrites a group's folder
         digest = hashlib.sha256("\n".join(alerts.column("record_id").to_pylist()).encode()).hexdigest()[:24]
         cols = [c for c in ALERT_COLUMNS if c in alerts.column_names]
-        pq.write_table(alerts.select(cols), join(self._root, f"part-{digest}.parquet"), filesystem=self._fs)
+        pq.write_table(alerts.select(cols), join(root, f"part-{digest}.parquet"), filesystem=fs)
+
+
+#: Detectors loaded by this worker process, by (artifact, its config's sha256, trusted): a score task loads an
+#: artifact once per process (as an actor would) without an actor to start per job; a retrained artifact at the
+#: same path has another config hash, so it is never scored with the old weights.
+_SCORERS: dict[tuple[str, str, bool], Scorer] = {}
+
+
+def _score_block(batch: pa.Table, artifact: str, config_sha256: str, trusted: bool, alerts_dir: str | None
+                 ) -> pa.Table:
+    """Block function of the score job: the cached :class:`Scorer` of the artifact on one block."""
+    key = (artifact, config_sha256, trusted)
+    if key not in _SCORERS:
+        if len(_SCORERS) >= 8:
+            _SCORERS.clear()
+        _SCORERS[key] = Scorer(artifact, None, trusted)
+    return _SCORERS[key](batch, alerts_dir)
 
 
 #: Helper column of windowed scoring: the process of a row (blocks are hash-partitioned on it).
@@ -105,7 +126,7 @@ def _with_window_key(batch: pa.Table) -> pa.Table:
 
 def score_dataset(
     ds: ray.data.Dataset, cfg: AptrayConfig, spec: ModelSpec, artifact: str, alerts_dir: str | None,
-    pool: EncoderPool | None = None, windowed: bool = False,
+    pool: EncoderPool | None = None, windowed: bool = False, config_sha256: str = "",
 ) -> tuple[ray.data.Dataset, dict[str, int]]:
     """Embed templated rows with the artifact's embedder ``spec`` and score them.
 
@@ -117,7 +138,6 @@ def score_dataset(
         The lazy scored dataset (:data:`SCORE_COLUMNS`) and the embedding counts (``distinct_sentences``,
         ``encoded``).
     """
-    import ray.data
 
     from aptray.embed.job import embed_rows, partitions
 
@@ -133,11 +153,11 @@ def score_dataset(
     elif windowed:  # one partition's worth of rows: one block holds every process, no hash shuffle needed
         embedded = embedded.repartition(1)
     scored = embedded.map_batches(
-        Scorer,  # type: ignore[arg-type]
-        fn_constructor_kwargs={"artifact": artifact, "alerts_dir": alerts_dir, "trusted": cfg.score.trusted},
+        _score_block,  # type: ignore[arg-type]
+        fn_kwargs={"artifact": artifact, "config_sha256": config_sha256, "trusted": cfg.score.trusted,
+                   "alerts_dir": alerts_dir},
         batch_format="pyarrow",
         batch_size=None if windowed else 4096,
-        compute=ray.data.ActorPoolStrategy(size=1),
         num_cpus=cfg.score.scorer_cpus,
     )
     return scored, {"distinct_sentences": n_distinct, "encoded": n_encoded}
@@ -268,7 +288,8 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
     source, aspect = input_format(cfg, meta)
     spec = source_spec(source)
     spec.check_aspect(aspect)
-    check_format(meta, source, aspect, cfg.score.allow_format_mismatch, where=f"{input_uri} read as {spec.title}")
+    check_format(meta, source, aspect, cfg.score.allow_format_mismatch, where=f"{input_uri} (read as {spec.title})",
+                 remedy="score it with the artifact's --source/--aspect, or pass --allow-format-mismatch")
     window = window_of(meta)
     if window is not None and not spec.windows_possible(aspect):
         raise FormatMismatchError(f"the artifact is a windowed detector; {describe_format(source, aspect)} have no "
@@ -278,7 +299,7 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
     model = resolve_recorded(meta.get("embedder"))
     init_ray(cfg.ray)
 
-    fs_in, files = list_files(input_uri, spec.suffixes)
+    fs_in, files = list_input(input_uri, spec.suffixes, cfg.ingest)
     fs, root = resolve(out_uri)
     fs.create_dir(join(root, "_done"), recursive=True)
     markers = _done_markers(fs, root)
@@ -306,7 +327,8 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
             selection = Selection(fs_in, tuple(group), input_uri)
             ds = sentences_dataset(source, selection, cfg, join(out_uri, "quarantine", f"group={gid}"))
             alerts_dir = join(out_uri, "alerts", f"group={gid}") if cfg.score.write_alerts else None
-            scored, counts = score_dataset(ds, cfg, model, artifact, alerts_dir, pool, windowed=window is not None)
+            scored, counts = score_dataset(ds, cfg, model, artifact, alerts_dir, pool, windowed=window is not None,
+                                           config_sha256=str(meta.get("config_sha256", "")))
             for k in embedded:
                 embedded[k] += counts[k]
             scored.write_parquet(dirs["scores"], filesystem=fs)

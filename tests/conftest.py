@@ -99,3 +99,15 @@ def upload_dir(local: Path, bucket: str, prefix: str = "") -> str:
             key = "/".join(p for p in (prefix, str(path.relative_to(local))) if p)
             s3.upload_file(str(path), bucket, key)
     return f"s3://{bucket}/{prefix}".rstrip("/")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``slow`` the parametrised cases a module lists in ``SLOW_CASES`` (``{test name: {param id, ...}}``),
+    before ``-m 'not slow'`` deselects: the costly variants of a test run under ``-m slow`` only."""
+    for item in items:
+        slow = getattr(item.module, "SLOW_CASES", {}) if isinstance(item, pytest.Function) else {}
+        name = getattr(item, "originalname", item.name)
+        callspec = getattr(item, "callspec", None)
+        if name in slow and callspec is not None and set(callspec.id.split("-")) & slow[name]:
+            item.add_marker(pytest.mark.slow)

@@ -31,8 +31,8 @@ import pyarrow as pa
 
 from aptray.config import Aspect, Source
 from aptray.io.engine import RayEngine, per_group
-from aptray.io.files import files_dataset, in_blocks, quarantine_row, read_lines
-from aptray.io.fs import InputFile, Selection, list_files, open_binary, resolve
+from aptray.io.files import files_dataset, in_blocks, list_input, quarantine_row, read_lines
+from aptray.io.fs import InputFile, Selection, open_binary, resolve
 from aptray.io.labels import normalize_uuid, parse_uuids
 from aptray.io.request import Request, parse_stream
 from aptray.schema import CONTEXT_COLUMNS, EVENT_SCHEMA
@@ -279,7 +279,7 @@ def _plan(files: list[InputFile], aspect: Aspect | None, uri: object) -> list[_F
     return plans
 
 
-def _plans(uri: str | Selection, aspect: Aspect | None) -> tuple[pafs.FileSystem, list[_Folder]]:
+def _plans(uri: str | Selection, aspect: Aspect | None, cfg: IngestConfig) -> tuple[pafs.FileSystem, list[_Folder]]:
     """What to read: a Selection as listed; one file (its folder's other CSVs as ground truth); or every
     system folder of a folder tree."""
     import pyarrow.fs as pafs
@@ -298,7 +298,7 @@ def _plans(uri: str | Selection, aspect: Aspect | None) -> tuple[pafs.FileSystem
         truth = [f for f in _list_folder(fs, posixpath.dirname(path))
                  if file_aspect(f.rel) is None and f.path != info.path and f.rel.lower().endswith(SUFFIXES)]
         return fs, [_Folder((this,), tuple(truth), named or aspect or Aspect.ALL)]
-    _, files = list_files(uri, SUFFIXES)
+    _, files = list_input(uri, SUFFIXES, cfg)
     return fs, _plan(files, aspect, uri)
 
 
@@ -319,7 +319,7 @@ def read(uri: str | Selection, cfg: IngestConfig) -> ray.data.Dataset:
         FileNotFoundError: no folder has a file for the aspect asked for.
     """
     cfg = cfg.model_copy(update={"source": Source.ADAPT})
-    fs, plans = _plans(uri, cfg.aspect)
+    fs, plans = _plans(uri, cfg.aspect, cfg)
     if cfg.labels:
         lfs, lpath = resolve(cfg.labels)
         malicious = load_malicious(lfs, [InputFile(lpath, posixpath.basename(lpath), 0)])

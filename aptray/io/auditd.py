@@ -27,8 +27,8 @@ import pyarrow.compute as pc
 from aptray.config import Source
 from aptray.io.contexts import PROCESS_KEY, aggregate
 from aptray.io.engine import Engine, LocalEngine, RayEngine, T, conform_to, in_one_task, keep, lookup, per_group
-from aptray.io.files import files_dataset, in_blocks, read_lines
-from aptray.io.fs import InputFile, Selection, list_files
+from aptray.io.files import files_dataset, in_blocks, list_input, read_lines
+from aptray.io.fs import InputFile, Selection
 from aptray.io.labels import load_uuids
 from aptray.io.request import Request, parse_stream
 from aptray.schema import EVENT_SCHEMA
@@ -390,7 +390,7 @@ def read(uri: str | Selection, cfg: IngestConfig) -> ray.data.Dataset:
     from aptray.io.cdm import partitions_for
 
     cfg = cfg.model_copy(update={"source": Source.AUDITD})
-    fs, files = list_files(uri, SUFFIXES)
+    fs, files = list_input(uri, SUFFIXES, cfg)
     labels = frozenset(load_uuids(cfg.labels)) if cfg.labels else None
     records = files_dataset(uri, parse, cfg, files=files, fs=fs)
     size = sum(f.size for f in files)

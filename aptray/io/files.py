@@ -75,7 +75,7 @@ def files_dataset(
     import ray.data
 
     if files is None or fs is None:
-        fs, files = list_files(uri, suffixes)
+        fs, files = list_input(uri, suffixes, cfg)
     items = [{"path": f.path, "rel": f.rel, "size": f.size} for f in files]
     log.info("reading %d file(s), %.1f MB from %s", len(files), sum(f.size for f in files) / 1e6, uri)
     return ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(
@@ -84,6 +84,33 @@ def files_dataset(
         batch_format="pyarrow",
         udf_modifying_row_count=True,
     )
+
+
+def list_input(uri: str | Selection, suffixes: tuple[str, ...] | None, cfg: IngestConfig
+               ) -> tuple[pafs.FileSystem, list[InputFile]]:
+    """:func:`aptray.io.fs.list_files` for a reader of ``cfg.source``: when no file has the source's endings but
+    the input holds other files, the error says what they look like (a wrong ``--source``).
+
+    Raises:
+        WrongSourceError: files are there, none of this source's kind.
+        FileNotFoundError: nothing is there.
+    """
+    try:
+        return list_files(uri, suffixes)
+    except FileNotFoundError:
+        if suffixes is None:
+            raise
+        _, others = list_files(uri)  # raises FileNotFoundError itself when the input is empty
+    from aptray.errors import WrongSourceError
+    from aptray.io.fs import resolve
+    from aptray.io.sources import head_lines, sniff, source_spec
+
+    fs = uri.fs if isinstance(uri, Selection) else resolve(uri)[0]
+    seen = [f"{f.rel} looks like {' or '.join(f'{source_spec(x).title} (--source {x.value})' for x in found)}"
+            for f in others[:5] if (found := sniff(head_lines(fs, f.path)))]
+    spec = source_spec(cfg.source)
+    raise WrongSourceError(f"no {spec.title} files (ending in {', '.join(suffixes)}) at {uri}; it holds "
+                           f"{len(others)} other file(s)" + (f": {'; '.join(seen)}" if seen else ""))
 
 
 def check_first_block(fs: pafs.FileSystem, file: InputFile, table: pa.Table, cfg: IngestConfig) -> None:

@@ -274,7 +274,7 @@ class OnlineDetector:
         if source is not None:
             try:
                 check_format(loaded.meta, source, self._ingest[name].aspect, self.settings.allow_format_mismatch,
-                             where=f"this request's {body.format.value} events")
+                             where="this request")
             except FormatMismatchError as exc:
                 msg = f"{exc}; send {loaded.info.source} events (or sentences) to model {name!r}"
         elif loaded.window is not None:

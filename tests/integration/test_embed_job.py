@@ -67,6 +67,12 @@ def config(cache: str | None, **embed: Any) -> AptrayConfig:
 
 #: The two dedup/join plans: broadcast (the default for up to 200k distinct sentences) and Ray Data shuffles.
 PLANS = {"broadcast": {}, "shuffle": {"broadcast_max_distinct": 0}}
+#: The shuffle plan's variants of the cache tests cost a Ray Data shuffle job each (20-60 s on 2 cores): they run
+#: under ``-m slow``; by default the shuffle plan is covered by the counting, equality and manifest tests.
+SLOW_CASES: dict[str, set[str]] = {name: {"shuffle"} for name in (
+    "test_second_run_reuses_cache", "test_partial_cache_encodes_only_new_sentences_float16",
+    "test_duplicate_cache_rows_still_give_one_row_per_event",
+    "test_compact_keeps_one_row_per_sentence_and_every_embedding")}
 
 
 @pytest.fixture(scope="module", params=sorted(PLANS))
