@@ -34,7 +34,7 @@ from aptray.io.engine import RayEngine, per_group
 from aptray.io.files import files_dataset, in_blocks, list_input, quarantine_row, read_lines
 from aptray.io.fs import InputFile, Selection, open_binary, resolve
 from aptray.io.labels import normalize_uuid, parse_uuids
-from aptray.io.request import Request, parse_stream
+from aptray.io.request import Request, csv_fields, parse_stream
 from aptray.schema import CONTEXT_COLUMNS, EVENT_SCHEMA
 
 if TYPE_CHECKING:
@@ -378,9 +378,5 @@ __all__ = ["AdaptParser", "file_aspect", "load_malicious", "merge_process", "par
 
 def looks_like(lines: list[str]) -> bool:
     """Whether the first non-blank line of a file is an ADAPT header (``Object_ID``/``UUID`` first)."""
-    if not lines:
-        return False
-    try:
-        return is_header(next(csv.reader([lines[0].lstrip("\ufeff")])))
-    except (csv.Error, StopIteration):
-        return False
+    fields = csv_fields(lines[0]) if lines else None
+    return fields is not None and is_header(fields)

@@ -18,7 +18,6 @@ import logging
 import re
 import uuid
 from collections.abc import Iterator
-from functools import partial
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pyarrow as pa
@@ -26,10 +25,9 @@ import pyarrow.compute as pc
 
 from aptray.config import Source
 from aptray.io.contexts import PROCESS_KEY, aggregate
-from aptray.io.engine import Engine, LocalEngine, RayEngine, T, conform_to, in_one_task, keep, lookup, per_group
-from aptray.io.files import files_dataset, in_blocks, list_input, read_lines
+from aptray.io.engine import Engine, LocalEngine, T, conform_to, keep, lookup, per_group
+from aptray.io.files import in_blocks, read_joined, read_lines
 from aptray.io.fs import InputFile, Selection
-from aptray.io.labels import load_uuids
 from aptray.io.request import Request, parse_stream
 from aptray.schema import EVENT_SCHEMA
 
@@ -390,13 +388,7 @@ def read(uri: str | Selection, cfg: IngestConfig) -> ray.data.Dataset:
     from aptray.io.cdm import partitions_for
 
     cfg = cfg.model_copy(update={"source": Source.AUDITD})
-    fs, files = list_input(uri, SUFFIXES, cfg)
-    labels = frozenset(load_uuids(cfg.labels)) if cfg.labels else None
-    records = files_dataset(uri, parse, cfg, files=files, fs=fs)
-    size = sum(f.size for f in files)
-    if size <= cfg.join_in_one_task_bytes:
-        return in_one_task(records, partial(assemble_events, cfg=cfg, labels=labels))
-    return assemble_events(RayEngine(partitions_for(size * 2)), records, cfg, labels)
+    return read_joined(uri, parse, assemble_events, cfg, SUFFIXES, lambda size: partitions_for(size * 2))
 
 
 def parse_request(request: Request, cfg: IngestConfig) -> pa.Table:

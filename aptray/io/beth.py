@@ -36,7 +36,7 @@ import pyarrow as pa
 from aptray.config import IngestConfig, Source
 from aptray.io.files import files_dataset, quarantine_row
 from aptray.io.fs import Selection
-from aptray.io.request import Request, parse_stream
+from aptray.io.request import Request, csv_fields, parse_stream
 from aptray.schema import EVENT_SCHEMA, event_table
 
 if TYPE_CHECKING:
@@ -410,9 +410,5 @@ def parse_request(request: Request, cfg: IngestConfig) -> pa.Table:
 
 def looks_like(lines: list[str]) -> bool:
     """Whether the first non-blank line of a file is a BETH header."""
-    if not lines:
-        return False
-    try:
-        return is_header(next(csv.reader([lines[0].lstrip("\ufeff")])))
-    except (csv.Error, StopIteration):
-        return False
+    fields = csv_fields(lines[0]) if lines else None
+    return fields is not None and is_header(fields)

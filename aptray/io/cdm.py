@@ -19,7 +19,6 @@ import math
 import posixpath
 from collections import Counter
 from collections.abc import Callable, Iterator
-from functools import partial
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pyarrow as pa
@@ -27,10 +26,10 @@ import pyarrow.compute as pc
 
 from aptray.config import Source
 from aptray.io.contexts import EXEC_ACTIONS, PROCESS_KEY, aggregate
-from aptray.io.engine import Engine, LocalEngine, RayEngine, T, conform_to, in_one_task, keep, lookup, per_group
-from aptray.io.files import files_dataset, in_blocks, list_input, read_lines
+from aptray.io.engine import Engine, LocalEngine, T, conform_to, keep, lookup, per_group
+from aptray.io.files import in_blocks, read_joined, read_lines
 from aptray.io.fs import InputFile, Selection
-from aptray.io.labels import load_uuids, normalize_uuid
+from aptray.io.labels import normalize_uuid
 from aptray.io.request import Request, parse_stream
 from aptray.schema import EVENT_SCHEMA
 
@@ -459,13 +458,7 @@ def read(uri: str | Selection, cfg: IngestConfig) -> ray.data.Dataset:
         A dataset in :data:`aptray.schema.EVENT_SCHEMA`; quarantined lines are included, flagged.
     """
     cfg = cfg.model_copy(update={"source": Source.CDM})
-    fs, files = list_input(uri, SUFFIXES, cfg)
-    labels = frozenset(load_uuids(cfg.labels)) if cfg.labels else None
-    records = files_dataset(uri, parse, cfg, files=files, fs=fs)
-    size = sum(f.size for f in files)
-    if size <= cfg.join_in_one_task_bytes:
-        return in_one_task(records, partial(assemble, cfg=cfg, labels=labels))
-    return assemble(RayEngine(partitions_for(size)), records, cfg, labels)
+    return read_joined(uri, parse, assemble, cfg, SUFFIXES, partitions_for)
 
 
 def parse_request(request: Request, cfg: IngestConfig) -> pa.Table:

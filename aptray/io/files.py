@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 import pyarrow as pa
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     import ray.data
 
     from aptray.config import IngestConfig
+    from aptray.io.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,32 @@ def files_dataset(
         batch_format="pyarrow",
         udf_modifying_row_count=True,
     )
+
+
+class JoinPlan(Protocol):
+    """A source's assembly plan (:func:`aptray.io.cdm.assemble`, :func:`aptray.io.auditd.assemble_events`)."""
+
+    def __call__(self, engine: Engine[Any], records: Any, cfg: IngestConfig,
+                 labels: frozenset[str] | None) -> Any: ...
+
+
+def read_joined(uri: str | Selection, parser: Parser, plan: JoinPlan, cfg: IngestConfig,
+                suffixes: tuple[str, ...], partitions: Callable[[int], int]) -> ray.data.Dataset:
+    """A reader whose records are joined: parse every file, then run ``plan`` on the records.
+
+    Inputs up to ``cfg.join_in_one_task_bytes`` run the plan in one Ray task (no shuffles); larger ones on a
+    :class:`~aptray.io.engine.RayEngine` of ``partitions(input bytes)`` hash partitions.
+    """
+    from aptray.io.engine import RayEngine, in_one_task
+    from aptray.io.labels import load_uuids
+
+    fs, files = list_input(uri, suffixes, cfg)
+    labels = frozenset(load_uuids(cfg.labels)) if cfg.labels else None
+    records = files_dataset(uri, parser, cfg, files=files, fs=fs)
+    size = sum(f.size for f in files)
+    if size <= cfg.join_in_one_task_bytes:
+        return in_one_task(records, partial(plan, cfg=cfg, labels=labels))
+    return plan(RayEngine(partitions(size)), records, cfg=cfg, labels=labels)  # type: ignore[no-any-return]
 
 
 def list_input(uri: str | Selection, suffixes: tuple[str, ...] | None, cfg: IngestConfig

@@ -80,7 +80,7 @@ class Request:
         items = list(enumerate(self.items))
         columns = list(self.header) if self.header else (list(default) if default else None)
         first = items[0][1] if items else None
-        if isinstance(first, str) and (parsed := _csv_fields(first)) is not None and is_header(parsed):
+        if isinstance(first, str) and (parsed := csv_fields(first)) is not None and is_header(parsed):
             columns = parsed
             items = items[1:]
         if columns is None:
@@ -115,7 +115,8 @@ class Request:
         return self.line_items.get(int(line), -1) if line is not None else -1
 
 
-def _csv_fields(line: str) -> list[str] | None:
+def csv_fields(line: str) -> list[str] | None:
+    """The fields of one CSV line (a leading BOM dropped), or None when it is not CSV."""
     try:
         return next(csv.reader([line.lstrip("\ufeff")]))
     except (csv.Error, StopIteration):
