@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 class ReconstructionDetector(Detector):
-    """Any network of :data:`aptray.models.TORCH_MODELS`, trained in this process by :meth:`fit`.
+    """Any network of :data:`aptray.detectors.registry.TORCH_DETECTORS`, trained in this process by :meth:`fit`.
 
     Distributed training (Ray Train, DDP) builds the same detector and hands it the trained network with
     :meth:`set_network`. ``X`` is ``(rows, dim)``, or ``(rows, window, features)`` for ``lstm-ae``.

@@ -150,7 +150,7 @@ def train_ddp(
     """Train network ``model`` on benign ``x_train`` with ``cfg.workers`` DDP workers; returns the best weights.
 
     Args:
-        model: a name of :data:`aptray.models.TORCH_MODELS`.
+        model: a name of :data:`aptray.detectors.registry.TORCH_DETECTORS`.
         x_train: benign training rows (``(n, dim)`` or windows ``(n, T, F)``).
         x_val: benign validation rows (loss and early stopping).
         cfg: workers, CPUs/GPUs per worker, epochs, batch size, lr, patience, seed, failures, extra.
