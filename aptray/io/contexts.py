@@ -2,10 +2,10 @@
 
 Raw-trace readers (CDM, auditd) produce one row per event in :data:`aptray.schema.EVENT_SCHEMA` plus a
 ``process_uuid`` column naming the process that performed it (and one row per process with ``action``
-null, carrying what is known of the process itself). :func:`aggregate` groups them by process on an engine (a
-Ray Data hash partitioning, or one request's table) and emits one row per process in the same form as the ADAPT reader: ``aspect`` set,
-``record_id`` = the process UUID, and the sorted, distinct attribute names in ``ctx_events``,
-``ctx_execs``, ``ctx_parents`` and ``ctx_netflows`` (remote IPs and ports as separate strings).
+null, carrying what is known of the process itself). :func:`aggregate` groups them by process on an engine
+(a Ray Data hash partitioning, or one request's table) and emits one row per process in the same form as the
+ADAPT reader: ``aspect`` set, ``record_id`` = the process UUID, and the sorted, distinct attribute names in
+``ctx_events``, ``ctx_execs``, ``ctx_parents`` and ``ctx_netflows`` (remote IPs and ports as separate strings).
 """
 
 from __future__ import annotations
