@@ -87,6 +87,8 @@ class IngestConfig(_Section):
         32 << 20, ge=0,
         description="CDM and auditd inputs up to this size run their join plan in one Ray task (the same plan as "
         "the distributed one, without its hash shuffles); larger ones shuffle across the cluster.")
+    counts_dir: str | None = Field(
+        None, description="Where readers write each input file's line counts (set by the jobs: OUT/_lines).")
     check_format: bool = Field(
         True, description="Stop with a clear error when a file's first block is quarantined entirely (the file is "
         "not of this source), instead of quarantining every line of it.")

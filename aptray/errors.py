@@ -15,6 +15,10 @@ class FormatMismatchError(AptrayError, ValueError):
     """Events of one format (or process context) scored with an artifact trained on another."""
 
 
+class LineAccountingError(AptrayError, RuntimeError):
+    """The readers accounted for fewer (or more) lines than the input has: a reader bug, never silent."""
+
+
 def user_error(exc: BaseException) -> AptrayError | None:
     """The :class:`AptrayError` behind ``exc`` (Ray wraps task errors: its cause chain is searched), or None."""
     seen: set[int] = set()

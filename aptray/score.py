@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from aptray.config import AptrayConfig, Aspect, Source
 from aptray.embed.cache import embedding_matrix
 from aptray.errors import FormatMismatchError
-from aptray.io.files import list_input
+from aptray.io.files import check_lines, list_input
 from aptray.io.fs import InputFile, Selection, join, resolve
 from aptray.io.quarantine import count_rows
 
@@ -163,6 +163,14 @@ def score_dataset(
     return scored, {"distinct_sentences": n_distinct, "encoded": n_encoded}
 
 
+def scores_schema() -> pa.Schema:
+    """The Arrow schema of the scores dataset (:data:`SCORE_COLUMNS`)."""
+    from aptray.templating.job import SENTENCES_SCHEMA
+
+    own = {"score": pa.float64(), "tier": pa.string(), "is_anomaly": pa.bool_()}
+    return pa.schema([pa.field(c, own[c]) if c in own else SENTENCES_SCHEMA.field(c) for c in SCORE_COLUMNS])
+
+
 def file_key(f: InputFile) -> str:
     """Marker name of an input file: digest of its relative path."""
     return hashlib.sha256(f.rel.encode()).hexdigest()[:32]
@@ -245,7 +253,7 @@ def _remove_orphans(fs: pafs.FileSystem, root: str, live_groups: set[str]) -> in
     import pyarrow.fs as pafs_
 
     removed = 0
-    for part in ("scores", "alerts", "quarantine"):
+    for part in ("scores", "alerts", "quarantine", "lines"):
         d = join(root, part)
         if fs.get_file_info(d).type == pafs_.FileType.NotFound:
             continue
@@ -277,7 +285,7 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
     from aptray.io.sources import source_spec
     from aptray.runtime import init_ray
     from aptray.templating.base import TEMPLATE_VERSION
-    from aptray.templating.job import sentences_dataset
+    from aptray.templating.job import ensure_parquet, sentences_dataset
 
     if not cfg.score.artifact:
         raise ValueError("score.artifact is required (a detector artifact folder, local or s3://)")
@@ -320,18 +328,21 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
     try:
         for group in plan_groups(pending, cfg.score.group_bytes, spec.unit):
             gid = hashlib.sha256("\n".join(f"{f.rel}\0{f.size}" for f in group).encode()).hexdigest()[:16]
-            dirs = {p: join(root, p, f"group={gid}") for p in ("scores", "alerts", "quarantine")}
+            dirs = {p: join(root, p, f"group={gid}") for p in ("scores", "alerts", "quarantine", "lines")}
             for d in dirs.values():
                 if fs.get_file_info(d).type == pafs_.FileType.Directory:
                     fs.delete_dir(d)
             selection = Selection(fs_in, tuple(group), input_uri)
-            ds = sentences_dataset(source, selection, cfg, join(out_uri, "quarantine", f"group={gid}"))
+            gcfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(
+                update={"counts_dir": join(out_uri, "lines", f"group={gid}")})})
+            ds = sentences_dataset(source, selection, gcfg, join(out_uri, "quarantine", f"group={gid}"))
             alerts_dir = join(out_uri, "alerts", f"group={gid}") if cfg.score.write_alerts else None
             scored, counts = score_dataset(ds, cfg, model, artifact, alerts_dir, pool, windowed=window is not None,
                                            config_sha256=str(meta.get("config_sha256", "")))
             for k in embedded:
                 embedded[k] += counts[k]
             scored.write_parquet(dirs["scores"], filesystem=fs)
+            ensure_parquet(dirs["scores"], scores_schema())  # a group that keeps no row: an empty, typed file
             group_counts = _group_counts(out_uri, gid)
             for f in group:
                 _write_json(fs, join(root, "_done", f"{file_key(f)}.json"),
@@ -365,6 +376,7 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
         "counts": result,
     }
     _write_json(fs, join(root, "manifest.json"), manifest)
+    check_lines(result["lines"], f"score {input_uri}")
     return result
 
 
@@ -399,18 +411,26 @@ def _align_template(cfg: AptrayConfig, meta: dict[str, Any]) -> AptrayConfig:
     return cfg
 
 
-def _group_counts(out_uri: str, gid: str) -> dict[str, int]:
+def _group_counts(out_uri: str, gid: str) -> dict[str, Any]:
+    from aptray.io.files import line_counts
+
     scored = count_rows(join(out_uri, "scores", f"group={gid}"))
     quarantined = count_rows(join(out_uri, "quarantine", f"group={gid}"))
     alerts = count_rows(join(out_uri, "alerts", f"group={gid}"))
     return {"rows_read": scored + quarantined, "rows_scored": scored, "rows_quarantined": quarantined,
-            "alerts": alerts}
+            "alerts": alerts, "lines": line_counts(join(out_uri, "lines", f"group={gid}"))}
 
 
-def _totals(fs: pafs.FileSystem, root: str, out_uri: str) -> dict[str, int]:
+def _totals(fs: pafs.FileSystem, root: str, out_uri: str) -> dict[str, Any]:
     groups = {m["group"] for m in _done_markers(fs, root).values()}
-    totals = {"rows_read": 0, "rows_scored": 0, "rows_quarantined": 0, "alerts": 0}
+    totals: dict[str, Any] = {"rows_read": 0, "rows_scored": 0, "rows_quarantined": 0, "alerts": 0}
+    lines: dict[str, int] = {}
     for gid in sorted(groups):
         for k, v in _group_counts(out_uri, gid).items():
-            totals[k] += v
+            if k == "lines":
+                for c, n in v.items():
+                    lines[c] = lines.get(c, 0) + n
+            else:
+                totals[k] += v
+    totals["lines"] = lines
     return totals

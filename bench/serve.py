@@ -93,6 +93,16 @@ def train_tiny(out: Path) -> str:
     return save_detector(det, str(out), meta)
 
 
+def offline_quiet() -> None:
+    """The benchmark's process settings: hub offline, no usage stats, warnings-only logging."""
+    import logging
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(level=logging.WARNING)
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1."""
     with socket.socket() as s:
@@ -195,12 +205,7 @@ def main() -> None:
                     help="also load the replica's own HTTP port (Ray Serve direct ingress), beside the proxy")
     args = ap.parse_args()
 
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import logging
-
-    logging.basicConfig(level=logging.WARNING)
+    offline_quiet()
     tmp = Path(tempfile.mkdtemp(prefix="aptray-bench-"))
     t0 = time.perf_counter()
     artifact = args.artifact or train_tiny(tmp / "artifact")

@@ -33,7 +33,9 @@ def register(app: typer.Typer) -> None:
                      "embed.gpus_per_actor": gpus_per_actor, "embed.keep_warm_s": keep_warm}
         cfg = setup(config, overrides)
         counts = run_embed(input, out, cfg, source=source.value if source else None)
-        emit({k: counts[k] for k in ("rows", "distinct_sentences", "encoded", "cache_hits", "seconds")})
+        keys = ("rows", "quarantined", "distinct_sentences", "encoded", "cache_hits", "lines", "quarantine_reasons",
+                "seconds")
+        emit({k: counts[k] for k in keys if k in counts})
 
     @app.command("embed-cache-compact")
     def embed_cache_compact(

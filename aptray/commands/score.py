@@ -41,5 +41,5 @@ def register(app: typer.Typer) -> None:
                              "score.allow_format_mismatch": allow_format_mismatch or None})
         result = run_score(input, out, cfg)
         emit({k: result[k] for k in ("rows_read", "rows_scored", "rows_quarantined", "alerts", "files",
-                                     "files_skipped", "source", "aspect", "distinct_sentences", "encoded",
-                                     "seconds")})
+                                     "files_skipped", "source", "aspect", "lines", "distinct_sentences",
+                                     "encoded", "seconds")})

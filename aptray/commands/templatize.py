@@ -30,4 +30,5 @@ def register(app: typer.Typer) -> None:
                      "ingest.aspect": aspect.value if aspect else None}
         cfg = setup(config, overrides)
         counts = run_templatize(source, input, out, cfg)
-        emit({k: counts[k] for k in ("rows", "malicious", "quarantined", "distinct_sentences", "seconds")})
+        emit({k: counts[k] for k in ("rows", "malicious", "quarantined", "distinct_sentences", "lines",
+                                     "quarantine_reasons", "seconds")})

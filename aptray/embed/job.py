@@ -177,20 +177,30 @@ def _read_rows(
     from aptray.templating.base import TEMPLATE_VERSION
 
     if source is not None:
-        from aptray.templating.job import sentences_dataset
+        from aptray.io.files import line_counts
+        from aptray.io.quarantine import count_rows, quarantine_reasons
+        from aptray.templating.job import (
+            SENTENCES_SCHEMA,
+            clear_dir,
+            effective_aspect,
+            ensure_parquet,
+            sentences_dataset,
+        )
 
-        sentences_uri = join(out_uri, "sentences")
+        sentences_uri, quarantine_uri, lines_uri = (join(out_uri, d) for d in ("sentences", "quarantine", "_lines"))
+        for d in (sentences_uri, quarantine_uri, lines_uri):  # a rerun replaces them
+            clear_dir(d)
         fs, path = resolve(sentences_uri)
-        if fs.get_file_info(path).type != pafs.FileType.NotFound:
-            fs.delete_dir_contents(path)
-        sentences_dataset(Source(source), input_uri, cfg, join(out_uri, "quarantine")).write_parquet(
-            path, filesystem=fs)
-        from aptray.templating.job import effective_aspect
-
+        rcfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"counts_dir": lines_uri})})
+        sentences_dataset(Source(source), input_uri, rcfg, quarantine_uri).write_parquet(path, filesystem=fs)
+        ensure_parquet(sentences_uri, SENTENCES_SCHEMA)  # an input that keeps no row: an empty, typed output
         aspect = effective_aspect(Source(source), cfg.ingest.aspect)
         upstream: dict[str, Any] = {"source": str(Source(source)), "input": input_uri,
                                     "aspect": aspect.value if aspect else None, "template_version": TEMPLATE_VERSION,
-                                    "template": cfg.template.model_dump(mode="json")}
+                                    "template": cfg.template.model_dump(mode="json"),
+                                    "read": {"quarantined": count_rows(quarantine_uri),
+                                             "lines": line_counts(lines_uri),
+                                             "quarantine_reasons": quarantine_reasons(quarantine_uri)}}
     else:
         sentences_uri = join(input_uri, "sentences")
         fs, root = resolve(input_uri)
@@ -440,6 +450,7 @@ def run_embed(input_uri: str, out_uri: str, cfg: AptrayConfig, source: str | Non
         "encoded": n_encoded,
         "cache_hits": n_hits,
         "hit_rate": round(n_hits / n_distinct, 6) if n_distinct else 0.0,
+        **upstream.get("read", {}),
         "seconds": round(time.perf_counter() - start, 3),
     }
     manifest = {
@@ -460,6 +471,10 @@ def run_embed(input_uri: str, out_uri: str, cfg: AptrayConfig, source: str | Non
     with out_fs.open_output_stream(join(out_root, "manifest.json")) as fh:
         fh.write(json.dumps(manifest, indent=2).encode())
     log.info("embed done: %s", counts)
+    if "lines" in counts:
+        from aptray.io.files import check_lines
+
+        check_lines(counts["lines"], f"embed {input_uri}")
     return counts
 
 

@@ -23,6 +23,7 @@ import json
 import logging
 import posixpath
 import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -78,23 +79,28 @@ class AdaptParser:
         self.malicious = malicious
         self.aspect = aspect
 
-    def __call__(self, stream: BinaryIO, file: InputFile, cfg: IngestConfig) -> Iterator[pa.Table]:
+    def __call__(self, stream: BinaryIO, file: InputFile, cfg: IngestConfig, lines: Counter[str] | None = None
+                 ) -> Iterator[pa.Table]:
         aspect = file_aspect(file.rel) or self.aspect
         if aspect is None:
             raise ValueError(f"{file.rel}: not a Process<Aspect>.csv file and no aspect given")
-        yield from in_blocks(self._rows(stream, file, cfg, aspect), cfg.block_rows)
+        counts = lines if lines is not None else Counter()
+        yield from in_blocks(self._rows(stream, file, cfg, aspect, counts), cfg.block_rows)
 
     @staticmethod
     def _label_key(uuid: str) -> str | None:
         # Canonical dashed UUIDs (all ADAPT files) only need lower-casing; other styles are normalised.
         return uuid.lower() if len(uuid) == 36 and uuid[8] == "-" else normalize_uuid(uuid)
 
-    def _rows(self, stream: BinaryIO, file: InputFile, cfg: IngestConfig, aspect: Aspect) -> Iterator[dict[str, Any]]:
+    def _rows(self, stream: BinaryIO, file: InputFile, cfg: IngestConfig, aspect: Aspect, counts: Counter[str]
+              ) -> Iterator[dict[str, Any]]:
         lines = read_lines(stream)
-        header, _ = _read_header(lines)
+        header, used = _read_header(lines)
         if header is None:
+            counts["blank"] += used
             log.warning("%s: empty file", file.rel)
             return
+        counts["header"] += used
         columns = _column_map(header[1:], aspect, file.rel)
         present = sorted({col for col, _ in columns if col is not None})
         ncols = len(header)
@@ -103,15 +109,21 @@ class AdaptParser:
         seen: set[str] = set()
         for line, raw in lines:
             if not raw.strip():
-                continue  # a blank line is not a record
-            ones, uuid, reason = _parse_line(raw, ncols, nvals, commas)
+                counts["blank"] += 1  # a blank line is not a record
+                continue
+            try:
+                ones, uuid, reason = _parse_line(raw, ncols, nvals, commas)
+            except Exception as exc:  # one line's content, whatever it is, never stops the read
+                ones, uuid, reason = None, None, f"unparseable row: {type(exc).__name__}: {exc}"[:200]
             if reason is None and uuid is not None and len(uuid) > cfg.max_field_chars:
                 reason = f"oversized field: UUID of {len(uuid)} characters"
             if reason is None and uuid in seen:
                 reason = f"duplicate UUID {uuid}"
             if reason is not None or uuid is None or ones is None:
+                counts["quarantined"] += 1
                 yield quarantine_row(SOURCE, file, line, raw, reason or "unparseable row")
                 continue
+            counts["record"] += 1
             seen.add(uuid)
             ctx: dict[str, list[str]] = {col: [] for col in present}
             for i in ones:
@@ -141,7 +153,10 @@ def _read_header(lines: Iterator[tuple[int, bytes]]) -> tuple[list[str] | None, 
     if not buf.strip():
         return None, used
     text = buf.decode("utf-8", errors="replace").lstrip("\ufeff")
-    return next(csv.reader([text], strict=False)), used
+    try:
+        return next(csv.reader([text], strict=False)), used
+    except csv.Error:
+        return [text], used  # one unusable header column: every data line is quarantined (wrong column count)
 
 
 def _column_map(names: list[str], aspect: Aspect, rel: str) -> list[tuple[str | None, str]]:

@@ -17,6 +17,7 @@ import json
 import logging
 import re
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -166,33 +167,48 @@ def decode_sockaddr(saddr: str) -> tuple[str | None, str | None]:
     return None, None
 
 
-def parse(stream: BinaryIO, file: InputFile, cfg: IngestConfig) -> Iterator[pa.Table]:
+#: A record type as auditd writes it (``SYSCALL``, ``USER_LOGIN``, ``UNKNOWN[1334]``).
+_RECORD_TYPE = re.compile(r"^[A-Z][A-Z0-9_]*(?:\[\d+\])?$")
+
+
+def parse(stream: BinaryIO, file: InputFile, cfg: IngestConfig, lines: Counter[str] | None = None
+          ) -> Iterator[pa.Table]:
     """Parse one audit.log stream into one row per record (:data:`REC_SCHEMA`); bad lines flagged."""
-    yield from in_blocks(_records(stream, file, cfg), cfg.block_rows, REC_SCHEMA)
+    lines = lines if lines is not None else Counter()
+    yield from in_blocks(_records(stream, file, cfg, lines), cfg.block_rows, REC_SCHEMA)
 
 
-def _records(stream: BinaryIO, file: InputFile, cfg: IngestConfig) -> Iterator[dict[str, Any]]:
+def _records(stream: BinaryIO, file: InputFile, cfg: IngestConfig, lines: Counter[str]) -> Iterator[dict[str, Any]]:
     for n, raw in read_lines(stream):
         if not raw.strip():
+            lines["blank"] += 1
             continue
         text = raw.decode("utf-8", errors="replace")
         m = _HEADER.match(text)
         row: dict[str, Any] = {"source_file": file.rel, "line": n, "raw": text[: cfg.max_field_chars]}
         if m is None:
             row["quarantine_reason"] = "not an audit record (no type= msg=audit(TIME:SERIAL))"
+        elif not _RECORD_TYPE.match(m["type"]):
+            row["quarantine_reason"] = f"invalid record type {m['type'][:40]!r}"
         elif len(text) > cfg.max_field_chars:
             row["quarantine_reason"] = f"oversized record ({len(text)} chars)"
         elif m["type"] in _IGNORED_TYPES:
+            lines["context"] += 1
             continue
         else:
             fields = {k: v for k, v in parse_fields(text[m.end():]).items()}
             row.update(key=f"{m['node'] or ''}|{m['ts']}:{m['serial']}", node=m["node"], ts=float(m["ts"]),
                        type=m["type"], fields=json.dumps(fields))
+        lines["quarantined" if row.get("quarantine_reason") else "record"] += 1
         yield row
 
 
+#: Most EXECVE arguments read (a corrupted argc must not loop for ever).
+MAX_ARGS = 4096
+
+
 def _execve_args(fields: dict[str, str]) -> list[str]:
-    argc = int(fields.get("argc", "0") or 0)
+    argc = min(_int(fields.get("argc")) or 0, MAX_ARGS)
     args: list[str] = []
     for i in range(argc):
         if f"a{i}" in fields:
@@ -208,12 +224,41 @@ def _execve_args(fields: dict[str, str]) -> list[str]:
 
 
 def _int(value: str | None) -> int | None:
-    if value is None:
+    """An integer field (decimal or 0x hex); None when absent, not a number or beyond int64."""
+    if value is None or len(value) > 24:
         return None
     try:
-        return int(value, 0) if value.startswith(("0x", "-0x")) else int(value)
+        n = int(value, 0) if value.startswith(("0x", "-0x")) else int(value)
+        return n if -(1 << 63) <= n < (1 << 63) else None
     except ValueError:
         return None
+
+
+def assemble_group(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of the records of one serial: the event (:func:`assemble`) and a quarantined row per exact
+    duplicate record (a line repeated by the sensor; counted, never merged into the event silently). No record
+    can stop the read: an event that cannot be assembled is quarantined with the reason."""
+    records = sorted(records, key=lambda r: (r["source_file"], r["line"]))
+    first_line: dict[str, tuple[str, int]] = {}
+    unique, rows = [], []
+    for r in records:
+        seen = first_line.get(r["raw"])
+        if seen is None:
+            first_line[r["raw"]] = (r["source_file"], r["line"])
+            unique.append(r)
+        else:
+            rows.append({"record_id": f"{SOURCE}:{r['source_file']}:{r['line']}", "source": SOURCE,
+                         "source_file": r["source_file"], "line": r["line"], "raw": r["raw"],
+                         "quarantine_reason": f"duplicate record: same as {seen[0]} line {seen[1]}"})
+    try:
+        rows.insert(0, assemble(unique))
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+        first = unique[0]
+        rows.insert(0, {"record_id": f"{SOURCE}:{first['source_file']}:{first['line']}", "source": SOURCE,
+                        "source_file": first["source_file"], "line": first["line"],
+                        "raw": "\n".join(r["raw"] for r in unique),
+                        "quarantine_reason": f"unparseable event: {type(exc).__name__}: {str(exc)[:120]}"})
+    return rows
 
 
 def assemble(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -361,8 +406,8 @@ def assemble_events(engine: Engine[T], records: T, cfg: IngestConfig, labels: fr
     events stay as quarantined rows.
     """
     bad = engine.map(records, _bad_lines)
-    events = engine.materialize(per_group(engine, keep(engine, records, _is_good), "key", assemble, JOIN_SCHEMA,
-                                          rows=True))
+    events = engine.materialize(per_group(engine, keep(engine, records, _is_good), "key", assemble_group,
+                                          JOIN_SCHEMA, rows=True))
     events = lookup(engine, engine.map(events, _with_ppid_key), engine.map(events, _exe_by_pid), JOIN_SCHEMA,
                     on="ppid_key", right_on="pkey", take={"pexe": "pexe"})
     events = engine.map(events, _Finish(labels))

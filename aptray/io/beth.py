@@ -27,14 +27,16 @@ import json
 import logging
 import posixpath
 import re
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from aptray.config import IngestConfig, Source
-from aptray.io.files import files_dataset, quarantine_row
+from aptray.io.files import files_dataset, quarantine_row, safe_table
 from aptray.io.fs import Selection
 from aptray.io.request import Request, csv_fields, parse_stream
 from aptray.schema import EVENT_SCHEMA, event_table
@@ -183,15 +185,18 @@ def _int(fields: list[str], layout: _Layout, name: str, required: bool = False) 
             raise BadRow(f"missing required field {name}")
         return None
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
         try:
             as_float = float(text)
         except ValueError:
             as_float = float("nan")
-        if as_float.is_integer():
-            return int(as_float)
-        raise BadRow(f"non-numeric {name}: {text[:40]!r}") from None
+        if not as_float.is_integer():
+            raise BadRow(f"non-numeric {name}: {text[:40]!r}") from None
+        value = int(as_float)
+    if not -(1 << 63) <= value < (1 << 63):
+        raise BadRow(f"{name} out of range: {text[:40]!r}")
+    return value
 
 
 def _event_row(fields: list[str], layout: _Layout, cfg: IngestConfig) -> dict[str, Any]:
@@ -316,14 +321,32 @@ def source_of(file: InputFile, cfg: IngestConfig) -> str:
     return Source.BETH.value
 
 
-def _table(rows: list[dict[str, Any]]) -> pa.Table:
-    # column by column: much cheaper than appending every row to 27 lists
-    return event_table({name: [r.get(name) for r in rows] for name in EVENT_SCHEMA.names})
+def _columns(rows: list[dict[str, Any]]) -> pa.Table:
+    # column by column: much cheaper than appending every row to 27 lists; good rows' raw text is dropped
+    table = event_table({name: [r.get(name) for r in rows] for name in EVENT_SCHEMA.names})
+    i = table.schema.get_field_index("raw")
+    raw = pc.if_else(pc.is_valid(table.column("quarantine_reason")), table.column("raw"), pa.scalar(None, pa.string()))
+    return table.set_column(i, table.schema.field(i), raw)
 
 
-def parse(stream: BinaryIO, file: InputFile, cfg: IngestConfig) -> Iterator[pa.Table]:
-    """Parse one BETH CSV stream into :data:`EVENT_SCHEMA` tables of at most ``cfg.block_rows`` rows."""
+def _table(rows: list[dict[str, Any]], on_bad: Any = None) -> pa.Table:
+    return safe_table(rows, _columns, on_bad)
+
+
+def parse(stream: BinaryIO, file: InputFile, cfg: IngestConfig, lines: Counter[str] | None = None
+          ) -> Iterator[pa.Table]:
+    """Parse one BETH CSV stream into :data:`EVENT_SCHEMA` tables of at most ``cfg.block_rows`` rows.
+
+    No line can stop the stream: whatever a line holds, it becomes a row or a quarantine row with the reason.
+    """
+    lines = lines if lines is not None else Counter()
     source = source_of(file, cfg)
+
+    def bad_row(row: dict[str, Any], reason: str) -> dict[str, Any]:
+        lines["record"] -= 1
+        lines["quarantined"] += 1
+        return quarantine_row(source, file, row["line"], row.get("raw") or "", reason)
+
     cap = cfg.max_field_chars * 4 + 4096  # a line can hold 16 fields; longer means garbage
     rows: list[dict[str, Any]] = []
     layout: _Layout | None = None
@@ -340,28 +363,34 @@ def parse(stream: BinaryIO, file: InputFile, cfg: IngestConfig) -> Iterator[pa.T
                 raise BadRow(f"non-UTF-8 bytes at offset {exc.start}") from None
             if not text.strip():
                 blank += 1
+                lines["blank"] += 1
                 continue
             if layout is None and header_error is None:
                 try:
                     layout = _Layout(next(csv.reader((text.lstrip("\ufeff"),))))
-                except BadRow as exc:
+                except (BadRow, csv.Error) as exc:
                     header_error = str(exc)
-                    raise
+                    raise BadRow(header_error) from None
+                lines["header"] += 1
                 continue
             if layout is None:
                 raise BadRow(f"no usable header: {header_error}")
             fields = _split(text, layout.width, cfg.max_field_chars)
             row = (_event_row if layout.kind == "events" else _dns_row)(fields, layout, cfg)
-            row.update(record_id=f"{source}:{file.rel}:{line}", source=source, source_file=file.rel, line=line)
+            row.update(record_id=f"{source}:{file.rel}:{line}", source=source, source_file=file.rel, line=line,
+                       raw=text)  # raw is kept only for a row the schema refuses (safe_table), then dropped
             rows.append(row)
-        except BadRow as exc:
+            lines["record"] += 1
+        except Exception as exc:  # one line's content, whatever it is, never stops the read
             bad += 1
-            rows.append(quarantine_row(source, file, line, raw, str(exc)))
+            lines["quarantined"] += 1
+            reason = str(exc) if isinstance(exc, BadRow) else f"unparseable row: {type(exc).__name__}: {exc}"[:200]
+            rows.append(quarantine_row(source, file, line, raw, reason))
         if len(rows) >= cfg.block_rows:
-            yield _table(rows)
+            yield _table(rows, bad_row)
             rows = []
     if rows:
-        yield _table(rows)
+        yield _table(rows, bad_row)
     if bad or blank:
         log.info("%s: %d bad line(s) flagged, %d blank line(s) skipped", file.rel, bad, blank)
 

@@ -95,14 +95,29 @@ def _uuid(value: Any) -> str | None:
     return normalize_uuid(v) if isinstance(v, str) else None
 
 
+_INT64 = 1 << 63
+
+
 def _int(value: Any) -> int | None:
+    """An integer field: None when absent or not a number (free-form property text); a number that is not a
+    finite int64 (``Infinity``, ``1e999``, 30 digits) or a list or object raises ValueError (quarantine)."""
     v = _u(value)
-    if v is None:
+    if v is None or isinstance(v, bool):
         return None
-    try:
-        return int(v)
-    except (TypeError, ValueError):
-        return None
+    if isinstance(v, (dict, list)):
+        raise ValueError(f"expected an integer, got a JSON {'object' if isinstance(v, dict) else 'array'}")
+    if isinstance(v, float):
+        if not math.isfinite(v) or not v.is_integer():
+            raise ValueError(f"expected an integer, got {v!r}")
+        v = int(v)
+    elif isinstance(v, str):
+        try:
+            v = int(v)
+        except ValueError:
+            return None
+    if not isinstance(v, int) or not -_INT64 <= v < _INT64:
+        raise ValueError(f"integer out of range: {str(v)[:40]}")
+    return v
 
 
 def seconds(ts: Any) -> float | None:
@@ -197,19 +212,40 @@ def parse_record(obj: Any, line_host: str | None) -> tuple[str, dict[str, Any] |
     return rtype, ({"kind": "entity", "uuid": uuid, "object_path": path} if path else None)
 
 
-def parse(stream: BinaryIO, file: InputFile, cfg: IngestConfig) -> Iterator[pa.Table]:
-    """Parse one CDM JSON-lines stream into intermediate record tables (:data:`REC_SCHEMA`)."""
+def parse(stream: BinaryIO, file: InputFile, cfg: IngestConfig, lines: Counter[str] | None = None
+          ) -> Iterator[pa.Table]:
+    """Parse one CDM JSON-lines stream into intermediate record tables (:data:`REC_SCHEMA`).
+
+    No record's content can stop the stream: a line that is not JSON, nests too deeply, holds numbers beyond
+    int64 or values of the wrong JSON type becomes a quarantine row with the reason.
+    """
     counts: Counter[str] = Counter()
-    yield from in_blocks(_records(stream, file, cfg, counts), cfg.block_rows, REC_SCHEMA)
+    lines = lines if lines is not None else Counter()
+    for table in in_blocks(_records(stream, file, cfg, counts, lines), cfg.block_rows, REC_SCHEMA, _bad_record):
+        # classes from the built block, so a row the schema refused (now a quarantine row) is counted as one:
+        # an event is a record; a subject, object or principal only informs events (context)
+        kinds = Counter(table.column("kind").to_pylist())
+        lines["record"] += kinds.pop("event", 0)
+        lines["quarantined"] += kinds.pop("quarantine", 0)
+        lines["context"] += sum(kinds.values())
+        yield table
     unknown = {k: v for k, v in counts.items() if k not in KNOWN_TYPES and k != "<quarantined>"}
     if unknown:
         log.warning("%s: skipped unknown CDM record types %s", file.rel, dict(unknown))
     log.info("%s: CDM record counts %s", file.rel, dict(counts))
 
 
-def _records(stream: BinaryIO, file: InputFile, cfg: IngestConfig, counts: Counter[str]) -> Iterator[dict[str, Any]]:
+def _bad_record(row: dict[str, Any], reason: str) -> dict[str, Any]:
+    raw = row.get("_raw")
+    return {"kind": "quarantine", "quarantine_reason": reason, "source_file": row.get("source_file"),
+            "line": row.get("line"), "raw": raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw}
+
+
+def _records(stream: BinaryIO, file: InputFile, cfg: IngestConfig, counts: Counter[str],
+             lines: Counter[str]) -> Iterator[dict[str, Any]]:
     for n, raw in read_lines(stream):
         if not raw.strip():
+            lines["blank"] += 1
             continue
         row: dict[str, Any] | None
         try:
@@ -218,16 +254,27 @@ def _records(stream: BinaryIO, file: InputFile, cfg: IngestConfig, counts: Count
             obj = json.loads(raw)
             rtype, row = parse_record(obj, _uuid(obj.get("hostId")) if isinstance(obj, dict) else None)
             counts[rtype] += 1
-        except ValueError as exc:  # json.JSONDecodeError is a ValueError
-            counts["<quarantined>"] += 1
+            if row is None:
+                lines["context"] += 1  # a marker, host or unknown record type: no row (rows are counted per block)
+        except RecursionError:
+            row = _quarantine(raw, "invalid JSON: nested too deeply", cfg, counts)
+        except (ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:
+            # json.JSONDecodeError is a ValueError; the others are a record of the wrong shape
             reason = f"invalid JSON: {exc}" if isinstance(exc, json.JSONDecodeError) else str(exc)
-            row = {"kind": "quarantine", "quarantine_reason": reason,
-                   "raw": raw[: cfg.max_field_chars].decode("utf-8", errors="replace")}
+            row = _quarantine(raw, reason or type(exc).__name__, cfg, counts)
         if row is None:
             continue
         row["source_file"] = file.rel
         row["line"] = n
+        if row["kind"] != "quarantine":
+            row["_raw"] = raw  # kept until the block is built, for a row the schema refuses (in_blocks)
         yield row
+
+
+def _quarantine(raw: bytes, reason: str, cfg: IngestConfig, counts: Counter[str]) -> dict[str, Any]:
+    counts["<quarantined>"] += 1
+    return {"kind": "quarantine", "quarantine_reason": reason,
+            "raw": raw[: cfg.max_field_chars].decode("utf-8", errors="replace")}
 
 
 def count_record_types(uri: str) -> dict[str, int]:

@@ -153,8 +153,8 @@ class PerGroup:
     """A block function: ``fn`` per group of equal ``key`` (the block sorted by key and cut into runs).
 
     Null keys form one group, as in a Ray Data groupby. ``rows=False``: ``fn(table slice, **kwargs) ->
-    table``; ``rows=True``: ``fn(list of row dicts) -> row dict or None``. The outputs make one table in
-    ``schema``.
+    table``; ``rows=True``: ``fn(list of row dicts) -> a row dict, a list of them, or None``. The outputs make
+    one table in ``schema``.
     """
 
     def __init__(self, key: str, fn: Callable[..., Any], schema: pa.Schema, kwargs: dict[str, Any] | None = None,
@@ -172,8 +172,14 @@ class PerGroup:
         runs = _runs(block.column(self.key).to_pylist())
         if self.rows:
             dicts = block.to_pylist()
-            out = [self.fn(dicts[a:b], **self.kwargs) for a, b in runs]
-            return pa.Table.from_pylist([r for r in out if r is not None], schema=self.schema)
+            out: list[dict[str, Any]] = []
+            for a, b in runs:
+                got = self.fn(dicts[a:b], **self.kwargs)
+                if isinstance(got, list):
+                    out.extend(got)
+                elif got is not None:
+                    out.append(got)
+            return pa.Table.from_pylist(out, schema=self.schema)
         tables = [t for t in (self.fn(block.slice(a, b - a), **self.kwargs) for a, b in runs) if t.num_rows]
         return pa.concat_tables(tables).cast(self.schema) if tables else self.schema.empty_table()
 

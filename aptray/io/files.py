@@ -8,7 +8,9 @@ streams its blocks downstream while the file is still being read.
 
 from __future__ import annotations
 
+import json
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
@@ -28,10 +30,54 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class Parser(Protocol):
-    """Reads one file's stream and yields event tables (good and quarantined rows)."""
+#: What became of each physical line of an input, as a reader counts it: every line is exactly one of these.
+#: ``record``: an event's line (a canonical row, scored or quarantined after the join; for auditd, each record
+#: of a multi-record event); ``quarantined``: flagged with a reason by the parser (kept in the quarantine
+#: dataset); ``blank``: no content; ``header``: a CSV header line; ``context``: a record that only informs
+#: events (CDM subjects, objects, principals, markers, hosts and unknown record types; auditd EOE).
+LINE_CLASSES: tuple[str, ...] = ("record", "quarantined", "blank", "header", "context")
 
-    def __call__(self, stream: BinaryIO, file: InputFile, cfg: IngestConfig) -> Iterator[pa.Table]: ...
+
+class Parser(Protocol):
+    """Reads one file's stream and yields event tables (good and quarantined rows).
+
+    ``lines``, when given, receives one count per physical line under a :data:`LINE_CLASSES` key.
+    """
+
+    def __call__(self, stream: BinaryIO, file: InputFile, cfg: IngestConfig,
+                 lines: Counter[str] | None = None) -> Iterator[pa.Table]: ...
+
+
+class CountingStream:
+    """A binary stream that counts the physical lines read through it (independently of any parser)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self.newlines = 0
+        self.last = b""
+
+    def _seen(self, data: bytes) -> bytes:
+        if data:
+            self.newlines += data.count(b"\n")
+            self.last = data[-1:]
+        return data
+
+    def read(self, size: int = -1) -> bytes:
+        """``read`` of the wrapped stream."""
+        return self._seen(self._stream.read(size))
+
+    def readline(self, size: int = -1) -> bytes:
+        """``readline`` of the wrapped stream."""
+        return self._seen(self._stream.readline(size))
+
+    def __iter__(self) -> Iterator[bytes]:
+        while line := self.readline():
+            yield line
+
+    @property
+    def lines(self) -> int:
+        """Physical lines read so far (a last line without a newline counts)."""
+        return self.newlines + (1 if self.last and self.last != b"\n" else 0)
 
 
 class _ReadFiles:
@@ -45,15 +91,81 @@ class _ReadFiles:
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
         for row in batch.to_pylist():
             file = InputFile(row["path"], row["rel"], row["size"])
-            with open_binary(self.fs, file.path) as stream:
+            lines: Counter[str] = Counter()
+            with open_binary(self.fs, file.path) as raw:
+                stream = CountingStream(raw)
                 first = self.cfg.check_format
-                for table in self.parser(stream, file, self.cfg):
+                for table in self.parser(stream, file, self.cfg, lines):  # type: ignore[arg-type]
                     if not table.num_rows:
                         continue
                     if first:
                         check_first_block(self.fs, file, table, self.cfg)
                         first = False
                     yield table
+            record_lines(file, stream.lines, lines, self.cfg.counts_dir)
+
+
+def record_lines(file: InputFile, physical: int, lines: Counter[str], counts_dir: str | None) -> dict[str, Any]:
+    """Check that the parser gave every physical line of ``file`` exactly one class; write the counts.
+
+    The count of physical lines comes from the stream (:class:`CountingStream`), not from the parser, so a line
+    a parser skipped without counting shows up as a difference (logged as an error, reported as ``unaccounted``).
+    With ``counts_dir`` the counts go to ``<counts_dir>/<digest of the file>.json`` (rewritten, never duplicated,
+    when a task is retried).
+    """
+    classes = {c: int(lines.get(c, 0)) for c in LINE_CLASSES}
+    counts: dict[str, Any] = {"file": file.rel, "lines": physical, **classes,
+                              "unaccounted": physical - sum(classes.values())}
+    if counts["unaccounted"]:
+        log.error("%s: %d physical line(s), but the parser accounted for %d: %s", file.rel, physical,
+                  sum(classes.values()), classes)
+    if counts_dir:
+        import hashlib
+
+        from aptray.io.fs import join, resolve
+
+        fs, root = resolve(counts_dir)
+        fs.create_dir(root, recursive=True)
+        name = hashlib.sha256(file.rel.encode()).hexdigest()[:32]
+        with fs.open_output_stream(join(root, f"{name}.json")) as fh:
+            fh.write(json.dumps(counts).encode())
+    return counts
+
+
+def line_counts(counts_dir: str) -> dict[str, int]:
+    """The sums of the per-file line counts under ``counts_dir`` (empty when none were written)."""
+    import pyarrow.fs as pafs_
+
+    from aptray.io.fs import resolve
+
+    fs, root = resolve(counts_dir)
+    totals = {"lines": 0, **dict.fromkeys(LINE_CLASSES, 0), "unaccounted": 0}
+    if fs.get_file_info(root).type == pafs_.FileType.NotFound:
+        return totals
+    for info in fs.get_file_info(pafs_.FileSelector(root, recursive=True)):
+        if info.path.endswith(".json"):
+            with fs.open_input_stream(info.path) as fh:
+                one = json.loads(fh.read())
+            for k in totals:
+                totals[k] += int(one.get(k, 0))
+    return totals
+
+
+def check_lines(lines: dict[str, int], what: str) -> None:
+    """Raise :class:`~aptray.errors.LineAccountingError` when ``lines`` (from :func:`line_counts`) does not add up.
+
+    ``lines`` = ``record`` + ``quarantined`` + ``blank`` + ``header`` + ``context``, where ``lines`` is the count
+    of physical lines read from the input (by the stream, not the parser). Jobs call this after their outputs
+    and manifest are written, so a reader bug stops the job loudly, with everything it did keep on disk.
+    """
+    from aptray.errors import LineAccountingError
+
+    if lines.get("unaccounted"):
+        classes = {c: lines.get(c, 0) for c in LINE_CLASSES}
+        raise LineAccountingError(
+            f"{what}: {lines.get('lines', 0)} lines were read but the readers accounted for "
+            f"{sum(classes.values())} ({classes}); the outputs are written, but this is a reader bug: please "
+            "report it with the input's format")
 
 
 def files_dataset(
@@ -177,22 +289,52 @@ def read_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
         yield n, raw.rstrip(b"\r\n")
 
 
+BadRow = Callable[[dict[str, Any], str], dict[str, Any]]
+
+
 def in_blocks(
-    rows: Iterable[dict[str, Any]], block_rows: int, schema: pa.Schema | None = None
+    rows: Iterable[dict[str, Any]], block_rows: int, schema: pa.Schema | None = None, on_bad: BadRow | None = None
 ) -> Iterator[pa.Table]:
-    """Group row dicts into tables of at most ``block_rows`` rows (:data:`EVENT_SCHEMA` unless ``schema``)."""
+    """Group row dicts into tables of at most ``block_rows`` rows (:data:`EVENT_SCHEMA` unless ``schema``).
+
+    A row whose values do not fit the schema (a number beyond int64, a list where text belongs) would fail the
+    whole block: the block is then built row by row and each such row is replaced by ``on_bad(row, reason)``
+    (a quarantine row), so one record never costs the others.
+    """
 
     def table(buf: list[dict[str, Any]]) -> pa.Table:
         return event_table(buf) if schema is None else pa.Table.from_pylist(buf, schema=schema)
+
+    def safe(buf: list[dict[str, Any]]) -> pa.Table:
+        return safe_table(buf, table, on_bad)
 
     buf: list[dict[str, Any]] = []
     for row in rows:
         buf.append(row)
         if len(buf) >= block_rows:
-            yield table(buf)
+            yield safe(buf)
             buf = []
     if buf:
-        yield table(buf)
+        yield safe(buf)
+
+
+def safe_table(rows: list[dict[str, Any]], build: Callable[[list[dict[str, Any]]], pa.Table],
+               on_bad: BadRow | None) -> pa.Table:
+    """``build(rows)``; when a row's values do not fit the schema, the rows are built one by one and each such row
+    is replaced by ``on_bad(row, reason)`` (without ``on_bad`` the error is raised)."""
+    try:
+        return build(rows)
+    except (pa.ArrowException, OverflowError, TypeError, ValueError):
+        if on_bad is None:
+            raise
+    fixed = []
+    for row in rows:
+        try:
+            build([row])
+            fixed.append(row)
+        except (pa.ArrowException, OverflowError, TypeError, ValueError) as exc:
+            fixed.append(on_bad(row, f"a value does not fit the canonical schema: {str(exc)[:200]}"))
+    return build(fixed)
 
 
 def quarantine_row(source: str, file: InputFile, line: int, raw: bytes | str, reason: str) -> dict[str, Any]:

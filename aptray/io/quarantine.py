@@ -97,3 +97,19 @@ def count_rows(uri: str) -> int:
         if sub.type == pafs.FileType.File and sub.path.endswith(".parquet"):
             total += parquet_rows(fs, sub.path)
     return total
+
+
+def quarantine_reasons(uri: str, top: int = 10) -> dict[str, int]:
+    """The most frequent kinds of quarantine reason under ``uri`` (the reason up to its first ``": "``), counted."""
+    import pyarrow.dataset as pads
+    import pyarrow.fs as pafs
+
+    fs, path = resolve(uri)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return {}
+    kinds: dict[str, int] = {}
+    for batch in pads.dataset(path, filesystem=fs, format="parquet").to_batches(columns=["reason"]):
+        for reason in batch.column("reason").to_pylist():
+            kind = str(reason).split(": ", 1)[0][:80]
+            kinds[kind] = kinds.get(kind, 0) + 1
+    return dict(sorted(kinds.items(), key=lambda kv: -kv[1])[:top])

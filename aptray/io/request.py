@@ -59,6 +59,9 @@ class Request:
                     self.rejected.append((i, "expected raw text lines for this format, not a JSON object"))
                     continue
                 item = json.dumps(item, separators=(",", ":"))
+            if not item.strip():
+                self.rejected.append((i, "no event in this item (blank line)"))
+                continue
             for part in item.rstrip("\n").split("\n"):
                 lines.append(part.removesuffix("\r"))
                 self.line_items[len(lines)] = i

@@ -105,6 +105,23 @@ class BodyLimit:
                 await _send_json(send, 413, _too_large(self.max_bytes))
 
 
+class JsonOnly:
+    """ASGI middleware: 415 for a POST whose body is not declared as JSON (``application/json`` or ``+json``)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope.get("method") == "POST":
+            ctype = next((v for k, v in scope.get("headers", []) if k == b"content-type"), b"").decode("latin-1")
+            media = ctype.split(";", 1)[0].strip().lower()
+            if media != "application/json" and not media.endswith("+json"):
+                message = f"unsupported content type {media or '(none)'!r}: send the body as application/json"
+                await _send_json(send, 415, ErrorResponse(message=message).model_dump())
+                return
+        await self.app(scope, receive, send)
+
+
 def _too_large(limit: int) -> dict[str, Any]:
     return ErrorResponse(message=f"request body larger than {limit} bytes").model_dump()
 
@@ -170,6 +187,7 @@ class OnlineDetector:
         from fastapi import Depends, FastAPI, HTTPException, Query, Request
         from fastapi.exceptions import RequestValidationError
         from fastapi.responses import JSONResponse
+        from starlette.exceptions import HTTPException as StarletteHTTPException
 
         app = FastAPI(
             title="aptray online detector",
@@ -178,15 +196,16 @@ class OnlineDetector:
             "anomaly detectors. Send the API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`.",
         )
         app.add_middleware(BodyLimit, max_bytes=self.settings.max_request_bytes)
-        errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (401, 404, 413, 422)}
+        app.add_middleware(JsonOnly)
+        errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (401, 404, 413, 415, 422)}
 
         @app.exception_handler(RequestValidationError)
         async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
             message, details = _field_errors(exc.errors())
             return JSONResponse(status_code=422, content=ErrorResponse(message=message, errors=details).model_dump())
 
-        @app.exception_handler(HTTPException)
-        async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        @app.exception_handler(StarletteHTTPException)  # Starlette's: FastAPI raises it too (a body it cannot
+        async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:  # parse, unknown routes)
             return JSONResponse(status_code=exc.status_code, headers=exc.headers,
                                 content=ErrorResponse(message=str(exc.detail)).model_dump())
 
@@ -239,7 +258,12 @@ class OnlineDetector:
         refused = self._refuse_format(body, loaded, name)
         if refused is not None:
             return refused
-        prepared = prepare(body.format, body.events, loaded.template, header=body.header, ingest=self._ingest[name])
+        try:
+            prepared = prepare(body.format, body.events, loaded.template, header=body.header,
+                               ingest=self._ingest[name])
+        except Exception as exc:  # a parser bug must not answer 5xx to a client's events; it is logged in full
+            log.exception("request events could not be parsed")
+            return _invalid("events", f"the events could not be parsed ({type(exc).__name__})", "unparseable")
         sentences = prepared.sentences
         size = self.settings.max_batch_size
         batcher = self._batchers[id(loaded.encoder)]
@@ -261,7 +285,8 @@ class OnlineDetector:
         if rejected:
             log.info("request: %d event(s) scored, %d rejected", len(results), len(rejected))
         return _json_response({"artifact_id": aid, "results": results, "rejected": rejected,
-                              "took_ms": round((time.perf_counter() - start) * 1000, 3)})
+                               "counts": prepared.counts(),
+                               "took_ms": round((time.perf_counter() - start) * 1000, 3)})
 
     def _refuse_format(self, body: ScoreRequest, loaded: LoadedDetector, name: str) -> Any:
         """422 for events of another format than the artifact's (None when they fit, or mismatches are allowed)."""

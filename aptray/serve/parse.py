@@ -62,6 +62,15 @@ class Prepared:
     rejected: list[tuple[int, str]] = field(default_factory=list)
     window_keys: list[str] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
+    items: int = 0
+
+    def counts(self) -> dict[str, int]:
+        """What became of the request's items: scored (an item of several events counts once), rejected, or
+        context (records that only inform others: CDM subjects and objects, an event's later auditd records)."""
+        scored = len(set(self.index))
+        rejected = len({i for i, _ in self.rejected} - set(self.index))
+        return {"items": self.items, "scored": scored, "rejected": rejected,
+                "context": self.items - scored - rejected}
 
 
 def prepare(
@@ -86,11 +95,16 @@ def prepare(
     source = format_source(fmt)
     if source is None:
         return _sentences(events)
+    return _parsed(source, events, template, header, ingest)
+
+
+def _parsed(source: Source, events: Sequence[str | dict[str, Any]], template: TemplateConfig,
+            header: Sequence[str] | None, ingest: IngestConfig | None) -> Prepared:
     spec = source_spec(source)
     cfg = (ingest or IngestConfig()).model_copy(update={"source": spec.source})
     request = Request(events, header)
     table = spec.parse_request(request, cfg)
-    out = Prepared(rejected=list(request.rejected))
+    out = Prepared(rejected=list(request.rejected), items=len(events))
     items = [request.item_of(n) for n in table.column("line").to_pylist()]
     bad = pc.is_valid(table.column("quarantine_reason"))
     for i, reason in zip(items, table.column("quarantine_reason").to_pylist(), strict=True):
@@ -113,7 +127,7 @@ def prepare(
 
 
 def _sentences(events: Sequence[str | dict[str, Any]]) -> Prepared:
-    out = Prepared()
+    out = Prepared(items=len(events))
     for i, ev in enumerate(events):
         if isinstance(ev, str) and ev.strip():
             out.index.append(i)

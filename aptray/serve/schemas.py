@@ -78,12 +78,23 @@ class RejectedEvent(_Model):
     reason: str = Field(description="Why it was rejected (no event content).")
 
 
+class ItemCounts(_Model):
+    """What became of a request's items: ``items`` = ``scored`` + ``rejected`` + ``context``."""
+
+    items: int
+    scored: int = Field(description="Items that gave at least one scored event.")
+    rejected: int = Field(description="Items that could not be parsed (see ``rejected``).")
+    context: int = Field(description="Records that only inform other events (CDM subjects and objects, the later "
+                                     "records of a multi-record auditd event).")
+
+
 class ScoreResponse(_Model):
     """Scores of every parsed event, and the events that were rejected."""
 
     artifact_id: str
     results: list[EventScore]
     rejected: list[RejectedEvent]
+    counts: ItemCounts
     took_ms: float = Field(description="Time spent in the replica, parse to scores.")
 
 

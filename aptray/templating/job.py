@@ -12,8 +12,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from aptray.config import AptrayConfig, Aspect, Source, TemplateConfig
+from aptray.io.files import check_lines, line_counts
 from aptray.io.fs import Selection, join, resolve
-from aptray.io.quarantine import QuarantineSplit, count_rows
+from aptray.io.quarantine import QuarantineSplit, count_rows, quarantine_reasons
 from aptray.schema import EVENT_SCHEMA
 from aptray.templating.base import SENTENCE_FIELDS, TEMPLATE_VERSION, templatize
 
@@ -58,13 +59,18 @@ def run_templatize(source: Source | str, uri: str, out: str, cfg: AptrayConfig |
     start = time.perf_counter()
     fs, root = resolve(out)
     fs.create_dir(root, recursive=True)
-    sentences_uri, quarantine_uri = join(out, "sentences"), join(out, "quarantine")
+    sentences_uri, quarantine_uri, lines_uri = join(out, "sentences"), join(out, "quarantine"), join(out, "_lines")
+    for d in (sentences_uri, quarantine_uri, lines_uri):  # a rerun replaces the outputs and counts its own input
+        clear_dir(d)
+    cfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"counts_dir": lines_uri})})
     ds = sentences_dataset(source, uri, cfg, quarantine_uri)
     ds.write_parquet(join(root, "sentences"), filesystem=fs)
     ensure_parquet(sentences_uri, SENTENCES_SCHEMA)  # an input that keeps no row gives an empty, typed output
     counts = sentence_counts(sentences_uri)
     counts["quarantined"] = count_rows(quarantine_uri)
     counts["rows_read"] = counts["rows"] + counts["quarantined"]
+    counts["lines"] = line_counts(lines_uri)
+    counts["quarantine_reasons"] = quarantine_reasons(quarantine_uri)
     counts["seconds"] = round(time.perf_counter() - start, 3)
     aspect = effective_aspect(Source(source), cfg.ingest.aspect)
     manifest = {"source": str(Source(source)), "input": uri, "aspect": aspect.value if aspect else None,
@@ -72,7 +78,17 @@ def run_templatize(source: Source | str, uri: str, out: str, cfg: AptrayConfig |
                 "counts": counts}
     with fs.open_output_stream(join(root, "manifest.json")) as fh:
         fh.write(json.dumps(manifest, indent=2).encode())
+    check_lines(counts["lines"], f"templatize {uri}")
     return counts
+
+
+def clear_dir(uri: str) -> None:
+    """Delete the folder ``uri`` (local or ``s3://``) when it exists."""
+    import pyarrow.fs as pafs
+
+    fs, path = resolve(uri)
+    if fs.get_file_info(path).type == pafs.FileType.Directory:
+        fs.delete_dir(path)
 
 
 def ensure_parquet(uri: str, schema: pa.Schema) -> None:

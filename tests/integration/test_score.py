@@ -69,6 +69,9 @@ def test_score_accounts_for_every_row_and_resumes(artifact: str, tmp_path: Path)
     assert first["rows_read"] == _data_lines(d)
     assert first["rows_quarantined"] == 2
     assert first["rows_read"] == first["rows_scored"] + first["rows_quarantined"]
+    lines = first["lines"]  # counted from the input streams, not from the outputs
+    assert lines["lines"] == first["rows_read"] + 3 and lines["header"] == 3 and lines["unaccounted"] == 0
+    assert lines["record"] + lines["quarantined"] == first["rows_read"]
     assert first["files"] == 3 and first["files_skipped"] == 0
     scores = _scores(out)
     ids = [r["record_id"] for r in scores]
@@ -133,3 +136,34 @@ def test_score_reads_and_writes_s3(artifact: str, tmp_path: Path, s3_server: str
     remote_scores, local_scores = _scores(mirror / "run1"), _scores(local_out)
     assert [r["record_id"] for r in remote_scores] == [r["record_id"] for r in local_scores]
     assert [r["score"] for r in remote_scores] == pytest.approx([r["score"] for r in local_scores], rel=1e-4)
+
+
+def test_score_of_inputs_that_keep_no_row(artifact: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty file and a header-only CSV complete: typed empty scores, their lines counted, a JSON line, exit 0."""
+    import json
+    import sys
+
+    from aptray.cli import main
+    from aptray.score import run_score, scores_schema
+
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "synthetic_empty.csv").write_bytes(b"")
+    header = (Path(generate(tmp_path / "g.csv", 2, seed=1)["path"]).read_text().splitlines()[0] + "\n").encode()
+    (d / "synthetic_header.csv").write_bytes(header + b"\n\n")
+    out = run_score(str(d), str(tmp_path / "out"), _cfg(**{"score.artifact": artifact}))
+    assert (out["rows_read"], out["rows_scored"], out["alerts"]) == (0, 0, 0)
+    assert out["lines"] == {"lines": 3, "record": 0, "quarantined": 0, "blank": 2, "header": 1, "context": 0,
+                            "unaccounted": 0}
+    assert pads.dataset(str(tmp_path / "out" / "scores"), format="parquet").schema.remove_metadata().equals(
+        scores_schema())
+    config = tmp_path / "cfg.yaml"
+    config.write_text("embed:\n  cpus_per_actor: 0.5\n  actors: 1\n")
+    monkeypatch.setattr(sys, "argv", ["aptray", "score", str(d / "synthetic_header.csv"), "--artifact", artifact,
+                                      "--out", str(tmp_path / "cli"), "--config", str(config)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert not exit_info.value.code
+    printed = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("{")]
+    assert json.loads(printed[-1])["rows_scored"] == 0 and json.loads(printed[-1])["lines"]["header"] == 1

@@ -1,8 +1,8 @@
 """The score job submitted through the Ray Jobs API to a real 2-node cluster, reading and writing S3.
 
 A head and a worker node with their own resources run on this machine (``ray.cluster_utils.Cluster``, the
-head with a dashboard for the Jobs API). The second test kills the embedding actor mid-job and checks the
-job still finishes with exactly the same outputs and counts.
+head with a dashboard for the Jobs API). The test then kills the embedding actor mid-job, and then the whole
+worker node (a replacement joins), and checks each job still finishes with exactly the same outputs and counts.
 """
 
 from __future__ import annotations
@@ -54,36 +54,58 @@ def _stop_processes(tags: list[str]) -> None:
             proc.kill()
 
 
-@pytest.fixture(scope="module")
-def two_nodes(s3_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``ray start --head`` (1 CPU, dashboard for the Jobs API) plus a worker node (2 CPUs) on 127.0.0.2.
+class TwoNodes:
+    """A head (1 CPU, dashboard for the Jobs API) and a worker node (2 CPUs) on 127.0.0.2, started by ``ray start``.
 
-    Yields the dashboard URL. The nodes use their own temp dir and address, so the session's shared
-    cluster is untouched; their processes are killed by those tags at the end.
+    Each node has its own temp dir and address, so the session's shared cluster is untouched.
+    :meth:`replace_worker` kills the worker node (its raylet and every worker process: a machine lost) and
+    starts a new one, as an autoscaler would.
     """
-    temp = str(tmp_path_factory.mktemp("ray2"))
-    # each node its own temp dir, as on separate machines: two runtime-env agents unpacking the job's
-    # working_dir into one shared folder race (a job once failed with ModuleNotFoundError mid-unpack)
-    temp_worker = str(tmp_path_factory.mktemp("ray2w"))
-    ip, gcs, dash = "127.0.0.2", _free_port(), _free_port()
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
-    os.environ["RAY_AUTH_MODE"] = "token"  # the Jobs client sends the token (~/.ray/auth_token)
-    try:
-        _ray_start(["--head", f"--node-ip-address={ip}", f"--port={gcs}", "--num-cpus=1",
-                    "--resources={\"head\": 1}", "--include-dashboard=true", f"--dashboard-host={ip}",
+
+    def __init__(self, tmp: pytest.TempPathFactory) -> None:
+        self.tmp = tmp
+        self.ip, self.gcs, dash = "127.0.0.2", _free_port(), _free_port()
+        self.url = f"http://{self.ip}:{dash}"
+        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
+        self.temps = [str(tmp.mktemp("ray2"))]
+        _ray_start(["--head", f"--node-ip-address={self.ip}", f"--port={self.gcs}", "--num-cpus=1",
+                    "--resources={\"head\": 1}", "--include-dashboard=true", f"--dashboard-host={self.ip}",
                     f"--dashboard-port={dash}", f"--dashboard-agent-listen-port={_free_port()}",
-                    f"--ray-client-server-port={_free_port()}", f"--temp-dir={temp}", "--disable-usage-stats"],
-                   env)
-        _ray_start([f"--address={ip}:{gcs}", f"--node-ip-address={ip}", "--num-cpus=2",
+                    f"--ray-client-server-port={_free_port()}", f"--temp-dir={self.temps[0]}",
+                    "--disable-usage-stats"], self.env)
+        self.start_worker()
+
+    def start_worker(self) -> None:
+        # its own temp dir, as on separate machines: two runtime-env agents unpacking the job's working_dir into
+        # one shared folder race (a job once failed with ModuleNotFoundError mid-unpack)
+        temp = str(self.tmp.mktemp("ray2w"))
+        self.temps.append(temp)
+        _ray_start([f"--address={self.ip}:{self.gcs}", f"--node-ip-address={self.ip}", "--num-cpus=2",
                     "--resources={\"worker\": 1}", f"--dashboard-agent-listen-port={_free_port()}",
-                    f"--temp-dir={temp_worker}"], env)
-        yield f"http://{ip}:{dash}"
-    finally:
-        _stop_processes([temp, temp_worker, f"{ip}:{gcs}"])
+                    f"--temp-dir={temp}"], self.env)
+
+    def replace_worker(self) -> None:
+        """SIGKILL every process of the current worker node, then start a new worker node."""
+        _stop_processes([self.temps[-1]])
+        self.start_worker()
+
+    def stop(self) -> None:
+        _stop_processes([*self.temps, f"{self.ip}:{self.gcs}"])
 
 
 @pytest.fixture(scope="module")
-def job_inputs(ray_cluster: None, two_nodes: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def two_nodes(s3_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoNodes]:
+    """The two-node cluster; its processes are killed by their tags at the end."""
+    os.environ["RAY_AUTH_MODE"] = "token"  # the Jobs client sends the token (~/.ray/auth_token)
+    nodes = TwoNodes(tmp_path_factory)
+    try:
+        yield nodes
+    finally:
+        nodes.stop()
+
+
+@pytest.fixture(scope="module")
+def job_inputs(ray_cluster: None, two_nodes: TwoNodes, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Raw synthetic traces and a trained artifact, all in the loopback S3 server."""
     from aptray.config import load_config
     from aptray.embed.job import run_embed
@@ -100,9 +122,12 @@ def job_inputs(ray_cluster: None, two_nodes: str, tmp_path_factory: pytest.TempP
     return {"input": upload_dir(root / "in", "jobs-in"), "artifact": upload_dir(root / "model", "jobs-model")}
 
 
-def _submit(url: str, inputs: dict[str, str], out: str, kill_embedder: bool = False) -> dict[str, Any]:
+def _submit(nodes: TwoNodes, inputs: dict[str, str], out: str, kill: str | None = None) -> dict[str, Any]:
+    """Submit the score job; ``kill``: "embedder" SIGKILLs a live embedding actor once it is scoring, "node"
+    then kills the whole worker node and starts a new one."""
     from ray.job_submission import JobStatus, JobSubmissionClient
 
+    url = nodes.url
     client = JobSubmissionClient(url)
     aws = {k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
                                       "AWS_ENDPOINT_URL", "AWS_EC2_METADATA_DISABLED")}
@@ -128,30 +153,33 @@ def _submit(url: str, inputs: dict[str, str], out: str, kill_embedder: bool = Fa
         status = client.get_job_status(job_id)
         if status in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
             break
-        if kill_embedder and not killed:
-            killed = _kill_embedding_actor(url)
+        if kill and not killed:
+            killed = _embedding_actor_pid(url) is not None
+            if killed and kill == "embedder":
+                os.kill(_embedding_actor_pid(url) or 0, signal.SIGKILL)
+            elif killed:
+                nodes.replace_worker()
         time.sleep(0.5)
     logs = client.get_job_logs(job_id)
     assert status == JobStatus.SUCCEEDED, logs[-4000:]
-    if kill_embedder:
+    if kill:
         assert killed, "the embedding actor never appeared"
     last = [line for line in logs.splitlines() if line.startswith("{")][-1]
     return json.loads(last)  # type: ignore[no-any-return]
 
 
-def _kill_embedding_actor(url: str) -> bool:
-    """SIGKILL the worker process of a live embedding actor once it has started scoring; True when done."""
+def _embedding_actor_pid(url: str) -> int | None:
+    """The PID of a live embedding actor of the job (it has started scoring), or None."""
     from ray.util.state import list_actors
 
     try:
         actors = list_actors(address=url, filters=[("state", "=", "ALIVE")], limit=1000)
     except Exception:
-        return False
+        return None
     for actor in actors:
         if (actor.class_name or "") in ("EncoderActor", "Embedder") and actor.pid:  # the job's encoders
-            os.kill(actor.pid, signal.SIGKILL)
-            return True
-    return False
+            return int(actor.pid)
+    return None
 
 
 def _read_scores(prefix: str, tmp: Path) -> list[tuple[str, float]]:
@@ -173,14 +201,20 @@ def _read_scores(prefix: str, tmp: Path) -> list[tuple[str, float]]:
 COUNTS = ("rows_read", "rows_scored", "rows_quarantined", "alerts")
 
 
-def test_job_api_two_nodes_s3_and_actor_killed(two_nodes: str, job_inputs: dict[str, str], tmp_path: Path) -> None:
+def test_job_api_two_nodes_s3_actor_and_node_killed(two_nodes: TwoNodes, job_inputs: dict[str, str],
+                                                     tmp_path: Path) -> None:
     clean = _submit(two_nodes, job_inputs, "s3://jobs-out/clean")
     assert clean["rows_read"] == 1200 == clean["rows_scored"] + clean["rows_quarantined"]
-    killed = _submit(two_nodes, job_inputs, "s3://jobs-out/killed", kill_embedder=True)
-    assert {k: killed[k] for k in COUNTS} == {k: clean[k] for k in COUNTS}
-    a, b = _read_scores("s3://jobs-out/clean", tmp_path / "a"), _read_scores("s3://jobs-out/killed", tmp_path / "b")
-    assert [r for r, _ in a] == [r for r, _ in b]
+    lines = clean["lines"]
+    assert lines["lines"] == 1203 and lines["header"] == 3 and lines["unaccounted"] == 0  # counted from the input
+    a = _read_scores("s3://jobs-out/clean", tmp_path / "a")
     assert len({r for r, _ in a}) == len(a) == clean["rows_scored"]
-    assert [s for _, s in a] == pytest.approx([s for _, s in b], rel=1e-4, abs=1e-6)
+    for kill in ("embedder", "node"):
+        out = f"s3://jobs-out/{kill}-killed"
+        killed = _submit(two_nodes, job_inputs, out, kill=kill)
+        assert {k: killed[k] for k in (*COUNTS, "lines")} == {k: clean[k] for k in (*COUNTS, "lines")}, kill
+        b = _read_scores(out, tmp_path / kill)
+        assert [r for r, _ in a] == [r for r, _ in b], kill
+        assert [s for _, s in a] == pytest.approx([s for _, s in b], rel=1e-4, abs=1e-6), kill
     again = _submit(two_nodes, job_inputs, "s3://jobs-out/clean")  # resume: all files done already
     assert again["files_skipped"] == 3 and {k: again[k] for k in COUNTS} == {k: clean[k] for k in COUNTS}

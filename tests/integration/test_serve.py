@@ -81,6 +81,7 @@ def server(trained: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) ->
     cfg = ServeConfig(
         artifact=trained["artifact"], port=port, api_key_file=str(key_file), num_cpus=0.25,
         max_request_bytes=256 * 1024, max_events_per_request=300, max_batch_size=64, torch_threads=1,
+        allow_format_mismatch=True,  # the HTTP fuzz test sends every format's events to this BETH detector
     )
     run(cfg)
     try:
@@ -214,8 +215,23 @@ def test_422_names_the_field(server: str, body: dict[str, Any], field: str) -> N
     r = httpx.post(f"{server}/v1/score", json=body, headers=_auth(), timeout=30)
     assert r.status_code == 422, r.text
     assert field in r.json()["message"]
-    assert r.status_code == httpx.post(f"{server}/v1/score", content=b"{not json", headers=_auth(),
-                                       timeout=30).status_code
+    not_json = httpx.post(f"{server}/v1/score", content=b"{not json",
+                          headers={**_auth(), "Content-Type": "application/json"}, timeout=30)
+    assert not_json.status_code == 422 and not_json.json()["message"]
+
+
+@pytest.mark.parametrize("ctype", [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data"])
+def test_415_for_a_body_not_declared_as_json(server: str, ctype: str | None) -> None:
+    import httpx
+
+    body = json.dumps({"format": "sentence", "events": ["Process <pid> (sshd) opened /etc/shadow."]}).encode()
+    headers = {**_auth(), **({"Content-Type": ctype} if ctype else {})}
+    r = httpx.post(f"{server}/v1/score", content=body, headers=headers, timeout=30)
+    assert r.status_code == 415, r.text
+    assert "application/json" in r.json()["message"]
+    ok = httpx.post(f"{server}/v1/score", content=body,
+                    headers={**_auth(), "Content-Type": "application/json; charset=utf-8"}, timeout=30)
+    assert ok.status_code == 200 and ok.json()["counts"] == {"items": 1, "scored": 1, "rejected": 0, "context": 0}
 
 
 def test_concurrent_burst_has_no_5xx(server: str, shared_data: Path) -> None:
@@ -288,3 +304,90 @@ def test_cdm_online_parse_equals_the_batch_reader(sample: str, shared_data: Path
     expected = dict(zip(batch.column("record_id").to_pylist(), batch.column("sentence").to_pylist(), strict=True))
     online = prepare(EventFormat.CDM, path.read_text().split("\n"), TemplateConfig())  # JSON may hold U+2028
     assert expected and dict(zip(online.record_ids, online.sentences, strict=True)) == expected
+
+
+# ---- HTTP fuzzing: whatever a client sends, the answer is never a 5xx ------------------------------------
+
+
+def _fuzz_lines(shared_data: Path) -> dict[str, list[str]]:
+    files = {"beth": BETH + "/" + SAMPLE, "auditd": "auditd/ait_lds_v2_russellmitchell/intranet_server_audit.log",
+             "cdm": "cdm/cadets_cdm20/direct_pipe.cdm.json", "adapt": "darpa_tc_adapt/bovia/5dir/ProcessEvent.csv"}
+    return {fmt: (shared_data / rel).read_text(errors="replace").splitlines()[:300] for fmt, rel in files.items()}
+
+
+def _bodies(lines: dict[str, list[str]]) -> Any:
+    """Hypothesis strategy of (body bytes, content type) pairs: mostly near-valid requests, broken every way."""
+    from hypothesis import strategies as st
+
+    json_leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=40))
+    json_any = st.recursive(json_leaf, lambda c: st.one_of(st.lists(c, max_size=4),
+                                                           st.dictionaries(st.text(max_size=8), c, max_size=4)),
+                            max_leaves=12)
+    line = st.sampled_from(sorted(lines)).flatmap(lambda f: st.sampled_from(lines[f]))
+
+    @st.composite
+    def mutated(draw: Any) -> str:
+        text = draw(line)
+        how = draw(st.integers(0, 5))
+        if how == 0:
+            return text[: draw(st.integers(0, len(text)))]
+        if how == 1:
+            i = draw(st.integers(0, len(text)))
+            return text[:i] + draw(st.text(max_size=6)) + text[i:]
+        if how == 2:
+            return "[" * 3000 + "]" * 3000 if draw(st.booleans()) else '{"datum": ' + "{\"a\": " * 500 + "1" + "}" * 501
+        if how == 3:
+            return text.replace(draw(st.sampled_from([",", " ", ":", '"'])), draw(st.sampled_from([";", "", "\t"])))
+        return text
+
+    event = st.one_of(line, mutated(), json_any, st.just(""), st.dictionaries(st.text(max_size=12), json_any,
+                                                                             max_size=6))
+    fmt = st.one_of(st.sampled_from(["beth", "auditd", "cdm", "adapt", "sentence"]), json_any)
+    request = st.fixed_dictionaries(
+        {"format": fmt, "events": st.one_of(st.lists(event, min_size=0, max_size=12), json_any)},
+        optional={"header": st.one_of(st.lists(st.text(max_size=16), max_size=20), json_any),
+                  "model": st.one_of(st.text(max_size=70), json_any), "extra": json_any})
+    as_json = request.map(lambda r: json.dumps(r).encode())
+    raw = st.one_of(st.binary(max_size=300), as_json.flatmap(
+        lambda b: st.integers(0, len(b)).map(lambda i: b[:i])), st.just(b"[" * 100_000), st.just(b'{"format": "cdm", '
+        b'"events": [' + b"[" * 20_000 + b"]" * 20_000 + b"]}"))
+    ctype = st.sampled_from(["application/json"] * 8 + ["application/json; charset=utf-8", "text/plain", ""])
+    return st.tuples(st.one_of(as_json, as_json, as_json, raw), ctype)
+
+
+def test_http_fuzz_never_answers_5xx(server: str, shared_data: Path) -> None:
+    """Hypothesis-generated bodies (seeded, bounded): every answer is a 200 that accounts for each item or a 4xx
+    with a message; never a 5xx, never a hang. ``APTRAY_HTTP_FUZZ_EXAMPLES`` raises the count (10,000 once)."""
+    import os
+
+    import httpx
+    from hypothesis import HealthCheck, given, settings
+
+    examples = int(os.environ.get("APTRAY_HTTP_FUZZ_EXAMPLES", "150"))
+    seen: dict[int, int] = {}
+    client = httpx.Client(timeout=60)
+
+    @settings(max_examples=examples, derandomize=True, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(_bodies(_fuzz_lines(shared_data)))
+    def run(case: tuple[bytes, str]) -> None:
+        body, ctype = case
+        headers = {**_auth(), **({"Content-Type": ctype} if ctype else {})}
+        r = client.post(f"{server}/v1/score", content=body, headers=headers)
+        seen[r.status_code] = seen.get(r.status_code, 0) + 1
+        assert r.status_code < 500, (r.status_code, r.text[:500], body[:300])
+        answer = r.json()
+        if r.status_code == 200:
+            request = json.loads(body)
+            counts = answer["counts"]
+            assert counts["items"] == len(request["events"]) == (
+                counts["scored"] + counts["rejected"] + counts["context"])
+            assert all(0 <= x["index"] < counts["items"] for x in answer["results"] + answer["rejected"])
+        else:
+            assert r.status_code in (400, 413, 415, 422) and answer["message"], (r.status_code, answer)
+
+    try:
+        run()
+    finally:
+        client.close()
+    assert seen.get(200, 0) > 0 and seen.get(422, 0) > 0, seen  # both valid and invalid bodies were generated
