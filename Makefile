@@ -25,7 +25,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check aptray tests bench jobs
-	$(BIN)/mypy aptray
+	$(BIN)/mypy aptray bench
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q tests

@@ -187,6 +187,9 @@ def describe_format(source: Source | None, aspect: Aspect | None) -> str:
     return f"{source.value} {aspect.value} process contexts" if aspect else f"{source.value} events"
 
 
+_UNRECORDED_WARNED: set[int] = set()
+
+
 def check_format(config: dict[str, Any], source: Source, aspect: Aspect | None, allow: bool = False,
                  where: str = "the input", remedy: str = "") -> None:
     """Refuse to score ``source`` rows of ``aspect`` with an artifact trained on another format or context.
@@ -201,8 +204,10 @@ def check_format(config: dict[str, Any], source: Source, aspect: Aspect | None, 
 
     trained_source, trained_aspect = recorded_format(config)
     if trained_source is None:
-        log.warning("the artifact records no training source; cannot check that %s fits it",
-                    describe_format(source, aspect))
+        if id(config) not in _UNRECORDED_WARNED:  # once per loaded artifact, not once per request
+            _UNRECORDED_WARNED.add(id(config))
+            log.warning("the artifact records no training source; cannot check that %s fits it",
+                        describe_format(source, aspect))
         return
     same = source_spec(trained_source).format is source_spec(source).format and trained_aspect == aspect
     if same:

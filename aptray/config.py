@@ -161,6 +161,15 @@ class TrainConfig(_Section):
         200_000, ge=0,
         description="Up to this many benign training rows (with one worker and no GPU), train in this process: "
         "the same model code and artifact, without Ray Train's start-up; above it (or workers > 1), Ray Train DDP.")
+    distinct: bool = Field(
+        True, description="Train on the distinct sentences weighted by their row counts (memory and work follow "
+        "the distinct sentences, the objective the rows'); false: every row (windowed detectors always use rows).")
+    distinct_epoch_rows: int = Field(
+        8192, gt=0, description="Rows drawn per epoch (by count) when training on distinct sentences: at least the "
+        "distinct count, at most the rows they stand for. An epoch's cost no longer grows with the trace.")
+    baseline_max_rows: int = Field(
+        200_000, gt=0, description="Baselines fit on a seeded sample of at most this many training rows (drawn "
+        "from the distinct sentences by their counts; its size is recorded in the artifact).")
 
 
 class ThresholdConfig(_Section):

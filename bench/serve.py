@@ -68,9 +68,9 @@ def beth_lines(limit: int) -> list[str]:
 
 
 def _beth_columns() -> tuple[str, ...]:
-    from aptray.serve.parse import BETH_COLUMNS
+    from aptray.io.beth import COLUMNS
 
-    return BETH_COLUMNS
+    return COLUMNS
 
 
 def train_tiny(out: Path) -> str:
@@ -89,7 +89,8 @@ def train_tiny(out: Path) -> str:
     X = SentenceEncoder(spec).encode(prepared.sentences)
     det = ReconstructionDetector("ae", hidden=[128, 32], epochs=10, seed=0).fit(X)
     meta = {"embedder": {"model_id": spec.model_id, "revision": spec.revision, "dim": spec.dim},
-            "template_version": TEMPLATE_VERSION, "template": TemplateConfig().model_dump(mode="json")}
+            "template_version": TEMPLATE_VERSION, "template": TemplateConfig().model_dump(mode="json"),
+            "data": {"source": "beth", "aspect": None}}
     return save_detector(det, str(out), meta)
 
 
@@ -173,7 +174,8 @@ def raw_throughput(artifact: str, sentences: list[str], batches: list[int], thre
     """Sentences/s of encoder + detector at each batch size, in this process (no HTTP, no LRU)."""
     from aptray.serve.loader import ArtifactLoader
 
-    model = ArtifactLoader(artifact, device="cpu", batch_size=64, cache_size=0, threads=threads)()
+    loaded = ArtifactLoader(artifact, device="cpu", batch_size=64, cache_size=0, threads=threads)()
+    model = loaded.models[loaded.default]
     out: dict[int, dict[str, Any]] = {}
     for batch in sorted(set(batches)):
         model.encoder.encode(sentences[:batch])  # warm up

@@ -30,6 +30,7 @@ def register(app: typer.Typer) -> None:
                      "train.use_gpu": gpus or None, "train.epochs": epochs}
         cfg = setup(config, overrides)
         result = run_train(embeddings, out, cfg)
-        emit({k: result[k] for k in ("model", "rows", "rows_used", "benign_rows", "excluded_malicious", "epochs",
-                                     "final_train_loss", "final_val_loss", "thresholds", "validation", "trainer",
-                                     "artifact")})
+        keys = ("model", "rows", "distinct_sentences", "rows_used", "benign_rows", "excluded_malicious",
+                "fit_sample_rows", "epochs", "final_train_loss", "final_val_loss", "thresholds", "validation",
+                "trainer", "artifact", "seconds")
+        emit({k: result[k] for k in keys if k in result})

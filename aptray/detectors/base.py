@@ -97,18 +97,21 @@ class Detector(ABC):
         self.set_threshold_percentile(self.decision_function(benign))
         return self
 
-    def set_threshold_percentile(self, benign_scores: np.ndarray) -> Detector:
-        """Set ``threshold_`` and ``tiers_`` from benign scores (normally the training rows')."""
-        self.threshold_ = percentile_threshold(benign_scores, self.percentile)
+    def set_threshold_percentile(self, benign_scores: np.ndarray, weights: np.ndarray | None = None) -> Detector:
+        """Set ``threshold_`` and ``tiers_`` from benign scores (normally the training rows'; ``weights``: the row
+        counts of distinct rows)."""
+        self.threshold_ = percentile_threshold(benign_scores, self.percentile, weights)
         self.threshold_method_ = f"percentile_{self.percentile:g}"
-        self.tiers_ = tier_thresholds(benign_scores, self.tiers)
+        self.tiers_ = tier_thresholds(benign_scores, self.tiers, weights)
         return self
 
-    def set_threshold_f1(self, X_val: np.ndarray, y_val: np.ndarray) -> Detector:
-        """Move ``threshold_`` to the F1-optimal cut on a labelled validation split (never a test set)."""
+    def set_threshold_f1(self, X_val: np.ndarray, y_val: np.ndarray, weights: np.ndarray | None = None) -> Detector:
+        """Move ``threshold_`` to the F1-optimal cut on a labelled validation split (never a test set);
+        ``weights``: the row counts of distinct rows."""
         labelled = ~np.isnan(np.asarray(y_val, dtype=np.float64))
         scores = self.decision_function(np.asarray(X_val)[labelled])
-        self.threshold_, self.val_f1_ = f1_threshold(scores, np.asarray(y_val)[labelled])
+        w = None if weights is None else np.asarray(weights)[labelled]
+        self.threshold_, self.val_f1_ = f1_threshold(scores, np.asarray(y_val)[labelled], w)
         self.threshold_method_ = "f1"
         return self
 

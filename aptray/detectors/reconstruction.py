@@ -84,14 +84,16 @@ class ReconstructionDetector(Detector):
         self.network_ = net
         self.history_ = hist.as_dict()
 
-    def set_network(self, net: nn.Module, history: dict[str, Any], benign: np.ndarray, n_excluded: int) -> None:
-        """Adopt a network trained elsewhere (Ray Train) and set thresholds from the benign training rows."""
+    def set_network(self, net: nn.Module, history: dict[str, Any], benign: np.ndarray, n_excluded: int,
+                    weights: np.ndarray | None = None) -> None:
+        """Adopt a network trained elsewhere (Ray Train, or on distinct rows) and set thresholds from the benign
+        training rows (``weights``: the row count of each distinct row)."""
         self.network_ = net.cpu().eval()
         self.history_ = history
-        self.n_train_ = len(benign)
+        self.n_train_ = len(benign) if weights is None else int(np.asarray(weights).sum())
         self.n_excluded_ = n_excluded
         self.n_features_in_ = int(benign.shape[-1])
-        self.set_threshold_percentile(self.decision_function(benign))
+        self.set_threshold_percentile(self.decision_function(benign), weights)
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """Per-row reconstruction error."""

@@ -12,20 +12,40 @@ import numpy as np
 DEFAULT_TIERS: dict[str, float] = {"low": 95.0, "medium": 99.0, "high": 99.9}
 
 
-def percentile_threshold(scores: np.ndarray, percentile: float) -> float:
-    """The ``percentile``-th percentile of (benign) scores."""
-    if len(scores) == 0:
+def percentile_threshold(scores: np.ndarray, percentile: float, weights: np.ndarray | None = None) -> float:
+    """The ``percentile``-th percentile of (benign) scores.
+
+    With ``weights`` (whole row counts of distinct rows), exactly ``np.percentile`` of the scores each repeated
+    its count of times (linear interpolation), without building that array.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    if weights is None:
+        if len(s) == 0:
+            raise ValueError("cannot set a threshold from zero scores")
+        return float(np.percentile(s, percentile))
+    w = np.asarray(weights, dtype=np.int64)
+    keep = w > 0
+    s, w = s[keep], w[keep]
+    if len(s) == 0:
         raise ValueError("cannot set a threshold from zero scores")
-    return float(np.percentile(np.asarray(scores, dtype=np.float64), percentile))
+    order = np.argsort(s, kind="stable")
+    s, cum = s[order], np.cumsum(w[order])
+    pos = percentile / 100.0 * (int(cum[-1]) - 1)
+    lo, hi = int(np.floor(pos)), int(np.ceil(pos))
+    a, b = s[np.searchsorted(cum, lo, side="right")], s[np.searchsorted(cum, hi, side="right")]
+    return float(a + (b - a) * (pos - lo))
 
 
-def tier_thresholds(scores: np.ndarray, tiers: dict[str, float]) -> dict[str, float]:
-    """Each tier's threshold: the tier's percentile of the benign scores."""
-    return {name: percentile_threshold(scores, p) for name, p in tiers.items()}
+def tier_thresholds(scores: np.ndarray, tiers: dict[str, float], weights: np.ndarray | None = None
+                    ) -> dict[str, float]:
+    """Each tier's threshold: the tier's percentile of the benign scores (``weights``: row counts)."""
+    return {name: percentile_threshold(scores, p, weights) for name, p in tiers.items()}
 
 
-def f1_threshold(scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def f1_threshold(scores: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> tuple[float, float]:
     """The threshold maximising F1 of ``score >= threshold`` against labels ``y`` (1 = malicious).
+
+    ``weights``: each entry's row count (distinct rows), as if every entry were repeated that many times.
 
     Returns:
         ``(threshold, best_f1)``.
@@ -35,15 +55,17 @@ def f1_threshold(scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """
     s = np.asarray(scores, dtype=np.float64)
     t = np.asarray(y).astype(int)
-    if t.sum() == 0 or t.sum() == len(t):
+    w = np.ones(len(s)) if weights is None else np.asarray(weights, dtype=np.float64)
+    positives, total = float((w * t).sum()), float(w.sum())
+    if positives == 0 or positives == total:
         raise ValueError("an F1 threshold needs both malicious and benign labelled rows")
     order = np.argsort(-s, kind="stable")
-    s_sorted, t_sorted = s[order], t[order]
+    s_sorted, t_sorted, w_sorted = s[order], t[order], w[order]
     # Candidate cuts are the distinct scores; a cut at s_sorted[i] flags every row scoring >= it.
     last_of_run = np.r_[s_sorted[1:] != s_sorted[:-1], True]
-    tp = np.cumsum(t_sorted)[last_of_run]
-    flagged = (np.arange(len(s_sorted)) + 1)[last_of_run]
-    f1 = 2 * tp / (flagged + t.sum())
+    tp = np.cumsum(w_sorted * t_sorted)[last_of_run]
+    flagged = np.cumsum(w_sorted)[last_of_run]
+    f1 = 2 * tp / (flagged + positives)
     best = int(np.argmax(f1))
     return float(s_sorted[last_of_run][best]), float(f1[best])
 

@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING, Any
 from aptray.config import DetectorName
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
+
+
+def row_mean(per_row: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """The mean of per-row losses, weighted by ``weight`` (each distinct row's count) when given."""
+    if weight is None:
+        return per_row.mean()
+    return (per_row * weight).sum() / weight.sum().clamp_min(1e-12)
 
 
 def build_model(name: DetectorName | str, dim: int, hidden: list[int] | None = None, **extra: Any) -> nn.Module:

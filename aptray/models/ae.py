@@ -63,9 +63,13 @@ class AutoEncoder(nn.Module):
         """Reconstruction of ``x``."""
         return self.decoder(self.encode(x))
 
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
-        """Mean squared reconstruction error of the batch."""
-        return nn.functional.mse_loss(self(x), x)
+    def loss(self, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean squared reconstruction error of the batch (rows weighted by ``weight``, their counts, if given)."""
+        if weight is None:
+            return nn.functional.mse_loss(self(x), x)
+        from aptray.models import row_mean
+
+        return row_mean(((self(x) - x) ** 2).mean(dim=1), weight)
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
         """Per-row reconstruction MSE (higher = more anomalous)."""

@@ -43,6 +43,11 @@ class DenoisingAutoEncoder(AutoEncoder):
         keep = (torch.rand_like(x) >= self.mask_prob).to(x.dtype)
         return x * keep
 
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
-        """MSE between the reconstruction of the corrupted batch and the clean batch."""
-        return nn.functional.mse_loss(self(self.corrupt(x)), x)
+    def loss(self, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """MSE between the reconstruction of the corrupted batch and the clean batch (rows weighted by
+        ``weight`` if given)."""
+        if weight is None:
+            return nn.functional.mse_loss(self(self.corrupt(x)), x)
+        from aptray.models import row_mean
+
+        return row_mean(((self(self.corrupt(x)) - x) ** 2).mean(dim=1), weight)

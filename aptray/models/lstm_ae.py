@@ -39,9 +39,13 @@ class LSTMAutoEncoder(nn.Module):
         d, _ = self.dec2(self.drop(d))
         return self.out(self.drop(d))
 
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
-        """Mean squared reconstruction error."""
-        return nn.functional.mse_loss(self(x), x)
+    def loss(self, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean squared reconstruction error (windows weighted by ``weight`` if given)."""
+        if weight is None:
+            return nn.functional.mse_loss(self(x), x)
+        from aptray.models import row_mean
+
+        return row_mean(((self(x) - x) ** 2).mean(dim=(1, 2)), weight)
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
         """Per-window reconstruction MSE."""

@@ -54,11 +54,16 @@ class VariationalAutoEncoder(nn.Module):
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
         return self.decoder(z), mu, logvar
 
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
-        """Reconstruction MSE plus ``beta`` times the mean KL divergence."""
+    def loss(self, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """Reconstruction MSE plus ``beta`` times the mean KL divergence (rows weighted by ``weight`` if given)."""
         recon, mu, logvar = self(x)
-        kl = -0.5 * torch.mean(1 + logvar - mu.pow(2) - logvar.exp())
-        return nn.functional.mse_loss(recon, x) + self.beta * kl
+        if weight is None:
+            kl = -0.5 * torch.mean(1 + logvar - mu.pow(2) - logvar.exp())
+            return nn.functional.mse_loss(recon, x) + self.beta * kl
+        from aptray.models import row_mean
+
+        kl_row = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).mean(dim=1)
+        return row_mean(((recon - x) ** 2).mean(dim=1) + self.beta * kl_row, weight)
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
         """Per-row reconstruction MSE of the decoded mean code."""

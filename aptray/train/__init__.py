@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,6 +21,23 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class Fitted:
+    """A fitted detector and the facts of its fit (rows as the input counts them, also on distinct rows)."""
+
+    det: Any
+    manifest: dict[str, Any]
+    rows: int
+    train_rows: int
+    benign_rows: int
+    excluded: int
+    validation_rows: int
+    validation: dict[str, Any]
+    local: bool
+    history: dict[str, Any] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
 def run_train(embeddings_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]:
     """Train ``cfg.train.model`` on an embed output and save the artifact to ``out_uri``.
 
@@ -27,19 +45,65 @@ def run_train(embeddings_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
     stratified ``cfg.train.val_fraction`` of the input is held out: its benign rows give the validation
     loss, its labelled rows the F1 threshold (``cfg.threshold.method == "f1"``) and the validation AUC.
 
+    With ``cfg.train.distinct`` (the default) the input is read as its distinct sentences with their row counts
+    (:func:`aptray.train.data.load_distinct`): torch detectors draw their minibatches by those counts, the
+    thresholds and validation metrics weigh each sentence by its rows, and baselines fit on a seeded sample of
+    at most ``cfg.train.baseline_max_rows`` rows. Windowed detectors (LSTM-AE) train on the rows' windows.
+
     Returns:
         A summary: model, rows, rows used, benign rows, excluded malicious rows, epochs, final losses,
         thresholds, validation metrics, artifact path, seconds.
     """
     from aptray.artifacts import save_detector
-    from aptray.detectors.base import benign_mask
-    from aptray.detectors.reconstruction import ReconstructionDetector
-    from aptray.detectors.registry import Family, detector_spec
-    from aptray.train.data import load_embeddings, split_train_val, windowed
+    from aptray.detectors.registry import detector_spec
 
     t0 = time.perf_counter()
     tc = cfg.train
     spec = detector_spec(tc.model)
+    fit = _fit_distinct(embeddings_uri, cfg, spec) if tc.distinct and not spec.windowed else _fit_rows(
+        embeddings_uri, cfg, spec)
+    det, history = fit.det, fit.history
+    m = fit.manifest
+    trainer = "local" if fit.local else "ray-train"
+    meta = {
+        "embedder": {"model_id": m.get("model_id"), "revision": m.get("revision"), "dim": m.get("dim")},
+        "data": {"source": m.get("source"), "aspect": m.get("aspect")},
+        "template_version": m.get("template_version"),
+        "template": m.get("template") or cfg.template.model_dump(mode="json"),
+        "training": {"history": history, "validation": fit.validation, "rows": fit.rows,
+                     "train_rows": fit.train_rows, "benign_rows": fit.benign_rows, "excluded_malicious": fit.excluded,
+                     "input": embeddings_uri, "window": tc.window if spec.windowed else None, "trainer": trainer,
+                     **fit.facts},
+        "train_config": tc.model_dump(mode="json"),
+    }
+    save_detector(det, out_uri, meta)
+    return {
+        "model": tc.model,
+        "rows": fit.rows,
+        "rows_used": fit.benign_rows,
+        "benign_rows": fit.benign_rows,
+        "excluded_malicious": fit.excluded,
+        "validation_rows": fit.validation_rows,
+        **fit.facts,
+        "epochs": history.get("epochs"),
+        "final_train_loss": history.get("final_train_loss"),
+        "final_val_loss": history.get("final_val_loss"),
+        "thresholds": det.thresholds(),
+        "validation": fit.validation,
+        "trainer": trainer,
+        "artifact": out_uri,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+def _fit_rows(embeddings_uri: str, cfg: AptrayConfig, spec: Any) -> Fitted:
+    """Fit on every row of the embed output (windowed detectors, or ``train.distinct`` off)."""
+    from aptray.detectors.base import benign_mask
+    from aptray.detectors.reconstruction import ReconstructionDetector
+    from aptray.detectors.registry import Family
+    from aptray.train.data import load_embeddings, split_train_val, windowed
+
+    tc = cfg.train
     data = load_embeddings(embeddings_uri)
     if len(data) == 0:
         raise ValueError(f"{embeddings_uri}: no embeddings to train on")
@@ -63,70 +127,120 @@ def run_train(embeddings_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
         val_benign = X[val_idx][benign_mask(y_fit[val_idx], len(val_idx))]
         net, history = _fit_network(det, benign_train, val_benign, cfg, local)
         det.set_network(net, history, benign_train, n_excluded)
-    elif local:
-        det.fit(X[train_idx], y_fit[train_idx])
     else:
-        from aptray.runtime import init_ray
-        from aptray.train.baselines import fit_parallel
-
-        init_ray(cfg.ray)
-        det = fit_parallel({tc.model: det}, X[train_idx], y_fit[train_idx], num_cpus=tc.cpus_per_worker)[tc.model]
+        det = _fit_baseline(det, X[train_idx], y_fit[train_idx], cfg, local)
     val_metrics = _validate(det, X[val_idx], y_row[val_idx])
-    if cfg.threshold.method is ThresholdMethod.F1:
-        if val_metrics.get("labelled_malicious", 0) and val_metrics.get("labelled_benign", 0):
-            labelled = ~np.isnan(y_row[val_idx])
-            det.set_threshold_f1(X[val_idx][labelled], y_row[val_idx][labelled])
-        else:
-            log.warning("threshold method f1 needs malicious and benign rows in the validation split; "
-                        "keeping the %g-th percentile of benign training scores", cfg.threshold.percentile)
-    m = data.manifest
-    meta = {
-        "embedder": {"model_id": m.get("model_id"), "revision": m.get("revision"), "dim": m.get("dim")},
-        "data": {"source": m.get("source"), "aspect": m.get("aspect")},
-        "template_version": m.get("template_version"),
-        "template": m.get("template") or cfg.template.model_dump(mode="json"),
-        "training": {"history": history, "validation": val_metrics, "rows": len(data),
-                     "train_rows": len(train_idx), "benign_rows": len(benign_train), "excluded_malicious": n_excluded,
-                     "input": embeddings_uri, "window": tc.window if spec.windowed else None,
-                     "trainer": "local" if local else "ray-train"},
-        "train_config": tc.model_dump(mode="json"),
-    }
-    save_detector(det, out_uri, meta)
-    return {
-        "model": tc.model,
-        "rows": len(data),
-        "rows_used": len(benign_train),
-        "benign_rows": len(benign_train),
-        "excluded_malicious": n_excluded,
-        "validation_rows": len(val_idx),
-        "epochs": history.get("epochs"),
-        "final_train_loss": history.get("final_train_loss"),
-        "final_val_loss": history.get("final_val_loss"),
-        "thresholds": det.thresholds(),
-        "validation": val_metrics,
-        "trainer": "local" if local else "ray-train",
-        "artifact": out_uri,
-        "seconds": round(time.perf_counter() - t0, 3),
-    }
+    _f1_threshold(det, cfg, val_metrics, X[val_idx], y_row[val_idx])
+    return Fitted(det, data.manifest, len(data), len(train_idx), len(benign_train), n_excluded, len(val_idx),
+                  val_metrics, local, history)
 
 
-def _fit_network(det: Any, benign_train: np.ndarray, val_benign: np.ndarray, cfg: AptrayConfig,
-                 local: bool) -> tuple[Any, dict[str, Any]]:
-    """Train the detector's network in this process (small inputs) or with Ray Train DDP; the best weights."""
+def _fit_distinct(embeddings_uri: str, cfg: AptrayConfig, spec: Any) -> Fitted:
+    """Fit on the distinct sentences of the embed output, each weighted by its row counts."""
+    from aptray.detectors.reconstruction import ReconstructionDetector
+    from aptray.detectors.registry import Family
+    from aptray.train.data import BENIGN, MALICIOUS, UNLABELLED, labelled_entries, load_distinct, split_counts
+
+    tc = cfg.train
+    data = load_distinct(embeddings_uri)
+    if data.rows == 0:
+        raise ValueError(f"{embeddings_uri}: no embeddings to train on")
+    train_c, val_c = split_counts(data.counts, tc.val_fraction, tc.seed)
+    det = spec.build(tc, cfg.threshold)
+    usable = train_c[:, BENIGN] + train_c[:, UNLABELLED]  # unlabelled rows count as benign, as row-level
+    n_excluded = int(train_c[:, MALICIOUS].sum())
+    benign_rows = int(usable.sum())
+    if benign_rows == 0:
+        raise ValueError(f"{embeddings_uri}: no benign rows to train on")
+    keep = usable > 0
+    local = tc.workers == 1 and not tc.use_gpu and int(keep.sum()) <= tc.local_max_rows
+    log.info("%s: %d training rows (%d distinct sentences), %d excluded as malicious, %d validation rows; "
+             "training %s", tc.model, int(train_c.sum()), int(keep.sum()), n_excluded, int(val_c.sum()),
+             "in this process" if local else f"on Ray ({tc.workers} worker(s))")
+    history: dict[str, Any] = {}
+    facts: dict[str, Any] = {"distinct_sentences": len(data), "weighting": "row counts"}
+    if spec.family is Family.TORCH:
+        assert isinstance(det, ReconstructionDetector)
+        x_train, w_train = data.X[keep], usable[keep]
+        val_usable = val_c[:, BENIGN] + val_c[:, UNLABELLED]
+        vkeep = val_usable > 0
+        net, history = _fit_network(det, x_train, data.X[vkeep], cfg, local, w_train, val_usable[vkeep])
+        det.set_network(net, history, x_train, n_excluded, w_train)
+        facts["distinct_train_rows"] = int(keep.sum())
+    else:
+        X_fit, y_fit = _row_sample(data.X, train_c, tc.baseline_max_rows, tc.seed)
+        det = _fit_baseline(det, X_fit, y_fit, cfg, local)
+        facts["fit_sample_rows"] = len(X_fit)
+    X_val, y_val, w_val = labelled_entries(data.X, val_c)
+    val_metrics = _validate(det, X_val, y_val, w_val)
+    _f1_threshold(det, cfg, val_metrics, X_val, y_val, w_val)
+    return Fitted(det, data.manifest, data.rows, int(train_c.sum()), benign_rows, n_excluded, int(val_c.sum()),
+                  val_metrics, local, history, facts)
+
+
+def _row_sample(X: np.ndarray, counts: np.ndarray, limit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded sample without replacement of at most ``limit`` of the rows the counts stand for: ``(X, y)`` with
+    ``y`` 1 malicious, 0 benign, nan unlabelled (every row when there are no more than ``limit``)."""
+    from aptray.train.data import MALICIOUS, UNLABELLED
+
+    flat = counts.ravel()
+    n = int(flat.sum())
+    if n > limit:
+        flat = np.random.default_rng(seed).multivariate_hypergeometric(flat, limit, method="marginals")
+    cells = np.repeat(np.arange(len(flat)), flat)
+    rows, labels = np.divmod(cells, counts.shape[1])
+    y = np.where(labels == MALICIOUS, 1.0, np.where(labels == UNLABELLED, np.nan, 0.0))
+    return X[rows], y
+
+
+def _fit_baseline(det: Any, X: np.ndarray, y: np.ndarray, cfg: AptrayConfig, local: bool) -> Any:
+    """Fit a baseline detector in this process or in a Ray task."""
+    if local:
+        return det.fit(X, y)
+    from aptray.runtime import init_ray
+    from aptray.train.baselines import fit_parallel
+
+    init_ray(cfg.ray)
+    return fit_parallel({cfg.train.model: det}, X, y, num_cpus=cfg.train.cpus_per_worker)[cfg.train.model]
+
+
+def _f1_threshold(det: Any, cfg: AptrayConfig, val_metrics: dict[str, Any], X_val: np.ndarray, y_val: np.ndarray,
+                  w_val: np.ndarray | None = None) -> None:
+    """With ``threshold.method`` f1, move the threshold to the F1-optimal cut on the labelled validation rows."""
+    if cfg.threshold.method is not ThresholdMethod.F1:
+        return
+    if val_metrics.get("labelled_malicious", 0) and val_metrics.get("labelled_benign", 0):
+        labelled = ~np.isnan(y_val)
+        det.set_threshold_f1(X_val[labelled], y_val[labelled], None if w_val is None else w_val[labelled])
+    else:
+        log.warning("threshold method f1 needs malicious and benign rows in the validation split; "
+                    "keeping the %g-th percentile of benign training scores", cfg.threshold.percentile)
+
+
+def _fit_network(det: Any, benign_train: np.ndarray, val_benign: np.ndarray, cfg: AptrayConfig, local: bool,
+                 weights: np.ndarray | None = None, val_weights: np.ndarray | None = None
+                 ) -> tuple[Any, dict[str, Any]]:
+    """Train the detector's network in this process (small inputs) or with Ray Train DDP; the best weights.
+
+    ``weights`` / ``val_weights``: the row counts of distinct training / validation rows.
+    """
     tc = cfg.train
     if local:
         from aptray.train.loop import fit_local
 
         start = time.perf_counter()
         net = det.build_network(int(benign_train.shape[-1]))
+        from aptray.train.trainer import epoch_rows
+
         hist = fit_local(net, benign_train, val_benign, epochs=tc.epochs, batch_size=tc.batch_size, lr=tc.lr,
-                         patience=tc.patience, seed=tc.seed).as_dict()
+                         patience=tc.patience, seed=tc.seed, weights=weights, val_weights=val_weights,
+                         epoch_rows=epoch_rows(len(benign_train), weights, tc)).as_dict()
         return net, {**hist, "workers": 1, "seconds": round(time.perf_counter() - start, 3)}
     from aptray.runtime import init_ray
     from aptray.train.trainer import train_ddp
 
     init_ray(cfg.ray)
-    res = train_ddp(tc.model, benign_train, val_benign, tc)
+    res = train_ddp(tc.model, benign_train, val_benign, tc, weights=weights, val_weights=val_weights)
     return res.network, {**res.history, "seconds": res.seconds}
 
 
@@ -145,15 +259,18 @@ def _check_windows(spec: Any, manifest: dict[str, Any], uri: str) -> None:
                          "without --aspect)")
 
 
-def _validate(det: Any, X_val: np.ndarray, y_val: np.ndarray) -> dict[str, Any]:
-    """Validation AUC/AP on the labelled validation rows (for the record, not for model selection)."""
+def _validate(det: Any, X_val: np.ndarray, y_val: np.ndarray, w_val: np.ndarray | None = None) -> dict[str, Any]:
+    """Validation AUC/AP on the labelled validation rows (for the record, not for model selection); ``w_val``:
+    the row count of each distinct entry."""
     labelled = ~np.isnan(y_val)
     y = y_val[labelled].astype(int)
-    out: dict[str, Any] = {"labelled_malicious": int(y.sum()), "labelled_benign": int((y == 0).sum())}
-    if 0 < y.sum() < len(y):
+    w = np.ones(len(y)) if w_val is None else np.asarray(w_val, dtype=np.float64)[labelled]
+    malicious, benign = int(w[y == 1].sum()), int(w[y == 0].sum())
+    out: dict[str, Any] = {"labelled_malicious": malicious, "labelled_benign": benign}
+    if malicious and benign:
         from sklearn.metrics import average_precision_score, roc_auc_score
 
         s = det.decision_function(X_val[labelled])
-        out["auc"] = float(roc_auc_score(y, s))
-        out["average_precision"] = float(average_precision_score(y, s))
+        out["auc"] = float(roc_auc_score(y, s, sample_weight=w))
+        out["average_precision"] = float(average_precision_score(y, s, sample_weight=w))
     return out

@@ -94,14 +94,32 @@ def train_epoch(step: nn.Module, batches: Iterable[torch.Tensor], optimizer: tor
 
 
 @torch.no_grad()
-def eval_loss(model: nn.Module, batches: Iterable[torch.Tensor]) -> tuple[float, int]:
-    """Row-weighted mean loss of the bare network over ``batches`` in eval mode, and the row count."""
+def eval_loss(model: nn.Module, batches: Iterable[torch.Tensor],
+              weights: Iterable[torch.Tensor] | None = None) -> tuple[float, float]:
+    """Row-weighted mean loss of the bare network over ``batches`` in eval mode, and the row count.
+
+    ``weights``: one tensor per batch, each row's count (distinct rows): the loss is then the mean over the rows
+    they stand for, and the count their sum.
+    """
     model.eval()
-    total, rows = 0.0, 0
-    for x in batches:
-        total += float(model.loss(x)) * x.shape[0]  # type: ignore[operator]
-        rows += x.shape[0]
-    return total / max(rows, 1), rows
+    total, rows = 0.0, 0.0
+    if weights is None:
+        for x in batches:
+            total += float(model.loss(x)) * x.shape[0]  # type: ignore[operator]
+            rows += x.shape[0]
+    else:
+        for x, w in zip(batches, weights, strict=True):
+            total += float(model.loss(x, w)) * float(w.sum())  # type: ignore[operator]
+            rows += float(w.sum())
+    return total / max(rows, 1.0), rows
+
+
+def sampled_batches(x: torch.Tensor, weights: torch.Tensor, samples: int, batch_size: int,
+                    gen: torch.Generator) -> list[torch.Tensor]:
+    """``samples`` rows drawn with replacement with probability proportional to ``weights`` (row counts), in
+    batches: minibatches of distinct rows that follow the distribution of the rows they stand for."""
+    idx = torch.multinomial(weights.double(), samples, replacement=True, generator=gen)
+    return [x[idx[i : i + batch_size]] for i in range(0, samples, batch_size)]
 
 
 def tensor_batches(
@@ -123,14 +141,22 @@ def fit_local(
     lr: float,
     patience: int,
     seed: int = 0,
+    weights: np.ndarray | None = None,
+    val_weights: np.ndarray | None = None,
+    epoch_rows: int | None = None,
 ) -> History:
     """Train ``model`` in this process with Adam; keeps the weights of the best validation epoch.
 
     Args:
         model: a network with ``loss`` and ``score``.
-        x_train: training rows (benign only).
+        x_train: training rows (benign only), or distinct rows with ``weights``.
         x_val: validation rows for the loss and early stopping (None or empty: training loss is used).
         epochs, batch_size, lr, patience, seed: the usual.
+        weights: the row count of each distinct training row: an epoch draws ``epoch_rows`` rows with
+            probability proportional to the counts (:func:`sampled_batches`), so its minibatches follow the
+            rows' distribution while its cost no longer grows with the rows.
+        val_weights: the row count of each distinct validation row (the validation loss is their weighted mean).
+        epoch_rows: rows drawn per epoch with ``weights`` (default: one per distinct row).
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -138,9 +164,19 @@ def fit_local(
     stopper = EarlyStopping(patience)
     hist = History()
     best_state = copy.deepcopy(model.state_dict())
+    x_t = torch.from_numpy(np.require(x_train, dtype=np.float32, requirements=["C", "W"]))
+    w_t = None if weights is None else torch.from_numpy(np.asarray(weights, dtype=np.float64))
+    has_val = x_val is not None and len(x_val) > 0
+    val_batches = tensor_batches(x_val, batch_size, False) if has_val and x_val is not None else []
+    val_w = None
+    if has_val and val_weights is not None:
+        vw = torch.from_numpy(np.asarray(val_weights, dtype=np.float32))
+        val_w = [vw[i : i + batch_size] for i in range(0, len(vw), batch_size)]
     for epoch in range(epochs):
-        tl = train_epoch(LossModule(model), tensor_batches(x_train, batch_size, True, gen), opt)
-        vl = eval_loss(model, tensor_batches(x_val, batch_size, False))[0] if x_val is not None and len(x_val) else tl
+        batches = (tensor_batches(x_train, batch_size, True, gen) if w_t is None
+                   else sampled_batches(x_t, w_t, epoch_rows or len(x_t), batch_size, gen))
+        tl = train_epoch(LossModule(model), batches, opt)
+        vl = eval_loss(model, val_batches, val_w)[0] if has_val else tl
         hist.train_loss.append(tl)
         hist.val_loss.append(vl)
         log.debug("epoch %d train %.6f val %.6f", epoch, tl, vl)

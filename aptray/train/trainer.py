@@ -88,11 +88,22 @@ def worker_loop(config: dict[str, Any]) -> None:
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
     bs = config["batch_size"]
+    weighted = bool(config.get("weighted"))
+    if weighted:  # distinct rows with their counts: the worker's shard is small, held as tensors
+        from aptray.train.loop import sampled_batches
+
+        x_own, w_own = _shard_tensors(train_shard, device)
+        x_val, w_val = _shard_tensors(val_shard, device)
+        gen = torch.Generator().manual_seed(config["seed"] + rank)
     for epoch in range(start, config["epochs"]):
         _maybe_fail(config, epoch, rank)
         t0 = time.perf_counter()
-        it = train_shard.iter_torch_batches(batch_size=bs, dtypes=torch.float32, device=device)
-        batches = (b["data"] for b in it)
+        if weighted:
+            # the same number of samples on every worker: DDP needs as many steps on each
+            batches: Any = iter(sampled_batches(x_own, w_own.cpu(), config["samples_per_worker"], bs, gen))
+        else:
+            it = train_shard.iter_torch_batches(batch_size=bs, dtypes=torch.float32, device=device)
+            batches = (b["data"] for b in it)
         rows_box = [0]
 
         def counted(it: Any, box: list[int] = rows_box) -> Any:
@@ -105,10 +116,16 @@ def worker_loop(config: dict[str, Any]) -> None:
         net.eval()
         vsum = torch.zeros(3, dtype=torch.float64)
         with torch.no_grad():
-            for b in val_shard.iter_torch_batches(batch_size=bs, dtypes=torch.float32, device=device):
-                x = b["data"]
-                vsum[0] += float(net.loss(x)) * x.shape[0]  # type: ignore[operator]
-                vsum[1] += x.shape[0]
+            if weighted:
+                for i in range(0, len(x_val), bs):
+                    x, w = x_val[i : i + bs], w_val[i : i + bs]
+                    vsum[0] += float(net.loss(x, w)) * float(w.sum())  # type: ignore[operator]
+                    vsum[1] += float(w.sum())
+            else:
+                for b in val_shard.iter_torch_batches(batch_size=bs, dtypes=torch.float32, device=device):
+                    x = b["data"]
+                    vsum[0] += float(net.loss(x)) * x.shape[0]  # type: ignore[operator]
+                    vsum[1] += x.shape[0]
         vsum[2] = tl * rows_box[0]
         if world > 1 and dist.is_initialized():
             dist.all_reduce(vsum)  # gloo/NCCL: identical sums on every worker -> identical early stopping
@@ -137,12 +154,49 @@ def worker_loop(config: dict[str, Any]) -> None:
             break
 
 
+def epoch_rows(distinct: int, weights: np.ndarray | None, cfg: TrainConfig) -> int:
+    """Rows drawn per epoch from ``distinct`` weighted rows: ``cfg.distinct_epoch_rows``, at least one per distinct
+    row, at most the rows they stand for."""
+    if weights is None:
+        return distinct
+    return max(distinct, min(int(np.asarray(weights).sum()), cfg.distinct_epoch_rows))
+
+
+def _shard_tensors(shard: Any, device: Any) -> tuple[Any, Any]:
+    """A worker's whole shard of distinct rows as ``(data, weight)`` tensors."""
+    import torch
+
+    xs, ws = [], []
+    for b in shard.iter_torch_batches(batch_size=8192, dtypes=torch.float32, device=device):
+        xs.append(b["data"])
+        ws.append(b["weight"])
+    if not xs:
+        return torch.zeros(0, device=device), torch.zeros(0, device=device)
+    return torch.cat(xs), torch.cat(ws)
+
+
+def _dataset(x: np.ndarray, weights: np.ndarray | None) -> Any:
+    """A Ray Dataset of the rows (``data``), with their ``weight`` column when given."""
+    import pyarrow as pa
+    import ray.data
+
+    data = np.ascontiguousarray(x, dtype=np.float32)
+    if weights is None:
+        return ray.data.from_numpy(data)
+    from ray.data.extensions import ArrowTensorArray
+
+    return ray.data.from_arrow(pa.table({"data": ArrowTensorArray.from_numpy(data),
+                                         "weight": pa.array(np.asarray(weights, dtype=np.float32))}))
+
+
 def train_ddp(
     model: str,
     x_train: np.ndarray,
     x_val: np.ndarray,
     cfg: TrainConfig,
     *,
+    weights: np.ndarray | None = None,
+    val_weights: np.ndarray | None = None,
     storage_path: str | None = None,
     run_name: str | None = None,
     test_hooks: dict[str, Any] | None = None,
@@ -157,8 +211,10 @@ def train_ddp(
         storage_path: where Ray Train keeps checkpoints (default ``cfg.storage_path`` or a temp folder).
         run_name: Ray Train run name (unique per call by default).
         test_hooks: ``{"fail_marker": path, "fail_at_epoch": n, "fail_rank": r}`` kills one worker once.
+        weights, val_weights: row counts of distinct ``x_train`` / ``x_val`` rows: each worker then draws its
+            minibatches from its shard with probability proportional to the counts (one pass over its distinct
+            rows per epoch) and weights the validation loss by them.
     """
-    import ray.data
     import torch
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -172,12 +228,20 @@ def train_ddp(
     loop_cfg: dict[str, Any] = {
         "model": model, "dim": dim, "hidden": cfg.hidden, "extra": dict(cfg.extra), "epochs": cfg.epochs,
         "batch_size": cfg.batch_size, "lr": cfg.lr, "patience": cfg.patience, "seed": cfg.seed,
+        "weighted": weights is not None, "samples_per_worker": -(-epoch_rows(len(x_train), weights, cfg)
+                                                                  // max(cfg.workers, 1)),
         **(test_hooks or {}),
     }
     workers = cfg.workers
+    if weights is not None and len(x_train) < workers:
+        raise ValueError(f"{len(x_train)} distinct training rows cannot be shared by {workers} workers")
+    if not len(x_val):
+        x_val, val_weights = x_train[:1], (None if weights is None else np.ones(1))
+    elif weights is not None and val_weights is None:
+        val_weights = np.ones(len(x_val))
     datasets: dict[str, Any] = {
-        "train": ray.data.from_numpy(np.ascontiguousarray(x_train, dtype=np.float32)).repartition(max(workers, 1)),
-        "val": ray.data.from_numpy(np.ascontiguousarray(x_val if len(x_val) else x_train[:1], dtype=np.float32)),
+        "train": _dataset(x_train, weights).repartition(max(workers, 1)),
+        "val": _dataset(x_val, val_weights),
     }
     resources = {"CPU": cfg.cpus_per_worker}
     if cfg.use_gpu:

@@ -1,0 +1,108 @@
+"""Training on distinct sentences with their counts: the weighted forms equal the row-level ones on repeated rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from aptray.detectors.thresholds import f1_threshold, percentile_threshold
+from aptray.train.data import BENIGN, MALICIOUS, UNLABELLED, labelled_entries, load_distinct, split_counts
+from aptray.train.loop import eval_loss, fit_local, sampled_batches, tensor_batches
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_weighted_percentile_is_the_percentile_of_repeated_scores(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    scores = rng.normal(size=40)
+    counts = rng.integers(0, 30, size=40)
+    counts[0] = 1
+    repeated = np.repeat(scores, counts)
+    for q in (0.5, 50.0, 95.0, 99.0, 99.9, 100.0):
+        assert percentile_threshold(scores, q, counts) == pytest.approx(np.percentile(repeated, q), rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_weighted_f1_threshold_is_the_f1_threshold_of_repeated_rows(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    scores = rng.normal(size=30)
+    y = (rng.random(30) < 0.3).astype(int)
+    y[:2] = [0, 1]
+    counts = rng.integers(1, 9, size=30)
+    assert f1_threshold(scores, y, counts) == pytest.approx(f1_threshold(np.repeat(scores, counts),
+                                                                         np.repeat(y, counts)))
+
+
+def _embed_output(root: Path, hashes: list[str], labels: list[float | None], dim: int = 4) -> Path:
+    emb = {h: np.full(dim, i, dtype=np.float32) for i, h in enumerate(sorted(set(hashes)))}
+    (root / "embeddings").mkdir(parents=True)
+    table = pa.table({
+        "record_id": [f"r{i}" for i in range(len(hashes))],
+        "sentence_hash": hashes,
+        "embedding": pa.array([emb[h].tolist() for h in hashes], pa.list_(pa.float32(), dim)),
+        "malicious": pa.array([None if v is None else int(v) for v in labels], pa.int8()),
+    })
+    for i in range(0, len(hashes), 7):  # several files and batches: a sentence recurs across them
+        pq.write_table(table.slice(i, 7), root / "embeddings" / f"part-{i:03d}.parquet")
+    return root
+
+
+def test_load_distinct_counts_rows_per_sentence_and_label(tmp_path: Path) -> None:
+    hashes = ["a"] * 20 + ["b"] * 5 + ["c"] * 2 + ["a"] * 3
+    labels: list[float | None] = [0] * 20 + [1] * 5 + [None, 0] + [None] * 3
+    data = load_distinct(str(_embed_output(tmp_path, hashes, labels)), batch_rows=4)
+    assert len(data) == 3 and data.rows == 30
+    by_value = {int(x[0]): tuple(c) for x, c in zip(data.X, data.counts, strict=True)}
+    assert by_value == {0: (20, 0, 3), 1: (0, 5, 0), 2: (1, 0, 1)}  # a, b, c: (benign, malicious, unlabelled)
+
+
+def test_split_counts_splits_every_row_once_and_keeps_a_malicious_row_for_validation() -> None:
+    counts = np.array([[1000, 0, 10], [0, 2, 0], [7, 0, 0]])
+    train, val = split_counts(counts, 0.1, seed=3)
+    assert (train + val == counts).all() and (train >= 0).all() and (val >= 0).all()
+    assert 60 < val[0, BENIGN] < 140 and val[:, MALICIOUS].sum() >= 1
+    assert (split_counts(counts, 0.1, seed=3)[1] == val).all()  # seeded
+    X = np.arange(3, dtype=np.float32)[:, None]
+    xs, ys, ws = labelled_entries(X, val)
+    assert ws.sum() == val[:, BENIGN].sum() + val[:, MALICIOUS].sum()  # unlabelled rows are not labelled entries
+    assert set(ys) <= {0.0, 1.0} and UNLABELLED == 2
+    assert all(val[int(x[0]), int(label)] == w for x, label, w in zip(xs, ys, ws, strict=True))
+
+
+def test_weighted_validation_loss_is_the_loss_of_repeated_rows() -> None:
+    from aptray.models import build_model
+
+    torch.manual_seed(0)
+    net = build_model("ae", 8, [6, 3])
+    x = np.random.default_rng(0).normal(size=(12, 8)).astype(np.float32)
+    w = np.arange(1, 13)
+    weighted, rows = eval_loss(net, tensor_batches(x, 5, False),
+                               [torch.from_numpy(w[i : i + 5].astype(np.float32)) for i in range(0, 12, 5)])
+    plain, n = eval_loss(net, tensor_batches(np.repeat(x, w, axis=0), 1000, False))
+    assert rows == n == w.sum() and weighted == pytest.approx(plain, rel=1e-5)
+
+
+def test_sampled_batches_follow_the_counts() -> None:
+    x = torch.arange(3, dtype=torch.float32)[:, None]
+    batches = sampled_batches(x, torch.tensor([1.0, 0.0, 9.0]), 10_000, 256, torch.Generator().manual_seed(0))
+    drawn = torch.cat(batches).ravel()
+    assert len(drawn) == 10_000 and not (drawn == 1).any()
+    assert 0.87 < float((drawn == 2).float().mean()) < 0.93
+
+
+def test_fit_local_on_distinct_rows_learns_them() -> None:
+    from aptray.models import build_model
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(50, 16)).astype(np.float32)
+    w = rng.integers(1, 100, size=50)
+    torch.manual_seed(0)
+    net = build_model("ae", 16, [12, 8])
+    before = eval_loss(net, tensor_batches(x, 64, False))[0]
+    hist = fit_local(net, x, x[:10], epochs=40, batch_size=16, lr=1e-2, patience=0, seed=0, weights=w,
+                     val_weights=w[:10])
+    assert hist.val_loss[-1] < 0.7 * before
