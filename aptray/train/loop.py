@@ -116,10 +116,25 @@ def eval_loss(model: nn.Module, batches: Iterable[torch.Tensor],
 
 def sampled_batches(x: torch.Tensor, weights: torch.Tensor, samples: int, batch_size: int,
                     gen: torch.Generator) -> list[torch.Tensor]:
-    """``samples`` rows drawn with replacement with probability proportional to ``weights`` (row counts), in
-    batches: minibatches of distinct rows that follow the distribution of the rows they stand for."""
-    idx = torch.multinomial(weights.double(), samples, replacement=True, generator=gen)
-    return [x[idx[i : i + batch_size]] for i in range(0, samples, batch_size)]
+    """``samples`` rows drawn in proportion to ``weights`` (row counts), shuffled, in batches: minibatches of
+    distinct rows that follow the distribution of the rows they stand for.
+
+    Systematic, not independent, draws: each row appears ``floor(samples * w / sum(w))`` times, and the
+    remaining draws go to the fractional parts without replacement. With ``samples`` equal to the row count
+    every row is drawn exactly its count of times, as in a row-level epoch.
+    """
+    w = weights.double()
+    if float(w.sum()) <= 0:  # a worker whose share of the counts is empty draws uniformly
+        w = torch.ones_like(w)
+    expected = w * (samples / float(w.sum()))
+    times = torch.floor(expected).long()
+    rest = samples - int(times.sum())
+    if rest > 0:
+        extra = torch.multinomial(expected - times, rest, replacement=False, generator=gen)
+        times[extra] += 1
+    idx = torch.repeat_interleave(torch.arange(len(w)), times)
+    idx = idx[torch.randperm(len(idx), generator=gen)]
+    return [x[idx[i : i + batch_size]] for i in range(0, len(idx), batch_size)]
 
 
 def tensor_batches(

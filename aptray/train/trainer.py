@@ -92,8 +92,10 @@ def worker_loop(config: dict[str, Any]) -> None:
     if weighted:  # distinct rows with their counts: the worker's shard is small, held as tensors
         from aptray.train.loop import sampled_batches
 
-        x_own, w_own = _shard_tensors(train_shard, device)
-        x_val, w_val = _shard_tensors(val_shard, device)
+        # every worker holds all distinct rows and its own share of their counts (weight_<rank>): a random
+        # split of the rows, as a row-level shard would be, whatever the distinct rows' order
+        x_own, w_own = _shard_tensors(train_shard, device, f"weight_{rank}")
+        x_val, w_val = _shard_tensors(val_shard, device, "weight")
         gen = torch.Generator().manual_seed(config["seed"] + rank)
     for epoch in range(start, config["epochs"]):
         _maybe_fail(config, epoch, rank)
@@ -162,21 +164,21 @@ def epoch_rows(distinct: int, weights: np.ndarray | None, cfg: TrainConfig) -> i
     return max(distinct, min(int(np.asarray(weights).sum()), cfg.distinct_epoch_rows))
 
 
-def _shard_tensors(shard: Any, device: Any) -> tuple[Any, Any]:
-    """A worker's whole shard of distinct rows as ``(data, weight)`` tensors."""
+def _shard_tensors(shard: Any, device: Any, weight: str) -> tuple[Any, Any]:
+    """A worker's whole dataset of distinct rows as ``(data, <weight column>)`` tensors."""
     import torch
 
     xs, ws = [], []
     for b in shard.iter_torch_batches(batch_size=8192, dtypes=torch.float32, device=device):
         xs.append(b["data"])
-        ws.append(b["weight"])
+        ws.append(b[weight])
     if not xs:
         return torch.zeros(0, device=device), torch.zeros(0, device=device)
     return torch.cat(xs), torch.cat(ws)
 
 
-def _dataset(x: np.ndarray, weights: np.ndarray | None) -> Any:
-    """A Ray Dataset of the rows (``data``), with their ``weight`` column when given."""
+def _dataset(x: np.ndarray, weights: dict[str, np.ndarray] | None) -> Any:
+    """A Ray Dataset of the rows (``data``), with the given weight columns."""
     import pyarrow as pa
     import ray.data
 
@@ -185,8 +187,15 @@ def _dataset(x: np.ndarray, weights: np.ndarray | None) -> Any:
         return ray.data.from_numpy(data)
     from ray.data.extensions import ArrowTensorArray
 
-    return ray.data.from_arrow(pa.table({"data": ArrowTensorArray.from_numpy(data),
-                                         "weight": pa.array(np.asarray(weights, dtype=np.float32))}))
+    columns = {name: pa.array(np.asarray(w, dtype=np.float32)) for name, w in weights.items()}
+    return ray.data.from_arrow(pa.table({"data": ArrowTensorArray.from_numpy(data), **columns}))
+
+
+def worker_shares(weights: np.ndarray, workers: int, seed: int) -> np.ndarray:
+    """Each distinct row's count split at random between ``workers`` (``(rows, workers)``, rows sum to the
+    counts): every worker's share stands for a random part of the rows, as a row-level shard does."""
+    counts = np.asarray(weights, dtype=np.int64)
+    return np.random.default_rng(seed).multinomial(counts, np.full(workers, 1.0 / workers))
 
 
 def train_ddp(
@@ -216,7 +225,7 @@ def train_ddp(
             rows per epoch) and weights the validation loss by them.
     """
     import torch
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from aptray.models import build_model
@@ -233,16 +242,19 @@ def train_ddp(
         **(test_hooks or {}),
     }
     workers = cfg.workers
-    if weights is not None and len(x_train) < workers:
-        raise ValueError(f"{len(x_train)} distinct training rows cannot be shared by {workers} workers")
     if not len(x_val):
         x_val, val_weights = x_train[:1], (None if weights is None else np.ones(1))
     elif weights is not None and val_weights is None:
         val_weights = np.ones(len(x_val))
-    datasets: dict[str, Any] = {
-        "train": _dataset(x_train, weights).repartition(max(workers, 1)),
-        "val": _dataset(x_val, val_weights),
-    }
+    if weights is None:
+        datasets: dict[str, Any] = {"train": _dataset(x_train, None).repartition(max(workers, 1)),
+                                    "val": _dataset(x_val, None)}
+        data_config = DataConfig()
+    else:  # distinct rows: small, read whole by every worker, which draws by its own share of the counts
+        shares = worker_shares(weights, workers, cfg.seed)
+        datasets = {"train": _dataset(x_train, {f"weight_{r}": shares[:, r] for r in range(workers)}),
+                    "val": _dataset(x_val, {"weight": np.asarray(val_weights)})}
+        data_config = DataConfig(datasets_to_split=[])
     resources = {"CPU": cfg.cpus_per_worker}
     if cfg.use_gpu:
         resources["GPU"] = 1.0
@@ -257,6 +269,7 @@ def train_ddp(
             checkpoint_config=CheckpointConfig(num_to_keep=2),
         ),
         datasets=datasets,
+        dataset_config=data_config,
     )
     t0 = time.perf_counter()
     result = trainer.fit()
