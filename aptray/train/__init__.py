@@ -226,15 +226,13 @@ def _fit_network(det: Any, benign_train: np.ndarray, val_benign: np.ndarray, cfg
     """
     tc = cfg.train
     if local:
-        from aptray.train.loop import fit_local
+        from aptray.train.loop import epoch_rows, fit_local
 
         start = time.perf_counter()
         net = det.build_network(int(benign_train.shape[-1]))
-        from aptray.train.trainer import epoch_rows
-
         hist = fit_local(net, benign_train, val_benign, epochs=tc.epochs, batch_size=tc.batch_size, lr=tc.lr,
                          patience=tc.patience, seed=tc.seed, weights=weights, val_weights=val_weights,
-                         epoch_rows=epoch_rows(len(benign_train), weights, tc)).as_dict()
+                         epoch_rows=epoch_rows(len(benign_train), weights, tc.distinct_epoch_rows)).as_dict()
         return net, {**hist, "workers": 1, "seconds": round(time.perf_counter() - start, 3)}
     from aptray.runtime import init_ray
     from aptray.train.trainer import train_ddp

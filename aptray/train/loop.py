@@ -141,9 +141,25 @@ def tensor_batches(
     x: np.ndarray, batch_size: int, shuffle: bool, gen: torch.Generator | None = None
 ) -> list[torch.Tensor]:
     """Split an array into float32 tensor batches (optionally shuffled)."""
-    t = torch.from_numpy(np.require(x, dtype=np.float32, requirements=["C", "W"]))  # Arrow buffers are read-only
+    return _split(as_tensor(x), batch_size, shuffle, gen)
+
+
+def as_tensor(x: np.ndarray) -> torch.Tensor:
+    """``x`` as a writable float32 tensor (Arrow buffers are read-only: copied once)."""
+    return torch.from_numpy(np.require(x, dtype=np.float32, requirements=["C", "W"]))
+
+
+def _split(t: torch.Tensor, batch_size: int, shuffle: bool, gen: torch.Generator | None = None) -> list[torch.Tensor]:
     order = torch.randperm(len(t), generator=gen) if shuffle else torch.arange(len(t))
     return [t[order[i : i + batch_size]] for i in range(0, len(t), batch_size)]
+
+
+def epoch_rows(distinct: int, weights: np.ndarray | None, limit: int) -> int:
+    """Rows drawn per epoch from ``distinct`` weighted rows: ``limit``, at least one per distinct row, at most the
+    rows they stand for (``distinct`` without weights)."""
+    if weights is None:
+        return distinct
+    return max(distinct, min(int(np.asarray(weights).sum()), limit))
 
 
 def fit_local(
@@ -179,7 +195,7 @@ def fit_local(
     stopper = EarlyStopping(patience)
     hist = History()
     best_state = copy.deepcopy(model.state_dict())
-    x_t = torch.from_numpy(np.require(x_train, dtype=np.float32, requirements=["C", "W"]))
+    x_t = as_tensor(x_train)  # once, not per epoch
     w_t = None if weights is None else torch.from_numpy(np.asarray(weights, dtype=np.float64))
     has_val = x_val is not None and len(x_val) > 0
     val_batches = tensor_batches(x_val, batch_size, False) if has_val and x_val is not None else []
@@ -188,7 +204,7 @@ def fit_local(
         vw = torch.from_numpy(np.asarray(val_weights, dtype=np.float32))
         val_w = [vw[i : i + batch_size] for i in range(0, len(vw), batch_size)]
     for epoch in range(epochs):
-        batches = (tensor_batches(x_train, batch_size, True, gen) if w_t is None
+        batches = (_split(x_t, batch_size, True, gen) if w_t is None
                    else sampled_batches(x_t, w_t, epoch_rows or len(x_t), batch_size, gen))
         tl = train_epoch(LossModule(model), batches, opt)
         vl = eval_loss(model, val_batches, val_w)[0] if has_val else tl

@@ -156,14 +156,6 @@ def worker_loop(config: dict[str, Any]) -> None:
             break
 
 
-def epoch_rows(distinct: int, weights: np.ndarray | None, cfg: TrainConfig) -> int:
-    """Rows drawn per epoch from ``distinct`` weighted rows: ``cfg.distinct_epoch_rows``, at least one per distinct
-    row, at most the rows they stand for."""
-    if weights is None:
-        return distinct
-    return max(distinct, min(int(np.asarray(weights).sum()), cfg.distinct_epoch_rows))
-
-
 def _shard_tensors(shard: Any, device: Any, weight: str) -> tuple[Any, Any]:
     """A worker's whole dataset of distinct rows as ``(data, <weight column>)`` tensors."""
     import torch
@@ -229,6 +221,7 @@ def train_ddp(
     from ray.train.torch import TorchTrainer
 
     from aptray.models import build_model
+    from aptray.train.loop import epoch_rows
 
     dim = int(x_train.shape[-1])
     storage = storage_path or cfg.storage_path or os.path.join(tempfile.gettempdir(), "aptray-train")
@@ -237,8 +230,8 @@ def train_ddp(
     loop_cfg: dict[str, Any] = {
         "model": model, "dim": dim, "hidden": cfg.hidden, "extra": dict(cfg.extra), "epochs": cfg.epochs,
         "batch_size": cfg.batch_size, "lr": cfg.lr, "patience": cfg.patience, "seed": cfg.seed,
-        "weighted": weights is not None, "samples_per_worker": -(-epoch_rows(len(x_train), weights, cfg)
-                                                                  // max(cfg.workers, 1)),
+        "weighted": weights is not None,
+        "samples_per_worker": -(-epoch_rows(len(x_train), weights, cfg.distinct_epoch_rows) // max(cfg.workers, 1)),
         **(test_hooks or {}),
     }
     workers = cfg.workers
