@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from aptray.commands import demo, embed, experiment, score, serve, templatize, train
+from aptray.commands import demo, embed, experiment, results, score, serve, templatize, train
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -23,10 +23,10 @@ app = typer.Typer(
 
 @app.callback()
 def _main() -> None:
-    """Find APTs in system logs: templatize, embed, train, score, serve, experiment."""
+    """Find APTs in system logs: templatize, embed, train, score, serve, experiment, results."""
 
 
-for _command in (templatize, embed, train, score, experiment, serve, demo):
+for _command in (templatize, embed, train, score, experiment, results, serve, demo):
     _command.register(app)
 
 #: Exit code of a command stopped by a user error.

@@ -49,11 +49,15 @@ class DetectorName(StrEnum):
     VAE_ATTN = "vae-attn"
     DAE_ATTN = "dae-attn"
     LSTM_AE = "lstm-ae"
+    CAE = "cae"
+    DEEP_SVDD = "deep-svdd"
     IFOREST = "iforest"
     OCSVM = "ocsvm"
     PCA = "pca"
     DBSCAN = "dbscan"
     AVF = "avf"
+    KNN = "knn"
+    RARITY = "rarity"
 
 
 class ThresholdMethod(StrEnum):
@@ -61,6 +65,13 @@ class ThresholdMethod(StrEnum):
 
     PERCENTILE = "percentile"  # of the benign training scores
     F1 = "f1"  # the F1-optimal cut on a labelled validation split (never the test split)
+
+
+class Protocol(StrEnum):
+    """How an experiment uses labels (``experiment.protocols``)."""
+
+    BENIGN_SPLIT = "benign-split"  # train on benign rows; threshold and model choice on validation; test held out
+    UNSUPERVISED = "unsupervised"  # Berrada et al. 2020: fit on every row, no labels; rank every row
 
 
 class RayConfig(_Section):
@@ -276,7 +287,13 @@ class ExperimentConfig(_Section):
         description="Detectors (torch models and baselines); windowed ones (lstm-ae) need ordered events.",
     )
     aspects: list[Aspect] | None = Field(None, description="Aspects to run; None: every aspect file present.")
-    seeds: int = Field(3, gt=0, description="Seeds 0..seeds-1; each draws its own split and initialisation.")
+    seeds: int = Field(5, gt=0, description="Seeds 0..seeds-1; each draws its own split and initialisation.")
+    protocols: list[Protocol] = Field(
+        default_factory=lambda: [Protocol.BENIGN_SPLIT],
+        description="benign-split (train on benign rows, choose on validation, report test) and/or unsupervised "
+        "(fit on every row without labels, rank every row: Berrada et al. 2020).")
+    fusion_size: int = Field(3, ge=0, description="Detectors in the rank fusion, the best on validation AUC-ROC "
+                             "per seed (0: no fusion).")
     test_fraction: float = Field(0.3, gt=0, lt=1, description="Share of benign rows held out for testing only.")
     val_fraction: float = Field(0.2, ge=0, lt=1, description="Share of benign rows for threshold choice.")
     threshold: ThresholdMethod = Field(

@@ -15,44 +15,13 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import psutil
-
-
-class PeakRSS:
-    """Samples the RSS of this process and of every Ray worker process on the machine."""
-
-    def __init__(self, interval: float = 0.2) -> None:
-        self.interval = interval
-        self.driver = 0
-        self.worker = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        me = psutil.Process()
-        while not self._stop.is_set():
-            self.driver = max(self.driver, me.memory_info().rss)
-            for proc in psutil.process_iter(["name", "cmdline"]):
-                try:
-                    cmd = " ".join(proc.info["cmdline"] or [])
-                    if proc.info["name"].startswith("ray::") or "default_worker.py" in cmd:
-                        self.worker = max(self.worker, proc.memory_info().rss)
-                except psutil.Error:
-                    continue
-            time.sleep(self.interval)
-
-    def __enter__(self) -> PeakRSS:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scale import Peaks  # bench/scale.py: RSS of the driver and of each kind of Ray worker
 
 
 def main() -> None:
@@ -91,13 +60,14 @@ def main() -> None:
                     shutil.copy(src, inp / f"real{i}_{src.name}")
         out = root / f"out-{k}"
         shutil.rmtree(out, ignore_errors=True)
-        with PeakRSS() as mem:
+        with Peaks() as mem:
             t0 = time.perf_counter()
             result = run_score(str(inp), str(out), score_cfg)
             seconds = time.perf_counter() - t0
         rows.append({"scale": k, "rows_read": result["rows_read"], "seconds": round(seconds, 2),
                      "events_per_s": round(result["rows_read"] / seconds, 1),
-                     "driver_peak_rss_mb": round(mem.driver / 2**20), "worker_peak_rss_mb": round(mem.worker / 2**20)})
+                     "driver_peak_rss_mb": round(mem.driver / 2**20),
+                     "worker_peak_rss_mb": round(max(mem.workers.values(), default=0) / 2**20)})
     base = rows[0]["seconds"] / rows[0]["rows_read"]
     header = ("scale", "rows", "seconds", "events/s", "driver MB", "worker MB", "s/event vs 1x")
     print(" ".join(f"{h:>9}" for h in header))

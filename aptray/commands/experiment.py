@@ -25,18 +25,23 @@ def register(app: typer.Typer) -> None:
         embedders: Annotated[str | None, typer.Option(help="Comma-separated embedders, e.g. minilm,mpnet.")] = None,
         detectors: Annotated[str | None, typer.Option(help="Comma-separated detectors, e.g. ae,vae,iforest.")] = None,
         seeds: Annotated[int | None, typer.Option(help="Number of seeds (splits and initialisations).")] = None,
+        protocols: Annotated[str | None, typer.Option(
+            help="Comma-separated: benign-split (default: train on benign rows, choose on validation) and/or "
+                 "unsupervised (fit every row without labels and rank them all).")] = None,
         epochs: Annotated[int | None, typer.Option(help="Epochs of the torch detectors.")] = None,
         cache: Annotated[str | None, typer.Option(help="Embedding cache folder (default OUT/cache).")] = None,
         config: Annotated[str | None, typer.Option(help="YAML config.")] = None,
     ) -> None:
-        """Compare embedders, detectors and provenance contexts on labelled traces (benign-only training)."""
+        """Compare embedders, detectors and provenance contexts on labelled traces (benign-only training, and
+        optionally the unsupervised protocol); each seed also gets the rank fusion of its best detectors."""
         from aptray.commands.common import emit, setup
         from aptray.evaluate import run_experiment
 
         overrides = {
             "ingest.source": source.value, "experiment.aspects": _names(aspects),
             "experiment.embedders": _names(embedders), "experiment.detectors": _names(detectors),
-            "experiment.seeds": seeds, "experiment.epochs": epochs, "embed.cache": cache,
+            "experiment.seeds": seeds, "experiment.protocols": _names(protocols), "experiment.epochs": epochs,
+            "embed.cache": cache,
         }
         cfg = setup(config, overrides)
         emit(run_experiment(input, out, cfg))

@@ -1,7 +1,9 @@
 """The detector contract every model follows (sklearn/PyOD style, higher score = more anomalous).
 
-``fit(X, y=None)`` trains on the rows not labelled malicious (the excluded count is logged) and sets the
-percentile threshold and alert tiers from the benign training scores; ``decision_function`` scores;
+``fit(X, y=None, weights=None)`` trains on the rows not labelled malicious (the excluded count is logged) and
+sets the percentile threshold and alert tiers from the benign training scores; with ``weights`` each row of
+``X`` is a distinct row standing for that many rows (logs repeat: train on the distinct sentences and their
+counts); ``decision_function`` scores;
 ``predict`` flags ``score >= threshold_``; ``set_threshold_f1`` moves the threshold to the F1-optimal cut
 of a labelled validation split. Learned state is exposed as plain arrays (:meth:`Detector.state`) so
 artifacts never need pickle.
@@ -36,6 +38,16 @@ def benign_mask(y: np.ndarray | None, n: int) -> np.ndarray:
     return ~(arr == 1)
 
 
+def draw_rows(weights: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """Indices of a seeded sample without replacement of at most ``limit`` of the rows that distinct rows with
+    counts ``weights`` stand for (every row when they are no more than ``limit``), each index repeated as often as
+    its row was drawn."""
+    counts = np.asarray(weights, dtype=np.int64)
+    if int(counts.sum()) > limit:
+        counts = np.random.default_rng(seed).multivariate_hypergeometric(counts, limit, method="marginals")
+    return np.repeat(np.arange(len(counts)), counts)
+
+
 class Detector(ABC):
     """Base class: hyperparameters in ``__init__``, learned attributes end in ``_``.
 
@@ -46,6 +58,8 @@ class Detector(ABC):
 
     #: Registry name (``aptray train --model``).
     name: ClassVar[str] = ""
+    #: Rows a detector that cannot weigh rows fits on when given distinct rows with counts (a seeded sample).
+    weighted_fit_max_rows: ClassVar[int] = 200_000
 
     def __init__(self, percentile: float = 99.0, tiers: dict[str, float] | None = None) -> None:
         self.percentile = percentile
@@ -77,25 +91,49 @@ class Detector(ABC):
         return {"n_features_in_": getattr(self, "n_features_in_", None)}
 
     # -- the contract ---------------------------------------------------------------------------------
-    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> Detector:
+    def _fit_weighted(self, X: np.ndarray, weights: np.ndarray, seed: int) -> None:
+        """Learn from distinct benign rows ``X`` standing for ``weights`` rows each. Default: :meth:`_fit` on a
+        seeded sample of at most :attr:`weighted_fit_max_rows` of those rows; detectors that can weigh rows
+        (the torch autoencoders) override it."""
+        self._fit(X[draw_rows(weights, self.weighted_fit_max_rows, seed)])
+
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None, weights: np.ndarray | None = None) -> Detector:
         """Train on the rows of ``X`` not labelled malicious in ``y``; set threshold and tiers.
+
+        Args:
+            X: rows, or distinct rows when ``weights`` is given.
+            y: 1 malicious (excluded), 0 benign, nan unlabelled (used as benign); None: all usable.
+            weights: the row count of each distinct row of ``X`` (thresholds and tiers are then the percentiles
+                of the rows they stand for).
 
         Returns:
             self.
         """
         X = np.asarray(X)
         keep = benign_mask(y, len(X))
-        self.n_excluded_ = int((~keep).sum())
+        w = None if weights is None else np.asarray(weights, dtype=np.float64)
+        if w is not None and len(w) != len(X):
+            raise ValueError(f"weights has {len(w)} entries for {len(X)} rows")
+        self.n_excluded_ = int((~keep).sum()) if w is None else int(w[~keep].sum())
         if self.n_excluded_:
             log.info("%s: excluded %d malicious-labelled rows from training", self.name, self.n_excluded_)
         benign = X[keep]
-        if len(benign) == 0:
+        wb = None if w is None else w[keep]
+        if len(benign) == 0 or (wb is not None and wb.sum() <= 0):
             raise ValueError("no benign rows to train on")
-        self.n_train_ = len(benign)
+        self.n_train_ = len(benign) if wb is None else int(wb.sum())
         self.n_features_in_ = int(X.shape[-1])
-        self._fit(benign)
-        self.set_threshold_percentile(self.decision_function(benign))
+        if wb is None:
+            self._fit(benign)
+        else:
+            self._fit_weighted(benign, wb, int(getattr(self, "seed", 0)))
+        self.set_threshold_percentile(*self._training_scores(benign, wb))
         return self
+
+    def _training_scores(self, benign: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """The scores (and row counts) the percentile threshold and tiers are taken from: by default the benign
+        training rows' own scores; neighbour detectors score their reference rows leave-one-out."""
+        return self.decision_function(benign), weights
 
     def set_threshold_percentile(self, benign_scores: np.ndarray, weights: np.ndarray | None = None) -> Detector:
         """Set ``threshold_`` and ``tiers_`` from benign scores (normally the training rows'; ``weights``: the row

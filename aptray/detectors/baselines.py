@@ -265,3 +265,124 @@ class AVFDetector(Baseline):
         return np.asarray(1.0 - avf)
 
 
+
+
+class _Neighbours(Baseline):
+    """Shared by the neighbour detectors: the distinct benign training rows and their row counts.
+
+    Log rows repeat, so the reference set is the distinct rows with their counts (rows given one by one are made
+    distinct here; ``fit(..., weights)`` passes them distinct already). At most ``max_samples`` distinct rows are
+    kept, the most frequent first; the rest are recorded in ``dropped_rows_``. Scores use Euclidean distance (on
+    normalised embeddings a monotone function of cosine distance), computed in chunks with numpy, so an artifact
+    is two arrays and nothing is unpickled.
+    """
+
+    _params: ClassVar[tuple[str, ...]] = ("max_samples",)
+
+    def __init__(self, max_samples: int = 50_000, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.max_samples = max_samples
+
+    def _fit(self, X: np.ndarray) -> None:
+        rows, counts = np.unique(np.asarray(X, dtype=np.float32), axis=0, return_counts=True)
+        self._keep(rows, counts)
+
+    def _fit_weighted(self, X: np.ndarray, weights: np.ndarray, seed: int) -> None:
+        self._keep(np.asarray(X, dtype=np.float32), np.asarray(weights))
+
+    def _keep(self, rows: np.ndarray, counts: np.ndarray) -> None:
+        counts = np.rint(counts).astype(np.int64)
+        order = np.argsort(-counts, kind="stable")[: self.max_samples]
+        self.ref_ = np.ascontiguousarray(rows[order], dtype=np.float32)
+        self.counts_ = counts[order]
+        self.dropped_rows_ = np.array([int(counts.sum() - self.counts_.sum())])
+
+    def _neighbours(self, X: np.ndarray, k: int, leave_one_out: bool = False
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per row of ``X``: distances and counts of its ``k`` nearest distinct reference rows (ascending) and
+        their indices. ``leave_one_out``: ``X`` is the reference set itself and each row's own count drops by one
+        (the row-level leave-one-out neighbours of a training row)."""
+        ref = self.ref_.astype(np.float64)
+        r2 = (ref**2).sum(1)
+        k = min(k, len(ref))
+        dist = np.empty((len(X), k))
+        idx = np.empty((len(X), k), dtype=np.int64)
+        step = max(16, min(1024, 8_000_000 // len(ref)))  # a chunk's distance matrix stays under ~64 MB
+        for i in range(0, len(X), step):
+            b = np.asarray(X[i : i + step], dtype=np.float64)
+            d = np.sqrt(np.maximum((b**2).sum(1)[:, None] - 2 * b @ ref.T + r2[None, :], 0))
+            part = np.argpartition(d, k - 1, axis=1)[:, :k] if k < d.shape[1] else np.tile(np.arange(k), (len(b), 1))
+            pd = np.take_along_axis(d, part, 1)
+            o = np.argsort(pd, axis=1)
+            dist[i : i + step], idx[i : i + step] = np.take_along_axis(pd, o, 1), np.take_along_axis(part, o, 1)
+        counts = self.counts_[idx].astype(np.float64)
+        if leave_one_out:
+            own = idx == np.arange(len(X))[:, None]
+            counts = counts - own
+        return dist, counts, idx
+
+    def _training_scores(self, benign: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The reference rows scored leave-one-out (a training row is not its own neighbour), with their counts."""
+        return self._scores(self.ref_, leave_one_out=True), self.counts_
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """The detector's score of each row."""
+        return self._scores(np.asarray(X), leave_one_out=False)
+
+    def _scores(self, X: np.ndarray, leave_one_out: bool) -> np.ndarray:
+        raise NotImplementedError
+
+
+class KNNDetector(_Neighbours):
+    """k-nearest-neighbour distance to the benign training rows (Ramaswamy et al. 2000, PyOD's ``KNN`` 'mean').
+
+    The score is the mean distance to the ``n_neighbors`` nearest benign training rows, counted with their
+    repeats (a sentence seen 40 times is 40 neighbours at the same distance), computed on the distinct rows.
+    Training rows are scored leave-one-out for the threshold. PyOD's and scikit-learn's models are stored by
+    pickle; here the fitted model *is* the reference rows, so it is kept as arrays (safetensors) instead.
+
+    Args:
+        n_neighbors: neighbours averaged (k).
+        max_samples: distinct reference rows kept (the most frequent).
+    """
+
+    name: ClassVar[str] = "knn"
+    _params = ("n_neighbors", "max_samples")
+
+    def __init__(self, n_neighbors: int = 5, max_samples: int = 50_000, **kw: Any) -> None:
+        super().__init__(max_samples=max_samples, **kw)
+        self.n_neighbors = n_neighbors
+
+    def _scores(self, X: np.ndarray, leave_one_out: bool) -> np.ndarray:
+        k = self.n_neighbors
+        dist, counts, _ = self._neighbours(X, k + int(leave_one_out), leave_one_out)
+        before = np.cumsum(counts, axis=1) - counts
+        take = np.clip(k - before, 0, counts)  # repeats fill the k slots nearest first
+        return np.asarray((take * dist).sum(1) / np.maximum(take.sum(1), 1))
+
+
+class RarityDetector(_Neighbours):
+    """Sentence rarity: how seldom the row's exact sentence occurred among the benign training rows.
+
+    The score is ``-log10((c + 1) / (N + 1))`` for a sentence seen ``c`` times in ``N`` training rows: 0 for a
+    sentence every row had, ``log10(N + 1)`` for one never seen. The same sentence embeds to the same vector (up to
+    float noise from batching), so "the same sentence" is the nearest reference row within ``match_distance``.
+    Training rows are scored leave-one-out (their own occurrence not counted).
+
+    Args:
+        match_distance: largest Euclidean distance at which a reference row is the same sentence.
+        max_samples: distinct reference rows kept (the most frequent).
+    """
+
+    name: ClassVar[str] = "rarity"
+    _params = ("match_distance", "max_samples")
+
+    def __init__(self, match_distance: float = 1e-3, max_samples: int = 50_000, **kw: Any) -> None:
+        super().__init__(max_samples=max_samples, **kw)
+        self.match_distance = match_distance
+
+    def _scores(self, X: np.ndarray, leave_one_out: bool) -> np.ndarray:
+        dist, counts, _ = self._neighbours(X, 1, leave_one_out)
+        seen = np.where(dist[:, 0] <= self.match_distance, counts[:, 0], 0.0)
+        total = float(self.counts_.sum() + self.dropped_rows_[0]) - float(leave_one_out)
+        return np.asarray(-np.log10((seen + 1.0) / (total + 1.0)))

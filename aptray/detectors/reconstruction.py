@@ -26,6 +26,7 @@ class ReconstructionDetector(Detector):
         hidden: layer widths (None: derived from the input dimension).
         epochs, batch_size, lr, patience, seed: training settings (Adam, MSE-based losses).
         val_fraction: share of the benign rows held out for the validation loss and early stopping.
+        distinct_epoch_rows: rows drawn per epoch when fitting distinct rows with counts (``fit(..., weights)``).
         extra: model keyword arguments (``beta``, ``noise``, ``noise_std``, ``dropout``, ``chunks``...).
         percentile, tiers: threshold settings (see :class:`Detector`).
     """
@@ -43,6 +44,7 @@ class ReconstructionDetector(Detector):
         val_fraction: float = 0.1,
         seed: int = 0,
         extra: dict[str, Any] | None = None,
+        distinct_epoch_rows: int = 8192,
         percentile: float = 99.0,
         tiers: dict[str, float] | None = None,
     ) -> None:
@@ -56,13 +58,15 @@ class ReconstructionDetector(Detector):
         self.val_fraction = val_fraction
         self.seed = seed
         self.extra = dict(extra or {})
+        self.distinct_epoch_rows = distinct_epoch_rows
 
     def get_params(self) -> dict[str, Any]:
         """Constructor arguments."""
         return {
             "model": self.model, "hidden": self.hidden, "epochs": self.epochs, "batch_size": self.batch_size,
             "lr": self.lr, "patience": self.patience, "val_fraction": self.val_fraction, "seed": self.seed,
-            "extra": self.extra, "percentile": self.percentile, "tiers": self.tiers,
+            "extra": self.extra, "distinct_epoch_rows": self.distinct_epoch_rows, "percentile": self.percentile,
+            "tiers": self.tiers,
         }
 
     def build_network(self, dim: int) -> nn.Module:
@@ -81,6 +85,24 @@ class ReconstructionDetector(Detector):
         net = self.build_network(int(X.shape[-1]))
         hist = fit_local(net, x_train, x_val, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                          patience=self.patience, seed=self.seed)
+        self.network_ = net
+        self.history_ = hist.as_dict()
+
+    def _fit_weighted(self, X: np.ndarray, weights: np.ndarray, seed: int) -> None:
+        """Distinct rows with counts: the counts split into training and validation rows by a seeded binomial draw
+        (the counts form of :meth:`_fit`'s split), minibatches drawn by the training counts, as ``aptray train``
+        does (:func:`aptray.train.loop.fit_local` with ``weights``)."""
+        from aptray.train.loop import epoch_rows, fit_local
+
+        counts = np.asarray(weights, dtype=np.int64)
+        rows = int(counts.sum())
+        val = np.random.default_rng(self.seed).binomial(counts, self.val_fraction) if rows >= 10 else 0 * counts
+        train = counts - val
+        tk, vk = train > 0, val > 0
+        net = self.build_network(int(X.shape[-1]))
+        hist = fit_local(net, X[tk], X[vk], epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                         patience=self.patience, seed=self.seed, weights=train[tk], val_weights=val[vk],
+                         epoch_rows=epoch_rows(int(tk.sum()), train[tk], self.distinct_epoch_rows))
         self.network_ = net
         self.history_ = hist.as_dict()
 

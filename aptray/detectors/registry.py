@@ -17,8 +17,10 @@ from aptray.detectors.baselines import (
     Baseline,
     DBSCANDetector,
     IForestDetector,
+    KNNDetector,
     OCSVMDetector,
     PCADetector,
+    RarityDetector,
 )
 
 if TYPE_CHECKING:
@@ -51,6 +53,8 @@ class DetectorSpec:
         features: what it trains on; :attr:`Features.WINDOWS` detectors need ordered single events.
         summary: one line for help texts.
         baseline: the baseline class (None for torch detectors).
+        reference: a baseline from the literature, reported beside aptray's chosen detector in the experiment
+            and never chosen itself; aptray's own detectors (the torch models, kNN, rarity) are the candidates.
     """
 
     name: DetectorName
@@ -58,6 +62,7 @@ class DetectorSpec:
     features: Features
     summary: str
     baseline: type[Baseline] | None = None
+    reference: bool = False
 
     @property
     def windowed(self) -> bool:
@@ -79,7 +84,7 @@ class DetectorSpec:
             return ReconstructionDetector(
                 model=self.name.value, hidden=train.hidden, epochs=train.epochs, batch_size=train.batch_size,
                 lr=train.lr, patience=train.patience, val_fraction=train.val_fraction, seed=train.seed,
-                extra=extra, **thr,
+                extra=extra, distinct_epoch_rows=train.distinct_epoch_rows, **thr,
             )
         cls = self.baseline
         kwargs = {k: v for k, v in train.extra.items() if k in cls._params}
@@ -92,8 +97,9 @@ def _torch(name: DetectorName, summary: str, features: Features = Features.EMBED
     return DetectorSpec(name, Family.TORCH, features, summary)
 
 
-def _baseline(cls: type[Baseline], summary: str, features: Features = Features.EMBEDDINGS) -> DetectorSpec:
-    return DetectorSpec(DetectorName(cls.name), Family.BASELINE, features, summary, cls)
+def _baseline(cls: type[Baseline], summary: str, features: Features = Features.EMBEDDINGS,
+              reference: bool = True) -> DetectorSpec:
+    return DetectorSpec(DetectorName(cls.name), Family.BASELINE, features, summary, cls, reference)
 
 
 #: Every detector, in the order help texts and reports list them.
@@ -104,6 +110,8 @@ DETECTORS: dict[DetectorName, DetectorSpec] = {s.name: s for s in (
     _torch(DetectorName.AE_ATTN, "autoencoder with self-attention over embedding chunks"),
     _torch(DetectorName.VAE_ATTN, "variational autoencoder with attention"),
     _torch(DetectorName.DAE_ATTN, "denoising autoencoder with attention"),
+    _torch(DetectorName.CAE, "contractive autoencoder (encoder sensitivity penalised, Rifai et al. 2011)"),
+    _torch(DetectorName.DEEP_SVDD, "Deep SVDD: squared distance to a learnt centre (Ruff et al. 2018)"),
     _torch(DetectorName.LSTM_AE, "LSTM autoencoder over windows of a process's consecutive events (BETH)",
            Features.WINDOWS),
     _baseline(IForestDetector, "Isolation Forest"),
@@ -112,12 +120,18 @@ DETECTORS: dict[DetectorName, DetectorSpec] = {s.name: s for s in (
     _baseline(DBSCANDetector, "distance to the DBSCAN core points"),
     _baseline(AVFDetector, "attribute value frequency (raw 0/1 attributes where the source has them)",
               Features.ATTRIBUTES),
+    _baseline(KNNDetector, "mean distance to the k nearest benign training rows (their repeats counted)",
+              reference=False),
+    _baseline(RarityDetector, "rarity of the exact sentence among the benign training rows (-log10 share)",
+              reference=False),
 )}
 
 #: Torch detectors (trained as networks; scored by reconstruction error).
 TORCH_DETECTORS: tuple[DetectorName, ...] = tuple(n for n, s in DETECTORS.items() if s.family is Family.TORCH)
-#: Baselines (compared with aptray's torch detectors in the results table).
-BASELINE_DETECTORS: tuple[DetectorName, ...] = tuple(n for n, s in DETECTORS.items() if s.family is Family.BASELINE)
+#: The literature's baselines (reported beside aptray's chosen detector in the results table, never chosen).
+BASELINE_DETECTORS: tuple[DetectorName, ...] = tuple(n for n, s in DETECTORS.items() if s.reference)
+#: aptray's own detectors: the candidates the experiment chooses from on validation.
+APTRAY_DETECTORS: tuple[DetectorName, ...] = tuple(n for n, s in DETECTORS.items() if not s.reference)
 
 
 def detector_spec(name: DetectorName | str) -> DetectorSpec:

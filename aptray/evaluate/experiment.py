@@ -22,8 +22,9 @@ attributes of the process context (embedder ``raw``) when the rows have them.
 * ``summary``: one per dataset x aspect x embedder x detector: ``test`` and ``val`` -> metric ->
   {mean, std, min, max, n} over seeds (NaN-aware; ``n`` counts seeds where the metric is defined), and
   ``train_seconds``;
-* ``best``: one per dataset x aspect: ``aptray_selected`` (the torch combination with the best mean
-  *validation* AUC; null when no validation split holds a malicious row), ``aptray_best_on_test`` (the best
+* ``best``: one per dataset x aspect: ``aptray_selected`` (the combination of aptray's own detectors, the torch
+  models, kNN and rarity, with the best mean *validation* AUC; null when no validation split holds a malicious
+  row), ``aptray_best_on_test`` (the best
   mean test AUC: an optimistic upper bound, labelled as such) and ``baselines`` (detector -> its best
   embedder's summary on test).
 
@@ -45,7 +46,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from aptray.config import AptrayConfig, Aspect, DetectorName, Source
+from aptray.config import AptrayConfig, Aspect, Protocol, Source
 from aptray.detectors.registry import BASELINE_DETECTORS
 from aptray.evaluate.metrics import aggregate, finite_or_none
 from aptray.io.fs import join, resolve
@@ -86,8 +87,9 @@ def discover(input_uri: str, source: Source, aspects: list[Aspect] | None) -> li
         input_uri: an ADAPT system folder, a folder above several (e.g. ``darpa_tc_adapt``), one
             ``Process<Aspect>.csv``, or any input of another source (one target, no aspect).
         source: the trace format.
-        aspects: aspects to keep; None keeps every aspect that has a file. ``All`` is also run when asked for
-            and only single-aspect files exist (the reader joins them).
+        aspects: aspects to keep; None keeps every aspect that has a file, and ``All`` (every aspect of a process
+            joined by the reader) wherever two or more single-aspect files exist. ``All`` is also run when asked
+            for and only single-aspect files exist.
     """
     if source is not Source.ADAPT:
         return [Target(posixpath.basename(input_uri.rstrip("/")) or input_uri, input_uri, None)]
@@ -115,7 +117,8 @@ def discover(input_uri: str, source: Source, aspects: list[Aspect] | None) -> li
         uri = join(input_uri, *rel.split("/")) if rel else input_uri
         for aspect in Aspect:
             wanted = aspects is None or aspect in aspects
-            available = aspect in present or (aspect is Aspect.ALL and aspects is not None and bool(present))
+            joinable = len(present - {Aspect.ALL}) >= (1 if aspects is not None else 2)
+            available = aspect in present or (aspect is Aspect.ALL and joinable)
             if wanted and available:
                 targets.append(Target(_dataset_name(folder, rel), uri, aspect))
     if not targets:
@@ -214,32 +217,48 @@ def prepare(target: Target, source: Source, cfg: AptrayConfig, work: str) -> Pre
 
 
 def run_target(prep: Prepared, target: Target, cfg: AptrayConfig) -> tuple[list[dict[str, Any]], pa.Table]:
-    """Fan out every embedder x detector x seed of a prepared target as Ray tasks; gather runs and scores."""
+    """Fan out every protocol x embedder x detector x seed of a prepared target as Ray tasks; gather runs and
+    scores, and add each seed's rank fusion (benign-split protocol, :mod:`aptray.evaluate.fusion`)."""
     import ray
 
-    from aptray.detectors.registry import Features, detector_spec
+    from aptray.detectors.registry import APTRAY_DETECTORS, Features, detector_spec
     from aptray.evaluate.runs import fit_and_score
-    from aptray.evaluate.splits import split_rows
+    from aptray.evaluate.splits import all_rows, split_rows
 
     exp = cfg.experiment
     remote = ray.remote(fit_and_score).options(num_cpus=exp.task_cpus, max_retries=1)
     y_ref = ray.put(prep.y)
-    splits = [split_rows(prep.y, s, exp.test_fraction, exp.val_fraction) for s in range(exp.seeds)]
+    splits = {Protocol.BENIGN_SPLIT: [split_rows(prep.y, s, exp.test_fraction, exp.val_fraction)
+                                      for s in range(exp.seeds)],
+              Protocol.UNSUPERVISED: [all_rows(len(prep.y), s) for s in range(exp.seeds)]}
     x_refs = {name: ray.put(X) for name, X in prep.features.items()}
     embedders = [e for e in exp.embedders if e in prep.features]
-    pending: list[tuple[dict[str, Any], Any, Any]] = []
-    for det in exp.detectors:
-        features = detector_spec(det).features
-        if features is Features.WINDOWS:
-            log.warning("%s skipped: it needs windows of consecutive events, not process contexts", det)
-            continue
-        for emb in ([RAW] if features is Features.ATTRIBUTES and RAW in prep.features else embedders):
-            for split in splits:
-                key = {"dataset": target.name, "aspect": target.aspect.value if target.aspect else None,
-                       "embedder": emb, "detector": det, "seed": split.seed}
-                pending.append((key, split, remote.remote(x_refs[emb], y_ref, split, det, cfg)))
+    pending: list[tuple[dict[str, Any], Any, Any]] = []  # key: dataset, aspect, protocol, embedder, detector, seed
+    for protocol in exp.protocols:
+        for det in exp.detectors:
+            features = detector_spec(det).features
+            if features is Features.WINDOWS:
+                log.warning("%s skipped: it needs windows of consecutive events, not process contexts", det)
+                continue
+            for emb in ([RAW] if features is Features.ATTRIBUTES and RAW in prep.features else embedders):
+                for split in splits[protocol]:
+                    key = {"dataset": target.name, "aspect": target.aspect.value if target.aspect else None,
+                           "protocol": protocol.value, "embedder": emb, "detector": det, "seed": split.seed}
+                    unsup = protocol is Protocol.UNSUPERVISED
+                    pending.append((key, split, remote.remote(x_refs[emb], y_ref, split, det, cfg, unsup)))
     runs: list[dict[str, Any]] = []
-    score_rows: dict[str, list[Any]] = {k: [] for k in ("embedder", "detector", "seed", "split", "row", "score")}
+    score_rows: dict[str, list[Any]] = {k: [] for k in ("protocol", "embedder", "detector", "seed", "split", "row",
+                                                        "score")}
+
+    def add_scores(key: dict[str, Any], part: str, idx: np.ndarray, scores: Any) -> None:
+        n = len(scores)
+        for col in ("protocol", "embedder", "detector", "seed"):
+            score_rows[col] += [key[col]] * n
+        score_rows["split"] += [part] * n
+        score_rows["row"] += idx.tolist()
+        score_rows["score"] += [float(v) for v in scores]
+
+    candidates: dict[tuple[str, int], dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     for key, split, ref in pending:
         try:
             res = ray.get(ref)
@@ -248,31 +267,57 @@ def run_target(prep: Prepared, target: Target, cfg: AptrayConfig) -> tuple[list[
             runs.append({**key, "rows": split.counts(prep.y), "status": "error", "history": None,
                          "error": f"{type(exc).__name__}: {str(exc)[:500]}"})
             continue
-        for part, idx in (("test", split.test), ("val", split.val)):
-            scores = res.pop(f"{part}_scores", None)
-            if scores is None:
-                continue
-            n = len(scores)
-            score_rows["embedder"] += [key["embedder"]] * n
-            score_rows["detector"] += [key["detector"]] * n
-            score_rows["seed"] += [key["seed"]] * n
-            score_rows["split"] += [part] * n
-            score_rows["row"] += idx.tolist()
-            score_rows["score"] += scores
+        test_scores, val_scores = res.pop("test_scores", None), res.pop("val_scores", None)
+        unsup = key["protocol"] == Protocol.UNSUPERVISED.value
+        parts = (("all" if unsup else "test", split.test, test_scores), ("val", split.val, val_scores))
+        for part, idx, scores in parts:
+            if scores is not None:
+                add_scores(key, part, idx, scores)
+        if (not unsup and res["status"] == "ok" and key["detector"] in APTRAY_DETECTORS and test_scores is not None
+                and val_scores is not None):
+            candidates.setdefault((str(key["embedder"]), split.seed), {})[str(key["detector"])] = (
+                np.asarray(val_scores), np.asarray(test_scores))
         runs.append({**key, **res})
+    if exp.fusion_size:
+        runs += _fusion_runs(prep, target, cfg, splits[Protocol.BENIGN_SPLIT], candidates, add_scores)
     return runs, pa.table(score_rows)
 
 
+def _fusion_runs(prep: Prepared, target: Target, cfg: AptrayConfig, splits: list[Any],
+                 candidates: dict[tuple[str, int], dict[str, tuple[np.ndarray, np.ndarray]]], add_scores: Any
+                 ) -> list[dict[str, Any]]:
+    """One fused run per embedder x seed: members and threshold from validation, then scored on test."""
+    from aptray.evaluate.fusion import FUSION, fuse, fused_test_metrics
+
+    exp = cfg.experiment
+    by_seed = {s.seed: s for s in splits}
+    out = []
+    for (emb, seed), scored in sorted(candidates.items()):
+        split = by_seed[seed]
+        fused = fuse(scored, prep.y[split.val], exp.fusion_size, exp.top_k, cfg.threshold.percentile)
+        if fused is None:
+            continue
+        key = {"dataset": target.name, "aspect": target.aspect.value if target.aspect else None,
+               "protocol": Protocol.BENIGN_SPLIT.value, "embedder": emb, "detector": FUSION, "seed": seed}
+        add_scores(key, "test", split.test, fused["test_scores"])
+        add_scores(key, "val", split.val, fused["val_scores"])
+        out.append({**key, "rows": split.counts(prep.y), "status": "ok", "error": None, "history": None,
+                    "members": fused["members"], "threshold": fused["threshold"], "train_seconds": 0.0,
+                    "val": fused["val"], "test": fused_test_metrics(fused, prep.y[split.test], exp.top_k)})
+    return out
+
+
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and spread over seeds per dataset x aspect x embedder x detector."""
+    """Mean and spread over seeds per dataset x aspect x protocol x embedder x detector."""
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in runs:
-        groups.setdefault((r["dataset"], r["aspect"], r["embedder"], r["detector"]), []).append(r)
+        protocol = r.get("protocol", Protocol.BENIGN_SPLIT.value)
+        groups.setdefault((r["dataset"], r["aspect"], protocol, r["embedder"], r["detector"]), []).append(r)
     out = []
-    for (dataset, aspect, emb, det), rs in groups.items():
+    for (dataset, aspect, protocol, emb, det), rs in groups.items():
         ok = [r for r in rs if r["status"] == "ok"]
         out.append({
-            "dataset": dataset, "aspect": aspect, "embedder": emb, "detector": det,
+            "dataset": dataset, "aspect": aspect, "protocol": protocol, "embedder": emb, "detector": det,
             "seeds": len(rs), "errors": len(rs) - len(ok),
             "test": aggregate([r["test"] for r in ok]), "val": aggregate([r["val"] for r in ok]),
             "train_seconds": aggregate([{"s": r["train_seconds"]} for r in ok]).get("s"),
@@ -293,14 +338,16 @@ def _brief(entry: dict[str, Any] | None) -> dict[str, Any] | None:
             "test": {k: entry["test"].get(k) for k in keys}, "val_auc_roc": entry["val"].get("auc_roc")}
 
 
-def best(summary: list[dict[str, Any]], torch_models: tuple[DetectorName, ...]) -> list[dict[str, Any]]:
-    """Per dataset x aspect: aptray's combination selected on validation, its best on test, each baseline's."""
+def best(summary: list[dict[str, Any]], candidates: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Per dataset x aspect (benign-split protocol): aptray's combination selected on validation, its best on
+    test, each baseline's."""
     targets: dict[tuple[Any, Any], list[dict[str, Any]]] = {}
     for s in summary:
-        targets.setdefault((s["dataset"], s["aspect"]), []).append(s)
+        if s.get("protocol", Protocol.BENIGN_SPLIT.value) == Protocol.BENIGN_SPLIT.value:
+            targets.setdefault((s["dataset"], s["aspect"]), []).append(s)
     out = []
     for (dataset, aspect), entries in targets.items():
-        ours = [e for e in entries if e["detector"] in torch_models]
+        ours = [e for e in entries if e["detector"] in candidates]
         by_val = [e for e in ours if np.isfinite(_mean(e, "val", "auc_roc"))]
         by_test = [e for e in ours if np.isfinite(_mean(e, "test", "auc_roc"))]
         selected = max(by_val, key=lambda e: _mean(e, "val", "auc_roc"), default=None)
@@ -381,7 +428,8 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
     Returns:
         A summary: targets run and skipped, runs, errors, seconds, and the output paths.
     """
-    from aptray.detectors.registry import TORCH_DETECTORS
+    from aptray.detectors.registry import APTRAY_DETECTORS
+    from aptray.evaluate.fusion import FUSION
     from aptray.evaluate.report import write_report
     from aptray.evaluate.splits import split_rows
     from aptray.runtime import init_ray
@@ -433,10 +481,10 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
         if tsne is not None:
             write_parquet(join(sdir, "tsne.parquet"), tsne)
         doc["summary"] = summarize(doc["runs"])
-        doc["best"] = best(doc["summary"], TORCH_DETECTORS)
+        doc["best"] = best(doc["summary"], (*APTRAY_DETECTORS, FUSION))
         write_json(join(out_uri, "metrics.json"), doc)  # after every target: a long run shows progress
     doc["summary"] = summarize(doc["runs"])
-    doc["best"] = best(doc["summary"], TORCH_DETECTORS)
+    doc["best"] = best(doc["summary"], (*APTRAY_DETECTORS, FUSION))
     doc["seconds"] = round(time.perf_counter() - start, 2)
     write_json(join(out_uri, "metrics.json"), doc)
     report = write_report(out_uri)

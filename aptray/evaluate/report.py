@@ -51,19 +51,66 @@ def _auc_pr(brief: dict[str, Any] | None) -> str:
 
 
 def results_table(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """The headline table: per dataset x aspect, aptray's AUC / PR-AUC and each baseline's (mean over seeds)."""
+    """The headline table: per dataset x aspect, aptray's AUC / PR-AUC, each baseline's (mean over seeds) and the
+    published anchors of the same system and context (:mod:`aptray.evaluate.anchors`)."""
     from aptray.detectors.registry import BASELINE_DETECTORS
+    from aptray.evaluate.anchors import xai_apt
 
     targets = {(t["dataset"], t["aspect"]): t for t in doc["targets"]}
     header = ["dataset", "aspect", "rows", "malicious", "aptray, chosen on validation",
-              "aptray, best on test (optimistic)", *BASELINE_DETECTORS]
+              "aptray, best on test (optimistic)", *BASELINE_DETECTORS, "XAI-APT AE (E3)", "XAI-APT best of 11 (E3)"]
     rows = []
     for b in doc["best"]:
         t = targets.get((b["dataset"], b["aspect"]), {})
+        anchors = xai_apt(b["dataset"], b["aspect"])
+        published = ([f"{a.auc_roc:.3f} / {a.pr_auc:.3f}" + ("" if a.model == "AE" else f" ({a.model})")
+                      for a in anchors] if anchors else ["", ""])
         rows.append([b["dataset"], str(b["aspect"]), str(t.get("rows", "")), str(t.get("malicious", "")),
                      _auc_pr(b["aptray_selected"]), _auc_pr(b["aptray_best_on_test"]),
-                     *[_pair(b["baselines"].get(n)) for n in BASELINE_DETECTORS]])
+                     *[_pair(b["baselines"].get(n)) for n in BASELINE_DETECTORS], *published])
     return header, rows
+
+
+def merge_metrics(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several experiments' ``metrics.json`` (e.g. one per embedder) as one: targets, runs and summary joined,
+    the choice on validation made again over all of them."""
+    from aptray.detectors.registry import APTRAY_DETECTORS
+    from aptray.evaluate.experiment import best
+    from aptray.evaluate.fusion import FUSION
+
+    targets: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for d in docs:
+        for t in d["targets"]:
+            targets.setdefault((t["dataset"], t["aspect"]), t)
+    summary = [s for d in docs for s in d["summary"]]
+    return {"targets": list(targets.values()), "runs": [r for d in docs for r in d["runs"]], "summary": summary,
+            "best": best(summary, (*APTRAY_DETECTORS, FUSION)), "configs": [d.get("config") for d in docs]}
+
+
+RESULTS_BEGIN, RESULTS_END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A GitHub markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_readme_table(readme: str, table: str) -> None:
+    """Replace the text between the results markers of ``readme`` with ``table``.
+
+    Raises:
+        ValueError: the file lacks the markers.
+    """
+    with open(readme, encoding="utf-8") as fh:
+        text = fh.read()
+    start, end = text.find(RESULTS_BEGIN), text.find(RESULTS_END)
+    if start < 0 or end < start:
+        raise ValueError(f"{readme} has no {RESULTS_BEGIN} ... {RESULTS_END} block to replace")
+    text = text[: start + len(RESULTS_BEGIN)] + "\n" + table + "\n" + text[end:]
+    with open(readme, "w", encoding="utf-8") as fh:
+        fh.write(text)
 
 
 def _slug(*parts: Any) -> str:
@@ -111,7 +158,17 @@ def _target_section(w: _Writer, doc: dict[str, Any], target: dict[str, Any]) -> 
         return
     w.add("p", f"{target.get('rows')} rows, {target.get('malicious')} malicious, "
                f"{target.get('distinct_sentences')} distinct sentences.")
-    summary = [s for s in doc["summary"] if s["dataset"] == dataset and s["aspect"] == aspect]
+    mine = [s for s in doc["summary"] if s["dataset"] == dataset and s["aspect"] == aspect]
+    summary = [s for s in mine if s.get("protocol", "benign-split") == "benign-split"]
+    unsupervised = [s for s in mine if s.get("protocol") == "unsupervised"]
+    if unsupervised:
+        unsupervised.sort(key=lambda s: -(s["test"].get("auc_roc", {}).get("mean") or -1))
+        w.add("p", "Unsupervised protocol (Berrada et al. 2020): every process fitted without labels and ranked; "
+                   "no choice is made, so the best row is optimistic.")
+        w.add("table", ["embedder", "detector", "seeds", "AUC-ROC", "PR-AUC", "nDCG", "mean rank of malicious"],
+              [[s["embedder"], s["detector"], f"{s['seeds'] - s['errors']}/{s['seeds']}", fmt(s["test"], "auc_roc"),
+                fmt(s["test"], "pr_auc"), fmt(s["test"], "ndcg"), fmt(s["test"], "mean_rank_malicious")]
+               for s in unsupervised])
     if not summary:
         return
     summary.sort(key=lambda s: -(s["test"].get("auc_roc", {}).get("mean") or -1))
@@ -126,7 +183,8 @@ def _target_section(w: _Writer, doc: dict[str, Any], target: dict[str, Any]) -> 
     grid = np.full((len(embedders), len(detectors)), np.nan)
     for s in summary:
         mean = s["test"].get("auc_roc", {}).get("mean")
-        grid[embedders.index(s["embedder"]), detectors.index(s["detector"])] = mean if mean is not None else np.nan
+        if s["detector"] in detectors:  # the fusion is in the table, not the detector grid
+            grid[embedders.index(s["embedder"]), detectors.index(s["detector"])] = np.nan if mean is None else mean
     w.image(plots.heatmap(grid, embedders, detectors, f"{dataset} {aspect}: mean test AUC-ROC"),
             f"{slug}-heatmap", "embedder x detector AUC heatmap")
 

@@ -21,8 +21,25 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-def fit_and_score(X: np.ndarray, y: np.ndarray, split: Split, detector: str, cfg: AptrayConfig) -> dict[str, Any]:
+def distinct_rows(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct (row, label) pairs of ``X`` and ``y`` with their counts: ``(X, y, counts)``.
+
+    A sentence embeds to the same vector wherever it occurs, so equal rows are the same sentence; the label is
+    part of the key, so a sentence seen benign and malicious gives one entry of each.
+    """
+    label = np.nan_to_num(np.asarray(y, dtype=np.float64), nan=-1.0)
+    keys = np.ascontiguousarray(np.column_stack([np.asarray(X, dtype=np.float64), label]))
+    _, first, counts = np.unique(keys, axis=0, return_index=True, return_counts=True)
+    return X[first], np.asarray(y, dtype=np.float64)[first], counts
+
+
+def fit_and_score(X: np.ndarray, y: np.ndarray, split: Split, detector: str, cfg: AptrayConfig,
+                  unsupervised: bool = False) -> dict[str, Any]:
     """Fit ``detector`` on the benign train rows of ``split``; threshold on validation; score validation and test.
+
+    With ``cfg.train.distinct`` (the default, as in ``aptray train``) the detector fits the distinct training rows
+    weighted by their counts (:func:`distinct_rows`, :meth:`Detector.fit` with ``weights``). ``unsupervised``:
+    the training rows' labels are not used (every row trains, as in Berrada et al.'s protocol).
 
     The threshold is the F1-optimal cut on validation when ``cfg.experiment.threshold`` is ``f1`` and the
     validation split holds both classes; otherwise the detector's benign-training percentile
@@ -53,7 +70,13 @@ def fit_and_score(X: np.ndarray, y: np.ndarray, split: Split, detector: str, cfg
         train_cfg = cfg.train.model_copy(update={"seed": split.seed, "epochs": exp.epochs or cfg.train.epochs})
         det = spec.build(train_cfg, cfg.threshold)
         start = time.perf_counter()
-        det.fit(X[split.train], y[split.train])
+        y_train = np.full(len(split.train), np.nan) if unsupervised else y[split.train]
+        if cfg.train.distinct and X.ndim == 2:
+            x_fit, y_fit, counts = distinct_rows(X[split.train], y_train)
+            det.fit(x_fit, y_fit, weights=counts)
+            result["distinct_train_rows"] = len(x_fit)
+        else:
+            det.fit(X[split.train], y_train)
         result["train_seconds"] = round(time.perf_counter() - start, 4)
         y_val = y[split.val]
         if exp.threshold is ThresholdMethod.F1 and 0 < int(y_val.sum()) < len(y_val):

@@ -69,3 +69,9 @@ def split_rows(y: np.ndarray, seed: int, test_fraction: float = 0.3, val_fractio
         val=np.sort(np.r_[b_val, m_val]).astype(np.int64),
         test=np.sort(np.r_[b_test, m_test]).astype(np.int64),
     )
+
+
+def all_rows(n: int, seed: int) -> Split:
+    """The unsupervised protocol's split: every row trains (labels unused) and every row is ranked."""
+    rows = np.arange(n, dtype=np.int64)
+    return Split(seed=seed, train=rows, val=np.zeros(0, dtype=np.int64), test=rows)

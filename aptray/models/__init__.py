@@ -31,8 +31,10 @@ def build_model(name: DetectorName | str, dim: int, hidden: list[int] | None = N
         ValueError: ``name`` is not a torch detector.
     """
     from aptray.models.ae import AutoEncoder
+    from aptray.models.cae import ContractiveAutoEncoder
     from aptray.models.dae import DenoisingAutoEncoder
     from aptray.models.lstm_ae import LSTMAutoEncoder
+    from aptray.models.svdd import DeepSVDD
     from aptray.models.vae import VariationalAutoEncoder
 
     try:
@@ -46,6 +48,10 @@ def build_model(name: DetectorName | str, dim: int, hidden: list[int] | None = N
             return AutoEncoder(dim, hidden, attention=model is DetectorName.AE_ATTN, **extra)
         case DetectorName.VAE | DetectorName.VAE_ATTN:
             return VariationalAutoEncoder(dim, hidden, attention=model is DetectorName.VAE_ATTN, **extra)
+        case DetectorName.CAE:
+            return ContractiveAutoEncoder(dim, hidden, **extra)
+        case DetectorName.DEEP_SVDD:
+            return DeepSVDD(dim, hidden, **extra)
         case DetectorName.DAE | DetectorName.DAE_ATTN:
             return DenoisingAutoEncoder(dim, hidden, attention=model is DetectorName.DAE_ATTN, **extra)
     raise ValueError(f"{name!r} is not a torch detector")

@@ -181,14 +181,10 @@ def _fit_distinct(embeddings_uri: str, cfg: AptrayConfig, spec: Any) -> Fitted:
 def _row_sample(X: np.ndarray, counts: np.ndarray, limit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A seeded sample without replacement of at most ``limit`` of the rows the counts stand for: ``(X, y)`` with
     ``y`` 1 malicious, 0 benign, nan unlabelled (every row when there are no more than ``limit``)."""
+    from aptray.detectors.base import draw_rows
     from aptray.train.data import MALICIOUS, UNLABELLED
 
-    flat = counts.ravel()
-    n = int(flat.sum())
-    if n > limit:
-        flat = np.random.default_rng(seed).multivariate_hypergeometric(flat, limit, method="marginals")
-    cells = np.repeat(np.arange(len(flat)), flat)
-    rows, labels = np.divmod(cells, counts.shape[1])
+    rows, labels = np.divmod(draw_rows(counts.ravel(), limit, seed), counts.shape[1])
     y = np.where(labels == MALICIOUS, 1.0, np.where(labels == UNLABELLED, np.nan, 0.0))
     return X[rows], y
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aptray.config import AptrayConfig, Aspect, Source
+from aptray.config import AptrayConfig, Aspect, Protocol, Source
 from aptray.evaluate.splits import split_rows
 
 
@@ -36,23 +36,33 @@ def test_experiment_on_real_adapt_file(ray_cluster: None, shared_data: Path, tmp
     cfg = AptrayConfig()
     cfg.ingest.source = Source.ADAPT
     cfg.experiment.embedders = ["minilm"]
-    cfg.experiment.detectors = ["ae", "iforest", "avf"]
+    cfg.experiment.detectors = ["ae", "knn", "rarity", "iforest", "avf"]
     cfg.experiment.aspects = [Aspect.EVENT]
+    cfg.experiment.protocols = [Protocol.BENIGN_SPLIT, Protocol.UNSUPERVISED]
     cfg.experiment.seeds = 1
     cfg.experiment.epochs = 3
     cfg.experiment.tsne_points = 100
     out = tmp_path / "exp"
     result = run_experiment(str(folder), str(out), cfg)
-    assert result["targets"] == 1 and result["errors"] == 0 and result["runs"] == 3
+    # 5 detectors x 2 protocols, plus the seed's fusion of the 3 best of aptray's own on validation
+    assert result["targets"] == 1 and result["errors"] == 0 and result["runs"] == 11
 
     doc = json.loads((out / "metrics.json").read_text())
     assert doc["schema_version"] == 1
     (target,) = doc["targets"]
     assert (target["dataset"], target["aspect"], target["rows"], target["malicious"]) == (
         "bovia/clearscope", "Event", 69, 4)
-    combos = {(r["embedder"], r["detector"], r["seed"]) for r in doc["runs"]}
-    assert combos == {("minilm", "ae", 0), ("minilm", "iforest", 0), ("raw", "avf", 0)}
+    split_runs = [r for r in doc["runs"] if r["protocol"] == "benign-split"]
+    combos = {(r["embedder"], r["detector"], r["seed"]) for r in split_runs}
+    assert combos == {("minilm", d, 0) for d in ("ae", "knn", "rarity", "iforest", "fusion")} | {("raw", "avf", 0)}
+    (fusion,) = [r for r in split_runs if r["detector"] == "fusion"]
+    assert set(fusion["members"]) == {"ae", "knn", "rarity"} and fusion["threshold"]["method"] == "f1_validation"
     for run in doc["runs"]:
+        if run["protocol"] == "unsupervised":  # every process fitted without labels and ranked
+            assert run["status"] == "ok", run["error"]
+            assert run["rows"]["train"] == run["rows"]["test"] == 69 and run["test"]["positives"] == 4
+            assert 0.0 <= run["test"]["auc_roc"] <= 1.0
+            continue
         assert run["status"] == "ok", run["error"]
         assert run["rows"]["test_malicious"] >= 1 and run["rows"]["train"] == run["rows"]["train_benign"]
         test = run["test"]
@@ -65,11 +75,13 @@ def test_experiment_on_real_adapt_file(ray_cluster: None, shared_data: Path, tmp
     assert len(ae["history"]["train_loss"]) == 3
     for s in doc["summary"]:
         assert s["test"]["auc_roc"]["n"] == 1 and math.isfinite(s["test"]["auc_roc"]["mean"])
-    assert set(doc["best"][0]["baselines"]) == {"iforest", "avf"}
+    assert set(doc["best"][0]["baselines"]) == {"iforest", "avf"}  # kNN and rarity are aptray's, not baselines
+    assert doc["best"][0]["aptray_selected"]["detector"] in {"ae", "knn", "rarity", "fusion"}
 
     html = (out / "report.html").read_text()
     md = (out / "report.md").read_text()
     assert "bovia/clearscope" in html and "| bovia/clearscope | Event | 69 | 4 |" in md
+    assert "Unsupervised protocol" in md
     pngs = {p.name for p in (out / "plots").glob("*.png")}
     for kind in ("heatmap", "roc-pr", "hist", "loss", "tsne-minilm"):
         assert f"bovia_clearscope-Event-{kind}.png" in pngs
@@ -79,6 +91,22 @@ def test_experiment_on_real_adapt_file(ray_cluster: None, shared_data: Path, tmp
 
     scores = pq.read_table(out / "scores" / "bovia" / "clearscope" / "Event" / "scores.parquet").to_pandas()
     assert len(scores[(scores["split"] == "test") & (scores["detector"] == "ae")]) == ae["rows"]["test"]
+    assert len(scores[(scores["split"] == "all") & (scores["detector"] == "ae")]) == 69  # unsupervised: every row
+
+    # `aptray results --readme` rewrites the table between the markers, anchors included, and nothing else
+    from typer.testing import CliRunner
+
+    from aptray.cli import app
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# title\n<!-- results:begin -->\nold table\n<!-- results:end -->\nafter\n")
+    res = CliRunner().invoke(app, ["results", str(out / "metrics.json"), "--readme", str(readme)])
+    assert res.exit_code == 0, res.output
+    text = readme.read_text()
+    assert "old table" not in text and text.startswith("# title\n") and text.endswith("<!-- results:end -->\nafter\n")
+    row = next(ln for ln in text.splitlines() if ln.startswith("| bovia/clearscope | Event |"))
+    assert row.endswith("| 0.912 / 0.624 | 0.935 / 0.497 (Attention AE) |")  # XAI-APT's clearscope ProcessEvent
+    assert "XAI-APT AE (E3)" in text
 
 
 def test_discover_walks_the_adapt_root(shared_data: Path) -> None:
@@ -89,6 +117,9 @@ def test_discover_walks_the_adapt_root(shared_data: Path) -> None:
     names = {(t.name, t.aspect.value if t.aspect else None) for t in targets}
     assert ("bovia/clearscope", "All") in names and ("bovia/cadets", "Event") in names
     assert ("pandex/trace", "Netflow") in names and ("bovia/cadets", "Exec") not in names
+    # ProcessAll by join is a default context wherever two or more aspects exist, not where only one does
+    assert ("bovia/cadets", "All") in names and ("bovia/5dir", "All") in names
+    assert ("pandex/trace", "All") not in names
     only = discover(str(root / "bovia" / "clearscope"), Source.ADAPT, [Aspect.EVENT, Aspect.NETFLOW])
     assert [(t.name, t.aspect) for t in only] == [("bovia/clearscope", Aspect.EVENT),
                                                   ("bovia/clearscope", Aspect.NETFLOW)]

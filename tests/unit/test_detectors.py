@@ -119,3 +119,33 @@ def test_artifact_on_s3(s3_server: str) -> None:
     save_detector(det, "s3://artifacts/det/iforest", META)
     back = load_detector("s3://artifacts/det/iforest", expect_embedder=META["embedder"]["model_id"])
     np.testing.assert_allclose(back.decision_function(X), det.decision_function(X))
+
+
+def test_knn_on_distinct_rows_equals_brute_force_knn_on_rows() -> None:
+    """The k nearest rows, repeats counted, from the distinct rows; training rows scored leave-one-out."""
+    from aptray.detectors.baselines import KNNDetector
+
+    rng = np.random.default_rng(3)
+    distinct = rng.normal(size=(30, 5))
+    rows = distinct[rng.integers(0, 30, size=200)]
+    query = rng.normal(size=(25, 5))
+    det = KNNDetector(n_neighbors=4).fit(rows)
+    d = np.linalg.norm(query[:, None, :] - rows[None, :, :], axis=2)
+    np.testing.assert_allclose(det.decision_function(query), np.sort(d, axis=1)[:, :4].mean(1), rtol=1e-6, atol=1e-9)
+    # the threshold comes from each training row's distances to the *other* rows
+    own = np.linalg.norm(rows[:, None, :] - rows[None, :, :], axis=2)
+    np.fill_diagonal(own, np.inf)
+    loo = np.sort(own, axis=1)[:, :4].mean(1)
+    assert det.threshold_ == pytest.approx(np.percentile(loo, det.percentile), rel=1e-6)
+
+
+def test_rarity_scores_how_often_the_exact_sentence_was_seen() -> None:
+    from aptray.detectors.baselines import RarityDetector
+
+    a, b, c = np.eye(3)
+    rows = np.array([a] * 90 + [b] * 9 + [c])
+    det = RarityDetector().fit(rows)
+    unseen = np.array([0.5, 0.5, 0.0])
+    s = det.decision_function(np.array([a, b, c, a + 1e-6, unseen]))
+    np.testing.assert_allclose(s, -np.log10(np.array([91, 10, 2, 91, 1]) / 101))
+    assert s[4] > s[2] > s[1] > s[0]

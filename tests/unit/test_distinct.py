@@ -109,3 +109,56 @@ def test_fit_local_on_distinct_rows_learns_them() -> None:
     hist = fit_local(net, x, x[:10], epochs=40, batch_size=16, lr=1e-2, patience=0, seed=0, weights=w,
                      val_weights=w[:10])
     assert hist.val_loss[-1] < 0.7 * before
+
+
+def _repeated_rows(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """40 distinct 6-d rows repeated 1-30 times each (as log sentences repeat), a few labelled malicious."""
+    rng = np.random.default_rng(seed)
+    distinct = rng.normal(size=(40, 6)).astype(np.float32)
+    idx = np.repeat(np.arange(40), rng.integers(1, 30, size=40))
+    y = np.zeros(len(idx))
+    y[rng.choice(len(idx), 5, replace=False)] = 1.0
+    return distinct[idx], y
+
+
+def test_distinct_rows_keep_every_row_once_per_label() -> None:
+    from aptray.evaluate.runs import distinct_rows
+
+    X, y = _repeated_rows(0)
+    x_d, y_d, counts = distinct_rows(X, y)
+    assert counts.sum() == len(X)
+    assert len(x_d) < len(X)
+    for label in (0.0, 1.0):  # each (row, label) pair's count is its number of rows
+        for row, c in zip(x_d[y_d == label], counts[y_d == label], strict=True):
+            assert c == int(((row == X).all(axis=1) & (y == label)).sum())
+
+
+def test_baseline_fit_on_distinct_rows_with_counts_equals_the_fit_on_rows() -> None:
+    """Below ``weighted_fit_max_rows`` a baseline fits every row the counts stand for: the same model."""
+    from aptray.detectors.baselines import PCADetector
+    from aptray.evaluate.runs import distinct_rows
+
+    X, y = _repeated_rows(1)
+    rows = PCADetector(n_components=3).fit(X, y)
+    x_d, y_d, counts = distinct_rows(X, y)
+    distinct = PCADetector(n_components=3).fit(x_d, y_d, weights=counts)
+    assert distinct.n_train_ == rows.n_train_ == int((y == 0).sum())
+    assert distinct.n_excluded_ == rows.n_excluded_ == 5
+    np.testing.assert_allclose(distinct.decision_function(X), rows.decision_function(X), rtol=1e-5, atol=1e-6)
+    assert distinct.threshold_ == pytest.approx(rows.threshold_, rel=1e-5)
+
+
+def test_autoencoder_fit_on_distinct_rows_sets_count_weighted_thresholds() -> None:
+    from aptray.detectors.reconstruction import ReconstructionDetector
+    from aptray.evaluate.runs import distinct_rows
+
+    X, y = _repeated_rows(2)
+    x_d, y_d, counts = distinct_rows(X, y)
+    det = ReconstructionDetector("ae", hidden=[4, 2], epochs=3, batch_size=32, distinct_epoch_rows=256)
+    det.fit(x_d, y_d, weights=counts)
+    benign = y_d == 0
+    assert det.n_train_ == int(counts[benign].sum())
+    scores = det.decision_function(x_d[benign])
+    assert det.threshold_ == pytest.approx(np.percentile(np.repeat(scores, counts[benign]), det.percentile))
+    with pytest.raises(ValueError, match="weights has 3 entries"):
+        ReconstructionDetector("ae").fit(x_d, y_d, weights=counts[:3])

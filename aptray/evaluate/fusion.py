@@ -1,0 +1,73 @@
+"""Rank fusion of detectors, chosen on validation: each detector's score becomes its place among the benign
+validation scores, and the fused score is the mean place over the members.
+
+The members of a seed's fusion are the ``experiment.fusion_size`` detectors with the best validation AUC-ROC on
+that seed; only validation labels are read. A place is the mid-rank share of benign validation scores below the
+score (0 to 1), extended above the largest benign score by ``1 + log1p(excess / spread)`` so that rows beyond
+every benign one keep their order instead of tying at 1. The same transform needs only each member's benign
+validation scores, so a fused model can score new rows (batch or online) the way it scored the test split.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from aptray.detectors.thresholds import f1_threshold, percentile_threshold
+from aptray.evaluate.metrics import auc_roc, score_metrics, threshold_metrics
+
+#: The detector name fused runs carry in ``metrics.json``.
+FUSION = "fusion"
+
+
+def place(reference: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Each score's place among ``reference`` (benign) scores: the mid-rank share below it, extended above the
+    largest reference score (see the module docstring)."""
+    ref = np.sort(np.asarray(reference, dtype=np.float64))
+    s = np.asarray(scores, dtype=np.float64)
+    if len(ref) == 0:
+        return s
+    u = (np.searchsorted(ref, s, "left") + np.searchsorted(ref, s, "right")) / (2.0 * len(ref))
+    top = ref[-1]
+    spread = max(float(top - np.median(ref)), float(np.std(ref)), 1e-12)
+    above = s > top
+    u[above] = 1.0 + np.log1p((s[above] - top) / spread)
+    return np.asarray(u)
+
+
+def fuse(scored: dict[str, tuple[np.ndarray, np.ndarray]], y_val: np.ndarray, size: int, top_k: int,
+         percentile: float) -> dict[str, Any] | None:
+    """The rank fusion of the ``size`` detectors of ``scored`` (name -> (validation, test) scores) with the best
+    validation AUC-ROC; None when fewer than two have a defined validation AUC.
+
+    Returns:
+        ``members`` (with their validation AUC-ROC), ``threshold``, ``val`` and ``test`` metrics without the test
+        labels (the caller adds them with :func:`fused_test_metrics`), and the fused ``val_scores`` / ``test_scores``.
+    """
+    y = np.asarray(y_val)
+    ranked = []
+    for name, (val, _) in scored.items():
+        auc = auc_roc(y, val) if 0 < int(y.sum()) < len(y) else float("nan")
+        if np.isfinite(auc):
+            ranked.append((auc, name))
+    ranked.sort(key=lambda t: (-t[0], t[1]))
+    members = ranked[:size]
+    if len(members) < 2:
+        return None
+    benign = y == 0
+    val = np.mean([place(scored[n][0][benign], scored[n][0]) for _, n in members], axis=0)
+    test = np.mean([place(scored[n][0][benign], scored[n][1]) for _, n in members], axis=0)
+    if 0 < int(y.sum()) < len(y):
+        threshold, _ = f1_threshold(val, y)
+        method = "f1_validation"
+    else:
+        threshold, method = percentile_threshold(val[benign], percentile), f"percentile_{percentile:g}"
+    return {"members": {n: round(float(a), 6) for a, n in members}, "threshold": {"value": float(threshold),
+            "method": method}, "val": score_metrics(y, val, top_k), "val_scores": val, "test_scores": test}
+
+
+def fused_test_metrics(fused: dict[str, Any], y_test: np.ndarray, top_k: int) -> dict[str, Any]:
+    """The fused run's test metrics (the only place the test labels are read)."""
+    s = fused["test_scores"]
+    return {**score_metrics(y_test, s, top_k), **threshold_metrics(y_test, s, fused["threshold"]["value"])}
