@@ -2,9 +2,11 @@
 
 ``config.json`` records the detector kind and hyperparameters, learned scalars, thresholds and tiers, the
 embedder (model id, revision, dimension), the TEMPLATE_VERSION and template settings the embeddings were
-made under, training metrics, library versions, and the sha256 of every other file. Loading verifies the
-hashes and refuses an artifact made for another embedder or template version. Every detector's learned
-state is a set of named arrays, so nothing is ever unpickled. Paths are local or ``s3://``.
+made under, training metrics, library versions, and the sha256 of every other file. An optional
+``benign.safetensors`` holds the distinct benign training sentences for explanations
+(:mod:`aptray.triage.explain`). Loading verifies the hashes and refuses an artifact made for another embedder
+or template version. Every detector's learned state is a set of named arrays, so nothing is ever unpickled.
+Paths are local or ``s3://``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 import logging
 import platform
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +24,9 @@ from aptray.config import Aspect, DetectorName, Source
 from aptray.detectors.base import Detector
 from aptray.errors import AptrayError, FormatMismatchError
 from aptray.io.fs import join, resolve
+
+if TYPE_CHECKING:
+    from aptray.triage.explain import BenignReference
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +65,8 @@ def _read(uri: str) -> bytes:
         raise ArtifactError(f"artifact file missing: {uri}") from exc
 
 
-def save_detector(detector: Detector, out_dir: str, meta: dict[str, Any] | None = None) -> str:
+def save_detector(detector: Detector, out_dir: str, meta: dict[str, Any] | None = None,
+                  benign: BenignReference | None = None) -> str:
     """Write ``detector`` to ``out_dir`` (local or ``s3://``).
 
     Args:
@@ -68,6 +74,7 @@ def save_detector(detector: Detector, out_dir: str, meta: dict[str, Any] | None 
         out_dir: artifact directory (created).
         meta: provenance to record: ``embedder`` (``{"model_id", "revision", "dim"}``), ``template_version``,
             ``template`` (settings), ``training`` (metrics), anything else JSON-serialisable.
+        benign: the benign training sentences for explanations (``benign.safetensors``, hash recorded).
 
     Returns:
         ``out_dir``.
@@ -80,6 +87,13 @@ def save_detector(detector: Detector, out_dir: str, meta: dict[str, Any] | None 
     arrays = {k: np.ascontiguousarray(v) for k, v in detector.state().items()}
     weights = save(arrays)
     _write(join(out_dir, WEIGHTS), weights)
+    files = {WEIGHTS: hashlib.sha256(weights).hexdigest()}
+    if benign is not None:
+        from aptray.triage.explain import BENIGN_FILE
+
+        data = save(benign.to_arrays())
+        _write(join(out_dir, BENIGN_FILE), data)
+        files[BENIGN_FILE] = hashlib.sha256(data).hexdigest()
     config = {
         "format_version": FORMAT_VERSION,
         "kind": detector.name,
@@ -93,7 +107,8 @@ def save_detector(detector: Detector, out_dir: str, meta: dict[str, Any] | None 
         "training": meta.pop("training", None),
         "meta": meta,
         "libraries": library_versions(),
-        "files": {WEIGHTS: hashlib.sha256(weights).hexdigest()},
+        "files": files,
+        "explanations": {"nearest_benign": len(benign.sentences)} if benign is not None else {},
     }
     _write(join(out_dir, CONFIG), json.dumps(config, indent=2, sort_keys=True, default=_json_default).encode())
     log.info("saved %s detector to %s", detector.name, out_dir)
@@ -152,8 +167,9 @@ def load_detector(
     if WEIGHTS not in hashes and not trusted:
         raise ArtifactError(f"{path}: no sha256 recorded for {WEIGHTS}; pass trusted=True to load it anyway")
     weights = _read(join(path, WEIGHTS))
+    files: dict[str, bytes] = {}
     for name, digest in hashes.items():
-        data = weights if name == WEIGHTS else _read(join(path, name))
+        data = files[name] = weights if name == WEIGHTS else _read(join(path, name))
         actual = hashlib.sha256(data).hexdigest()
         if actual != digest:
             raise ArtifactError(f"{path}/{name}: sha256 mismatch (recorded {digest[:12]}..., found {actual[:12]}...); "
@@ -169,6 +185,10 @@ def load_detector(
     det = detector_class(config["kind"])(**config["params"])
     det.restore(load(weights), config.get("learned") or {}, config["thresholds"])
     det.meta_ = {**config, "config_sha256": config_sha256}  # type: ignore[attr-defined]
+    from aptray.triage.explain import BENIGN_FILE, BenignReference
+
+    if BENIGN_FILE in files:  # verified above with the other files
+        det.benign_ = BenignReference.from_arrays(load(files[BENIGN_FILE]))  # type: ignore[attr-defined]
     return det
 
 

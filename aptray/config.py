@@ -181,6 +181,9 @@ class TrainConfig(_Section):
     baseline_max_rows: int = Field(
         200_000, gt=0, description="Baselines fit on a seeded sample of at most this many training rows (drawn "
         "from the distinct sentences by their counts; its size is recorded in the artifact).")
+    explain_max_sentences: int = Field(
+        20_000, ge=0, description="The most frequent distinct benign training sentences kept in the artifact "
+        "(benign.safetensors) to name each alert's nearest benign behaviour; 0: none.")
 
 
 class ThresholdConfig(_Section):
@@ -206,6 +209,8 @@ class ScoreConfig(_Section):
         False, description="Score events of another source or process context than the artifact was trained on "
         "(refused by default: the scores would mean nothing).")
     group_bytes: int = Field(1 << 30, gt=0, description="Input bytes per resumable group of files.")
+    incident_window_s: float = Field(3600.0, gt=0, description="Alerts of one process lineage further apart than "
+                                     "this (seconds) start a new incident.")
     scorer_cpus: float = Field(
         0.25, ge=0, description="CPUs reserved by the detector actor (a small MLP pass; leaves CPUs for reads)."
     )

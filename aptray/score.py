@@ -42,9 +42,12 @@ log = logging.getLogger(__name__)
 SCORE_COLUMNS = ("record_id", "source_file", "line", "score", "tier", "is_anomaly", "sentence_hash", "malicious")
 #: Columns of the alerts dataset (rows above the threshold, with their sentence and source fields).
 ALERT_COLUMNS = (
-    "record_id", "source", "source_file", "line", "host", "timestamp", "pid", "process_name", "exe", "action",
-    "object_path", "object_addr", "sentence", "sentence_hash", "score", "tier", "malicious",
+    "record_id", "source", "source_file", "line", "host", "timestamp", "pid", "ppid", "process_name", "exe", "action",
+    "object_path", "object_addr", "sentence", "sentence_hash", "score", "tier", "malicious", "nearest_benign",
+    "nearest_similarity",
 )
+#: Nearest benign training sentences named per alert (artifacts that keep them, :mod:`aptray.triage.explain`).
+EXPLAIN_K = 3
 
 
 class Scorer:
@@ -70,7 +73,7 @@ class Scorer:
         from aptray.detectors.thresholds import assign_tiers
         from aptray.windows import window_index, window_keys
 
-        X = embedding_matrix(batch.column("embedding"))
+        X = rows = embedding_matrix(batch.column("embedding"))
         if self.window is not None:
             X = X[window_index(window_keys(batch), batch.column("line").to_pylist(), self.window)]
         scores = np.asarray(self.detector.decision_function(X), dtype=np.float64) if batch.num_rows else np.zeros(0)
@@ -84,7 +87,13 @@ class Scorer:
         )
         target = alerts_dir or self.alerts_dir
         if target and flags.any():
-            self._write_alerts(out.filter(pa.array(flags)), target)
+            alerts = out.filter(pa.array(flags))
+            benign = getattr(self.detector, "benign_", None)
+            if benign is not None:  # explanations for alerts only: the nearest benign training sentences
+                names, sims = benign.explain(rows[flags], EXPLAIN_K)
+                alerts = alerts.append_column("nearest_benign", pa.array(names, pa.list_(pa.string())))
+                alerts = alerts.append_column("nearest_similarity", pa.array(sims, pa.list_(pa.float64())))
+            self._write_alerts(alerts, target)
         return out.select([c for c in SCORE_COLUMNS if c in out.column_names])
 
     def _write_alerts(self, alerts: pa.Table, target: str) -> None:
@@ -354,6 +363,8 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
             pool.close()
 
     totals = _totals(fs, root, out_uri)
+    if cfg.score.write_alerts:
+        totals["incidents"] = write_incidents(out_uri, cfg.score.incident_window_s)
     result = {
         **totals,
         "files": len(files),
@@ -378,6 +389,41 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
     _write_json(fs, join(root, "manifest.json"), manifest)
     check_lines(result["lines"], f"score {input_uri}")
     return result
+
+
+def write_incidents(out_uri: str, window_s: float) -> int:
+    """Group every alert under ``OUT/alerts`` into ranked incidents (:mod:`aptray.triage.incidents`), write them to
+    ``OUT/incidents/incidents.parquet``, add each alert's ``incident_id`` to its alert file and write
+    ``OUT/report.md`` / ``report.html`` (the top incidents with their alerts explained); the incident count.
+
+    Run at the end of every score job over all alerts so far (a resumed job regroups earlier groups' alerts too).
+    """
+    import pyarrow.compute as pc
+    import pyarrow.fs as pafs_
+
+    from aptray.triage.incidents import group_incidents
+
+    fs, root = resolve(join(out_uri, "alerts"))
+    files = [f.path for f in fs.get_file_info(pafs_.FileSelector(root, recursive=True, allow_not_found=True))
+             if f.type == pafs_.FileType.File and f.path.endswith(".parquet")]
+    parts = [pq.read_table(p, filesystem=fs) for p in sorted(files)]
+    parts = [t.drop_columns(["incident_id"]) if "incident_id" in t.column_names else t for t in parts]
+    alerts = pa.concat_tables(parts, promote_options="permissive") if parts else pa.table({"record_id": [],
+                                                                                          "score": []})
+    incidents, incident_of = group_incidents(alerts, window_s)
+    lookup = dict(zip(alerts.column("record_id").to_pylist(), incident_of.to_pylist(), strict=True))
+    for path, part in zip(sorted(files), parts, strict=True):
+        ids = pa.array([lookup.get(r) for r in part.column("record_id").to_pylist()], pa.string())
+        pq.write_table(part.append_column("incident_id", ids), path, filesystem=fs)
+    ifs, iroot = resolve(join(out_uri, "incidents"))
+    ifs.create_dir(iroot, recursive=True)
+    pq.write_table(incidents, join(iroot, "incidents.parquet"), filesystem=ifs)
+    from aptray.evaluate.report import write_score_report
+
+    write_score_report(out_uri, incidents, alerts.append_column("incident_id", incident_of))
+    log.info("%d alert(s) in %d incident(s); the largest holds %d", alerts.num_rows, incidents.num_rows,
+             int(pc.max(incidents.column("alerts")).as_py() or 0) if incidents.num_rows else 0)
+    return int(incidents.num_rows)
 
 
 def artifact_hashes(meta: dict[str, Any]) -> dict[str, str]:

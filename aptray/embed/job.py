@@ -51,8 +51,8 @@ log = logging.getLogger(__name__)
 
 #: Columns of ``OUT/embeddings`` (labels are carried for training and evaluation, never used as features).
 #: ``host`` and ``pid`` name an event's process for windowed detectors (:mod:`aptray.windows`).
-OUTPUT_COLUMNS: tuple[str, ...] = ("record_id", HASH, EMBEDDING, "malicious", "sus", "source_file", "line", "host",
-                                   "pid")
+OUTPUT_COLUMNS: tuple[str, ...] = ("record_id", HASH, "sentence", EMBEDDING, "malicious", "sus", "source_file",
+                                   "line", "host", "pid")
 _ROW_COLUMNS: tuple[str, ...] = ("record_id", "sentence", HASH, "malicious", "sus", "source_file", "line", "host",
                                  "pid")
 _ROWS_PER_PARTITION = 200_000
@@ -63,6 +63,7 @@ def output_schema(dim: int, float16: bool = False) -> pa.Schema:
     return pa.schema([
         pa.field("record_id", pa.string()),
         pa.field(HASH, pa.string()),
+        pa.field("sentence", pa.string()),  # the text (nearest benign sentences in the artifact, explanations)
         pa.field(EMBEDDING, embedding_type(dim, float16)),
         pa.field("malicious", pa.int8()),
         pa.field("sus", pa.int8()),

@@ -275,11 +275,19 @@ class OnlineDetector:
         threshold = float(loaded.detector.threshold_)
         aid = info.artifact_id
         # plain dicts in the ScoreResponse shape, encoded once (FastAPI would validate a model a second time)
-        results = [
+        results: list[dict[str, Any]] = [
             {"index": i, "record_id": r, "sentence": s, "score": float(sc), "threshold": threshold, "tier": t,
              "is_anomaly": bool(sc >= threshold), "artifact_id": aid}
             for i, r, s, sc, t in zip(prepared.index, prepared.record_ids, sentences, scores, tiers, strict=True)
         ]
+        benign = getattr(loaded.detector, "benign_", None)
+        if body.explain and benign is not None and len(scores):
+            from aptray.score import EXPLAIN_K
+
+            flagged = np.flatnonzero(np.asarray(scores) >= threshold)
+            names, sims = benign.explain(X[flagged], EXPLAIN_K)
+            for j, n, sim in zip(flagged.tolist(), names, sims, strict=True):
+                results[j]["explanation"] = {"nearest_benign": n, "similarity": sim}
         rejected = [{"index": i, "reason": reason} for i, reason in prepared.rejected]
         self.requests += 1
         if rejected:

@@ -173,6 +173,7 @@ class ArtifactLoader:
             formats=list(EventFormat),
             source=source.value if source else None,
             aspect=aspect.value if aspect else None,
+            explanations=["nearest_benign"] if getattr(detector, "benign_", None) is not None else [],
             window=window,
         )
         return LoadedDetector(encoder=encoders[key], detector=detector, template=template,  # type: ignore[arg-type]

@@ -40,6 +40,9 @@ class ScoreRequest(_Model):
         description="CSV column names for BETH or ADAPT lines sent without a header line (BETH default: its 16 "
         "columns).",
     )
+    explain: bool = Field(
+        False, description="Name each anomalous event's nearest benign training sentences with their cosine "
+        "similarity (``explanation``; artifacts whose GET /v1/model ``explanations`` lists nearest_benign).")
 
     model_config = ConfigDict(
         extra="forbid",
@@ -58,6 +61,13 @@ class ScoreRequest(_Model):
     )
 
 
+class Explanation(_Model):
+    """Why an event is unusual: the nearest benign behaviour the detector was trained on."""
+
+    nearest_benign: list[str] = Field(description="The most similar benign training sentences, most similar first.")
+    similarity: list[float] = Field(description="Their cosine similarity to the event's sentence.")
+
+
 class EventScore(_Model):
     """The detector's verdict on one event."""
 
@@ -69,6 +79,8 @@ class EventScore(_Model):
     tier: str | None = Field(description="Highest alert tier reached (None below every tier).")
     is_anomaly: bool = Field(description="score >= threshold.")
     artifact_id: str = Field(description="Which detector artifact scored it.")
+    explanation: Explanation | None = Field(
+        None, description="With ``explain``: for an anomalous event, the benign behaviour it is closest to.")
 
 
 class RejectedEvent(_Model):
@@ -125,6 +137,8 @@ class ModelInfo(_Model):
     source: str | None = Field(None, description="The source the detector was trained on (requests of another "
                                                  "format are refused unless the server allows mismatches).")
     aspect: str | None = Field(None, description="The process context it was trained on (None: single events).")
+    explanations: list[str] = Field(default_factory=list, description="What ``explain`` returns for this "
+                                    "artifact: nearest_benign (it keeps benign training sentences), or nothing.")
     window: int | None = Field(None, description="Events per window of a windowed detector (LSTM-AE): each event "
                                                  "is scored with the events of its process before it in the same "
                                                  "request.")

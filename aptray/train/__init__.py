@@ -36,6 +36,7 @@ class Fitted:
     local: bool
     history: dict[str, Any] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)
+    benign: Any = None  # the BenignReference for explanations, where the input carries sentences
 
 
 def run_train(embeddings_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]:
@@ -76,7 +77,7 @@ def run_train(embeddings_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
                      **fit.facts},
         "train_config": tc.model_dump(mode="json"),
     }
-    save_detector(det, out_uri, meta)
+    save_detector(det, out_uri, meta, benign=fit.benign)
     return {
         "model": tc.model,
         "rows": fit.rows,
@@ -167,37 +168,46 @@ def _fit_distinct(embeddings_uri: str, cfg: AptrayConfig, spec: Any) -> Fitted:
         net, history = _fit_network(det, x_train, data.X[vkeep], cfg, local, w_train, val_usable[vkeep])
         det.set_network(net, history, x_train, n_excluded, w_train)
         facts["distinct_train_rows"] = int(keep.sum())
-    else:
-        X_fit, y_fit = _row_sample(data.X, train_c, tc.baseline_max_rows, tc.seed)
-        det = _fit_baseline(det, X_fit, y_fit, cfg, local)
-        facts["fit_sample_rows"] = len(X_fit)
+    else:  # the distinct training entries with their counts; the detector samples rows where it needs them
+        x_fit, y_fit, w_fit = _count_entries(data.X, train_c)
+        det.weighted_fit_max_rows = tc.baseline_max_rows
+        det = _fit_baseline(det, x_fit, y_fit, cfg, local, w_fit)
+        facts["fit_sample_rows"] = min(benign_rows, tc.baseline_max_rows)
     X_val, y_val, w_val = labelled_entries(data.X, val_c)
     val_metrics = _validate(det, X_val, y_val, w_val)
     _f1_threshold(det, cfg, val_metrics, X_val, y_val, w_val)
+    benign = None
+    if data.sentences is not None and tc.explain_max_sentences:
+        from aptray.triage.explain import BenignReference
+
+        benign = BenignReference.build([data.sentences[i] for i in np.flatnonzero(keep)], data.X[keep],
+                                       usable[keep], tc.explain_max_sentences)
+        facts["explain_sentences"] = len(benign.sentences)
     return Fitted(det, data.manifest, data.rows, int(train_c.sum()), benign_rows, n_excluded, int(val_c.sum()),
-                  val_metrics, local, history, facts)
+                  val_metrics, local, history, facts, benign)
 
 
-def _row_sample(X: np.ndarray, counts: np.ndarray, limit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded sample without replacement of at most ``limit`` of the rows the counts stand for: ``(X, y)`` with
-    ``y`` 1 malicious, 0 benign, nan unlabelled (every row when there are no more than ``limit``)."""
-    from aptray.detectors.base import draw_rows
+def _count_entries(X: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every non-zero (sentence, label) count as an entry ``(X, y, weight)``: ``y`` 1 malicious, 0 benign, nan
+    unlabelled (the form :meth:`Detector.fit` takes with ``weights``)."""
     from aptray.train.data import MALICIOUS, UNLABELLED
 
-    rows, labels = np.divmod(draw_rows(counts.ravel(), limit, seed), counts.shape[1])
+    rows, labels = np.nonzero(counts)
     y = np.where(labels == MALICIOUS, 1.0, np.where(labels == UNLABELLED, np.nan, 0.0))
-    return X[rows], y
+    return X[rows], y, counts[rows, labels].astype(np.float64)
 
 
-def _fit_baseline(det: Any, X: np.ndarray, y: np.ndarray, cfg: AptrayConfig, local: bool) -> Any:
-    """Fit a baseline detector in this process or in a Ray task."""
+def _fit_baseline(det: Any, X: np.ndarray, y: np.ndarray, cfg: AptrayConfig, local: bool,
+                  weights: np.ndarray | None = None) -> Any:
+    """Fit a baseline detector in this process or in a Ray task (``weights``: counts of distinct rows)."""
     if local:
-        return det.fit(X, y)
+        return det.fit(X, y, weights)
     from aptray.runtime import init_ray
     from aptray.train.baselines import fit_parallel
 
     init_ray(cfg.ray)
-    return fit_parallel({cfg.train.model: det}, X, y, num_cpus=cfg.train.cpus_per_worker)[cfg.train.model]
+    return fit_parallel({cfg.train.model: det}, X, y, num_cpus=cfg.train.cpus_per_worker,
+                        weights=weights)[cfg.train.model]
 
 
 def _f1_threshold(det: Any, cfg: AptrayConfig, val_metrics: dict[str, Any], X_val: np.ndarray, y_val: np.ndarray,

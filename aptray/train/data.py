@@ -111,6 +111,7 @@ class DistinctData:
     X: np.ndarray  # (distinct, dim), the embed output's dtype
     counts: np.ndarray  # (distinct, 3) int64: rows labelled benign, malicious, unlabelled
     manifest: dict[str, Any] = field(default_factory=dict)
+    sentences: list[str] | None = None  # each distinct sentence's text (embed outputs that carry it)
 
     def __len__(self) -> int:
         return len(self.X)
@@ -136,9 +137,10 @@ def load_distinct(uri: str, batch_rows: int = 8192) -> DistinctData:
     names = set(ds.schema.names)
     if HASH not in names:
         raise ValueError(f"{uri}/embeddings has no {HASH} column: re-run aptray embed")
-    cols = [HASH, "embedding", *(["malicious"] if "malicious" in names else [])]
+    cols = [HASH, "embedding", *(c for c in ("malicious", "sentence") if c in names)]
     known = pa.array([], pa.string())  # the distinct hashes so far, in order of first appearance
     blocks: list[np.ndarray] = []
+    texts: list[str] = []
     counts = np.zeros((0, 3), dtype=np.int64)
     for batch in _batches(fs, ds.files, cols, batch_rows):
         if batch.num_rows == 0:
@@ -149,6 +151,8 @@ def load_distinct(uri: str, batch_rows: int = 8192) -> DistinctData:
         if len(new):
             first = pc.index_in(new, value_set=hashes)  # each new hash's first row in the batch
             blocks.append(embedding_matrix(batch.column("embedding").take(first)))
+            if "sentence" in cols:
+                texts += [t or "" for t in batch.column("sentence").take(first).to_pylist()]
             known = pa.concat_arrays([known, new])
         ids = pc.index_in(hashes, value_set=known).to_numpy(zero_copy_only=False).astype(np.int64)
         if "malicious" in cols:
@@ -163,7 +167,7 @@ def load_distinct(uri: str, batch_rows: int = 8192) -> DistinctData:
     dim = blocks[0].shape[1] if blocks else 0
     X = np.concatenate(blocks) if blocks else np.zeros((0, dim), dtype=np.float32)
     log.info("read %d rows as %d distinct sentences (dim %d) from %s", int(counts.sum()), len(X), dim, uri)
-    return DistinctData(X, counts, read_manifest(uri))
+    return DistinctData(X, counts, read_manifest(uri), texts if "sentence" in cols else None)
 
 
 def _batches(fs: Any, files: list[str], columns: list[str], batch_rows: int) -> Iterator[pa.RecordBatch]:

@@ -106,6 +106,29 @@ def test_alerts_carry_sentences_above_threshold(artifact: str, tmp_path: Path) -
     alerts = pads.dataset(str(out / "alerts"), format="parquet").to_table().to_pylist()
     threshold = load_detector(artifact).threshold_
     assert alerts and all(a["score"] >= threshold and a["sentence"] for a in alerts)
+    # every alert is in exactly one ranked incident, and carries its id
+    import pyarrow.parquet as pq
+
+    incidents = pq.read_table(out / "incidents" / "incidents.parquet").to_pylist()
+    assert sum(i["alerts"] for i in incidents) == len(alerts) > len(incidents) >= 1
+    assert [i["rank"] for i in incidents] == list(range(1, len(incidents) + 1))
+    assert [i["top_score"] for i in incidents] == sorted((i["top_score"] for i in incidents), reverse=True)
+    members = {r: i["incident_id"] for i in incidents for r in i["record_ids"]}
+    assert {a["record_id"]: a["incident_id"] for a in alerts} == members
+    for i in incidents:  # one lineage per incident: its alerts share a host
+        assert len(i["hosts"]) == 1 and i["summary"].startswith(f"{i['alerts']} alert")
+    # each alert names its nearest benign training sentences, most similar first
+    assert load_detector(artifact).meta_["explanations"]["nearest_benign"] > 0  # type: ignore[attr-defined]
+    for a in alerts:
+        assert len(a["nearest_benign"]) == 3 and all(isinstance(t, str) and t for t in a["nearest_benign"])
+        sims = a["nearest_similarity"]
+        assert sims == sorted(sims, reverse=True) and -1.0 <= sims[-1] <= sims[0] <= 1.0 + 1e-6
+    report = (out / "report.md").read_text()  # the top incidents, each alert with its nearest benign sentence
+    assert report.startswith("# aptray score report") and incidents[0]["summary"] in report
+    import html
+
+    first = max((a for a in alerts if a["incident_id"] == incidents[0]["incident_id"]), key=lambda a: a["score"])
+    assert html.escape(first["nearest_benign"][0]) in (out / "report.html").read_text()
     manifest = (out / "manifest.json").read_text()
     assert "synthetic_part0.csv" in manifest and "template_version" in manifest
 

@@ -118,6 +118,20 @@ def test_scores_equal_batch_scorer(server: str, trained: dict[str, Any], shared_
         assert res["artifact_id"] == body["artifact_id"] == model["artifact_id"]
     scores = np.array([r["score"] for r in body["results"]])
     assert scores.std() > 0, "distinct events should not all score the same"
+    # "explain": each anomalous event names its nearest benign training sentences (as the batch alerts do)
+    assert model["explanations"] == ["nearest_benign"]
+    r = httpx.post(f"{server}/v1/score", json={"format": "beth", "events": lines, "explain": True}, headers=_auth(),
+                   timeout=120)
+    explained = r.json()["results"]
+    assert [e["score"] for e in explained] == pytest.approx([e["score"] for e in body["results"]], rel=1e-6)
+    assert any(e["is_anomaly"] for e in explained)
+    for e in explained:
+        if e["is_anomaly"]:
+            ex = e["explanation"]
+            assert len(ex["nearest_benign"]) == len(ex["similarity"]) == 3
+            assert ex["similarity"] == sorted(ex["similarity"], reverse=True)
+        else:
+            assert e.get("explanation") is None
 
 
 def test_json_objects_and_sentences_score_like_csv(server: str, shared_data: Path) -> None:

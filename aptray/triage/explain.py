@@ -1,0 +1,76 @@
+"""Explanations: the benign behaviour an alert is closest to.
+
+An artifact trained on an embed output that carries sentences keeps its most frequent distinct benign training
+sentences with their embeddings and row counts (:class:`BenignReference`, at most ``train.explain_max_sentences``;
+stored as ``benign.safetensors`` beside the model, sha256 recorded, no pickle). For each alert the score job and
+the online endpoint name the ``k`` nearest of them by cosine similarity: "this event is unusual; the closest normal
+behaviour is ...". The search runs on alerts only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: The artifact file of the benign reference.
+BENIGN_FILE = "benign.safetensors"
+
+
+@dataclass
+class BenignReference:
+    """Distinct benign training sentences, their embeddings (unit length) and row counts, most frequent first."""
+
+    sentences: list[str]
+    embeddings: np.ndarray  # (n, dim) float16
+    counts: np.ndarray  # (n,) int64
+
+    @classmethod
+    def build(cls, sentences: list[str], X: np.ndarray, counts: np.ndarray, limit: int) -> BenignReference:
+        """The ``limit`` most frequent of distinct benign ``sentences`` (embeddings ``X``, row ``counts``)."""
+        order = np.argsort(-np.asarray(counts), kind="stable")[:limit]
+        emb = np.asarray(X, dtype=np.float32)[order]
+        emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        return cls([sentences[i] for i in order], emb.astype(np.float16), np.asarray(counts, np.int64)[order])
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Plain arrays for safetensors: the sentences as UTF-8 bytes and their end offsets."""
+        data = [s.encode("utf-8") for s in self.sentences]
+        return {"embeddings": np.ascontiguousarray(self.embeddings), "counts": self.counts,
+                "text": np.frombuffer(b"".join(data), dtype=np.uint8).copy(),
+                "ends": np.cumsum([len(d) for d in data], dtype=np.int64)}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> BenignReference:
+        """The inverse of :meth:`to_arrays`."""
+        raw, ends = arrays["text"].tobytes(), arrays["ends"].tolist()
+        starts = [0, *ends[:-1]]
+        return cls([raw[a:b].decode("utf-8") for a, b in zip(starts, ends, strict=True)],
+                   arrays["embeddings"], arrays["counts"])
+
+    def nearest(self, X: np.ndarray, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
+        """Per row of ``X``: the indices of the ``k`` most similar benign sentences and their cosine similarity,
+        most similar first."""
+        x = np.asarray(X, dtype=np.float32)
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        ref = self.embeddings.astype(np.float32)
+        k = min(k, len(ref))
+        idx = np.empty((len(x), k), dtype=np.int64)
+        sim = np.empty((len(x), k), dtype=np.float64)
+        step = max(16, min(1024, 8_000_000 // max(len(ref), 1)))
+        for i in range(0, len(x), step):
+            s = x[i : i + step] @ ref.T
+            part = np.argpartition(-s, k - 1, axis=1)[:, :k] if k < s.shape[1] else np.tile(np.arange(k),
+                                                                                              (len(s), 1))
+            ps = np.take_along_axis(s, part, 1)
+            o = np.argsort(-ps, axis=1)
+            idx[i : i + step], sim[i : i + step] = np.take_along_axis(part, o, 1), np.take_along_axis(ps, o, 1)
+        return idx, sim
+
+    def explain(self, X: np.ndarray, k: int = 3) -> tuple[list[list[str]], list[list[float]]]:
+        """Per row of ``X``: its ``k`` nearest benign sentences and their similarities (rounded)."""
+        if len(X) == 0 or len(self.sentences) == 0:
+            return [[] for _ in range(len(X))], [[] for _ in range(len(X))]
+        idx, sim = self.nearest(X, k)
+        return ([[self.sentences[j] for j in row] for row in idx],
+                [[round(float(v), 4) for v in row] for row in sim])

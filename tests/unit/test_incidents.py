@@ -1,0 +1,43 @@
+"""Alerts grouped into incidents by process lineage and time, ranked, summarised."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from aptray.triage.incidents import group_incidents, items_to_full_recall
+
+
+def _alerts() -> pa.Table:
+    rows = [  # record, host, pid, ppid, time, score, malicious, sentence
+        ("a", "h1", 10, 1, 100.0, 5.0, 1, "bash ran curl"),
+        ("b", "h1", 11, 10, 130.0, 9.0, 1, "curl connected to 1.2.3.4"),  # child of pid 10: same lineage
+        ("c", "h1", 10, 1, 9000.0, 2.0, 0, "bash read a file"),  # same process, hours later: a new incident
+        ("d", "h2", 10, 1, 120.0, 3.0, 0, "bash ran ls"),  # the same pid on another host: not linked
+        ("e", None, None, None, None, 4.0, 1, "The process performed read."),  # a process context: alone
+    ]
+    cols = ("record_id", "host", "pid", "ppid", "timestamp", "score", "malicious", "sentence")
+    table = pa.table({c: [r[i] for r in rows] for i, c in enumerate(cols)})
+    return table.append_column("tier", pa.array(["high", "high", "low", "low", "medium"]))
+
+
+def test_lineage_and_time_window_make_the_incidents() -> None:
+    incidents, of = group_incidents(_alerts(), window_s=3600)
+    ids = dict(zip("abcde", of.to_pylist(), strict=True))
+    assert ids["a"] == ids["b"] and len(set(ids.values())) == 4
+    rows = incidents.to_pylist()
+    assert [r["alerts"] for r in rows] == [2, 1, 1, 1]  # ranked by top score: 9 (a+b), 4 (e), 3 (d), 2 (c)
+    assert [r["top_score"] for r in rows] == [9.0, 4.0, 3.0, 2.0]
+    top = rows[0]
+    assert (top["first_time"], top["last_time"], top["hosts"], top["top_tier"]) == (100.0, 130.0, ["h1"], "high")
+    assert top["summary"].startswith("2 alerts on h1 between 100 and 130 (30 s)")
+    assert "Most unusual: curl connected to 1.2.3.4 Also: bash ran curl" in top["summary"]
+    # incidents read to reach all 3 malicious alerts: 2 of 4 (the raw alerts would need 3 of 5: b, a, e)
+    assert items_to_full_recall(incidents, 3) == {"incidents_read": 2, "malicious_alerts": 3}
+    # a window longer than the gap joins c to a and b
+    wide, _ = group_incidents(_alerts(), window_s=10_000)
+    assert wide.column("alerts").to_pylist()[0] == 3
+
+
+def test_no_alerts_no_incidents() -> None:
+    incidents, of = group_incidents(_alerts().slice(0, 0))
+    assert incidents.num_rows == 0 and len(of) == 0
