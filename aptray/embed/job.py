@@ -421,7 +421,8 @@ def run_embed(input_uri: str, out_uri: str, cfg: AptrayConfig, source: str | Non
     try:
         rows, n_rows, upstream = _read_rows(input_uri, out_uri, cfg, source)
         parts = partitions(ecfg, n_rows)
-        joined, n_distinct, n_encoded = embed_rows(rows, spec, ecfg, parts, pool) if n_rows else (None, 0, 0)
+        joined, n_distinct, n_encoded = (embed_rows(rows, spec, ecfg, parts, pool, keep_sentence=True) if n_rows
+                                         else (None, 0, 0))
     finally:
         if pool is not None:
             pool.close()
