@@ -58,8 +58,9 @@ class Detector(ABC):
 
     #: Registry name (``aptray train --model``).
     name: ClassVar[str] = ""
-    #: Rows a detector that cannot weigh rows fits on when given distinct rows with counts (a seeded sample).
-    weighted_fit_max_rows: ClassVar[int] = 200_000
+    #: Rows a detector that cannot weigh rows fits on when given distinct rows with counts (a seeded sample);
+    #: ``aptray train`` sets it per detector from ``train.baseline_max_rows``.
+    weighted_fit_max_rows: int = 200_000
 
     def __init__(self, percentile: float = 99.0, tiers: dict[str, float] | None = None) -> None:
         self.percentile = percentile

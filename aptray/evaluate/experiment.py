@@ -85,14 +85,23 @@ def discover(input_uri: str, source: Source, aspects: list[Aspect] | None) -> li
 
     Args:
         input_uri: an ADAPT system folder, a folder above several (e.g. ``darpa_tc_adapt``), one
-            ``Process<Aspect>.csv``, or any input of another source (one target, no aspect).
+            ``Process<Aspect>.csv``, or any input of another source (its single events and, where the reader
+            builds process contexts (CDM, auditd), their ProcessAll; with ``aspects``, those contexts).
         source: the trace format.
         aspects: aspects to keep; None keeps every aspect that has a file, and ``All`` (every aspect of a process
             joined by the reader) wherever two or more single-aspect files exist. ``All`` is also run when asked
             for and only single-aspect files exist.
     """
-    if source is not Source.ADAPT:
-        return [Target(posixpath.basename(input_uri.rstrip("/")) or input_uri, input_uri, None)]
+    if source is not Source.ADAPT:  # single events, and the per-process contexts where the reader builds them
+        from aptray.io.sources import source_spec
+
+        name = posixpath.basename(input_uri.rstrip("/")) or input_uri
+        contexts = [a for a in source_spec(source).aspects if (a in aspects if aspects else a is Aspect.ALL)]
+        events = [None] if aspects is None else []
+        if not events and not contexts:
+            raise ValueError(f"{source.value} traces have no process contexts {[a.value for a in aspects or []]}; "
+                             f"drop --aspects or choose among {[a.value for a in source_spec(source).aspects]}")
+        return [Target(name, input_uri, a) for a in (*events, *contexts)]
     import pyarrow.fs as pafs
 
     from aptray.io.adapt import file_aspect

@@ -120,6 +120,13 @@ def test_discover_walks_the_adapt_root(shared_data: Path) -> None:
     # ProcessAll by join is a default context wherever two or more aspects exist, not where only one does
     assert ("bovia/cadets", "All") in names and ("bovia/5dir", "All") in names
     assert ("pandex/trace", "All") not in names
+    # raw traces: single events and, where the reader builds process contexts, their ProcessAll
+    cdm = str(shared_data / "cdm" / "cadets_cdm20")
+    assert [t.aspect for t in discover(cdm, Source.CDM, None)] == [None, Aspect.ALL]
+    assert [t.aspect for t in discover(cdm, Source.CDM, [Aspect.EXEC])] == [Aspect.EXEC]
+    assert [t.aspect for t in discover(str(shared_data / "beth"), Source.BETH, None)] == [None]
+    with pytest.raises(ValueError, match="beth traces have no process contexts"):
+        discover(str(shared_data / "beth"), Source.BETH, [Aspect.EXEC])
     only = discover(str(root / "bovia" / "clearscope"), Source.ADAPT, [Aspect.EVENT, Aspect.NETFLOW])
     assert [(t.name, t.aspect) for t in only] == [("bovia/clearscope", Aspect.EVENT),
                                                   ("bovia/clearscope", Aspect.NETFLOW)]
