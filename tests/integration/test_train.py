@@ -171,6 +171,7 @@ def test_run_train_ddp_two_workers(ray_cluster: None, adapt_emb: dict[str, Any],
     assert auc > 0.75, auc
 
 
+@pytest.mark.slow  # 80 s of Ray Train worker-group restart; run with -m slow (the score job's node kill stays in)
 @pytest.mark.timeout(600)
 def test_worker_killed_mid_training_resumes(ray_cluster: None, adapt_emb: dict[str, Any], tmp_path: Path) -> None:
     from aptray.train.trainer import train_ddp

@@ -97,6 +97,7 @@ def test_real_logs_counts(ray_cluster: None, shared_data: Path, folder: str) -> 
         assert any(r["action"] == "USER_CMD" or "shadow" in (r["args"] or "") for r in good) or len(good) > 2000
 
 
+@pytest.mark.slow  # 45 s of Ray Data shuffles; the CDM plan's distributed run stays in (test_contexts)
 def test_distributed_join_equals_the_one_task_join(ray_cluster: None, shared_data: Path) -> None:
     """The same plan hash-partitioned across the cluster (large inputs) and in one task (small ones) agree: events
     grouped by serial, parents joined, then (Exec) the process contexts."""
