@@ -124,7 +124,6 @@ class _Writer:
         self.out_uri = out_uri
         self.fs, self.root = resolve(out_uri)
         self.blocks: list[Block] = []
-        self.fs.create_dir(posixpath.join(self.root, "plots"), recursive=True)
 
     def add(self, *block: Any) -> None:
         self.blocks.append(block)
@@ -133,6 +132,7 @@ class _Writer:
         if png is None:
             return
         rel = f"plots/{name}.png"
+        self.fs.create_dir(posixpath.join(self.root, "plots"), recursive=True)  # only reports with plots have one
         with self.fs.open_output_stream(posixpath.join(self.root, rel)) as fh:
             fh.write(png)
         self.add("img", rel, alt)
