@@ -131,6 +131,11 @@ class Detector(ABC):
         self.set_threshold_percentile(*self._training_scores(benign, wb))
         return self
 
+    def training_row_scores(self, X: np.ndarray) -> np.ndarray:
+        """Scores of rows that were themselves training rows (the unsupervised protocol scores what it fitted).
+        Most detectors score them as any row; neighbour detectors leave each row out of its own reference."""
+        return self.decision_function(X)
+
     def _training_scores(self, benign: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
         """The scores (and row counts) the percentile threshold and tiers are taken from: by default the benign
         training rows' own scores; neighbour detectors score their reference rows leave-one-out."""

@@ -297,11 +297,11 @@ class _Neighbours(Baseline):
         self.counts_ = counts[order]
         self.dropped_rows_ = np.array([int(counts.sum() - self.counts_.sum())])
 
-    def _neighbours(self, X: np.ndarray, k: int, leave_one_out: bool = False
+    def _neighbours(self, X: np.ndarray, k: int, own: np.ndarray | None = None
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per row of ``X``: distances and counts of its ``k`` nearest distinct reference rows (ascending) and
-        their indices. ``leave_one_out``: ``X`` is the reference set itself and each row's own count drops by one
-        (the row-level leave-one-out neighbours of a training row)."""
+        their indices. ``own``: per row, the reference row that is the row itself (-1: none), whose count drops by
+        one (the row-level leave-one-out neighbours of a training row)."""
         ref = self.ref_.astype(np.float64)
         r2 = (ref**2).sum(1)
         k = min(k, len(ref))
@@ -316,20 +316,26 @@ class _Neighbours(Baseline):
             o = np.argsort(pd, axis=1)
             dist[i : i + step], idx[i : i + step] = np.take_along_axis(pd, o, 1), np.take_along_axis(part, o, 1)
         counts = self.counts_[idx].astype(np.float64)
-        if leave_one_out:
-            own = idx == np.arange(len(X))[:, None]
-            counts = counts - own
+        if own is not None:
+            counts = counts - ((idx == own[:, None]) & (own[:, None] >= 0))
         return dist, counts, idx
 
     def _training_scores(self, benign: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """The reference rows scored leave-one-out (a training row is not its own neighbour), with their counts."""
-        return self._scores(self.ref_, leave_one_out=True), self.counts_
+        return self._scores(self.ref_, np.arange(len(self.ref_))), self.counts_
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """The detector's score of each row."""
-        return self._scores(np.asarray(X), leave_one_out=False)
+        return self._scores(np.asarray(X), None)
 
-    def _scores(self, X: np.ndarray, leave_one_out: bool) -> np.ndarray:
+    def training_row_scores(self, X: np.ndarray) -> np.ndarray:
+        """Scores of rows that were themselves training rows, each left out of its own reference (a row of ``X``
+        found in the reference set, within 1e-6, does not count itself), as the unsupervised protocol needs."""
+        dist, _, idx = self._neighbours(np.asarray(X), 1)
+        own = np.where(dist[:, 0] <= 1e-6, idx[:, 0], -1)
+        return self._scores(np.asarray(X), own)
+
+    def _scores(self, X: np.ndarray, own: np.ndarray | None) -> np.ndarray:
         raise NotImplementedError
 
 
@@ -353,9 +359,9 @@ class KNNDetector(_Neighbours):
         super().__init__(max_samples=max_samples, **kw)
         self.n_neighbors = n_neighbors
 
-    def _scores(self, X: np.ndarray, leave_one_out: bool) -> np.ndarray:
+    def _scores(self, X: np.ndarray, own: np.ndarray | None) -> np.ndarray:
         k = self.n_neighbors
-        dist, counts, _ = self._neighbours(X, k + int(leave_one_out), leave_one_out)
+        dist, counts, _ = self._neighbours(X, k + int(own is not None), own)
         before = np.cumsum(counts, axis=1) - counts
         take = np.clip(k - before, 0, counts)  # repeats fill the k slots nearest first
         return np.asarray((take * dist).sum(1) / np.maximum(take.sum(1), 1))
@@ -381,8 +387,8 @@ class RarityDetector(_Neighbours):
         super().__init__(max_samples=max_samples, **kw)
         self.match_distance = match_distance
 
-    def _scores(self, X: np.ndarray, leave_one_out: bool) -> np.ndarray:
-        dist, counts, _ = self._neighbours(X, 1, leave_one_out)
+    def _scores(self, X: np.ndarray, own: np.ndarray | None) -> np.ndarray:
+        dist, counts, _ = self._neighbours(X, 1, own)
         seen = np.where(dist[:, 0] <= self.match_distance, counts[:, 0], 0.0)
-        total = float(self.counts_.sum() + self.dropped_rows_[0]) - float(leave_one_out)
+        total = float(self.counts_.sum() + self.dropped_rows_[0]) - (0.0 if own is None else (own >= 0))
         return np.asarray(-np.log10((seen + 1.0) / (total + 1.0)))

@@ -87,7 +87,7 @@ def fit_and_score(X: np.ndarray, y: np.ndarray, split: Split, detector: str, cfg
             if exp.threshold is ThresholdMethod.F1:
                 method += " (validation lacks a class)"
         start = time.perf_counter()
-        test_scores = det.decision_function(X[split.test])
+        test_scores = det.training_row_scores(X[split.test]) if unsupervised else det.decision_function(X[split.test])
         result["score_seconds"] = round(time.perf_counter() - start, 4)
         val_scores = det.decision_function(X[split.val]) if len(split.val) else np.zeros(0)
     except Exception as exc:  # one failing combination must not sink the experiment; it is reported

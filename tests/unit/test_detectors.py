@@ -137,6 +137,8 @@ def test_knn_on_distinct_rows_equals_brute_force_knn_on_rows() -> None:
     np.fill_diagonal(own, np.inf)
     loo = np.sort(own, axis=1)[:, :4].mean(1)
     assert det.threshold_ == pytest.approx(np.percentile(loo, det.percentile), rel=1e-6)
+    # the unsupervised protocol scores the training rows themselves, each left out of its own reference
+    np.testing.assert_allclose(det.training_row_scores(rows), loo, rtol=1e-5, atol=1e-6)  # float32 reference rows
 
 
 def test_rarity_scores_how_often_the_exact_sentence_was_seen() -> None:
@@ -149,3 +151,5 @@ def test_rarity_scores_how_often_the_exact_sentence_was_seen() -> None:
     s = det.decision_function(np.array([a, b, c, a + 1e-6, unseen]))
     np.testing.assert_allclose(s, -np.log10(np.array([91, 10, 2, 91, 1]) / 101))
     assert s[4] > s[2] > s[1] > s[0]
+    # left out of its own count: the one-off sentence c becomes unseen among the other 99 rows
+    np.testing.assert_allclose(det.training_row_scores(np.array([a, c])), -np.log10(np.array([90, 1]) / 100))
