@@ -267,6 +267,24 @@ class AVFDetector(Baseline):
 
 
 
+def k_best(X: np.ndarray, n_ref: int, k: int, measure: Any, largest: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best of ``n_ref`` reference rows for each row of ``X``, best first: ``measure(chunk)`` gives a chunk's
+    (rows x n_ref) distances (``largest=False``) or similarities (``largest=True``). Chunks keep that matrix under
+    about 64 MB. Returns the values and the reference indices, both (rows, min(k, n_ref))."""
+    k = min(k, n_ref)
+    values = np.empty((len(X), k))
+    idx = np.empty((len(X), k), dtype=np.int64)
+    step = max(16, min(1024, 8_000_000 // max(n_ref, 1)))
+    for i in range(0, len(X), step):
+        m = measure(X[i : i + step])
+        key = -m if largest else m
+        part = np.argpartition(key, k - 1, axis=1)[:, :k] if k < n_ref else np.tile(np.arange(k), (len(m), 1))
+        order = np.argsort(np.take_along_axis(key, part, 1), axis=1)
+        idx[i : i + step] = np.take_along_axis(part, order, 1)
+        values[i : i + step] = np.take_along_axis(m, idx[i : i + step], 1)
+    return values, idx
+
+
 class _Neighbours(Baseline):
     """Shared by the neighbour detectors: the distinct benign training rows and their row counts.
 
@@ -304,17 +322,12 @@ class _Neighbours(Baseline):
         one (the row-level leave-one-out neighbours of a training row)."""
         ref = self.ref_.astype(np.float64)
         r2 = (ref**2).sum(1)
-        k = min(k, len(ref))
-        dist = np.empty((len(X), k))
-        idx = np.empty((len(X), k), dtype=np.int64)
-        step = max(16, min(1024, 8_000_000 // len(ref)))  # a chunk's distance matrix stays under ~64 MB
-        for i in range(0, len(X), step):
-            b = np.asarray(X[i : i + step], dtype=np.float64)
-            d = np.sqrt(np.maximum((b**2).sum(1)[:, None] - 2 * b @ ref.T + r2[None, :], 0))
-            part = np.argpartition(d, k - 1, axis=1)[:, :k] if k < d.shape[1] else np.tile(np.arange(k), (len(b), 1))
-            pd = np.take_along_axis(d, part, 1)
-            o = np.argsort(pd, axis=1)
-            dist[i : i + step], idx[i : i + step] = np.take_along_axis(pd, o, 1), np.take_along_axis(part, o, 1)
+
+        def distance(b: np.ndarray) -> np.ndarray:
+            b = np.asarray(b, dtype=np.float64)
+            return np.sqrt(np.maximum((b**2).sum(1)[:, None] - 2 * b @ ref.T + r2[None, :], 0))
+
+        dist, idx = k_best(X, len(ref), k, distance, largest=False)
         counts = self.counts_[idx].astype(np.float64)
         if own is not None:
             counts = counts - ((idx == own[:, None]) & (own[:, None] >= 0))

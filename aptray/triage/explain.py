@@ -51,20 +51,12 @@ class BenignReference:
     def nearest(self, X: np.ndarray, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
         """Per row of ``X``: the indices of the ``k`` most similar benign sentences and their cosine similarity,
         most similar first."""
+        from aptray.detectors.baselines import k_best
+
         x = np.asarray(X, dtype=np.float32)
         x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
         ref = self.embeddings.astype(np.float32)
-        k = min(k, len(ref))
-        idx = np.empty((len(x), k), dtype=np.int64)
-        sim = np.empty((len(x), k), dtype=np.float64)
-        step = max(16, min(1024, 8_000_000 // max(len(ref), 1)))
-        for i in range(0, len(x), step):
-            s = x[i : i + step] @ ref.T
-            part = np.argpartition(-s, k - 1, axis=1)[:, :k] if k < s.shape[1] else np.tile(np.arange(k),
-                                                                                              (len(s), 1))
-            ps = np.take_along_axis(s, part, 1)
-            o = np.argsort(-ps, axis=1)
-            idx[i : i + step], sim[i : i + step] = np.take_along_axis(part, o, 1), np.take_along_axis(ps, o, 1)
+        sim, idx = k_best(x, len(ref), k, lambda b: (b @ ref.T).astype(np.float64), largest=True)
         return idx, sim
 
     def explain(self, X: np.ndarray, k: int = 3) -> tuple[list[list[str]], list[list[float]]]:
