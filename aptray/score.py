@@ -363,8 +363,7 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
             pool.close()
 
     totals = _totals(fs, root, out_uri)
-    if cfg.score.write_alerts:
-        totals["incidents"] = write_incidents(out_uri, cfg.score.incident_window_s)
+    totals["incidents"] = write_incidents(out_uri, cfg.score.incident_window_s) if cfg.score.write_alerts else 0
     result = {
         **totals,
         "files": len(files),

@@ -157,7 +157,11 @@ def group_incidents(alerts: pa.Table, window_s: float = 3600.0) -> tuple[pa.Tabl
             incident_of[i] = iid
         ts = [times[i] for i in g if times[i] is not None]
         g_hosts = sorted({str(hosts[i]) for i in g if hosts[i] is not None})
-        procs = sorted({p for i in g if (p := _process_name(names[i], exes[i], pids[i])) is not None})
+        labels_by_pid: dict[Any, Any] = {}  # one label per process: its name wherever any of its alerts has one
+        for i in g:
+            if labels_by_pid.get(pids[i]) is None:
+                labels_by_pid[pids[i]] = names[i] or exes[i]
+        procs = sorted({p for pid, name in labels_by_pid.items() if (p := _process_name(name, None, pid)) is not None})
         g_scores = [scores[i] for i in g]
         top = max(g, key=lambda i: scores[i])
         top_tier = max((tiers[i] for i in g if tiers[i]), key=lambda t: _TIER_ORDER.get(t, 0), default=None)
