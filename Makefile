@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/aptray demo $(if $(INPUT),--input $(INPUT),) --out out/demo
+	$(BIN)/aptray run $(INPUT) $(if $(INPUT),--source $(or $(SOURCE),beth),) --out out/demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check aptray tests bench jobs

@@ -62,7 +62,9 @@ def _read(uri: str) -> bytes:
         with fs.open_input_stream(path) as fh:
             return bytes(fh.read())
     except FileNotFoundError as exc:
-        raise ArtifactError(f"artifact file missing: {uri}") from exc
+        folder = uri.rsplit("/", 1)[0] if "/" in uri else "."
+        raise ArtifactError(f"{folder} is not a complete aptray artifact ({uri.rsplit('/', 1)[-1]} is missing): "
+                            "pass the --out folder of `aptray train` or the model/ folder of `aptray run`") from exc
 
 
 def save_detector(detector: Detector, out_dir: str, meta: dict[str, Any] | None = None,

@@ -1,17 +1,19 @@
 """The ``aptray`` command line: one sub-command per pipeline stage (see ``aptray --help``).
 
 Errors a user can act on (:class:`aptray.errors.AptrayError`: a wrong ``--source``, an artifact of another
-format, a tampered artifact; a missing input) end the command with their message on stderr, a JSON line
-``{"error": ...}`` on stdout and exit code 2, not a traceback.
+format, a tampered artifact, a config key or value that does not validate; a missing input or model) end the
+command with their message on stderr, a JSON line ``{"error": ...}`` on stdout and exit code 2, not a traceback.
+Any other error prints one line and exits 1; ``aptray -v`` shows the traceback (and Ray's own output).
 """
 
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
-from aptray.commands import demo, embed, experiment, results, score, serve, templatize, train
+from aptray.commands import demo, embed, experiment, results, run, score, serve, templatize, train
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -22,29 +24,68 @@ app = typer.Typer(
 
 
 @app.callback()
-def _main() -> None:
-    """Find APTs in system logs: templatize, embed, train, score, serve, experiment, results."""
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Ray's own output and tracebacks too.")] = False,
+) -> None:
+    """Find APTs in system logs: run (the whole pipeline), or each stage: templatize, embed, train, score, serve;
+    experiment and results for evaluation."""
+    from aptray.logs import set_verbose
+
+    if verbose:
+        set_verbose(True)
 
 
-for _command in (templatize, embed, train, score, experiment, results, serve, demo):
+for _command in (run, templatize, embed, train, score, experiment, results, serve, demo):
     _command.register(app)
 
 #: Exit code of a command stopped by a user error.
 USER_ERROR = 2
+#: Exit code of a command stopped by any other error (a bug, a lost cluster).
+FAILED = 1
 
 
 def main() -> None:
-    """The console script: run :data:`app`, turning user errors into one clear line (exit code 2)."""
-    from aptray.errors import user_error
+    """The console script: run :data:`app`, turning user errors into one clear line (exit code 2) and other
+    errors into one line (exit code 1) unless verbose."""
+    from aptray.errors import config_error, user_error
+    from aptray.logs import verbose
 
     try:
-        app()
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        sys.stderr.write("aptray: interrupted\n")
+        raise SystemExit(130) from None
+    except typer.TyperException as exc:  # a wrong option value, a missing argument, an unknown command
+        message = str(exc.format_message() if hasattr(exc, "format_message") else exc).replace("Value error, ", "")
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see `{ctx.command_path.replace(sys.argv[0], 'aptray', 1)} --help`)" if ctx is not None else ""
+        sys.stderr.write(f"aptray: error: {message}{where}\n")
+        raise SystemExit(int(getattr(exc, "exit_code", USER_ERROR))) from None
     except Exception as exc:
-        err = user_error(exc) or (exc if isinstance(exc, FileNotFoundError) else None)
-        if err is None:
-            raise
+        err: BaseException | None = user_error(exc) or config_error(exc) or (
+            exc if isinstance(exc, FileNotFoundError) else None)
         from aptray.commands.common import emit
 
-        sys.stderr.write(f"aptray: error: {err}\n")
+        if err is None:
+            if verbose():
+                raise
+            sys.stderr.write(f"aptray: failed: {type(exc).__name__}: {_first_line(exc)}\n"
+                             "aptray: run it again with -v for the traceback and Ray's own output\n")
+            emit({"error": _first_line(exc), "kind": type(exc).__name__})
+            raise SystemExit(FAILED) from None
+        if verbose():
+            import traceback
+
+            traceback.print_exception(exc, file=sys.stderr)
+        sys.stderr.write(f"aptray: error: {_first_line(err, 600)}\n")
         emit({"error": str(err), "kind": type(err).__name__})
         raise SystemExit(USER_ERROR) from None
+    if isinstance(code, int) and code:
+        raise SystemExit(code)
+
+
+def _first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an error's message, shortened (Ray wraps task errors in pages of context)."""
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."

@@ -33,3 +33,46 @@ def user_error(exc: BaseException) -> AptrayError | None:
             return e
         todo += [e.__cause__, e.__context__, cause if isinstance(cause, BaseException) else None]
     return None
+
+
+class ConfigError(AptrayError, ValueError):
+    """A config file or option that does not validate: names the key, what is wrong and the keys it could be."""
+
+
+def config_error(exc: Exception) -> ConfigError | None:
+    """One clear :class:`ConfigError` for a pydantic validation error of the config tree, or None for other errors.
+
+    An unknown key names the closest known keys of its section; a wrong value names the key, the expected type
+    and the value given; further errors are counted, not listed.
+    """
+    import difflib
+
+    from pydantic import BaseModel, ValidationError
+
+    if not isinstance(exc, ValidationError):
+        return None
+    errors = exc.errors()
+    if not errors:
+        return None
+    first = errors[0]
+    where = ".".join(str(p) for p in first["loc"])
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    if first["type"] == "extra_forbidden":
+        known = _section_keys(exc.title, first["loc"][:-1])
+        close = difflib.get_close_matches(str(first["loc"][-1]), known, n=3)
+        hint = f"did you mean {' or '.join(close)}?" if close else f"known keys: {', '.join(known) or '-'}"
+        return ConfigError(f"unknown config key {where}: {hint}{more}")
+    given = first.get("input")
+    shown = repr(given) if not isinstance(given, dict | list | BaseModel) else type(given).__name__
+    return ConfigError(f"config value {where} = {shown}: {first['msg']}{more}; fix it in --config FILE or the option")
+
+
+def _section_keys(model_name: str, loc: tuple[int | str, ...]) -> list[str]:
+    """The field names of the config section at ``loc`` below the model named ``model_name`` ([] if unknown)."""
+    from aptray import config as config_module
+
+    model = getattr(config_module, model_name, None)
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        model = getattr(field, "annotation", None) if field is not None else None
+    return sorted(getattr(model, "model_fields", {}))

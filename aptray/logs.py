@@ -1,4 +1,10 @@
-"""Logging set-up for entry points (the package itself only calls ``logging.getLogger(__name__)``)."""
+"""Logging set-up for entry points (the package itself only calls ``logging.getLogger(__name__)``).
+
+Quiet by default: aptray's own messages are short lines on stderr, Ray's own output (its console loggers, the
+lines its workers print, model-loading bars) goes only to Ray's session log files, named once per run. Verbose
+(``aptray -v``, or ``APTRAY_VERBOSE=1`` for a job's driver) brings Ray's console output back and adds each
+message's level and logger.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +12,66 @@ import logging
 import os
 import sys
 
+#: Environment variable that turns verbose output on (set by ``aptray -v``; read by job drivers too).
+VERBOSE_ENV = "APTRAY_VERBOSE"
+
+_SHORT = "%(asctime)s %(message)s"
+_LONG = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def verbose() -> bool:
+    """Whether verbose output is on (``aptray -v`` or ``$APTRAY_VERBOSE``)."""
+    return os.environ.get(VERBOSE_ENV, "").lower() in {"1", "true", "yes"}
+
+
+def set_verbose(on: bool) -> None:
+    """Turn verbose output on or off for this process and the processes it starts."""
+    if on:
+        os.environ[VERBOSE_ENV] = "1"
+    else:
+        os.environ.pop(VERBOSE_ENV, None)
+
 
 def configure(level: str | int | None = None) -> None:
     """Send log records to stderr (stdout is reserved for the one-line JSON results of the CLI).
 
     Args:
-        level: a logging level; defaults to env ``APTRAY_LOG_LEVEL`` or ``INFO``.
+        level: a logging level; defaults to env ``APTRAY_LOG_LEVEL``, else ``DEBUG`` when verbose and ``INFO``
+            otherwise.
     """
-    lvl = level if level is not None else os.environ.get("APTRAY_LOG_LEVEL", "INFO")
+    loud = verbose()
+    lvl = level if level is not None else os.environ.get("APTRAY_LOG_LEVEL", "DEBUG" if loud else "INFO")
     logging.basicConfig(
         level=lvl,
         stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=_LONG if loud else _SHORT,
+        datefmt=None if loud else "%H:%M:%S",
         force=True,
     )
+    if not loud:
+        # libraries that log at INFO through the root logger (httpx, filelock, urllib3, ...) stay quiet
+        for name in ("httpx", "httpcore", "filelock", "urllib3", "botocore", "s3fs", "fsspec", "asyncio",
+                     "sentence_transformers", "transformers", "torch"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def quiet_ray_console() -> None:
+    """Raise Ray's console handlers (not its log files) to ERROR unless verbose.
+
+    Ray, Ray Data, Ray Train and Ray Serve each attach their own stream handlers to their loggers; the file
+    handlers that write the session logs keep their levels, so nothing is lost, it is only not printed.
+    """
+    if verbose():
+        return
+    for name in [n for n in logging.root.manager.loggerDict if n == "ray" or n.startswith("ray.")]:
+        logger = logging.getLogger(name)
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+                handler.setLevel(logging.ERROR)
+        if not logger.handlers and logger.propagate is False:
+            logger.setLevel(logging.ERROR)
 
 
 def progress_bars_enabled() -> bool:

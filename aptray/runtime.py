@@ -15,11 +15,16 @@ log = logging.getLogger(__name__)
 def init_ray(cfg: RayConfig | None = None) -> None:
     """Connect to ``cfg.address`` (or env ``RAY_ADDRESS``), else start a local cluster on loopback.
 
-    A no-op when Ray is already initialised in this process (tests share one cluster).
+    A no-op when Ray is already initialised in this process (tests share one cluster). Unless verbose
+    (:func:`aptray.logs.verbose`), Ray's console output and its workers' lines stay in the session's log files,
+    whose folder is logged once.
     """
+    import logging as logging_
+
     import ray
 
     from aptray.config import RayConfig
+    from aptray.logs import quiet_ray_console, verbose
 
     cfg = cfg or RayConfig()
     if ray.is_initialized():
@@ -28,20 +33,36 @@ def init_ray(cfg: RayConfig | None = None) -> None:
     address = cfg.address or os.environ.get("RAY_ADDRESS")
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = _progress_bars()
+    loud = verbose()
+    level = logging_.INFO if loud else logging_.ERROR
     if address:
         log.info("joining Ray cluster at %s", address)
-        ray.init(address=address, log_to_driver=True)
-        return
-    log.info("starting a local Ray cluster on %s", cfg.node_ip_address)
-    ray.init(
-        address="local",
-        _node_ip_address=cfg.node_ip_address,
-        num_cpus=int(cfg.num_cpus) if cfg.num_cpus else None,
-        num_gpus=int(cfg.num_gpus) if cfg.num_gpus else None,
-        include_dashboard=cfg.include_dashboard,
-        log_to_driver=True,
-    )
+        ray.init(address=address, log_to_driver=loud, logging_level=level)
+    else:
+        log.info("starting a local Ray cluster on %s", cfg.node_ip_address)
+        ray.init(
+            address="local",
+            _node_ip_address=cfg.node_ip_address,
+            num_cpus=int(cfg.num_cpus) if cfg.num_cpus else None,
+            num_gpus=int(cfg.num_gpus) if cfg.num_gpus else None,
+            include_dashboard=cfg.include_dashboard,
+            log_to_driver=loud,
+            logging_level=level,
+        )
     ray.data.DataContext.get_current().enable_progress_bars = _progress_bars()
+    quiet_ray_console()
+    if not loud:
+        log.info("Ray's own logs: %s (aptray -v prints them)", ray_logs_dir())
+
+
+def ray_logs_dir() -> str:
+    """The log folder of this process's Ray session (workers' output and Ray's own logs)."""
+    try:
+        from ray._private.worker import _global_node
+
+        return str(_global_node.get_logs_dir_path())  # type: ignore[attr-defined]
+    except Exception:  # a private API: fall back to the default location
+        return "/tmp/ray/session_latest/logs"
 
 
 def _progress_bars() -> bool:

@@ -314,9 +314,9 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
     cfg = _align_template(cfg, meta)
     cfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"source": source, "aspect": aspect})})
     model = resolve_recorded(meta.get("embedder"))
+    fs_in, files = list_input(input_uri, spec.suffixes, cfg.ingest)  # a missing input fails before Ray starts
     init_ray(cfg.ray)
 
-    fs_in, files = list_input(input_uri, spec.suffixes, cfg.ingest)
     fs, root = resolve(out_uri)
     fs.create_dir(join(root, "_done"), recursive=True)
     markers = _done_markers(fs, root)
@@ -357,7 +357,9 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
                 _write_json(fs, join(root, "_done", f"{file_key(f)}.json"),
                             {"file": f.rel, "size": f.size, "version": file_version(fs_in, f), "group": gid,
                              "group_counts": group_counts, "artifact": artifact, "finished": time.time()})
-            log.info("group %s: %d file(s), %s", gid, len(group), group_counts)
+            log.info("group %s: %d file(s), %d rows read, %d scored, %d quarantined, %d alert(s)", gid, len(group),
+                     group_counts["rows_read"], group_counts["rows_scored"], group_counts["rows_quarantined"],
+                     group_counts["alerts"])
     finally:
         if pool is not None:
             pool.close()
@@ -479,3 +481,4 @@ def _totals(fs: pafs.FileSystem, root: str, out_uri: str) -> dict[str, Any]:
                 totals[k] += v
     totals["lines"] = lines
     return totals
+

@@ -1,9 +1,10 @@
-"""Helpers shared by the CLI commands: config loading with overrides, one-line JSON output."""
+"""Helpers shared by the CLI commands: config loading with overrides, the result as a JSON line and a summary."""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 from aptray.config import AptrayConfig, load_config
@@ -16,7 +17,10 @@ def setup(config: str | None, overrides: dict[str, Any]) -> AptrayConfig:
     return load_config(config, overrides)
 
 
-def emit(result: dict[str, Any]) -> None:
-    """Print the command's result as one JSON line on stdout (logs go to stderr)."""
+def emit(result: dict[str, Any], summary: Iterable[str] = ()) -> None:
+    """Write a short human ``summary`` to stderr, then the command's result as one JSON line on stdout."""
+    for line in summary:
+        sys.stderr.write(line + "\n")
+    sys.stderr.flush()
     sys.stdout.write(json.dumps(result, default=str) + "\n")
     sys.stdout.flush()

@@ -1,4 +1,4 @@
-"""``aptray demo``: the main job end to end on the embedded default (local Ray, synthetic data, MiniLM)."""
+"""``aptray demo``: ``aptray run`` on the embedded default (local Ray, synthetic trace, MiniLM), into ``out/demo``."""
 
 from __future__ import annotations
 
@@ -21,9 +21,11 @@ def register(app: typer.Typer) -> None:
         epochs: Annotated[int, typer.Option(help="Training epochs.")] = 15,
         config: Annotated[str | None, typer.Option(help="YAML config.")] = None,
     ) -> None:
-        """Templatize, embed, train an autoencoder and score; prints AUC and the top alerts as one JSON line."""
+        """The same as ``aptray run`` with the demo's defaults (synthetic input, 15 epochs, out/demo)."""
         from aptray.commands.common import emit, setup
-        from aptray.demo import run_demo
+        from aptray.commands.summary import run_lines
+        from aptray.pipeline import run_pipeline
 
         cfg = setup(config, {"embed.model": model, "train.epochs": epochs})
-        emit(run_demo(out, cfg, input, source if input else None))
+        result = run_pipeline(out, cfg, input, source if input else None)
+        emit(result, run_lines(result))

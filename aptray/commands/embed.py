@@ -35,7 +35,9 @@ def register(app: typer.Typer) -> None:
         counts = run_embed(input, out, cfg, source=source.value if source else None)
         keys = ("rows", "quarantined", "distinct_sentences", "encoded", "cache_hits", "lines", "quarantine_reasons",
                 "seconds")
-        emit({k: counts[k] for k in keys if k in counts})
+        from aptray.commands.summary import embed_lines
+
+        emit({k: counts[k] for k in keys if k in counts}, embed_lines(counts, out))
 
     @app.command("embed-cache-compact")
     def embed_cache_compact(

@@ -44,4 +44,7 @@ def register(app: typer.Typer) -> None:
             "embed.cache": cache,
         }
         cfg = setup(config, overrides)
-        emit(run_experiment(input, out, cfg))
+        from aptray.commands.summary import experiment_lines
+
+        result = run_experiment(input, out, cfg)
+        emit(result, experiment_lines(result, out))

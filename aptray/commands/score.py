@@ -40,6 +40,9 @@ def register(app: typer.Typer) -> None:
                              "score.trusted": trusted or None,
                              "score.allow_format_mismatch": allow_format_mismatch or None})
         result = run_score(input, out, cfg)
+        from aptray.commands.summary import score_lines
+        from aptray.evaluate.score_output import top_alerts
+
         emit({k: result[k] for k in ("rows_read", "rows_scored", "rows_quarantined", "alerts", "incidents", "files",
                                      "files_skipped", "source", "aspect", "lines", "distinct_sentences",
-                                     "encoded", "seconds")})
+                                     "encoded", "seconds")}, score_lines(result, out, top_alerts(out, 3)))

@@ -30,5 +30,7 @@ def register(app: typer.Typer) -> None:
                      "ingest.aspect": aspect.value if aspect else None}
         cfg = setup(config, overrides)
         counts = run_templatize(source, input, out, cfg)
+        from aptray.commands.summary import templatize_lines
+
         emit({k: counts[k] for k in ("rows", "malicious", "quarantined", "distinct_sentences", "lines",
-                                     "quarantine_reasons", "seconds")})
+                                     "quarantine_reasons", "seconds")}, templatize_lines(counts, out))

@@ -33,4 +33,6 @@ def register(app: typer.Typer) -> None:
         keys = ("model", "rows", "distinct_sentences", "rows_used", "benign_rows", "excluded_malicious",
                 "fit_sample_rows", "epochs", "final_train_loss", "final_val_loss", "thresholds", "validation",
                 "trainer", "artifact", "seconds")
-        emit({k: result[k] for k in keys if k in result})
+        from aptray.commands.summary import train_lines
+
+        emit({k: result[k] for k in keys if k in result}, train_lines(result))

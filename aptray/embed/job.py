@@ -472,7 +472,7 @@ def run_embed(input_uri: str, out_uri: str, cfg: AptrayConfig, source: str | Non
     }
     with out_fs.open_output_stream(join(out_root, "manifest.json")) as fh:
         fh.write(json.dumps(manifest, indent=2).encode())
-    log.info("embed done: %s", counts)
+    log.debug("embed done: %s", counts)
     if "lines" in counts:
         from aptray.io.files import check_lines
 

@@ -191,7 +191,8 @@ def files_dataset(
     if files is None or fs is None:
         fs, files = list_input(uri, suffixes, cfg)
     items = [{"path": f.path, "rel": f.rel, "size": f.size} for f in files]
-    log.info("reading %d file(s), %.1f MB from %s", len(files), sum(f.size for f in files) / 1e6, uri)
+    where = getattr(uri, "root", uri)  # a Selection names its root
+    log.info("reading %d file(s), %.1f MB from %s", len(files), sum(f.size for f in files) / 1e6, where)
     return ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(
         _ReadFiles(fs, parser, cfg),  # type: ignore[arg-type]
         batch_size=1,

@@ -52,9 +52,13 @@ def run_templatize(source: Source | str, uri: str, out: str, cfg: AptrayConfig |
 
     The counts are also written to ``out/manifest.json`` with the template version.
     """
+    from aptray.io.files import list_input
+    from aptray.io.sources import source_spec
     from aptray.runtime import init_ray
 
     cfg = cfg or AptrayConfig()
+    fs_in, files = list_input(uri, source_spec(Source(source)).suffixes, cfg.ingest)  # a missing input: before Ray
+    selection = Selection(fs_in, tuple(files), uri)
     init_ray(cfg.ray)
     start = time.perf_counter()
     fs, root = resolve(out)
@@ -63,7 +67,7 @@ def run_templatize(source: Source | str, uri: str, out: str, cfg: AptrayConfig |
     for d in (sentences_uri, quarantine_uri, lines_uri):  # a rerun replaces the outputs and counts its own input
         clear_dir(d)
     cfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"counts_dir": lines_uri})})
-    ds = sentences_dataset(source, uri, cfg, quarantine_uri)
+    ds = sentences_dataset(source, selection, cfg, quarantine_uri)
     ds.write_parquet(join(root, "sentences"), filesystem=fs)
     ensure_parquet(sentences_uri, SENTENCES_SCHEMA)  # an input that keeps no row gives an empty, typed output
     counts = sentence_counts(sentences_uri)

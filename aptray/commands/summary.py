@@ -1,0 +1,97 @@
+"""Short human summaries of each command's result, written to stderr after it ends (stdout keeps its JSON line)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def _n(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _secs(result: Mapping[str, Any]) -> str:
+    return f" in {float(result['seconds']):.1f} s" if result.get("seconds") is not None else ""
+
+
+def _quarantined(result: Mapping[str, Any], key: str = "rows_quarantined") -> str:
+    q = result.get(key) or 0
+    return "none quarantined" if not q else f"{_n(q)} quarantined (reasons in quarantine/)"
+
+
+def templatize_lines(result: Mapping[str, Any], out: str) -> list[str]:
+    """``aptray templatize``: rows, distinct sentences, quarantine, where."""
+    return [f"templatized {_n(result['rows'])} rows into {_n(result['distinct_sentences'])} distinct sentences, "
+            f"{_quarantined(result, 'quarantined')}{_secs(result)}",
+            f"sentences: {out}"]
+
+
+def embed_lines(result: Mapping[str, Any], out: str) -> list[str]:
+    """``aptray embed``: rows, distinct sentences, encoded vs cached, where."""
+    return [f"embedded {_n(result['rows'])} rows: {_n(result['distinct_sentences'])} distinct sentences, "
+            f"{_n(result['encoded'])} encoded, {_n(result.get('cache_hits', 0))} from the cache{_secs(result)}",
+            f"embeddings: {out}"]
+
+
+def train_lines(result: Mapping[str, Any]) -> list[str]:
+    """``aptray train``: detector, rows, threshold, validation AUC, where."""
+    rows = result.get("rows_used", result.get("rows"))
+    line = f"trained {result['model']} on {_n(rows)} rows"
+    if result.get("excluded_malicious"):
+        line += f" ({_n(result['excluded_malicious'])} labelled malicious left out)"
+    thresholds = result.get("thresholds") or {}
+    if isinstance(thresholds, Mapping) and thresholds.get("threshold") is not None:
+        line += f"; alert threshold {float(thresholds['threshold']):.4g}"
+    validation = result.get("validation") or {}
+    if isinstance(validation, Mapping) and validation.get("auc_roc") is not None:
+        line += f"; validation AUC-ROC {float(validation['auc_roc']):.3f}"
+    return [line + _secs(result), f"artifact: {result['artifact']}"]
+
+
+def score_lines(result: Mapping[str, Any], out: str, top: list[dict[str, Any]]) -> list[str]:
+    """``aptray score``: rows, quarantine, alerts and incidents, the top alerts, where."""
+    skipped = f", {_n(result['files_skipped'])} done earlier" if result.get("files_skipped") else ""
+    lines = [f"scored {_n(result['rows_scored'])} of {_n(result['rows_read'])} rows from {_n(result['files'])} "
+             f"file(s){skipped}, {_quarantined(result)}{_secs(result)}",
+             f"{_n(result['alerts'])} alert(s) in {_n(result.get('incidents', 0))} incident(s)"]
+    lines += alert_lines(top)
+    lines.append(f"outputs: {out} (scores/, alerts/, incidents/, quarantine/, report.html)")
+    return lines
+
+
+def alert_lines(top: list[dict[str, Any]], width: int = 110) -> list[str]:
+    """The top alerts, one line each: score, tier and the start of the sentence."""
+    out = []
+    for a in top[:3]:
+        text = str(a.get("sentence") or "")
+        text = text if len(text) <= width else text[: width - 3] + "..."
+        out.append(f"  {float(a['score']):.4g} {a.get('tier') or '':6} {text}")
+    return out
+
+
+def run_lines(result: Mapping[str, Any]) -> list[str]:
+    """``aptray run``: each stage in one line, the evaluation where labelled, the top alerts, where."""
+    stages = result["stages"]
+    emb, tr, sc = stages["embed"], stages["train"], stages["score"]
+    done = [k for k, v in stages.items() if v.get("skipped")]
+    lines = [f"trained {tr['model']} on {_n(emb['rows'])} rows ({_n(emb['distinct_sentences'])} distinct sentences)"
+             f"; scored {_n(sc['rows_scored'])} of {_n(sc['rows_read'])} rows, {_quarantined(sc)}",
+             f"{_n(sc['alerts'])} alert(s) in {_n(sc.get('incidents', 0))} incident(s)"]
+    ev = result.get("evaluation") or {}
+    if ev.get("auc_roc") is not None:
+        lines.append(f"labelled: {_n(ev['malicious'])} malicious of {_n(ev['scored'])}: AUC-ROC {ev['auc_roc']:.3f}, "
+                     f"PR-AUC {ev['pr_auc']:.3f}")
+    lines += alert_lines(result.get("top_alerts") or [])
+    if done:
+        lines.append(f"done earlier and skipped: {', '.join(done)}")
+    lines.append(f"report: {result['outputs']['report']}  ({_secs(result).strip() or 'done'})")
+    return lines
+
+
+def experiment_lines(result: Mapping[str, Any], out: str) -> list[str]:
+    """``aptray experiment``: targets, runs, failed runs, where the report is."""
+    failed = f", {_n(result['errors'])} failed (see metrics.json)" if result.get("errors") else ""
+    skipped = f" ({_n(result['skipped'])} skipped)" if result.get("skipped") else ""
+    return [f"experiment: {_n(result['runs'])} runs over {_n(result['targets'])} dataset x context targets{skipped}"
+            f"{failed}{_secs(result)}",
+            f"report: {result.get('report_html', out)}; metrics: {result['metrics']}"]

@@ -1,0 +1,43 @@
+"""Reading a score job's output: its top alerts and, where the scored trace has labels, its metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow.fs as pafs_
+
+from aptray.io.fs import join, resolve
+
+
+def top_alerts(out_uri: str, n: int = 5) -> list[dict[str, Any]]:
+    """The ``n`` highest-scored alerts of a score output (sentence, score, tier, label, incident), best first."""
+    import pyarrow.dataset as pads
+
+    fs, root = resolve(join(out_uri, "alerts"))
+    if fs.get_file_info(root).type != pafs_.FileType.Directory:
+        return []
+    table = pads.dataset(root, filesystem=fs, format="parquet")
+    cols = [c for c in ("sentence", "score", "tier", "malicious", "incident_id") if c in table.schema.names]
+    return list(table.to_table(columns=cols).sort_by([("score", "descending")]).slice(0, n).to_pylist())
+
+
+def evaluate_scores(out_uri: str) -> dict[str, Any]:
+    """Rows scored and, where the scored trace has labels of both kinds, AUC-ROC and PR-AUC of its scores
+    (:mod:`aptray.evaluate.metrics`, the experiment's own metrics)."""
+    import pyarrow.dataset as pads
+
+    from aptray.evaluate.metrics import auc_roc, average_precision
+
+    fs, root = resolve(join(out_uri, "scores"))
+    table = pads.dataset(root, filesystem=fs, format="parquet").to_table(columns=["score", "malicious"])
+    labels = table.column("malicious")
+    result: dict[str, Any] = {"scored": table.num_rows, "labelled": table.num_rows - labels.null_count}
+    if labels.null_count == 0 and table.num_rows:
+        y = np.asarray(labels.to_numpy(zero_copy_only=False), dtype=int)
+        result["malicious"] = int(y.sum())
+        if 0 < y.sum() < len(y):
+            s = np.asarray(table.column("score").to_numpy(zero_copy_only=False), dtype=float)
+            result["auc_roc"] = round(auc_roc(y, s), 4)
+            result["pr_auc"] = round(average_precision(y, s), 4)
+    return result

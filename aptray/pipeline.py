@@ -1,0 +1,155 @@
+"""The whole pipeline in one Ray session: templatize -> embed -> train -> score -> report (``aptray run``).
+
+Each stage writes into its own folder of ``OUT`` and is recorded in ``OUT/run.json`` once it finishes; a re-run
+with the same settings skips the finished stages (and the score stage itself skips the files it finished), so an
+interrupted run continues where it stopped. A re-run with other settings (input, format, model, detector,
+training settings) into the same ``OUT`` is refused rather than mixing two runs' outputs.
+
+Layout of ``OUT``:
+
+- ``embed/``: the training input's sentences (``sentences/``, the templatize stage) and their embeddings;
+- ``model/``: the trained detector artifact;
+- ``scores/``: the score job's output (``scores/``, ``alerts/``, ``incidents/``, ``quarantine/``, ``report.html``);
+- ``cache/``: the embedding cache the embed and score stages share (each distinct sentence is encoded once);
+- ``run.json``: the stages done, their counts and the settings' fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from aptray.config import AptrayConfig, Aspect, Source
+from aptray.errors import AptrayError
+from aptray.io.fs import join, resolve
+
+log = logging.getLogger(__name__)
+
+#: The stages of a run, in order (templatize runs inside embed: a raw trace is templatized on the fly).
+STAGES = ("embed", "train", "score")
+RUN_FILE = "run.json"
+
+
+class RunConflictError(AptrayError, ValueError):
+    """``OUT`` holds a run made with other settings."""
+
+
+def run_pipeline(out: str, cfg: AptrayConfig, input_uri: str | None = None, source: Source | None = None,
+                 aspect: Aspect | None = None, train_uri: str | None = None, fresh: bool = False) -> dict[str, Any]:
+    """Run every stage not yet done for these settings and return the run's summary.
+
+    Args:
+        out: output folder (local or ``s3://``).
+        cfg: configuration (model, detector, resources, ...).
+        input_uri: the trace to score; None: the synthetic demo trace (a benign training file, a test file with
+            attacks), written to ``OUT/data``.
+        source: the format of ``input_uri`` (required with it).
+        aspect: the process context (ADAPT, CDM, auditd).
+        train_uri: the trace to learn normal behaviour from (default ``input_uri``: rows labelled malicious, where
+            the trace has labels, are left out of training).
+        fresh: forget the stages recorded in ``OUT/run.json`` and run them all again.
+
+    Returns:
+        ``stages`` (each stage's counts; ``skipped`` for those done earlier), ``evaluation`` (AUC-ROC, PR-AUC
+        where the scored trace has labels), ``top_alerts``, ``outputs`` and ``seconds``.
+    """
+    from aptray.runtime import init_ray
+
+    start = time.perf_counter()
+    if input_uri is None:
+        from aptray.io.synthetic import default_demo_input
+
+        train_path, test_path = default_demo_input(Path(out) / "data")
+        input_uri, train_uri, source, data_note = str(test_path), str(train_path), Source.SYNTHETIC, (
+            "SYNTHETIC trace made by aptray.io.synthetic (benign training file, test file with attacks)")
+    elif source is None:
+        raise ValueError("--source is required with an input (adapt, beth, cdm, auditd, synthetic)")
+    else:
+        data_note = input_uri
+    train_uri = train_uri or input_uri
+    cfg = cfg.model_copy(deep=True)
+    cfg.ingest.source, cfg.ingest.aspect = source, aspect
+    cfg.embed.cache = cfg.embed.cache or join(out, "cache")
+    cfg.score.artifact = join(out, "model")
+    paths = {"embed": join(out, "embed"), "model": join(out, "model"), "scores": join(out, "scores")}
+
+    fingerprint = _fingerprint(cfg, input_uri, train_uri)
+    state = {} if fresh else _read_state(out)
+    if state and state.get("fingerprint") != fingerprint:
+        what = _differences(state.get("settings", {}), cfg, input_uri, train_uri)
+        raise RunConflictError(f"{out} holds a run with other settings ({what}): pass another --out, or --fresh to "
+                               "run every stage again")
+    done: dict[str, Any] = dict(state.get("stages", {}))
+    init_ray(cfg.ray)
+    log.info("run: %s -> %s", data_note, out)
+
+    def stage(name: str, fn: Any) -> None:
+        if name in done:
+            log.info("%s: done earlier, skipped", name)
+            return
+        log.info("%s ...", name)
+        done[name] = fn()
+        _write_state(out, {"fingerprint": fingerprint, "settings": _settings(cfg, input_uri, train_uri),
+                           "stages": done})
+
+    from aptray.embed.job import run_embed
+    from aptray.score import run_score
+    from aptray.train import run_train
+
+    stage("embed", lambda: run_embed(train_uri, paths["embed"], cfg, source=str(source)))
+    stage("train", lambda: run_train(paths["embed"], paths["model"], cfg))
+    stage("score", lambda: run_score(input_uri, paths["scores"], cfg))
+    from aptray.evaluate.score_output import evaluate_scores, top_alerts
+
+    return {
+        "data": data_note,
+        "evaluation": evaluate_scores(paths["scores"]),
+        "top_alerts": top_alerts(paths["scores"], 5),
+        "stages": {k: {**done[k], "skipped": k in state.get("stages", {})} for k in STAGES},
+        "outputs": {**paths, "report": join(paths["scores"], "report.html")},
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+
+
+def _settings(cfg: AptrayConfig, input_uri: str, train_uri: str) -> dict[str, Any]:
+    """What a run's outputs depend on (resources and output options excluded)."""
+    from aptray.templating.base import TEMPLATE_VERSION
+
+    return {
+        "input": input_uri, "train_input": train_uri, "source": str(cfg.ingest.source),
+        "aspect": str(cfg.ingest.aspect) if cfg.ingest.aspect else None, "model": cfg.embed.model,
+        "template_version": TEMPLATE_VERSION, "template": cfg.template.model_dump(mode="json"),
+        "train": cfg.train.model_dump(mode="json", exclude={"workers", "use_gpu"}),
+        "threshold": cfg.threshold.model_dump(mode="json"),
+    }
+
+
+def _fingerprint(cfg: AptrayConfig, input_uri: str, train_uri: str) -> str:
+    blob = json.dumps(_settings(cfg, input_uri, train_uri), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _differences(old: dict[str, Any], cfg: AptrayConfig, input_uri: str, train_uri: str) -> str:
+    new = _settings(cfg, input_uri, train_uri)
+    keys = [k for k in new if old.get(k) != new[k]]
+    return "differs in " + ", ".join(keys) if keys else "another version"
+
+
+def _read_state(out: str) -> dict[str, Any]:
+    fs, root = resolve(out)
+    try:
+        with fs.open_input_stream(join(root, RUN_FILE)) as fh:
+            return dict(json.loads(fh.read()))
+    except FileNotFoundError:
+        return {}
+
+
+def _write_state(out: str, state: dict[str, Any]) -> None:
+    fs, root = resolve(out)
+    fs.create_dir(root, recursive=True)
+    with fs.open_output_stream(join(root, RUN_FILE)) as fh:
+        fh.write(json.dumps(state, indent=1, default=str).encode())

@@ -1,0 +1,124 @@
+"""Every user error of the ``aptray`` command is one or two lines on stderr naming the fix, and a non-zero exit.
+
+Each case runs the console script in this process (no Ray is started: every one of these errors is found
+before the pipeline starts).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _aptray(args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+            ) -> tuple[int, list[str], dict[str, str] | None]:
+    """Exit code, stderr lines and the JSON line (if any) of ``aptray ARGS``."""
+    from aptray.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["aptray", *args])
+    monkeypatch.delenv("APTRAY_VERBOSE", raising=False)
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    lines = [ln for ln in out.out.splitlines() if ln.startswith("{")]
+    return code, out.err.strip().splitlines(), (json.loads(lines[-1]) if lines else None)
+
+
+def _one_error(err: list[str]) -> str:
+    """The error line: at most two lines on stderr, the first one naming the error."""
+    lines = [ln for ln in err if ln.startswith("aptray:")]
+    assert 1 <= len(lines) <= 2 and len(lines) == len(err), err
+    assert lines[0].startswith("aptray: error: "), err
+    return lines[0]
+
+
+@pytest.fixture()
+def artifact_dir(tmp_path: Path) -> Path:
+    """A folder that is not an artifact (no config.json)."""
+    d = tmp_path / "not-an-artifact"
+    d.mkdir()
+    (d / "weights.safetensors").write_bytes(b"x")
+    return d
+
+
+def test_wrong_option_value_names_the_choices(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                                              tmp_path: Path) -> None:
+    code, err, _ = _aptray(["score", str(tmp_path), "--artifact", "a", "--out", "o", "--source", "bogus"], capsys,
+                           monkeypatch)
+    line = _one_error(err)
+    assert code == 2 and "'bogus' is not one of 'adapt', 'beth', 'cdm', 'auditd', 'synthetic'" in line
+    assert "aptray score --help" in line
+
+
+def test_missing_option_and_unknown_command(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+                                            ) -> None:
+    code, err, _ = _aptray(["score", "x", "--out", "o"], capsys, monkeypatch)
+    assert code == 2 and "Missing option '--artifact'" in _one_error(err)
+    code, err, _ = _aptray(["scor"], capsys, monkeypatch)
+    assert code == 2 and "Did you mean 'score'?" in _one_error(err)
+    code, err, _ = _aptray(["run", "x.csv"], capsys, monkeypatch)
+    assert code == 2 and "--source" in _one_error(err)
+
+
+def test_unknown_config_key_suggests_the_known_one(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("embed:\n  actorz: 2\n")
+    code, err, line = _aptray(["score", "x", "--artifact", "a", "--out", "o", "--config", str(cfg)], capsys,
+                              monkeypatch)
+    assert code == 2 and line is not None and line["kind"] == "ConfigError"
+    assert _one_error(err) == "aptray: error: unknown config key embed.actorz: did you mean actors?"
+
+
+def test_config_value_of_the_wrong_type_names_key_and_value(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("embed:\n  actors: many\ntrain:\n  epochs: -1\n")
+    code, err, _ = _aptray(["score", "x", "--artifact", "a", "--out", "o", "--config", str(cfg)], capsys,
+                           monkeypatch)
+    line = _one_error(err)
+    assert code == 2 and "embed.actors = 'many'" in line and "valid integer" in line and "1 more" in line
+    assert "Traceback" not in "\n".join(err)
+
+
+def test_missing_config_file_and_missing_input(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    code, err, _ = _aptray(["score", "x", "--artifact", "a", "--out", "o", "--config", str(tmp_path / "no.yaml")],
+                           capsys, monkeypatch)
+    assert code == 2 and "no.yaml" in _one_error(err)
+    code, err, _ = _aptray(["templatize", "beth", str(tmp_path / "nothing-here"), "--out", str(tmp_path / "t")],
+                           capsys, monkeypatch)
+    assert code == 2 and "no input files found" in _one_error(err) and "nothing-here" in err[0]
+
+
+def test_missing_model_names_the_install(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    code, err, line = _aptray(["embed", str(tmp_path), "--out", str(tmp_path / "e"), "--model",
+                               str(tmp_path / "no-model")], capsys, monkeypatch)
+    assert code == 2 and line is not None and line["kind"] == "ModelNotFoundError"
+    assert "no-model" in _one_error(err)
+
+
+def test_bad_artifact_says_what_to_pass(artifact_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    code, err, line = _aptray(["score", str(tmp_path), "--artifact", str(artifact_dir), "--out",
+                               str(tmp_path / "o")], capsys, monkeypatch)
+    assert code == 2 and line is not None and line["kind"] == "ArtifactError"
+    msg = _one_error(err)
+    assert "not-an-artifact is not a complete aptray artifact (config.json is missing)" in msg
+    assert "aptray train" in msg
+    assert not (tmp_path / "o").exists()  # nothing written
+
+
+def test_verbose_shows_the_traceback(artifact_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    code, err, _ = _aptray(["-v", "score", str(tmp_path), "--artifact", str(artifact_dir), "--out",
+                            str(tmp_path / "o")], capsys, monkeypatch)
+    assert code == 2 and "Traceback (most recent call last)" in "\n".join(err)
+    assert err[-1].startswith("aptray: error: ")
