@@ -55,17 +55,26 @@ def heatmap(values: np.ndarray, rows: Sequence[str], cols: Sequence[str], title:
 
 
 def roc_pr(series: Sequence[tuple[str, np.ndarray, np.ndarray]], title: str) -> bytes | None:
-    """ROC and precision-recall curves, one line per ``(label, y, scores)``; None if no series has both classes."""
-    drawn = [(lab, curves(y, s)) for lab, y, s in series]
-    drawn = [(lab, c) for lab, c in drawn if c["fpr"]]
+    """ROC (linear and log-scaled false-positive axis) and precision-recall curves, one line per
+    ``(label, y, scores)``; None if no series has both classes.
+
+    The log axis shows the low false-positive rates where rare attacks are found (a rate of 0 is drawn at half
+    of one benign row's share, the smallest rate the data can show)."""
+    drawn = [(lab, curves(y, s), int(np.sum(np.asarray(y) == 0))) for lab, y, s in series]
+    drawn = [(lab, c, n) for lab, c, n in drawn if c["fpr"]]
     if not drawn:
         return None
-    fig, (ax1, ax2) = _figure(10, 4, ncols=2)
-    for label, c in drawn:
+    fig, (ax1, ax_log, ax2) = _figure(15, 4, ncols=3)
+    floor = 0.5 / max(n for _, _, n in drawn)
+    for label, c, _ in drawn:
         ax1.plot(c["fpr"], c["tpr"], label=label)  # straight segments: tied scores interpolate
+        ax_log.plot(np.maximum(c["fpr"], floor), c["tpr"], label=label)
         ax2.plot(c["recall"], c["precision"], drawstyle="steps-pre", label=label)
     ax1.plot([0, 1], [0, 1], ls=":", color="grey")
     ax1.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test, seed 0)")
+    ax_log.set_xscale("log")
+    ax_log.set(xlabel="false positive rate (log)", ylabel="true positive rate", title="ROC, low false-positive rates",
+               xlim=(floor, 1), ylim=(0, 1.05))
     ax2.set(xlabel="recall", ylabel="precision", title="Precision-recall (test, seed 0)", ylim=(0, 1.05))
     ax1.legend(fontsize=7, loc="lower right")
     fig.suptitle(title, fontsize=9)

@@ -83,6 +83,11 @@ def test_experiment_on_real_adapt_file(ray_cluster: None, shared_data: Path, tmp
     assert "bovia/clearscope" in html and "| bovia/clearscope | Event | 69 | 4 |" in md
     assert "Unsupervised protocol" in md
     pngs = {p.name for p in (out / "plots").glob("*.png")}
+    from tests.browser import render
+
+    shown = render(out / "report.html")  # in a real browser: every table there, every plot loads
+    assert shown["title"] == "aptray experiment report" and shown["tables"] >= 3 and shown["broken"] == []
+    assert shown["images"] == html.count("<img ") >= len(pngs) > 0
     for kind in ("heatmap", "roc-pr", "hist", "loss", "tsne-minilm"):
         assert f"bovia_clearscope-Event-{kind}.png" in pngs
         assert f"plots/bovia_clearscope-Event-{kind}.png" in md

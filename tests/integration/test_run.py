@@ -46,6 +46,11 @@ def test_run_is_quiet_resumable_and_refuses_other_settings(ray_cluster: None, tm
     assert f"{stages['score']['alerts']} alert(s) in {stages['score']['incidents']} incident(s)" in summary
     assert f"AUC-ROC {result['evaluation']['auc_roc']:.3f}" in summary
     assert (out / "scores" / "report.html").is_file() and f"report: {out}/scores/report.html" in summary
+    from tests.browser import render
+
+    shown = render(out / "scores" / "report.html")  # the top incidents, readable in a browser
+    assert shown["tables"] >= 1 and shown["broken"] == [] and shown["headings"][0] == "aptray score report"
+    assert sum(h.startswith("#1 ") for h in shown["headings"]) == 1
     # the score stage reused the embed stage's cache: only sentences the training trace lacked were encoded
     assert stages["score"]["encoded"] < stages["score"]["distinct_sentences"]
 
