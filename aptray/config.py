@@ -276,6 +276,12 @@ class ServeConfig(_Section):
         "RAY_SERVE_ENABLE_DIRECT_INGRESS=1 (and HAProxy, RAY_SERVE_ENABLE_HA_PROXY=1, to spread clients over "
         "several replicas) in the nodes' environment.",
     )
+    proxy_port: int | None = Field(
+        None, gt=0, lt=65536,
+        description="Port of Serve's own HTTP proxy when it must not be `port`: where `aptray serve` lets the "
+        "replica answer on `port` itself (its default on the cluster it starts), the proxy moves to this port "
+        "(default port + 1000, above the replicas' port range).",
+    )
 
 
 def _unwindowed_detectors() -> list[DetectorName]:

@@ -1,9 +1,11 @@
 """Load test of the online detector on 127.0.0.1: latency percentiles and events/s vs raw batched throughput.
 
     .venv/bin/python bench/serve.py [--artifact DIR] [--levels 1 8 32] [--requests 300] [--seconds 30]
-                                    [--events 1] [--direct-ingress]
+                                    [--events 1]
 
-Starts a local Ray cluster and the Serve app (production builder, API key on), then runs a closed-loop load
+Starts a local Ray cluster and the Serve app (production builder, API key on) the way ``aptray serve`` does
+(the replica answers on its port itself, Serve's proxy on another), then loads both paths in turn, the default
+first, with a closed-loop load
 generator (aiohttp, asyncio) at each concurrency level: every request carries ``--events`` BETH events (real
 rows of ``$APTRAY_SHARED_DATA/beth``), each level is bounded by ``--requests`` and ``--seconds``. Beside
 it, the raw batched model throughput: the same sentences through the same encoder and detector in this
@@ -203,8 +205,6 @@ def main() -> None:
     ap.add_argument("--max-batch-size", type=int, default=64)
     ap.add_argument("--wait", type=float, default=None, help="batch_wait_timeout_s (default: the config's)")
     ap.add_argument("--cache", action="store_true", help="keep the replica's embedding LRU on")
-    ap.add_argument("--direct-ingress", action="store_true",
-                    help="also load the replica's own HTTP port (Ray Serve direct ingress), beside the proxy")
     args = ap.parse_args()
 
     offline_quiet()
@@ -240,31 +240,30 @@ def main() -> None:
     key_file.write_text(KEY + "\n")
     port = free_port()
     overrides: dict[str, Any] = {"batch_wait_timeout_s": args.wait} if args.wait is not None else {}
-    if args.direct_ingress:
-        overrides["direct_ingress_port"] = free_port()
-    cfg = ServeConfig(artifact=artifact, port=port, api_key_file=str(key_file), num_cpus=1.0,
-                      torch_threads=args.threads, max_batch_size=args.max_batch_size,
+    cfg = ServeConfig(artifact=artifact, port=port, proxy_port=free_port(), api_key_file=str(key_file),
+                      num_cpus=1.0, torch_threads=args.threads, max_batch_size=args.max_batch_size,
                       cache_size=100_000 if args.cache else 0, **overrides)
+    from aptray.commands.serve import default_ingress, serve_urls
     from aptray.serve.app import direct_ingress_env
 
+    default_ingress(cfg)  # what `aptray serve` runs: the replica on --port, the proxy beside it
     os.environ.update(direct_ingress_env(cfg))
     init_ray(RayConfig(num_cpus=2))
     t0 = time.perf_counter()
     run(cfg)
     print(json.dumps({"serve_ready_s": round(time.perf_counter() - t0, 1), "batch_wait_timeout_s":
                       cfg.batch_wait_timeout_s, "max_batch_size": cfg.max_batch_size}), flush=True)
-    paths = {"proxy": f"http://127.0.0.1:{port}/v1/score"}
-    if cfg.direct_ingress_port:
-        paths["direct"] = f"http://127.0.0.1:{cfg.direct_ingress_port}/v1/score"
-        import urllib.error
-        import urllib.request
+    urls = serve_urls(cfg)
+    paths = {"default": f"{urls['url']}/v1/score", "proxy": f"{urls['proxy_url']}/v1/score"}
+    import urllib.error
+    import urllib.request
 
-        try:  # the replica's own port runs the same app: no key, no answer
-            urllib.request.urlopen(urllib.request.Request(paths["direct"], data=b"{}", method="POST"), timeout=30)
-            unauthorised = 200
-        except urllib.error.HTTPError as exc:
-            unauthorised = exc.code
-        print(json.dumps({"direct_port_without_key": unauthorised}), flush=True)
+    try:  # the replica's own port runs the same app: no key, no answer
+        urllib.request.urlopen(urllib.request.Request(paths["default"], data=b"{}", method="POST"), timeout=30)
+        unauthorised = 200
+    except urllib.error.HTTPError as exc:
+        unauthorised = exc.code
+    print(json.dumps({"default_path_without_key": unauthorised}), flush=True)
     results = []
     try:
         for path, url in paths.items():

@@ -24,7 +24,8 @@ def serve_config_yaml(cfg: ServeConfig) -> dict[str, Any]:
     reach replicas through ``$APTRAY_API_KEY`` (a Kubernetes Secret) or ``api_key_file`` (a mounted file).
     """
     args = cfg.model_dump(mode="json", exclude_defaults=True,
-                          exclude={"host", "port", "app_name", "route_prefix", "direct_ingress_port"})
+                          exclude={"host", "port", "app_name", "route_prefix", "direct_ingress_port",
+                                   "proxy_port"})
     args["artifact"] = cfg.artifact
     return {
         "proxy_location": "EveryNode",
@@ -33,6 +34,37 @@ def serve_config_yaml(cfg: ServeConfig) -> dict[str, Any]:
             {"name": cfg.app_name, "route_prefix": cfg.route_prefix, "import_path": IMPORT_PATH, "args": args}
         ],
     }
+
+
+def default_ingress(sc: ServeConfig) -> ServeConfig:
+    """The low-latency path, for a cluster started with it: the replica answers on ``sc.port`` itself (Ray Serve
+    direct ingress, no proxy hop) and Serve's proxy moves to ``sc.proxy_port`` (default ``port + 1000``, above the
+    replicas' port range). Leaves an explicit ``direct_ingress_port`` alone. Changes and returns ``sc``."""
+    if sc.direct_ingress_port is None:
+        sc.direct_ingress_port, sc.proxy_port = sc.port, sc.proxy_port or sc.port + 1000
+    return sc
+
+
+def serve_urls(sc: ServeConfig) -> dict[str, str]:
+    """Where the endpoint answers: ``url`` (the default path), ``path`` (how), ``docs`` and, where the replica
+    answers itself, ``proxy_url`` (the proxy path)."""
+    prefix = sc.route_prefix.rstrip("/")
+    proxy_port = sc.proxy_port or sc.port
+    if sc.direct_ingress_port:
+        base = f"http://{sc.host}:{sc.direct_ingress_port}"
+        return {"url": base + prefix, "path": "straight from the replica", "docs": f"{base}/docs",
+                "proxy_url": f"http://{sc.host}:{proxy_port}{prefix}"}
+    base = f"http://{sc.host}:{proxy_port}"
+    return {"url": base + prefix, "path": "through Serve's proxy", "docs": f"{base}/docs"}
+
+
+def key_source(sc: ServeConfig) -> str:
+    """Where the API keys come from, never the keys: ``$APTRAY_API_KEY``, the key file, or nowhere."""
+    from aptray.serve.auth import ENV_VAR
+
+    where = [f"${ENV_VAR}"] if os.environ.get(ENV_VAR, "").strip() else []
+    where += [sc.api_key_file] if sc.api_key_file else []
+    return " and ".join(where) if where else "nowhere (keys are not required)"
 
 
 def _named(pairs: list[str] | None) -> dict[str, str] | None:
@@ -60,7 +92,10 @@ def register(app: typer.Typer) -> None:
         gpus: Annotated[float | None, typer.Option(help="GPUs per replica (0: CPU).")] = None,
         api_key_file: Annotated[str | None, typer.Option(help="File of API keys (besides $APTRAY_API_KEY).")] = None,
         direct_ingress_port: Annotated[int | None, typer.Option(
-            help="Also serve straight from the replica on this port (no proxy hop; lower latency).")] = None,
+            help="The replica's own port (default: --port itself, where this command starts the cluster).")] = None,
+        proxy: Annotated[bool, typer.Option(
+            "--proxy", help="Answer on --port through Serve's proxy instead of from the replica itself (one more hop: "
+            "about twice the latency of the default on one machine).")] = False,
         allow_format_mismatch: Annotated[bool, typer.Option(
             help="Score requests of another format than the artifact was trained on (422 by default).")] = False,
         model: Annotated[list[str] | None, typer.Option(
@@ -84,18 +119,21 @@ def register(app: typer.Typer) -> None:
             ApiKeys.load(sc.api_key_file, sc.require_api_key)
         except ApiKeyError as exc:
             raise typer.BadParameter(str(exc), param_hint="--api-key-file / $APTRAY_API_KEY") from None
+        joining = bool(cfg.ray.address or os.environ.get("RAY_ADDRESS"))
+        if not proxy and not joining:
+            default_ingress(sc)
         env = direct_ingress_env(sc)
-        if env and (cfg.ray.address or os.environ.get("RAY_ADDRESS")):
+        if env and joining:
             log.warning("direct ingress on a running cluster needs %s in its nodes' environment",
                         ", ".join(f"{k}={v}" for k, v in env.items()))
         os.environ.update(env)  # read by the local cluster's processes when they start
         init_ray(cfg.ray)
         run(sc)
-        info = {"url": f"http://{sc.host}:{sc.port}{sc.route_prefix.rstrip('/')}", "app": sc.app_name,
-                "artifact": sc.artifact, "docs": f"http://{sc.host}:{sc.port}/docs"}
-        if sc.direct_ingress_port:
-            info["direct_url"] = f"http://{sc.host}:{sc.direct_ingress_port}{sc.route_prefix.rstrip('/')}"
-        emit(info)
+        info = serve_urls(sc)
+        emit({**info, "app": sc.app_name, "artifact": sc.artifact, "api_key_from": key_source(sc)},
+             [f"serving {sc.artifact} at {info['url']}/v1/score ({info['path']})",
+              f"API keys from {key_source(sc)}; send one as X-API-Key or Authorization: Bearer",
+              f"docs: {info['docs']}   (Ctrl-C stops)"])
         import time
 
         from ray import serve as ray_serve

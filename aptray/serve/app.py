@@ -402,6 +402,6 @@ def run(cfg: ServeConfig, loader: Loader | None = None, blocking: bool = False) 
         loader: overrides the artifact loader.
         blocking: wait until interrupted.
     """
-    serve.start(http_options={"host": cfg.host, "port": cfg.port})
+    serve.start(http_options={"host": cfg.host, "port": cfg.proxy_port or cfg.port})
     app = build_deployment(loader, cfg) if loader is not None else build_app(cfg)
     return serve.run(app, name=cfg.app_name, route_prefix=cfg.route_prefix, blocking=blocking)

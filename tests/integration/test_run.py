@@ -54,6 +54,8 @@ def test_run_is_quiet_resumable_and_refuses_other_settings(ray_cluster: None, tm
     # the score stage reused the embed stage's cache: only sentences the training trace lacked were encoded
     assert stages["score"]["encoded"] < stages["score"]["distinct_sentences"]
 
+    _serve_the_run(out / "model", env, events=(out / "data" / "synthetic_test.csv").read_text().splitlines()[:9])
+
     from aptray.cli import main
 
     def again(*extra: str) -> tuple[int, dict[str, object]]:
@@ -71,3 +73,44 @@ def test_run_is_quiet_resumable_and_refuses_other_settings(ray_cluster: None, tm
     assert second["evaluation"] == result["evaluation"]
     code, refused = again("--detector", "pca")
     assert code == 2 and refused["kind"] == "RunConflictError" and "differs in train" in str(refused["error"])
+
+
+def _serve_the_run(artifact: Path, env: dict[str, str], events: list[str]) -> None:
+    """``aptray serve`` on the run's model, as a user starts it: its default URL answers straight from the replica
+    (the same scores as through the proxy), /docs is there, the key is never printed."""
+    import signal
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    key = "run-test-key-0123456789"
+    proc = subprocess.Popen([sys.executable, "-m", "aptray", "serve", str(artifact), "--port", str(port)], cwd=REPO,
+                            env={**env, "APTRAY_API_KEY": key}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout is not None
+        info = json.loads(proc.stdout.readline())  # printed once the endpoint is ready
+        assert info["url"] == f"http://127.0.0.1:{port}" and info["path"] == "straight from the replica"
+        assert info["api_key_from"] == "$APTRAY_API_KEY" and info["docs"] == f"http://127.0.0.1:{port}/docs"
+        body = {"format": "beth", "events": events}  # the synthetic trace is written as BETH CSV
+        scores = []
+        for url in (info["url"], info["proxy_url"]):
+            r = httpx.post(f"{url}/v1/score", json=body, headers={"X-API-Key": key}, timeout=60)
+            assert r.status_code == 200, r.text
+            scores.append([e["score"] for e in r.json()["results"]])
+            assert httpx.post(f"{url}/v1/score", json=body, timeout=60).status_code == 401
+        assert scores[0] == scores[1] and len(scores[0]) == len(events) - 1  # the header line is not an event
+        assert httpx.get(info["docs"], timeout=30).status_code == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+        time.sleep(1)
+    assert key not in err and "serving " in err and len(err.splitlines()) <= 12, err
