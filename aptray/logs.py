@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import Any
 
 #: Environment variable that turns verbose output on (set by ``aptray -v``; read by job drivers too).
 VERBOSE_ENV = "APTRAY_VERBOSE"
@@ -77,3 +78,29 @@ def quiet_ray_console() -> None:
 def progress_bars_enabled() -> bool:
     """Progress bars only on an interactive terminal, never in CI logs."""
     return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+class Progress:
+    """A progress display on a terminal (tqdm: count, rate, ETA); nothing when stderr is not one or in CI.
+
+    Use as a context manager: ``with Progress(len(tasks), "fits") as bar: ... bar.update()``.
+    """
+
+    def __init__(self, total: int, desc: str, unit: str = "it") -> None:
+        self._bar: Any = None
+        if progress_bars_enabled() and total > 0:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=False)
+
+    def update(self, n: int = 1) -> None:
+        """Advance by ``n``."""
+        if self._bar is not None:
+            self._bar.update(n)
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.close()

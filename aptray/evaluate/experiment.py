@@ -50,6 +50,7 @@ from aptray.config import AptrayConfig, Aspect, Protocol, Source
 from aptray.detectors.registry import BASELINE_DETECTORS
 from aptray.evaluate.metrics import aggregate, finite_or_none
 from aptray.io.fs import join, resolve
+from aptray.logs import Progress
 
 log = logging.getLogger(__name__)
 
@@ -268,13 +269,20 @@ def run_target(prep: Prepared, target: Target, cfg: AptrayConfig) -> tuple[list[
         score_rows["score"] += [float(v) for v in scores]
 
     candidates: dict[tuple[str, int], dict[str, tuple[np.ndarray, np.ndarray]]] = {}
-    for key, split, ref in pending:
-        try:
-            res = ray.get(ref)
-        except Exception as exc:  # a lost worker (e.g. out of memory) fails this run only
-            log.warning("%s failed in Ray: %s", key, exc)
+    title = f"{target.name} {target.aspect.value if target.aspect else 'events'}"
+    with Progress(len(pending), title, unit="fit") as bar:
+        results: list[tuple[dict[str, Any], Any, Any, Exception | None]] = []
+        for key, split, ref in pending:  # in submission order; the display advances as each one is gathered
+            try:
+                results.append((key, split, ray.get(ref), None))
+            except Exception as exc:  # a lost worker (e.g. out of memory) fails this run only
+                results.append((key, split, None, exc))
+            bar.update()
+    for key, split, res, error in results:
+        if res is None:
+            log.warning("%s failed in Ray: %s", key, error)
             runs.append({**key, "rows": split.counts(prep.y), "status": "error", "history": None,
-                         "error": f"{type(exc).__name__}: {str(exc)[:500]}"})
+                         "error": f"{type(error).__name__}: {str(error)[:500]}"})
             continue
         test_scores, val_scores = res.pop("test_scores", None), res.pop("val_scores", None)
         unsup = key["protocol"] == Protocol.UNSUPERVISED.value
