@@ -365,22 +365,23 @@ def test_a_wrong_source_names_the_likely_one(pipeline: Pipeline, tmp_path: Path,
 
 
 def test_windowed_scores_do_not_depend_on_file_groups(pipeline: Pipeline, tmp_path: Path) -> None:
-    """LSTM-AE windows never span files, so one group of two BETH files and one group per file score alike (and
-    hash-partitioning the rows by process, as large groups are, changes nothing)."""
+    """LSTM-AE windows never span files: the BETH testing file scored in one group with another BETH file, its rows
+    hash-partitioned by process (as large groups are), scores exactly as when the matrix scored it alone."""
     from aptray.score import run_score
 
+    alone = _scores(pipeline.scored(CASES[2], DetectorName.LSTM_AE)["out"])
     cfg = pipeline.cfg.model_copy(deep=True)
     cfg.score.artifact = pipeline.trained(CASES[2], DetectorName.LSTM_AE)["artifact"]
-    files = str(pipeline.data / BETH / "labelled_t*_data.csv")  # the training and testing samples
-    one = run_score(files, str(tmp_path / "one"), cfg)
-    cfg.score.group_bytes = 1
     cfg.embed.join_partitions = 2  # the hash-partitioned path of groups above 200k rows
-    per_file = run_score(files, str(tmp_path / "per-file"), cfg)
-    assert one["files"] == per_file["files"] == 2 and one["rows_scored"] == per_file["rows_scored"] > 150
-    a, b = _scores(tmp_path / "one"), _scores(tmp_path / "per-file")
-    assert a.keys() == b.keys() and len(a) == one["rows_scored"]
-    for key, score in a.items():
-        assert b[key] == pytest.approx(score, rel=1e-5, abs=1e-6), key
+    files = str(pipeline.data / BETH / "labelled_t*_data.csv")  # the training and testing samples
+    both = run_score(files, str(tmp_path / "both"), cfg)
+    assert both["files"] == 2 and both["rows_scored"] > 150
+    together = _scores(tmp_path / "both")
+    assert len(together) == both["rows_scored"]
+    test_file = {k: v for k, v in together.items() if k[0] == Path(CASES[2].score).name}
+    assert test_file.keys() == alone.keys() and len(alone) > 50
+    for key, score in alone.items():
+        assert test_file[key] == pytest.approx(score, rel=1e-5, abs=1e-6), key
 
 
 def test_score_reads_and_appends_the_cache_and_trusted_means_unhashed(pipeline: Pipeline, tmp_path: Path) -> None:
