@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     _out(f"# {sum(map(len, datasets.values()))} distinct sentences in {len(datasets)} datasets from {DATA}")
     results: list[dict[str, Any]] = []
     for model in args.models.split(","):
-        reference = SentenceEncoder(resolve(model), threads=args.threads, lru_size=0)
+        reference = SentenceEncoder(resolve(model), threads=args.threads)  # its LRU keeps the reference vectors
         for text in args.variants.split(","):
             backend, quantize = parse_variant(text)
             if not available(backend):

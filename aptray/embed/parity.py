@@ -58,7 +58,7 @@ def measure(candidate: SentenceEncoder, reference: SentenceEncoder,
     for name, sentences in datasets.items():
         if not sentences:
             continue
-        c = cosines(candidate.encode_distinct(sentences), reference.encode_distinct(sentences))
+        c = cosines(candidate.encode_distinct(sentences), reference.encode(sentences))  # reference: LRU, once
         every.append(c)
         per[name] = {"sentences": len(sentences), "min_cosine": round(float(c.min()), 6),
                      "mean_cosine": round(float(c.mean()), 6)}
@@ -132,10 +132,12 @@ def _holds(proof: Any) -> bool:
     return isinstance(proof, Mapping) and float(proof.get("min_cosine") or 0.0) >= MIN_COSINE
 
 
-def sample_sentences(data_root: str | Path, per_dataset: int | None = None) -> dict[str, list[str]]:
+def sample_sentences(data_root: str | Path, per_dataset: int | None = None,
+                     max_file_bytes: int | None = None) -> dict[str, list[str]]:
     """Distinct real sentences per dataset of ``../shared/data``: every ADAPT ``Process<Aspect>.csv``
     (``<scenario>/<system>/<Aspect>``) and the BETH test subset (``beth``), templatized in-process by
-    aptray's own parsers and templates (no Ray). At most ``per_dataset`` each (evenly spaced), sorted.
+    aptray's own parsers and templates (no Ray). At most ``per_dataset`` each (evenly spaced), sorted;
+    files larger than ``max_file_bytes`` are skipped (a quick sample of the templates).
     """
     from aptray.config import IngestConfig, Source
     from aptray.io import adapt, beth
@@ -145,12 +147,14 @@ def sample_sentences(data_root: str | Path, per_dataset: int | None = None) -> d
     root = Path(data_root)
     found: dict[str, list[str]] = {}
     for f in sorted((root / "darpa_tc_adapt").glob("*/*/Process*.csv")):
+        if max_file_bytes is not None and f.stat().st_size > max_file_bytes:
+            continue
         aspect = adapt.file_aspect(f.name)
         table = adapt.parse_request(Request(items=f.read_text().splitlines()),
                                     IngestConfig(source=Source.ADAPT, aspect=aspect))
         found[f"{f.parent.parent.name}/{f.parent.name}/{aspect}"] = _distinct(templatize(table), per_dataset)
     subset = root / "beth" / "testing_subset_STARAI" / "new_test_results.csv"
-    if subset.is_file():
+    if subset.is_file() and (max_file_bytes is None or subset.stat().st_size <= max_file_bytes):
         table = beth.parse_request(Request(items=subset.read_text().splitlines()), IngestConfig(source=Source.BETH))
         found["beth"] = _distinct(templatize(table), per_dataset)
     return found
