@@ -48,12 +48,12 @@ def pool_throughput(model: str, variant: str, sentences: list[str], actors: int,
     """Sentences/s of ``actors`` encoder actors on ``sentences`` (warm), and the vectors in input order."""
     import numpy as np
     import pyarrow as pa
+    from embed import _variant  # type: ignore[import-not-found]
 
     from aptray.config import EmbedConfig
     from aptray.embed.cache import HASH, embedding_matrix
     from aptray.embed.pool import EncoderPool
     from aptray.embed.registry import resolve
-    from embed import _variant  # type: ignore[import-not-found]
 
     name, _, dtype = variant.partition("@")
     backend, quantize = _variant(name)
@@ -90,10 +90,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-file-bytes", type=int, default=None, help="template sample: skip larger data files")
     args = parser.parse_args(argv)
 
+    from embed import _variant, backends_side_by_side, distinct_real_sentences, print_backends
+
     from aptray.embed.export import available
     from aptray.embed.parity import cosines
     from aptray.logs import configure
-    from embed import _variant, backends_side_by_side, distinct_real_sentences, print_backends
 
     configure(os.environ.get("APTRAY_LOG_LEVEL", "WARNING"))
     gpus = gpu_count()

@@ -25,9 +25,10 @@ def test_gpu_script_dry_run_lists_every_step() -> None:
 
 def test_gpu_bench_python_part_runs_on_cpu() -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu.py"), "--device", "cpu", "--in-process",
-                           "--models", "minilm", "--variants", "torch,torch@bfloat16", "--sentences", "24", "--max-file-bytes", "100000",
-                           "--encode-batch-size", "8"], capture_output=True, text=True, timeout=180, env=env)
+    args = ["--device", "cpu", "--in-process", "--models", "minilm", "--variants", "torch,torch@bfloat16",
+            "--sentences", "24", "--max-file-bytes", "100000", "--encode-batch-size", "8"]
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu.py"), *args], capture_output=True, text=True,
+                          timeout=180, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     rows = {r["variant"]: r for r in result["results"]}
