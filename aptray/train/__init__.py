@@ -67,7 +67,8 @@ def run_train(embeddings_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
     m = fit.manifest
     trainer = "local" if fit.local else "ray-train"
     meta = {
-        "embedder": {"model_id": m.get("model_id"), "revision": m.get("revision"), "dim": m.get("dim")},
+        "embedder": m.get("embedder") or {"model_id": m.get("model_id"), "revision": m.get("revision"),
+                                          "dim": m.get("dim")},
         "data": {"source": m.get("source"), "aspect": m.get("aspect")},
         "template_version": m.get("template_version"),
         "template": m.get("template") or cfg.template.model_dump(mode="json"),
