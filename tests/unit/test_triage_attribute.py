@@ -94,3 +94,24 @@ def test_unseen_attributes_and_the_vocabulary_in_the_artifact(tmp_path: Path) ->
     assert loaded.values == vocab.values and loaded.unseen(alerts) == vocab.unseen(alerts)
     assert explanations_of(back, windowed=False) == ["nearest_benign", "attribution", "unseen_attributes"]
     assert explanations_of(back, windowed=True) == ["nearest_benign", "unseen_attributes"]
+
+
+def test_benign_vocabulary_reads_the_training_rows_of_the_templatize_output(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from aptray.triage.attribute import benign_vocabulary
+
+    rows = _rows([
+        {"aspect": "Exec", "ctx_execs": ["/bin/ls"], "malicious": 0},
+        {"aspect": "Exec", "ctx_execs": ["/bin/sh"], "malicious": None},  # unlabelled counts as benign
+        {"aspect": "Exec", "ctx_execs": ["/tmp/.x"], "malicious": 1},  # malicious: never in the vocabulary
+        {"aspect": "Exec", "ctx_execs": ["/bin/cat"], "malicious": 0},  # its sentence is not a training one
+    ])
+    (tmp_path / "templatized" / "sentences").mkdir(parents=True)
+    pq.write_table(rows, tmp_path / "templatized" / "sentences" / "part-0.parquet")
+    train = set(rows.column("sentence").to_pylist()[:3])
+    manifest = {"aspect": "Exec", "input": str(tmp_path / "templatized")}  # embedded from a templatize output
+    vocab = benign_vocabulary(str(tmp_path / "emb"), manifest, train, limit=100)
+    assert vocab is not None and vocab.values == {"execs": ["/bin/ls", "/bin/sh"]}
+    assert benign_vocabulary(str(tmp_path / "emb"), {**manifest, "aspect": None}, train, 100) is None  # events
+    assert benign_vocabulary(str(tmp_path / "emb"), manifest, train, 0) is None
