@@ -110,7 +110,7 @@ def save_detector(detector: Detector, out_dir: str, meta: dict[str, Any] | None 
         "meta": meta,
         "libraries": library_versions(),
         "files": files,
-        "explanations": {"nearest_benign": len(benign.sentences)} if benign is not None else {},
+        "explanations": benign.describe() if benign is not None else {},
     }
     _write(join(out_dir, CONFIG), json.dumps(config, indent=2, sort_keys=True, default=_json_default).encode())
     log.info("saved %s detector to %s", detector.name, out_dir)

@@ -222,6 +222,10 @@ class TrainConfig(_Section):
     explain_max_sentences: int = Field(
         20_000, ge=0, description="The most frequent distinct benign training sentences kept in the artifact "
         "(benign.safetensors) to name each alert's nearest benign behaviour; 0: none.")
+    explain_max_attributes: int = Field(
+        50_000, ge=0, description="Process contexts: the most frequent benign attribute values kept per aspect "
+        "(event types, executables, parents, peers; in benign.safetensors) to name each alert's attributes never "
+        "seen in benign training; 0: none.")
 
 
 class ThresholdConfig(_Section):
@@ -249,6 +253,9 @@ class ScoreConfig(_Section):
     group_bytes: int = Field(1 << 30, gt=0, description="Input bytes per resumable group of files.")
     incident_window_s: float = Field(3600.0, gt=0, description="Alerts of one process lineage further apart than "
                                      "this (seconds) start a new incident.")
+    attribute_alerts: bool = Field(
+        True, description="Name each alert's top part: the event field or context aspect whose removal lowers its "
+        "score most (the variants embedded through the embedding cache; not for windowed detectors).")
     scorer_cpus: float = Field(
         0.25, ge=0, description="CPUs reserved by the detector actor (a small MLP pass; leaves CPUs for reads)."
     )

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from aptray.config import AptrayConfig, Aspect, Source
+from aptray.config import AptrayConfig, Aspect, EmbedConfig, Source
 from aptray.embed.cache import embedding_matrix
 from aptray.errors import FormatMismatchError
 from aptray.io.files import check_lines, list_input
@@ -45,6 +45,8 @@ ALERT_COLUMNS = (
     "record_id", "source", "source_file", "line", "host", "timestamp", "pid", "ppid", "process_name", "exe", "action",
     "object_path", "object_addr", "sentence", "sentence_hash", "score", "tier", "malicious", "nearest_benign",
     "nearest_similarity",
+    # what the attribution pass re-templates (:mod:`aptray.triage.attribute`): the event's other fields, its context
+    "uid", "parent_exe", "args", "return_value", "aspect", "ctx_events", "ctx_execs", "ctx_parents", "ctx_netflows",
 )
 #: Nearest benign training sentences named per alert (artifacts that keep them, :mod:`aptray.triage.explain`).
 EXPLAIN_K = 3
@@ -283,8 +285,8 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
 
     Returns:
         ``rows_read``, ``rows_scored``, ``rows_quarantined``, ``alerts``, ``files``, ``files_skipped``,
-        ``source``, ``aspect``, ``distinct_sentences``, ``encoded`` (this run), ``seconds`` — the row counts are
-        totals over all files, including those done by earlier runs.
+        ``source``, ``aspect``, ``distinct_sentences``, ``encoded`` (this run), ``attributed_alerts`` (this run),
+        ``incidents``, ``seconds`` — the row counts are totals over all files, including those done by earlier runs.
     """
     import pyarrow.fs as pafs_
 
@@ -335,6 +337,7 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
 
     embedded = {"distinct_sentences": 0, "encoded": 0}
     pool = early_pool(model, cfg.embed) if pending else None  # one set of encoder actors for every group
+    explained = 0
     try:
         for group in plan_groups(pending, cfg.score.group_bytes, spec.unit):
             gid = hashlib.sha256("\n".join(f"{f.rel}\0{f.size}" for f in group).encode()).hexdigest()[:16]
@@ -361,11 +364,14 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
             log.info("group %s: %d file(s), %d rows read, %d scored, %d quarantined, %d alert(s)", gid, len(group),
                      group_counts["rows_read"], group_counts["rows_scored"], group_counts["rows_quarantined"],
                      group_counts["alerts"])
+        if cfg.score.write_alerts and cfg.score.attribute_alerts and window is None:
+            explained, pool = attribute_alerts(out_uri, cfg, detector, model, pool)
     finally:
         if pool is not None:
             pool.close()
 
     totals = _totals(fs, root, out_uri)
+    totals["attributed_alerts"] = explained
     totals["incidents"] = write_incidents(out_uri, cfg.score.incident_window_s) if cfg.score.write_alerts else 0
     result = {
         **totals,
@@ -393,6 +399,74 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
     return result
 
 
+def _alert_files(out_uri: str) -> tuple[pafs.FileSystem, list[str]]:
+    import pyarrow.fs as pafs_
+
+    fs, root = resolve(join(out_uri, "alerts"))
+    files = [f.path for f in fs.get_file_info(pafs_.FileSelector(root, recursive=True, allow_not_found=True))
+             if f.type == pafs_.FileType.File and f.path.endswith(".parquet")]
+    return fs, sorted(files)
+
+
+def embed_sentences(sentences: list[str], spec: ModelSpec, ecfg: EmbedConfig, pool: EncoderPool | None
+                    ) -> tuple[np.ndarray, EncoderPool | None, int]:
+    """Embeddings of distinct ``sentences`` as the score job embeds them: cached ones read from the embedding
+    cache (``ecfg.cache``), the others encoded by ``pool`` (started here when None and something is missing) and
+    appended to the cache. Returns the embeddings (in order), the pool and the number encoded."""
+    from aptray.embed.cache import EMBEDDING, HASH, EmbeddingCache
+    from aptray.embed.pool import EncoderPool
+    from aptray.templating.base import sentence_hash
+
+    hashes = sentence_hash(sentences).to_pylist()
+    cache = EmbeddingCache(ecfg.cache, spec) if ecfg.cache else None
+    found = cache.lookup(hashes) if cache is not None else {}
+    missing = [(h, s) for h, s in zip(hashes, sentences, strict=True) if h not in found]
+    if missing:
+        pool = pool or EncoderPool(spec, ecfg)
+        encoded = pool.encode(pa.table({HASH: [h for h, _ in missing], "sentence": [s for _, s in missing]}))
+        if cache is not None:
+            cache.append(encoded)
+        found.update(zip(encoded.column(HASH).to_pylist(), embedding_matrix(encoded.column(EMBEDDING)), strict=True))
+    X = np.stack([found[h] for h in hashes]) if hashes else np.zeros((0, spec.dim), np.float32)
+    return X, pool, len(missing)
+
+
+def attribute_alerts(out_uri: str, cfg: AptrayConfig, detector: Any, spec: ModelSpec, pool: EncoderPool | None
+                     ) -> tuple[int, EncoderPool | None]:
+    """The attribution pass over the alerts (:mod:`aptray.triage.attribute`), on the driver: each alert file
+    under ``OUT/alerts`` that has no attribution yet gets its columns (a resumed job attributes only the new
+    groups). Variants are embedded through the embedding cache and ``pool`` (:func:`embed_sentences`) and
+    scored by ``detector``. Returns the alerts attributed and the pool (started here if it was needed)."""
+    from aptray.triage.attribute import ATTRIBUTION_FIELDS, attribute
+
+    t0 = time.perf_counter()
+    fs, files = _alert_files(out_uri)
+    todo = [(p, t) for p in files if "attribution_part" not in (t := pq.read_table(p, filesystem=fs)).column_names]
+    if not todo:
+        return 0, pool
+    alerts = pa.concat_tables([t for _, t in todo], promote_options="permissive")
+    encoded = 0
+
+    def embed(sentences: list[str]) -> np.ndarray:
+        nonlocal pool, encoded
+        X, pool, encoded = embed_sentences(sentences, spec, cfg.embed, pool)
+        return X
+
+    benign = getattr(detector, "benign_", None)
+    extra = attribute(alerts, embed, detector.decision_function, cfg.template,
+                      benign.vocabulary if benign is not None else None)
+    start = 0
+    for path, part in todo:
+        piece = extra.slice(start, part.num_rows)
+        start += part.num_rows
+        for f in ATTRIBUTION_FIELDS:
+            part = part.append_column(f, piece.column(f.name))
+        pq.write_table(part, path, filesystem=fs)
+    log.info("attributed %d alert(s) in %.1f s (%d variant sentence(s) encoded)", alerts.num_rows,
+             time.perf_counter() - t0, encoded)
+    return alerts.num_rows, pool
+
+
 def write_incidents(out_uri: str, window_s: float) -> int:
     """Group every alert under ``OUT/alerts`` into ranked incidents (:mod:`aptray.triage.incidents`), write them to
     ``OUT/incidents/incidents.parquet``, add each alert's ``incident_id`` to its alert file and write
@@ -401,20 +475,17 @@ def write_incidents(out_uri: str, window_s: float) -> int:
     Run at the end of every score job over all alerts so far (a resumed job regroups earlier groups' alerts too).
     """
     import pyarrow.compute as pc
-    import pyarrow.fs as pafs_
 
     from aptray.triage.incidents import group_incidents
 
-    fs, root = resolve(join(out_uri, "alerts"))
-    files = [f.path for f in fs.get_file_info(pafs_.FileSelector(root, recursive=True, allow_not_found=True))
-             if f.type == pafs_.FileType.File and f.path.endswith(".parquet")]
-    parts = [pq.read_table(p, filesystem=fs) for p in sorted(files)]
+    fs, files = _alert_files(out_uri)
+    parts = [pq.read_table(p, filesystem=fs) for p in files]
     parts = [t.drop_columns(["incident_id"]) if "incident_id" in t.column_names else t for t in parts]
     alerts = pa.concat_tables(parts, promote_options="permissive") if parts else pa.table({"record_id": [],
                                                                                           "score": []})
     incidents, incident_of = group_incidents(alerts, window_s)
     lookup = dict(zip(alerts.column("record_id").to_pylist(), incident_of.to_pylist(), strict=True))
-    for path, part in zip(sorted(files), parts, strict=True):
+    for path, part in zip(files, parts, strict=True):
         ids = pa.array([lookup.get(r) for r in part.column("record_id").to_pylist()], pa.string())
         pq.write_table(part.append_column("incident_id", ids), path, filesystem=fs)
     ifs, iroot = resolve(join(out_uri, "incidents"))

@@ -28,7 +28,8 @@ attributes of the process context (embedder ``raw``) when the rows have them.
   mean test AUC: an optimistic upper bound, labelled as such) and ``baselines`` (detector -> its best
   embedder's summary on test).
 
-Per target, ``DIR/scores/<dataset>/<aspect>/`` holds ``rows.parquet`` (row, record_id, sentence, malicious),
+Per target, ``DIR/scores/<dataset>/<aspect>/`` holds ``rows.parquet`` (row, record_id, sentence, malicious, and
+the :data:`INCIDENT_COLUMNS` single events have, to group alerts into incidents),
 ``scores.parquet`` (embedder, detector, seed, split, row, score) and ``tsne.parquet``; the report
 (:mod:`aptray.evaluate.report`) is built from these files alone.
 """
@@ -59,6 +60,9 @@ RAW = "raw"
 #: Most raw attributes kept for AVF (the most frequent ones).
 MAX_RAW_ATTRIBUTES = 4096
 _CTX = ("ctx_events", "ctx_execs", "ctx_parents", "ctx_netflows")
+#: Event columns kept in ``rows.parquet`` where a target's rows have them: what the report groups the test split's
+#: alerts into incidents by (:mod:`aptray.triage.incidents`; process contexts have none).
+INCIDENT_COLUMNS = ("host", "pid", "ppid", "timestamp", "process_name", "exe")
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,7 @@ class Prepared:
     y: np.ndarray
     features: dict[str, np.ndarray] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    events: dict[str, pa.Array] = field(default_factory=dict)  # INCIDENT_COLUMNS the rows have (not all null)
 
 
 def discover(input_uri: str, source: Source, aspects: list[Aspect] | None) -> list[Target]:
@@ -188,7 +193,7 @@ def prepare(target: Target, source: Source, cfg: AptrayConfig, work: str) -> Pre
     counts = run_templatize(source, target.uri, sentences_uri, tcfg)
     fs, path = resolve(join(sentences_uri, "sentences"))
     ds = pads.dataset(path, filesystem=fs, format="parquet")
-    cols = [c for c in ("record_id", "sentence", "malicious", *_CTX) if c in ds.schema.names]
+    cols = [c for c in ("record_id", "sentence", "malicious", *_CTX, *INCIDENT_COLUMNS) if c in ds.schema.names]
     table = ds.to_table(columns=cols).sort_by("record_id")
     ids = table.column("record_id").to_pylist()
     y = np.nan_to_num(table.column("malicious").to_numpy(zero_copy_only=False).astype(np.float64)).astype(np.int8)
@@ -196,6 +201,8 @@ def prepare(target: Target, source: Source, cfg: AptrayConfig, work: str) -> Pre
                     info={"rows": len(ids), "malicious": int((y == 1).sum()),
                           "distinct_sentences": counts.get("distinct_sentences"),
                           "quarantined": counts.get("quarantined"), "embedders": {}})
+    if "pid" in table.column_names and table.column("pid").null_count < table.num_rows:
+        prep.events = {c: table.column(c).combine_chunks() for c in INCIDENT_COLUMNS if c in table.column_names}
     raw = raw_attributes(table)
     if raw is not None:
         prep.features[RAW] = raw
@@ -492,7 +499,7 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
         sdir = join(out_uri, "scores", *target.name.split("/"), aspect)
         write_parquet(join(sdir, "rows.parquet"), pa.table({
             "row": np.arange(len(prep.y)), "record_id": prep.record_ids, "sentence": prep.sentences,
-            "malicious": prep.y.astype(np.int8)}))
+            "malicious": prep.y.astype(np.int8), **prep.events}))
         write_parquet(join(sdir, "scores.parquet"), scores)
         tsne = tsne_table(prep, exp.tsne_points)
         if tsne is not None:

@@ -229,6 +229,43 @@ def _target_section(w: _Writer, doc: dict[str, Any], target: dict[str, Any]) -> 
         w.add("table", ["rank", "score", "malicious", "sentence"],
               [[str(i + 1), f"{sc:.4g}", str(int(labels[r])), str(rows['sentence'].iloc[r])[:300]]
                for i, (r, sc) in enumerate(zip(part["row"], part["score"], strict=True))])
+        thr = (runs.get((b["embedder"], b["detector"])) or {}).get("threshold", {}).get("value")
+        if "pid" in rows.columns and thr is not None:
+            _incidents_section(w, rows, test0[(test0["embedder"] == b["embedder"])
+                                              & (test0["detector"] == b["detector"])], float(thr),
+                               f"{b['embedder']} {b['detector']}")
+
+
+def _incidents_section(w: _Writer, rows: Any, scores: Any, threshold: float, label: str, top: int = 5) -> None:
+    """The test split's alerts (score >= the run's threshold) grouped into incidents: how many, the items read to
+    reach every malicious alert (incidents vs alerts), and the top incidents with their alerts."""
+    import pyarrow as pa
+
+    from aptray.triage.incidents import group_incidents, items_to_full_recall
+
+    flagged = scores[scores["score"] >= threshold].sort_values("score", ascending=False)
+    if flagged.empty:
+        return
+    picked = rows.iloc[flagged["row"].to_numpy()].reset_index(drop=True)
+    picked["score"] = flagged["score"].to_numpy()
+    picked = picked.astype(object).where(picked.notna(), None)
+    alerts = pa.Table.from_pylist(picked.drop(columns=["row"]).to_dict("records"))
+    incidents, _ = group_incidents(alerts)
+    malicious = int((picked["malicious"] == 1).sum())
+    raw = max((i + 1 for i, m in enumerate(picked["malicious"]) if m == 1), default=0)
+    read = items_to_full_recall(incidents, malicious)["incidents_read"]
+    w.add("p", f"Incidents of {label} (seed 0): {alerts.num_rows} test alert(s) at its threshold {threshold:.4g} "
+               f"({malicious} malicious) in {incidents.num_rows} incident(s), grouped by process lineage on one host; "
+               f"to reach every malicious alert an analyst reads {raw} alert(s) in score order or {read} incident(s) "
+               "in rank order.")
+    by_id = {r: i for i, r in enumerate(alerts.column("record_id").to_pylist())}
+    for inc in incidents.slice(0, top).to_pylist():
+        w.add("p", f"#{inc['rank']} ({inc['alerts']} alert(s), {inc['malicious_alerts']} malicious, top score "
+                   f"{inc['top_score']:.4g}): {inc['summary']}")
+        members = sorted((by_id[r] for r in inc["record_ids"]), key=lambda i: -float(picked["score"].iloc[i]))[:20]
+        w.add("table", ["score", "malicious", "sentence"],
+              [[f"{float(picked['score'].iloc[i]):.4g}", str(picked["malicious"].iloc[i]),
+                str(picked["sentence"].iloc[i])[:300]] for i in members])
 
 
 def _markdown(blocks: list[Block]) -> str:
@@ -310,9 +347,26 @@ def write_report(out_uri: str) -> dict[str, str]:
     return {"report_md": md_uri, "report_html": html_uri}
 
 
+#: The explanation columns of an alert in a report (:func:`explanation_cells`).
+EXPLANATION_HEADER = ("top part (score without it)", "never seen in benign training",
+                      "nearest benign sentence (cosine)")
+
+
+def explanation_cells(alert: dict[str, Any]) -> list[str]:
+    """An alert's explanation as report cells: its top attributed part with the score without it, its unseen
+    context attributes, its nearest benign training sentence ("n/a" where the alert has none)."""
+    part, without = alert.get("attribution_part"), alert.get("attribution_score_without")
+    top = f"{part} = {alert.get('attribution_value')} ({without:.4g})" if part and without is not None else "n/a"
+    unseen = "; ".join(alert.get("unseen_attributes") or []) or "n/a"
+    near, sims = alert.get("nearest_benign") or [], alert.get("nearest_similarity") or []
+    nearest = f"{near[0]} ({sims[0]:.3f})" if len(near) and len(sims) else "n/a"
+    return [top, unseen, nearest]
+
+
 def write_score_report(out_uri: str, incidents: Any, alerts: Any, top: int = 10) -> dict[str, str]:
     """``report.md`` and ``report.html`` of a score job: its top incidents, each alert with its score, tier,
-    sentence and nearest benign training sentence (where the artifact keeps them).
+    sentence and explanation (:func:`explanation_cells`: top part, unseen attributes, nearest benign sentence,
+    where the artifact supports them).
 
     Args:
         out_uri: the score job's output folder.
@@ -325,7 +379,9 @@ def write_score_report(out_uri: str, incidents: Any, alerts: Any, top: int = 10)
     n_inc = incidents.num_rows
     w.add("p", f"{alerts.num_rows} alert(s) in {n_inc} incident(s); the top {min(top, n_inc)} by their highest "
                "score. An incident is the alerts of one process lineage (a process, its parent and children on one "
-               "host) without an hour's gap; process contexts without a pid are one incident each.")
+               "host) without an hour's gap; process contexts without a pid are one incident each. An alert's top "
+               "part is the event field or context aspect whose removal from its sentence lowers its score most "
+               "(shown with the score without it).")
     rows = incidents.slice(0, top).to_pylist()
     w.add("table", ["rank", "incident", "alerts", "top score", "tier", "hosts", "summary"],
           [[str(r["rank"]), r["incident_id"], str(r["alerts"]), f"{r['top_score']:.4g}", str(r["top_tier"]),
@@ -336,13 +392,9 @@ def write_score_report(out_uri: str, incidents: Any, alerts: Any, top: int = 10)
     for r in rows:
         w.add("h2", f"#{r['rank']} {r['incident_id']}: {r['alerts']} alert(s)")
         members = sorted(by_incident.get(r["incident_id"], []), key=lambda a: -a["score"])[:50]
-        table = []
-        for a in members:
-            near = a.get("nearest_benign") or []
-            sims = a.get("nearest_similarity") or []
-            nearest = f"{near[0]} ({sims[0]:.3f})" if near and sims else "n/a"
-            table.append([f"{a['score']:.4g}", str(a.get("tier")), str(a.get("sentence")), nearest])
-        w.add("table", ["score", "tier", "sentence", "nearest benign sentence (cosine)"], table)
+        table = [[f"{a['score']:.4g}", str(a.get("tier")), str(a.get("sentence")), *explanation_cells(a)]
+                 for a in members]
+        w.add("table", ["score", "tier", "sentence", *EXPLANATION_HEADER], table)
     with w.fs.open_output_stream(posixpath.join(w.root, "report.md")) as fh:
         fh.write(_markdown(w.blocks).encode())
     with w.fs.open_output_stream(posixpath.join(w.root, "report.html")) as fh:

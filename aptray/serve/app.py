@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
@@ -280,14 +281,10 @@ class OnlineDetector:
              "is_anomaly": bool(sc >= threshold), "artifact_id": aid}
             for i, r, s, sc, t in zip(prepared.index, prepared.record_ids, sentences, scores, tiers, strict=True)
         ]
-        benign = getattr(loaded.detector, "benign_", None)
-        if body.explain and benign is not None and len(scores):
-            from aptray.score import EXPLAIN_K
-
-            flagged = np.flatnonzero(np.asarray(scores) >= threshold)
-            names, sims = benign.explain(X[flagged], EXPLAIN_K)
-            for j, n, sim in zip(flagged.tolist(), names, sims, strict=True):
-                results[j]["explanation"] = {"nearest_benign": n, "similarity": sim}
+        flagged = np.flatnonzero(np.asarray(scores) >= threshold) if body.explain else np.zeros(0, np.int64)
+        if len(flagged):
+            for j, e in zip(flagged.tolist(), await self._explain(loaded, X, flagged, scores, prepared), strict=True):
+                results[j]["explanation"] = e
         rejected = [{"index": i, "reason": reason} for i, reason in prepared.rejected]
         self.requests += 1
         if rejected:
@@ -295,6 +292,46 @@ class OnlineDetector:
         return _json_response({"artifact_id": aid, "results": results, "rejected": rejected,
                                "counts": prepared.counts(),
                                "took_ms": round((time.perf_counter() - start) * 1000, 3)})
+
+    async def _explain(self, loaded: LoadedDetector, X: np.ndarray, flagged: np.ndarray, scores: np.ndarray,
+                       prepared: Any) -> list[dict[str, Any]]:
+        """The explanations of the ``flagged`` events (:class:`~aptray.serve.schemas.Explanation`), as the batch
+        job computes them: nearest benign sentences, attribution (its variants micro-batched through this
+        replica's encoder like any request's sentences), unseen attributes."""
+        from aptray.score import EXPLAIN_K
+        from aptray.triage.attribute import choose, variants
+
+        out: list[dict[str, Any]] = [{} for _ in flagged]
+        benign = getattr(loaded.detector, "benign_", None)
+        if benign is not None:
+            names, sims = benign.explain(X[flagged], EXPLAIN_K)
+            for e, n, sim in zip(out, names, sims, strict=True):
+                e.update(nearest_benign=n, similarity=sim)
+        if prepared.rows is None:  # sentences sent as such: no fields to remove, no context attributes
+            return out
+        rows = prepared.rows.take(pa.array(flagged))
+        if loaded.window is None:
+            plan = variants(rows, loaded.template)
+            distinct = plan.distinct()
+            found: dict[str, float] = {}
+            if distinct:
+                size = self.settings.max_batch_size
+                batcher = self._batchers[id(loaded.encoder)]
+                parts = await asyncio.gather(*(batcher.submit(distinct[i : i + size])
+                                               for i in range(0, len(distinct), size)))
+                v = await asyncio.get_running_loop().run_in_executor(
+                    self._pool, loaded.detector.decision_function, np.concatenate(parts))
+                found = dict(zip(distinct, np.asarray(v, dtype=np.float64).tolist(), strict=True))
+            part, value, without = choose(plan, found, len(flagged))
+            for e, j, p, val, w in zip(out, flagged.tolist(), part, value, without, strict=True):
+                if p is not None:
+                    e["attribution"] = {"part": p, "value": val, "score": float(scores[j]), "score_without": w}
+        vocabulary = benign.vocabulary if benign is not None else None
+        if vocabulary is not None:
+            for e, u in zip(out, vocabulary.unseen(rows), strict=True):
+                if u is not None:
+                    e["unseen_attributes"] = u
+        return out
 
     def _refuse_format(self, body: ScoreRequest, loaded: LoadedDetector, name: str) -> Any:
         """422 for events of another format than the artifact's (None when they fit, or mismatches are allowed)."""

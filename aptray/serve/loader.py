@@ -134,6 +134,7 @@ class ArtifactLoader:
         from aptray.artifacts import ArtifactError, load_detector, recorded_format, window_of
         from aptray.embed.encoder import SentenceEncoder
         from aptray.templating.base import TEMPLATE_VERSION
+        from aptray.triage.explain import explanations_of
 
         detector = load_detector(path, expect_template_version=TEMPLATE_VERSION, trusted=self.trusted)
         meta: dict[str, Any] = getattr(detector, "meta_", {}) or {}
@@ -173,7 +174,7 @@ class ArtifactLoader:
             formats=list(EventFormat),
             source=source.value if source else None,
             aspect=aspect.value if aspect else None,
-            explanations=["nearest_benign"] if getattr(detector, "benign_", None) is not None else [],
+            explanations=explanations_of(detector, window is not None),
             window=window,
         )
         return LoadedDetector(encoder=encoders[key], detector=detector, template=template,  # type: ignore[arg-type]

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from aptray.config import IngestConfig, Source, TemplateConfig
@@ -54,6 +55,8 @@ class Prepared:
         rejected: ``(index, reason)`` of items that could not be parsed.
         window_keys: per sentence, the process its event belongs to (:func:`aptray.windows.window_keys`).
         lines: per sentence, its event's line in the request stream (the event order within a process).
+        rows: the templated event rows, one per sentence (None for sentences sent as such): what attribution
+            re-templates (:mod:`aptray.triage.attribute`).
     """
 
     index: list[int] = field(default_factory=list)
@@ -63,6 +66,7 @@ class Prepared:
     window_keys: list[str] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
     items: int = 0
+    rows: pa.Table | None = None
 
     def counts(self) -> dict[str, int]:
         """What became of the request's items: scored (an item of several events counts once), rejected, or
@@ -122,6 +126,7 @@ def _parsed(source: Source, events: Sequence[str | dict[str, Any]], template: Te
         out.sentences = [str(s) for s in done.column("sentence").to_pylist()]
         out.window_keys = window_keys(done)
         out.lines = [int(n or 0) for n in done.column("line").to_pylist()]
+        out.rows = done
     out.rejected.sort()
     return out
 

@@ -41,8 +41,11 @@ class ScoreRequest(_Model):
         "columns).",
     )
     explain: bool = Field(
-        False, description="Name each anomalous event's nearest benign training sentences with their cosine "
-        "similarity (``explanation``; artifacts whose GET /v1/model ``explanations`` lists nearest_benign).")
+        False, description="Explain each anomalous event (``explanation``), as far as the artifact supports it "
+        "(GET /v1/model ``explanations``): its nearest benign training sentences with their cosine similarity "
+        "(nearest_benign); the part of its sentence whose removal lowers the score most, re-scored without it "
+        "(attribution: raw events of a detector that scores single events); its process-context attributes never "
+        "seen in benign training (unseen_attributes). Costs extra encoder passes for anomalous events only.")
 
     model_config = ConfigDict(
         extra="forbid",
@@ -61,11 +64,30 @@ class ScoreRequest(_Model):
     )
 
 
-class Explanation(_Model):
-    """Why an event is unusual: the nearest benign behaviour the detector was trained on."""
+class Attribution(_Model):
+    """The part of an event's sentence that makes it unusual: the event field (process_name, action, object_path,
+    object_addr, args, ...) or process-context aspect (events, execs, parents, netflows) whose removal from the
+    sentence lowers the score most."""
 
-    nearest_benign: list[str] = Field(description="The most similar benign training sentences, most similar first.")
-    similarity: list[float] = Field(description="Their cosine similarity to the event's sentence.")
+    part: str = Field(description="The field or aspect removed.")
+    value: str = Field(description="Its value in the event (cut to 120 characters).")
+    score: float = Field(description="The event's score.")
+    score_without: float = Field(description="The score of its sentence without that part.")
+
+
+class Explanation(_Model):
+    """Why an event is unusual: the nearest benign behaviour the detector was trained on, the part of the sentence
+    that drives the score, and the attributes benign training never had."""
+
+    nearest_benign: list[str] = Field(default_factory=list,
+                                      description="The most similar benign training sentences, most similar first.")
+    similarity: list[float] = Field(default_factory=list, description="Their cosine similarity to the event's "
+                                                                      "sentence.")
+    attribution: Attribution | None = Field(None, description="The part whose removal lowers the score most (None "
+                                                              "when no part could be removed).")
+    unseen_attributes: list[str] | None = Field(
+        None, description="Process contexts: its attribute values never seen in benign training, as "
+        "'<aspect>: <value>' (at most 20).")
 
 
 class EventScore(_Model):
@@ -138,7 +160,9 @@ class ModelInfo(_Model):
                                                  "format are refused unless the server allows mismatches).")
     aspect: str | None = Field(None, description="The process context it was trained on (None: single events).")
     explanations: list[str] = Field(default_factory=list, description="What ``explain`` returns for this "
-                                    "artifact: nearest_benign (it keeps benign training sentences), or nothing.")
+                                    "artifact: nearest_benign (it keeps benign training sentences), attribution (it "
+                                    "scores single events, not windows), unseen_attributes (it keeps the benign "
+                                    "attribute vocabulary of process contexts).")
     window: int | None = Field(None, description="Events per window of a windowed detector (LSTM-AE): each event "
                                                  "is scored with the events of its process before it in the same "
                                                  "request.")

@@ -4,14 +4,18 @@ An artifact trained on an embed output that carries sentences keeps its most fre
 sentences with their embeddings and row counts (:class:`BenignReference`, at most ``train.explain_max_sentences``;
 stored as ``benign.safetensors`` beside the model, sha256 recorded, no pickle). For each alert the score job and
 the online endpoint name the ``k`` nearest of them by cosine similarity: "this event is unusual; the closest normal
-behaviour is ...". The search runs on alerts only.
+behaviour is ...". The search runs on alerts only. The same file holds the benign attribute vocabulary of process
+contexts (:class:`aptray.triage.attribute.AttributeVocabulary`) where the training rows had one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from aptray.triage.attribute import AttributeVocabulary, pack, unpack
 
 #: The artifact file of the benign reference.
 BENIGN_FILE = "benign.safetensors"
@@ -24,29 +28,35 @@ class BenignReference:
     sentences: list[str]
     embeddings: np.ndarray  # (n, dim) float16
     counts: np.ndarray  # (n,) int64
+    vocabulary: AttributeVocabulary | None = None  # process contexts: the benign attribute values
 
     @classmethod
-    def build(cls, sentences: list[str], X: np.ndarray, counts: np.ndarray, limit: int) -> BenignReference:
+    def build(cls, sentences: list[str], X: np.ndarray, counts: np.ndarray, limit: int,
+              vocabulary: AttributeVocabulary | None = None) -> BenignReference:
         """The ``limit`` most frequent of distinct benign ``sentences`` (embeddings ``X``, row ``counts``)."""
         order = np.argsort(-np.asarray(counts), kind="stable")[:limit]
         emb = np.asarray(X, dtype=np.float32)[order]
         emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-        return cls([sentences[i] for i in order], emb.astype(np.float16), np.asarray(counts, np.int64)[order])
+        return cls([sentences[i] for i in order], emb.astype(np.float16), np.asarray(counts, np.int64)[order],
+                   vocabulary)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        """Plain arrays for safetensors: the sentences as UTF-8 bytes and their end offsets."""
-        data = [s.encode("utf-8") for s in self.sentences]
-        return {"embeddings": np.ascontiguousarray(self.embeddings), "counts": self.counts,
-                "text": np.frombuffer(b"".join(data), dtype=np.uint8).copy(),
-                "ends": np.cumsum([len(d) for d in data], dtype=np.int64)}
+        """Plain arrays for safetensors: the sentences as UTF-8 bytes and their end offsets, the vocabulary's."""
+        out = {"embeddings": np.ascontiguousarray(self.embeddings), "counts": self.counts, **pack(self.sentences)}
+        return {**out, **(self.vocabulary.to_arrays() if self.vocabulary is not None else {})}
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> BenignReference:
         """The inverse of :meth:`to_arrays`."""
-        raw, ends = arrays["text"].tobytes(), arrays["ends"].tolist()
-        starts = [0, *ends[:-1]]
-        return cls([raw[a:b].decode("utf-8") for a, b in zip(starts, ends, strict=True)],
-                   arrays["embeddings"], arrays["counts"])
+        return cls(unpack(arrays["text"], arrays["ends"]), arrays["embeddings"], arrays["counts"],
+                   AttributeVocabulary.from_arrays(arrays))
+
+    def describe(self) -> dict[str, Any]:
+        """What the artifact records of it (``config.json`` ``explanations``)."""
+        out: dict[str, Any] = {"nearest_benign": len(self.sentences)}
+        if self.vocabulary is not None:
+            out["unseen_attributes"] = self.vocabulary.describe()
+        return out
 
     def nearest(self, X: np.ndarray, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
         """Per row of ``X``: the indices of the ``k`` most similar benign sentences and their cosine similarity,
@@ -66,3 +76,16 @@ class BenignReference:
         idx, sim = self.nearest(X, k)
         return ([[self.sentences[j] for j in row] for row in idx],
                 [[round(float(v), 4) for v in row] for row in sim])
+
+
+def explanations_of(detector: Any, windowed: bool) -> list[str]:
+    """What an explanation of this detector's alerts holds: ``nearest_benign`` (it keeps benign training
+    sentences), ``attribution`` (it scores single sentences, not windows) and ``unseen_attributes`` (it keeps the
+    benign attribute vocabulary of process contexts)."""
+    benign = getattr(detector, "benign_", None)
+    out = ["nearest_benign"] if benign is not None else []
+    if not windowed:
+        out.append("attribution")
+    if benign is not None and benign.vocabulary is not None:
+        out.append("unseen_attributes")
+    return out

@@ -78,8 +78,9 @@ def test_score_accounts_for_every_row_and_resumes(artifact: str, tmp_path: Path)
     assert len(ids) == len(set(ids)) == first["rows_scored"]
     assert first["alerts"] > 0
 
+    assert first["attributed_alerts"] == first["alerts"]
     again = run_score(str(d), str(out), cfg)  # everything done: nothing re-scored, nothing duplicated
-    assert again["files_skipped"] == 3
+    assert again["files_skipped"] == 3 and again["attributed_alerts"] == 0  # nor attributed again
     assert {k: again[k] for k in ("rows_read", "rows_scored", "rows_quarantined", "alerts")} == {
         k: first[k] for k in ("rows_read", "rows_scored", "rows_quarantined", "alerts")
     }
@@ -123,12 +124,22 @@ def test_alerts_carry_sentences_above_threshold(artifact: str, tmp_path: Path) -
         assert len(a["nearest_benign"]) == 3 and all(isinstance(t, str) and t for t in a["nearest_benign"])
         sims = a["nearest_similarity"]
         assert sims == sorted(sims, reverse=True) and -1.0 <= sims[-1] <= sims[0] <= 1.0 + 1e-6
+    # each alert names its top part: the field of its event whose removal lowers its score most (the variants
+    # re-embedded and re-scored; the online test checks the scores against an in-process encoder; bench/triage.py
+    # measures how often it is the injected field)
+    from aptray.triage.attribute import EVENT_PARTS
+
+    for a in alerts:
+        assert a["attribution_part"] in EVENT_PARTS and a["attribution_value"]
+        assert isinstance(a["attribution_score_without"], float) and a["unseen_attributes"] is None
+        assert a["args"] is None or isinstance(a["args"], str)  # the fields the pass re-templates are kept
     report = (out / "report.md").read_text()  # the top incidents, each alert with its nearest benign sentence
     assert report.startswith("# aptray score report") and incidents[0]["summary"] in report
     import html
 
     first = max((a for a in alerts if a["incident_id"] == incidents[0]["incident_id"]), key=lambda a: a["score"])
     assert html.escape(first["nearest_benign"][0]) in (out / "report.html").read_text()
+    assert f"{first['attribution_part']} = {first['attribution_value']}" in report
     manifest = (out / "manifest.json").read_text()
     assert "synthetic_part0.csv" in manifest and "template_version" in manifest
 

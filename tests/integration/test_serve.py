@@ -101,7 +101,8 @@ def test_scores_equal_batch_scorer(server: str, trained: dict[str, Any], shared_
     r = httpx.post(f"{server}/v1/score", json={"format": "beth", "events": lines}, headers=_auth(), timeout=120)
     assert r.status_code == 200, r.text
     body = r.json()
-    from aptray.serve.schemas import ScoreResponse
+    from aptray.serve.schemas import EventFormat, ScoreResponse
+    from aptray.triage.attribute import EVENT_PARTS
 
     ScoreResponse.model_validate(body)  # the documented response model, though the route encodes plain dicts
     batch = trained["batch"]
@@ -118,11 +119,13 @@ def test_scores_equal_batch_scorer(server: str, trained: dict[str, Any], shared_
         assert res["artifact_id"] == body["artifact_id"] == model["artifact_id"]
     scores = np.array([r["score"] for r in body["results"]])
     assert scores.std() > 0, "distinct events should not all score the same"
-    # "explain": each anomalous event names its nearest benign training sentences (as the batch alerts do)
-    assert model["explanations"] == ["nearest_benign"]
+    # "explain": each anomalous event names its nearest benign training sentences and its top part (as the batch
+    # alerts do)
+    assert model["explanations"] == ["nearest_benign", "attribution"]
     r = httpx.post(f"{server}/v1/score", json={"format": "beth", "events": lines, "explain": True}, headers=_auth(),
                    timeout=120)
     explained = r.json()["results"]
+    without: list[float] = []
     assert [e["score"] for e in explained] == pytest.approx([e["score"] for e in body["results"]], rel=1e-6)
     assert any(e["is_anomaly"] for e in explained)
     for e in explained:
@@ -130,8 +133,29 @@ def test_scores_equal_batch_scorer(server: str, trained: dict[str, Any], shared_
             ex = e["explanation"]
             assert len(ex["nearest_benign"]) == len(ex["similarity"]) == 3
             assert ex["similarity"] == sorted(ex["similarity"], reverse=True)
+            attr = ex["attribution"]
+            assert attr["part"] in EVENT_PARTS and attr["value"] and attr["score"] == e["score"]
+            assert ex.get("unseen_attributes") is None  # single events: no context attributes
+            without.append(attr["score_without"])
         else:
             assert e.get("explanation") is None
+    # the score without the top part is the score of the sentence without it, as the batch pass computes it
+    from aptray.artifacts import load_detector
+    from aptray.config import TemplateConfig
+    from aptray.embed.encoder import SentenceEncoder
+    from aptray.embed.registry import resolve_recorded
+    from aptray.serve.parse import prepare
+    from aptray.triage.attribute import attribute
+
+    det = load_detector(trained["artifact"])
+    encoder = SentenceEncoder(resolve_recorded(det.meta_["embedder"]), device="cpu", threads=1)  # type: ignore[attr-defined]
+    rows = prepare(EventFormat.BETH, lines, TemplateConfig()).rows
+    assert rows is not None
+    flagged = [i for i, e in enumerate(explained) if e["is_anomaly"]]
+    batch = attribute(rows.take(flagged), encoder.encode, det.decision_function, TemplateConfig())
+    assert batch.column("attribution_part").to_pylist() == [explained[i]["explanation"]["attribution"]["part"]
+                                                            for i in flagged]
+    assert batch.column("attribution_score_without").to_pylist() == pytest.approx(without, rel=1e-3, abs=1e-6)
 
 
 def test_json_objects_and_sentences_score_like_csv(server: str, shared_data: Path) -> None:

@@ -179,3 +179,19 @@ def test_default_demo_input(tmp_path: Path) -> None:
         assert all(r["evil"] == "0" for r in csv.DictReader(fh))
     with open(test, newline="") as fh:
         assert any(r["evil"] == "1" for r in csv.DictReader(fh))
+
+
+def test_generator_records_the_injected_field(tmp_path: Path) -> None:
+    from aptray.io.synthetic import INJECTABLE, injected_fields
+
+    out = generate(tmp_path / "t.csv", 3000, seed=7, attack_fraction=0.05)
+    with open(out["path"], newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    injected = injected_fields(3000, seed=7, attack_fraction=0.05)
+    assert set(injected) == {i + 2 for i, r in enumerate(rows) if r["evil"] == "1"}  # every attack event, by line
+    assert set(injected.values()) == set(INJECTABLE)
+    by_line = {i + 2: r for i, r in enumerate(rows)}
+    assert all(by_line[n]["eventName"] in ("dup2", "chmod", "unlink", "clone") for n, f in injected.items()
+               if f == "action")
+    assert all("/etc/shadow" in by_line[n]["args"] or "/tmp/." in by_line[n]["args"] for n, f in injected.items()
+               if f == "object_path")

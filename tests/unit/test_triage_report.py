@@ -1,0 +1,40 @@
+"""Reports readable without other tools: the experiment's test alerts grouped into incidents, and an alert's
+explanation cells."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from aptray.evaluate.report import _incidents_section, _markdown, _Writer, explanation_cells
+
+
+def test_experiment_test_alerts_are_grouped_into_incidents(tmp_path: Path) -> None:
+    rows = pd.DataFrame({
+        "row": range(6), "record_id": [f"beth:f.csv:{i}" for i in range(6)],
+        "sentence": ["shell connects out", "shell reads shadow", "child downloads", "benign cron", "odd nginx",
+                     "below threshold"],
+        "malicious": [1, 1, 1, 0, 0, 1],
+        "host": ["h1", "h1", "h1", "h1", "h2", "h1"], "pid": [10, 10, 11, 50, 60, 10], "ppid": [1, 1, 10, 1, 1, 1],
+        "timestamp": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "process_name": ["bash", "bash", "wget", "cron", "nginx", "bash"],
+    })
+    scores = pd.DataFrame({"row": [0, 1, 2, 3, 4, 5], "score": [0.9, 0.5, 0.7, 0.95, 0.3, 0.1]})
+    w = _Writer(str(tmp_path))
+    _incidents_section(w, rows, scores, threshold=0.3, label="minilm ae")
+    md = _markdown(w.blocks)
+    # bash (10) and its child wget (11) are one incident; cron and nginx one each; row 5 is below the threshold
+    assert "5 test alert(s) at its threshold 0.3 (3 malicious) in 3 incident(s)" in md
+    assert "reads 4 alert(s) in score order or 2 incident(s) in rank order" in md
+    assert "#2 (3 alert(s), 3 malicious, top score 0.9)" in md
+    assert md.index("| 0.9 | 1 | shell connects out |") < md.index("| 0.7 | 1 | child downloads |")
+    assert "below threshold" not in md
+
+
+def test_explanation_cells() -> None:
+    alert = {"attribution_part": "object_addr", "attribution_value": "203.0.113.9:4444",
+             "attribution_score_without": 0.25, "unseen_attributes": ["execs: /tmp/.x"],
+             "nearest_benign": ["Process <pid> (nginx) accepted a connection."], "nearest_similarity": [0.8123]}
+    assert explanation_cells(alert) == ["object_addr = 203.0.113.9:4444 (0.25)", "execs: /tmp/.x",
+                                        "Process <pid> (nginx) accepted a connection. (0.812)"]
+    assert explanation_cells({}) == ["n/a", "n/a", "n/a"]
