@@ -80,8 +80,7 @@ def main() -> None:
         sys.stderr.write(f"aptray: error: {_first_line(err, 600)}\n")
         emit({"error": str(err), "kind": type(err).__name__})
         raise SystemExit(USER_ERROR) from None
-    if isinstance(code, int) and code:
-        raise SystemExit(code)
+    raise SystemExit(code if isinstance(code, int) else 0)  # as a console script ends (typer's own way)
 
 
 def _first_line(exc: BaseException, limit: int = 300) -> str:
