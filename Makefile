@@ -28,7 +28,7 @@ lint: $(STAMP)
 	$(BIN)/mypy aptray bench
 
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
 
 bench: $(STAMP)
 	$(BIN)/python bench/embed.py

@@ -42,7 +42,7 @@ def test_five_contexts_from_cdm20(ray_cluster: None, shared_data: Path, tmp_path
     table = pa.concat_tables(records.iter_batches(batch_format="pyarrow", batch_size=None))
     ev, sub, _ = join_records(local, table, frozenset({victim}))
     out = {a: {r["record_id"]: r for r in aggregate(local, local.union(ev, sub), a).to_pylist()} for a in ASPECTS}
-    engine = RayEngine(3)  # the same plan hash-partitioned on Ray Data (every keyed step a shuffle)
+    engine = RayEngine(2)  # the same plan hash-partitioned on Ray Data (every keyed step a shuffle)
     events, subjects, _ = join_records(engine, records, frozenset({victim}))
     distributed = {r["record_id"]: r for r in aggregate(engine, events.union(subjects), "All").take_all()}
     assert distributed == out["All"]

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -23,6 +25,7 @@ def test_gpu_script_dry_run_lists_every_step() -> None:
     assert out.rstrip().endswith("dry run: nothing ran")
 
 
+@pytest.mark.slow  # about 20-30 s: a fresh process loads the model twice
 def test_gpu_bench_python_part_runs_on_cpu() -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     args = ["--device", "cpu", "--in-process", "--models", "minilm", "--variants", "torch,torch@bfloat16",

@@ -55,6 +55,14 @@ def _stop_processes(tags: list[str]) -> None:
             proc.kill()
 
 
+def _short_temp() -> str:
+    """A node's temp dir under /tmp: Ray's socket paths must stay under 107 bytes, which pytest's own temp dirs
+    (deeper under pytest-xdist) exceed."""
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="aptray-r2-", dir="/tmp")
+
+
 class TwoNodes:
     """A head (1 CPU, dashboard for the Jobs API) and a worker node (2 CPUs) on 127.0.0.2, started by ``ray start``.
 
@@ -68,7 +76,7 @@ class TwoNodes:
         self.ip, self.gcs, dash = "127.0.0.2", _free_port(), _free_port()
         self.url = f"http://{self.ip}:{dash}"
         self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
-        self.temps = [str(tmp.mktemp("ray2"))]
+        self.temps = [_short_temp()]
         _ray_start(["--head", f"--node-ip-address={self.ip}", f"--port={self.gcs}", "--num-cpus=1",
                     "--resources={\"head\": 1}", "--include-dashboard=true", f"--dashboard-host={self.ip}",
                     f"--dashboard-port={dash}", f"--dashboard-agent-listen-port={_free_port()}",
@@ -79,7 +87,7 @@ class TwoNodes:
     def start_worker(self) -> None:
         # its own temp dir, as on separate machines: two runtime-env agents unpacking the job's working_dir into
         # one shared folder race (a job once failed with ModuleNotFoundError mid-unpack)
-        temp = str(self.tmp.mktemp("ray2w"))
+        temp = _short_temp()
         self.temps.append(temp)
         _ray_start([f"--address={self.ip}:{self.gcs}", f"--node-ip-address={self.ip}", "--num-cpus=2",
                     "--resources={\"worker\": 1}", f"--dashboard-agent-listen-port={_free_port()}",
@@ -91,7 +99,11 @@ class TwoNodes:
         self.start_worker()
 
     def stop(self) -> None:
+        import shutil
+
         _stop_processes([*self.temps, f"{self.ip}:{self.gcs}"])
+        for temp in self.temps:
+            shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
