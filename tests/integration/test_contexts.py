@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,13 +15,13 @@ from aptray.io.labels import normalize_uuid
 from aptray.schema import ASPECTS, CONTEXT_COLUMNS
 
 
-def test_five_contexts_from_cdm20(ray_cluster: None, shared_data: Path, tmp_path: Path) -> None:
-    """Distributed (hash-partitioned) and in-memory runs of the one CDM join plan give the same contexts, and
-    they agree with counts made here from the JSON."""
+def _cdm20_contexts(shared_data: Path, tmp_path: Path) -> tuple[Any, Any, dict[str, Any], dict[str, set[str]],
+                                                               dict[str, set[str]], str]:
+    """The CDM20 sample's records, its five contexts from the in-memory plan, and counts made here from the JSON."""
     import pyarrow as pa
 
     from aptray.io.cdm import join_records, parse
-    from aptray.io.engine import LocalEngine, RayEngine
+    from aptray.io.engine import LocalEngine
     from aptray.io.files import files_dataset
 
     src = shared_data / "cdm" / "cadets_cdm20" / "direct_pipe.cdm.json"
@@ -42,10 +43,12 @@ def test_five_contexts_from_cdm20(ray_cluster: None, shared_data: Path, tmp_path
     table = pa.concat_tables(records.iter_batches(batch_format="pyarrow", batch_size=None))
     ev, sub, _ = join_records(local, table, frozenset({victim}))
     out = {a: {r["record_id"]: r for r in aggregate(local, local.union(ev, sub), a).to_pylist()} for a in ASPECTS}
-    engine = RayEngine(2)  # the same plan hash-partitioned on Ray Data (every keyed step a shuffle)
-    events, subjects, _ = join_records(engine, records, frozenset({victim}))
-    distributed = {r["record_id"]: r for r in aggregate(engine, events.union(subjects), "All").take_all()}
-    assert distributed == out["All"]
+    return records, victim, out, subject_events, subject_execs, str(labels)
+
+
+def test_five_contexts_from_cdm20(ray_cluster: None, shared_data: Path, tmp_path: Path) -> None:
+    """The one CDM join plan gives the five contexts, and they agree with counts made here from the JSON."""
+    _, victim, out, subject_events, subject_execs, _ = _cdm20_contexts(shared_data, tmp_path)
     assert {r["ctx_events"] and tuple(r["ctx_events"]) for r in out["Event"].values()}
     assert {k: set(r["ctx_events"]) for k, r in out["Event"].items()} == dict(subject_events)
     for k, r in out["Exec"].items():
@@ -70,3 +73,17 @@ def test_auditd_netflow_context(ray_cluster: None, aspect: str) -> None:
             if not r["quarantine_reason"]]
     assert len(rows) == 1
     assert rows[0]["ctx_netflows"] == ["10.1.2.3", "4567"] and rows[0]["exe"] == "/usr/bin/nc"
+
+
+@pytest.mark.slow  # about 60-110 s: every keyed step of the plan is a Ray Data shuffle
+def test_distributed_cdm_join_equals_the_in_memory_one(ray_cluster: None, shared_data: Path, tmp_path: Path) -> None:
+    """The same plan hash-partitioned on Ray Data (as inputs above ``embed.join_partitions`` run) gives exactly the
+    in-memory contexts."""
+    from aptray.io.cdm import join_records
+    from aptray.io.engine import RayEngine
+
+    records, victim, out, _, _, _ = _cdm20_contexts(shared_data, tmp_path)
+    engine = RayEngine(2)
+    events, subjects, _ = join_records(engine, records, frozenset({victim}))
+    distributed = {r["record_id"]: r for r in aggregate(engine, events.union(subjects), "All").take_all()}
+    assert distributed == out["All"]
