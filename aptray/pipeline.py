@@ -77,10 +77,13 @@ def run_pipeline(out: str, cfg: AptrayConfig, input_uri: str | None = None, sour
     cfg.score.artifact = join(out, "model")
     paths = {"embed": join(out, "embed"), "model": join(out, "model"), "scores": join(out, "scores")}
 
-    fingerprint = _fingerprint(cfg, input_uri, train_uri)
+    settings = _settings(cfg, input_uri, train_uri)
+    fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
     state = {} if fresh else _read_state(out)
     if state and state.get("fingerprint") != fingerprint:
-        what = _differences(state.get("settings", {}), cfg, input_uri, train_uri)
+        old = state.get("settings", {})
+        changed = [k for k in settings if old.get(k) != settings[k]]
+        what = "differs in " + ", ".join(changed) if changed else "another version"
         raise RunConflictError(f"{out} holds a run with other settings ({what}): pass another --out, or --fresh to "
                                "run every stage again")
     done: dict[str, Any] = dict(state.get("stages", {}))
@@ -93,8 +96,7 @@ def run_pipeline(out: str, cfg: AptrayConfig, input_uri: str | None = None, sour
             return
         log.info("%s ...", name)
         done[name] = fn()
-        _write_state(out, {"fingerprint": fingerprint, "settings": _settings(cfg, input_uri, train_uri),
-                           "stages": done})
+        _write_state(out, {"fingerprint": fingerprint, "settings": settings, "stages": done})
 
     from aptray.embed.job import run_embed
     from aptray.score import run_score
@@ -126,17 +128,6 @@ def _settings(cfg: AptrayConfig, input_uri: str, train_uri: str) -> dict[str, An
         "train": cfg.train.model_dump(mode="json", exclude={"workers", "use_gpu"}),
         "threshold": cfg.threshold.model_dump(mode="json"),
     }
-
-
-def _fingerprint(cfg: AptrayConfig, input_uri: str, train_uri: str) -> str:
-    blob = json.dumps(_settings(cfg, input_uri, train_uri), sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _differences(old: dict[str, Any], cfg: AptrayConfig, input_uri: str, train_uri: str) -> str:
-    new = _settings(cfg, input_uri, train_uri)
-    keys = [k for k in new if old.get(k) != new[k]]
-    return "differs in " + ", ".join(keys) if keys else "another version"
 
 
 def _read_state(out: str) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Shared fixtures: one small local Ray cluster per test session, a loopback S3 server, the real data folder."""
+"""Shared fixtures: one small local Ray cluster per test session, a loopback S3 server, the real data folder; and
+:func:`run_aptray`, the console script run in this process."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,3 +113,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         callspec = getattr(item, "callspec", None)
         if name in slow and callspec is not None and set(callspec.id.split("-")) & slow[name]:
             item.add_marker(pytest.mark.slow)
+
+
+def run_aptray(args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+               ) -> tuple[int, Any, str]:
+    """Run the ``aptray`` console script in this process (not verbose): its exit code, its JSON line (None if it
+    printed none) and its stderr."""
+    import json
+    import sys
+
+    from aptray.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["aptray", *args])
+    monkeypatch.delenv("APTRAY_VERBOSE", raising=False)  # also undoes what ``-v`` sets
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    lines = [ln for ln in out.out.splitlines() if ln.startswith("{")]
+    return code, (json.loads(lines[-1]) if lines else None), out.err

@@ -129,10 +129,10 @@ def register(app: typer.Typer) -> None:
         os.environ.update(env)  # read by the local cluster's processes when they start
         init_ray(cfg.ray)
         run(sc)
-        info = serve_urls(sc)
-        emit({**info, "app": sc.app_name, "artifact": sc.artifact, "api_key_from": key_source(sc)},
+        info, keys_from = serve_urls(sc), key_source(sc)
+        emit({**info, "app": sc.app_name, "artifact": sc.artifact, "api_key_from": keys_from},
              [f"serving {sc.artifact} at {info['url']}/v1/score ({info['path']})",
-              f"API keys from {key_source(sc)}; send one as X-API-Key or Authorization: Bearer",
+              f"API keys from {keys_from}; send one as X-API-Key or Authorization: Bearer",
               f"docs: {info['docs']}   (Ctrl-C stops)"])
         import time
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -302,18 +301,11 @@ def test_reader_fills_only_declared_columns(case: Case, pipeline: Pipeline) -> N
 def _cli(args: list[str], pipeline: Pipeline, capsys: pytest.CaptureFixture[str],
          monkeypatch: pytest.MonkeyPatch) -> tuple[int, Any]:
     """Run the ``aptray`` console script in this process (the module's settings file given as ``--config``);
-    returns its exit code and its JSON line."""
-    from aptray.cli import main
+    returns its exit code and its JSON line (its stderr if it printed none)."""
+    from tests.conftest import run_aptray
 
-    monkeypatch.setattr(sys, "argv", ["aptray", *args, "--config", str(pipeline.config_file)])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    lines = [ln for ln in out.out.splitlines() if ln.startswith("{")]
-    return code, (json.loads(lines[-1]) if lines else out.err)
+    code, line, err = run_aptray([*args, "--config", str(pipeline.config_file)], capsys, monkeypatch)
+    return code, (line if line is not None else err)
 
 
 def test_score_cli_on_an_unseen_adapt_folder(pipeline: Pipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str],

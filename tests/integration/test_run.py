@@ -56,17 +56,11 @@ def test_run_is_quiet_resumable_and_refuses_other_settings(ray_cluster: None, tm
 
     _serve_the_run(out / "model", env, events=(out / "data" / "synthetic_test.csv").read_text().splitlines()[:9])
 
-    from aptray.cli import main
+    from tests.conftest import run_aptray
 
     def again(*extra: str) -> tuple[int, dict[str, object]]:
-        monkeypatch.setattr(sys, "argv", ["aptray", "run", "--out", str(out), "--epochs", "3", *extra])
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("{")]
-        return code, json.loads(lines[-1])
+        code, line, _ = run_aptray(["run", "--out", str(out), "--epochs", "3", *extra], capsys, monkeypatch)
+        return code, line
 
     code, second = again()
     assert code == 0 and all(s["skipped"] for s in second["stages"].values())  # type: ignore[attr-defined]

@@ -6,28 +6,18 @@ before the pipeline starts).
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import run_aptray
 
 
 def _aptray(args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
             ) -> tuple[int, list[str], dict[str, str] | None]:
     """Exit code, stderr lines and the JSON line (if any) of ``aptray ARGS``."""
-    from aptray.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["aptray", *args])
-    monkeypatch.delenv("APTRAY_VERBOSE", raising=False)
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    lines = [ln for ln in out.out.splitlines() if ln.startswith("{")]
-    return code, out.err.strip().splitlines(), (json.loads(lines[-1]) if lines else None)
+    code, line, err = run_aptray(args, capsys, monkeypatch)
+    return code, err.strip().splitlines(), line
 
 
 def _one_error(err: list[str]) -> str:
