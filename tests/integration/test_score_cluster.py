@@ -73,16 +73,28 @@ class TwoNodes:
 
     def __init__(self, tmp: pytest.TempPathFactory) -> None:
         self.tmp = tmp
-        self.ip, self.gcs, dash = "127.0.0.2", _free_port(), _free_port()
-        self.url = f"http://{self.ip}:{dash}"
+        self.ip = "127.0.0.2"
         self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
-        self.temps = [_short_temp()]
+        self.temps: list[str] = []
+        for attempt in range(3):  # a port picked free can be taken before Ray binds it (another test worker's Ray)
+            self.gcs, dash = _free_port(), _free_port()
+            self.url = f"http://{self.ip}:{dash}"
+            self.temps.append(_short_temp())
+            try:
+                self._start_head(dash)
+                break
+            except Exception:
+                _stop_processes([self.temps[-1]])
+                if attempt == 2:
+                    raise
+        self.start_worker()
+
+    def _start_head(self, dash: int) -> None:
         _ray_start(["--head", f"--node-ip-address={self.ip}", f"--port={self.gcs}", "--num-cpus=1",
                     "--resources={\"head\": 1}", "--include-dashboard=true", f"--dashboard-host={self.ip}",
                     f"--dashboard-port={dash}", f"--dashboard-agent-listen-port={_free_port()}",
-                    f"--ray-client-server-port={_free_port()}", f"--temp-dir={self.temps[0]}",
+                    f"--ray-client-server-port={_free_port()}", f"--temp-dir={self.temps[-1]}",
                     "--disable-usage-stats"], self.env)
-        self.start_worker()
 
     def start_worker(self) -> None:
         # its own temp dir, as on separate machines: two runtime-env agents unpacking the job's working_dir into
