@@ -22,15 +22,24 @@ pytestmark = pytest.mark.timeout(600)
 #: What Ray's own console output looks like; none of it may reach a user's terminal by default.
 RAY_INTERNALS = ("streaming_executor", "(pid=", "Execution plan", "Loading weights", "worker.py", "Ray Train",
                  "dataset.py", "WARNING", "Traceback")
+#: A fresh ``aptray run``: its output folder, the environment it ran in, the finished process.
+FreshRun = tuple[Path, dict[str, str], "subprocess.CompletedProcess[str]"]
 
 
-def test_run_is_quiet_resumable_and_refuses_other_settings(ray_cluster: None, tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture[str],
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def fresh_run(tmp_path_factory: pytest.TempPathFactory) -> FreshRun:
+    """``aptray run`` in a fresh process on the demo's synthetic trace: its output folder, environment and result."""
+    out = tmp_path_factory.mktemp("run") / "run"
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "APTRAY_VERBOSE")}
     proc = subprocess.run([sys.executable, "-m", "aptray", "run", "--out", str(out), "--epochs", "3"], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=540)
+    return out, env, proc
+
+
+def test_run_is_quiet_resumable_and_refuses_other_settings(fresh_run: FreshRun, ray_cluster: None,
+                                                           capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    out, _, proc = fresh_run
     err = proc.stderr.strip().splitlines()
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(err) <= 40, proc.stderr
@@ -54,8 +63,6 @@ def test_run_is_quiet_resumable_and_refuses_other_settings(ray_cluster: None, tm
     # the score stage reused the embed stage's cache: only sentences the training trace lacked were encoded
     assert stages["score"]["encoded"] < stages["score"]["distinct_sentences"]
 
-    _serve_the_run(out / "model", env, events=(out / "data" / "synthetic_test.csv").read_text().splitlines()[:9])
-
     from tests.conftest import run_aptray
 
     def again(*extra: str) -> tuple[int, dict[str, object]]:
@@ -69,15 +76,22 @@ def test_run_is_quiet_resumable_and_refuses_other_settings(ray_cluster: None, tm
     assert code == 2 and refused["kind"] == "RunConflictError" and "differs in train" in str(refused["error"])
 
 
-def _serve_the_run(artifact: Path, env: dict[str, str], events: list[str]) -> None:
+@pytest.mark.slow
+def test_serve_the_run(fresh_run: FreshRun) -> None:
     """``aptray serve`` on the run's model, as a user starts it: its default URL answers straight from the replica
-    (the same scores as through the proxy), /docs is there, the key is never printed."""
+    (the same scores as through the proxy), /docs is there, the key is never printed.
+
+    Slow (a second fresh Ray cluster and Serve, about 60 s); the in-process Serve tests cover the endpoint itself."""
     import signal
     import socket
     import time
 
     import httpx
 
+    out, env, run = fresh_run
+    assert run.returncode == 0, run.stderr[-3000:]
+    artifact = out / "model"
+    events = (out / "data" / "synthetic_test.csv").read_text().splitlines()[:9]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
