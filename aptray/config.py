@@ -313,6 +313,9 @@ class ServeConfig(_Section):
     encode_batch_size: int = Field(64, gt=0, description="Sentences per encoder forward pass.")
     cache_size: int = Field(100_000, ge=0, description="Distinct sentences kept in each replica's embedding LRU.")
     torch_threads: int | None = Field(None, gt=0, description="Torch CPU threads per replica (None: Ray's default).")
+    access_log: bool = Field(True, description="Ray Serve's access log line per request, in the replica's log file "
+                                               "under Ray's log folder (never on the terminal); off saves its cost "
+                                               "per request (bench/serve.py measures both).")
     direct_ingress_port: int | None = Field(
         None, gt=0, lt=65536,
         description="Also answer HTTP straight from the replica (Ray Serve direct ingress, no proxy hop): the "

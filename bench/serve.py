@@ -1,7 +1,7 @@
 """Load test of the online detector on 127.0.0.1: latency percentiles and events/s vs raw batched throughput.
 
     .venv/bin/python bench/serve.py [--artifact DIR] [--levels 1 8 32] [--requests 300] [--seconds 30]
-                                    [--events 1]
+                                    [--events 1] [--no-access-log]
 
 Starts a local Ray cluster and the Serve app (production builder, API key on) the way ``aptray serve`` does
 (the replica answers on its port itself, Serve's proxy on another), then loads both paths in turn, the default
@@ -205,6 +205,7 @@ def main() -> None:
     ap.add_argument("--max-batch-size", type=int, default=64)
     ap.add_argument("--wait", type=float, default=None, help="batch_wait_timeout_s (default: the config's)")
     ap.add_argument("--cache", action="store_true", help="keep the replica's embedding LRU on")
+    ap.add_argument("--no-access-log", action="store_true", help="turn Serve's per-request access log off")
     args = ap.parse_args()
 
     offline_quiet()
@@ -242,7 +243,7 @@ def main() -> None:
     overrides: dict[str, Any] = {"batch_wait_timeout_s": args.wait} if args.wait is not None else {}
     cfg = ServeConfig(artifact=artifact, port=port, proxy_port=free_port(), api_key_file=str(key_file),
                       num_cpus=1.0, torch_threads=args.threads, max_batch_size=args.max_batch_size,
-                      cache_size=100_000 if args.cache else 0, **overrides)
+                      cache_size=100_000 if args.cache else 0, access_log=not args.no_access_log, **overrides)
     from aptray.commands.serve import default_ingress, serve_urls
     from aptray.serve.app import direct_ingress_env
 
@@ -252,7 +253,8 @@ def main() -> None:
     t0 = time.perf_counter()
     run(cfg)
     print(json.dumps({"serve_ready_s": round(time.perf_counter() - t0, 1), "batch_wait_timeout_s":
-                      cfg.batch_wait_timeout_s, "max_batch_size": cfg.max_batch_size}), flush=True)
+                      cfg.batch_wait_timeout_s, "max_batch_size": cfg.max_batch_size, "access_log": cfg.access_log}),
+          flush=True)
     urls = serve_urls(cfg)
     paths = {"default": f"{urls['url']}/v1/score", "proxy": f"{urls['proxy_url']}/v1/score"}
     import urllib.error

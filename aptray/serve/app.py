@@ -13,8 +13,10 @@ cache), shared by the detectors trained on it. Requests are parsed and templated
 coroutine as the artifact's source and context, then their sentences are micro-batched across concurrent
 requests by :class:`~aptray.serve.batching.MicroBatcher` (batch size counted in events): whenever the encoder
 is free it encodes everything that queued meanwhile, in a worker thread, so the event loop keeps accepting
-requests; each request is then scored by its detector (a windowed detector: each event with the events of its
-process before it in the same request). Events of another format than the artifact's get 422.
+requests, and scores each sentence in the same pass with the detector its request picked (one call per detector
+and pass, no second hop per request); a windowed detector scores each event with the events of its process
+before it in the same request, once the request's sentences are encoded. Events of another format than the
+artifact's get 422.
 (``@serve.batch`` in Ray 2.60 forms batches of one while the model is busy; the batcher's module docstring has
 the figures.)
 
@@ -40,6 +42,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from aptray.config import Aspect, IngestConfig, ServeConfig
+from aptray.detectors.thresholds import assign_tiers
 from aptray.serve.auth import ApiKeys
 from aptray.serve.batching import MicroBatcher
 from aptray.serve.loader import ArtifactLoader, LoadedDetector, Loader
@@ -52,6 +55,9 @@ from aptray.serve.schemas import (
 )
 
 log = logging.getLogger(__name__)
+
+#: A sentence queued for the encoder, tagged with the model (by name) that scores it in the same pass, or None.
+Item = tuple[str, str | None]
 
 
 class _PayloadTooLarge(Exception):
@@ -173,15 +179,43 @@ class OnlineDetector:
                         for name, m in self.models.items()}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aptray-score")
         self.requests = 0
-        # one micro-batcher per encoder: the requests of every detector on one embedder share its passes
-        self._batchers: dict[int, MicroBatcher[np.ndarray]] = {}
+        # one micro-batcher per encoder: the requests of every detector on one embedder share its passes, and each
+        # pass also scores its sentences with the detectors they were sent to (one call per detector and pass)
+        self._batchers: dict[int, MicroBatcher[Item, tuple[np.ndarray, np.ndarray]]] = {}
         for m in self.models.values():
             if id(m.encoder) not in self._batchers:
-                self._batchers[id(m.encoder)] = MicroBatcher(m.encoder.encode, settings.max_batch_size, self._pool,
-                                                             settings.batch_wait_timeout_s)
+                self._batchers[id(m.encoder)] = MicroBatcher(self._pass_of(m.encoder), settings.max_batch_size,
+                                                             self._pool, settings.batch_wait_timeout_s)
                 m.encoder.encode(["warm up"])  # first forward pass is slow; not on a user's request
         log.info("replica ready in %.1f s: %s, %s", time.perf_counter() - start,
                  ", ".join(f"{n}={m.info.artifact_id}" for n, m in self.models.items()), self.keys)
+
+    def _pass_of(self, encoder: Any) -> Any:
+        """The micro-batch call of one encoder: encode every queued sentence, then score each with the detector
+        it is tagged with (untagged: embedding only), one ``decision_function`` per detector in the pass."""
+
+        def run(items: list[Item]) -> tuple[np.ndarray, np.ndarray]:
+            X = encoder.encode([s for s, _ in items])
+            scores = np.full(len(items), np.nan)
+            names = [n for _, n in items]
+            for name in {n for n in names if n is not None}:
+                idx = np.array([i for i, n in enumerate(names) if n == name], dtype=np.int64)
+                scores[idx] = np.asarray(self.models[name].detector.decision_function(X[idx]), dtype=np.float64)
+            return X, scores
+
+        return run
+
+    async def _encode(self, loaded: LoadedDetector, sentences: list[str], scorer: str | None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings of ``sentences`` (and their scores by model ``scorer``, NaN when None) through the encoder's
+        micro-batcher, in submissions of at most ``max_batch_size``."""
+        size = self.settings.max_batch_size
+        batcher = self._batchers[id(loaded.encoder)]
+        parts = await asyncio.gather(*(batcher.submit([(s, scorer) for s in sentences[i : i + size]])
+                                       for i in range(0, len(sentences), size)))
+        if not parts:
+            return np.zeros((0, loaded.info.embedder.dim), np.float32), np.zeros(0)
+        return np.concatenate([x for x, _ in parts]), np.concatenate([v for _, v in parts])
 
     def __serve_build_asgi_app__(self) -> Any:
         """The FastAPI app of this replica (built after ``__init__`` so routes see its settings and keys)."""
@@ -266,12 +300,13 @@ class OnlineDetector:
             log.exception("request events could not be parsed")
             return _invalid("events", f"the events could not be parsed ({type(exc).__name__})", "unparseable")
         sentences = prepared.sentences
-        size = self.settings.max_batch_size
-        batcher = self._batchers[id(loaded.encoder)]
-        chunks = [sentences[i : i + size] for i in range(0, len(sentences), size)]
-        parts = await asyncio.gather(*(batcher.submit(c) for c in chunks)) if chunks else []
-        X = np.concatenate(parts) if parts else np.zeros((0, loaded.info.embedder.dim), np.float32)
-        scores, tiers = await asyncio.get_running_loop().run_in_executor(self._pool, _score, loaded, X, prepared)
+        # single-event detectors score in the encoder's pass; a windowed one needs the request's whole order first
+        X, scores = await self._encode(loaded, sentences, name if loaded.window is None else None)
+        if loaded.window is None:
+            tiers = assign_tiers(scores, loaded.detector.tiers_)
+        else:
+            scores, tiers = await asyncio.get_running_loop().run_in_executor(self._pool, _score_windows, loaded, X,
+                                                                              prepared)
         info = loaded.info
         threshold = float(loaded.detector.threshold_)
         aid = info.artifact_id
@@ -283,7 +318,7 @@ class OnlineDetector:
         ]
         flagged = np.flatnonzero(np.asarray(scores) >= threshold) if body.explain else np.zeros(0, np.int64)
         if len(flagged):
-            for j, e in zip(flagged.tolist(), await self._explain(loaded, X, flagged, scores, prepared), strict=True):
+            for j, e in zip(flagged.tolist(), await self._explain(name, X, flagged, scores, prepared), strict=True):
                 results[j]["explanation"] = e
         rejected = [{"index": i, "reason": reason} for i, reason in prepared.rejected]
         self.requests += 1
@@ -293,7 +328,7 @@ class OnlineDetector:
                                "counts": prepared.counts(),
                                "took_ms": round((time.perf_counter() - start) * 1000, 3)})
 
-    async def _explain(self, loaded: LoadedDetector, X: np.ndarray, flagged: np.ndarray, scores: np.ndarray,
+    async def _explain(self, name: str, X: np.ndarray, flagged: np.ndarray, scores: np.ndarray,
                        prepared: Any) -> list[dict[str, Any]]:
         """The explanations of the ``flagged`` events (:class:`~aptray.serve.schemas.Explanation`), as the batch
         job computes them: nearest benign sentences, attribution (its variants micro-batched through this
@@ -301,6 +336,7 @@ class OnlineDetector:
         from aptray.score import EXPLAIN_K
         from aptray.triage.attribute import choose, variants
 
+        loaded = self.models[name]
         out: list[dict[str, Any]] = [{} for _ in flagged]
         benign = getattr(loaded.detector, "benign_", None)
         if benign is not None:
@@ -315,13 +351,8 @@ class OnlineDetector:
             distinct = plan.distinct()
             found: dict[str, float] = {}
             if distinct:
-                size = self.settings.max_batch_size
-                batcher = self._batchers[id(loaded.encoder)]
-                parts = await asyncio.gather(*(batcher.submit(distinct[i : i + size])
-                                               for i in range(0, len(distinct), size)))
-                v = await asyncio.get_running_loop().run_in_executor(
-                    self._pool, loaded.detector.decision_function, np.concatenate(parts))
-                found = dict(zip(distinct, np.asarray(v, dtype=np.float64).tolist(), strict=True))
+                _, v = await self._encode(loaded, distinct, name)
+                found = dict(zip(distinct, v.tolist(), strict=True))
             part, value, without = choose(plan, found, len(flagged))
             for e, j, p, val, w in zip(out, flagged.tolist(), part, value, without, strict=True):
                 if p is not None:
@@ -370,16 +401,15 @@ def _invalid(field: str, msg: str, kind: str) -> Any:
         errors=[{"loc": ["body", field], "msg": msg, "type": kind}]).model_dump())
 
 
-def _score(loaded: LoadedDetector, X: np.ndarray, prepared: Any) -> tuple[np.ndarray, list[str | None]]:
-    """A request's scores and tiers from its embeddings; a windowed detector scores each event's window of its
-    process's events in the request (:mod:`aptray.windows`)."""
-    from aptray.detectors.thresholds import assign_tiers
+def _score_windows(loaded: LoadedDetector, X: np.ndarray, prepared: Any) -> tuple[np.ndarray, list[str | None]]:
+    """A windowed detector's scores and tiers of a request: each event's window of its process's events in the
+    request (:mod:`aptray.windows`)."""
     from aptray.windows import window_index
 
     if not len(X):
         return np.zeros(0), []
-    if loaded.window is not None:
-        X = X[window_index(prepared.window_keys, prepared.lines, loaded.window)]
+    assert loaded.window is not None
+    X = X[window_index(prepared.window_keys, prepared.lines, loaded.window)]
     scores = np.asarray(loaded.detector.decision_function(X), dtype=np.float64)
     return scores, assign_tiers(scores, loaded.detector.tiers_)
 
@@ -390,6 +420,7 @@ def deployment_options(cfg: ServeConfig) -> dict[str, Any]:
         "max_ongoing_requests": cfg.max_ongoing_requests,
         "ray_actor_options": {"num_cpus": cfg.num_cpus, "num_gpus": cfg.num_gpus},
         "health_check_period_s": 10,
+        "logging_config": {"enable_access_log": cfg.access_log},
     }
     if cfg.autoscaling is not None:
         a = cfg.autoscaling

@@ -17,6 +17,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+ItemT = TypeVar("ItemT")
 T = TypeVar("T")
 
 
@@ -30,12 +31,13 @@ class BatchStats:
     sizes: deque[int] = field(default_factory=lambda: deque(maxlen=1000))
 
 
-class MicroBatcher(Generic[T]):
+class MicroBatcher(Generic[ItemT, T]):
     """Coalesces concurrent calls into one call of ``fn`` on a single worker thread.
 
-    Each :meth:`submit` passes a list of items (at most ``max_batch_size``) and gets back ``fn``'s results for
-    exactly those items, in order. One worker task per event loop runs ``fn`` on ``executor`` (so the loop
-    keeps accepting requests) with every queued submission that fits into ``max_batch_size`` items.
+    Each :meth:`submit` passes a list of items (at most ``max_batch_size``; sentences, or sentences tagged with
+    what should score them) and gets back ``fn``'s results for exactly those items, in order. One worker task per
+    event loop runs ``fn`` on ``executor`` (so the loop keeps accepting requests) with every queued submission that
+    fits into ``max_batch_size`` items.
 
     Args:
         fn: items -> one result per item (a list or array of the same length).
@@ -45,7 +47,7 @@ class MicroBatcher(Generic[T]):
             running (0: run at once; under load the batch fills while the previous one runs anyway).
     """
 
-    def __init__(self, fn: Callable[[list[str]], T], max_batch_size: int, executor: Executor,
+    def __init__(self, fn: Callable[[list[ItemT]], T], max_batch_size: int, executor: Executor,
                  max_wait_s: float = 0.0) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
@@ -54,11 +56,11 @@ class MicroBatcher(Generic[T]):
         self.executor = executor
         self.max_wait_s = max_wait_s
         self.stats = BatchStats()
-        self._queue: deque[tuple[list[str], asyncio.Future[T]]] = deque()
+        self._queue: deque[tuple[list[ItemT], asyncio.Future[T]]] = deque()
         self._wake: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
 
-    async def submit(self, items: list[str]) -> T:
+    async def submit(self, items: list[ItemT]) -> T:
         """Queue ``items`` (at most ``max_batch_size``) and wait for their results."""
         if len(items) > self.max_batch_size:
             raise ValueError(f"{len(items)} items in one submission; the limit is {self.max_batch_size}")
@@ -72,9 +74,9 @@ class MicroBatcher(Generic[T]):
         self._wake.set()
         return await future
 
-    def _take(self) -> list[tuple[list[str], asyncio.Future[T]]]:
+    def _take(self) -> list[tuple[list[ItemT], asyncio.Future[T]]]:
         """Queued submissions that fit into one batch (cancelled ones are dropped)."""
-        batch: list[tuple[list[str], asyncio.Future[T]]] = []
+        batch: list[tuple[list[ItemT], asyncio.Future[T]]] = []
         size = 0
         while self._queue:
             items, future = self._queue[0]
