@@ -58,6 +58,7 @@ class DetectorName(StrEnum):
     AVF = "avf"
     KNN = "knn"
     RARITY = "rarity"
+    ENSEMBLE = "ensemble"
 
 
 class ThresholdMethod(StrEnum):
@@ -204,6 +205,12 @@ class TrainConfig(_Section):
     seed: int = 0
     max_failures: int = Field(2, ge=0)
     extra: dict[str, Any] = Field(default_factory=dict, description="Model-specific hyperparameters.")
+    ensemble_members: list[DetectorName] = Field(
+        default_factory=lambda: [DetectorName.KNN, DetectorName.RARITY, DetectorName.AE],
+        description="The detectors ``--model ensemble`` fuses (mean place among held-out benign rows' scores); "
+        "each is built from this section like a model of its own.")
+    ensemble_holdout: float = Field(0.2, gt=0, lt=1, description="Share of benign training rows an ensemble "
+                                    "keeps out of its members' training as their reference.")
     storage_path: str | None = Field(None, description="Ray Train checkpoint storage (None: a temp folder).")
     window: int = Field(8, gt=0, description="Events per LSTM-AE window (consecutive events of one process).")
     local_max_rows: int = Field(

@@ -355,7 +355,8 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
             for k in embedded:
                 embedded[k] += counts[k]
             scored.write_parquet(dirs["scores"], filesystem=fs)
-            ensure_parquet(dirs["scores"], scores_schema())  # a group that keeps no row: an empty, typed file
+            # a group that keeps no row: an empty, typed file (by URI: ``dirs`` are paths inside ``fs``)
+            ensure_parquet(join(out_uri, "scores", f"group={gid}"), scores_schema())
             group_counts = _group_counts(out_uri, gid)
             for f in group:
                 _write_json(fs, join(root, "_done", f"{file_key(f)}.json"),

@@ -33,6 +33,7 @@ class Family(StrEnum):
 
     TORCH = "torch"  # a torch autoencoder: Ray Train (DDP) on large inputs, in-process on small ones
     BASELINE = "baseline"  # a classic model fitted in one Ray task (scikit-learn or counting)
+    ENSEMBLE = "ensemble"  # members of the other families fitted together in one process or Ray task
 
 
 class Features(StrEnum):
@@ -75,6 +76,15 @@ class DetectorSpec:
         Model-specific hyperparameters come from ``train.extra`` (e.g. ``{"beta": 0.01}``, ``{"nu": 0.1}``).
         """
         thr: dict[str, Any] = {"percentile": threshold.percentile, "tiers": dict(threshold.tiers)}
+        if self.family is Family.ENSEMBLE:
+            from aptray.detectors.ensemble import EnsembleDetector
+
+            specs = [detector_spec(m) for m in train.ensemble_members]
+            unfit = [s.name.value for s in specs if s.family is Family.ENSEMBLE or s.windowed]
+            if unfit:
+                raise ValueError(f"train.ensemble_members cannot hold {', '.join(unfit)}: members score single rows")
+            return EnsembleDetector([s.build(train, threshold) for s in specs], holdout=train.ensemble_holdout,
+                                    seed=train.seed, **thr)
         if self.baseline is None:
             from aptray.detectors.reconstruction import ReconstructionDetector
 
@@ -124,6 +134,8 @@ DETECTORS: dict[DetectorName, DetectorSpec] = {s.name: s for s in (
               reference=False),
     _baseline(RarityDetector, "rarity of the exact sentence among the benign training rows (-log10 share)",
               reference=False),
+    DetectorSpec(DetectorName.ENSEMBLE, Family.ENSEMBLE, Features.EMBEDDINGS,
+                 "rank ensemble of train.ensemble_members: mean place among held-out benign rows' scores"),
 )}
 
 #: Torch detectors (trained as networks; scored by reconstruction error).
@@ -152,4 +164,7 @@ def artifact_classes() -> dict[str, type[Detector]]:
 
     classes: dict[str, type[Detector]] = {ReconstructionDetector.name: ReconstructionDetector}
     classes.update({s.baseline.name: s.baseline for s in DETECTORS.values() if s.baseline is not None})
+    from aptray.detectors.ensemble import EnsembleDetector
+
+    classes[EnsembleDetector.name] = EnsembleDetector
     return classes

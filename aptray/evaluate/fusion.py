@@ -21,16 +21,29 @@ from aptray.evaluate.metrics import auc_roc, score_metrics, threshold_metrics
 FUSION = "fusion"
 
 
-def place(reference: np.ndarray, scores: np.ndarray) -> np.ndarray:
+def place(reference: np.ndarray, scores: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """Each score's place among ``reference`` (benign) scores: the mid-rank share below it, extended above the
-    largest reference score (see the module docstring)."""
-    ref = np.sort(np.asarray(reference, dtype=np.float64))
+    largest reference score (see the module docstring). ``weights``: the row count of each reference score (the
+    distinct rows of :class:`aptray.detectors.ensemble.EnsembleDetector`); the share is then of rows."""
     s = np.asarray(scores, dtype=np.float64)
-    if len(ref) == 0:
+    if len(reference) == 0:
         return s
-    u = (np.searchsorted(ref, s, "left") + np.searchsorted(ref, s, "right")) / (2.0 * len(ref))
+    if weights is None:
+        ref = np.sort(np.asarray(reference, dtype=np.float64))
+        u = (np.searchsorted(ref, s, "left") + np.searchsorted(ref, s, "right")) / (2.0 * len(ref))
+        middle, std = float(np.median(ref)), float(np.std(ref))
+    else:
+        order = np.argsort(np.asarray(reference, dtype=np.float64), kind="stable")
+        ref = np.asarray(reference, dtype=np.float64)[order]
+        w = np.asarray(weights, dtype=np.float64)[order]
+        cum = np.r_[0.0, np.cumsum(w)]
+        total = cum[-1]
+        u = (cum[np.searchsorted(ref, s, "left")] + cum[np.searchsorted(ref, s, "right")]) / (2.0 * total)
+        middle = float(ref[min(np.searchsorted(cum[1:], total / 2.0), len(ref) - 1)])
+        mean = float(np.dot(w, ref) / total)
+        std = float(np.sqrt(np.dot(w, (ref - mean) ** 2) / total))
     top = ref[-1]
-    spread = max(float(top - np.median(ref)), float(np.std(ref)), 1e-12)
+    spread = max(float(top) - middle, std, 1e-12)
     above = s > top
     u[above] = 1.0 + np.log1p((s[above] - top) / spread)
     return np.asarray(u)

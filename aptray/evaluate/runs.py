@@ -63,7 +63,7 @@ def fit_and_score(X: np.ndarray, y: np.ndarray, split: Split, detector: str, cfg
     result: dict[str, Any] = {"rows": split.counts(y), "status": "ok", "error": None, "history": None}
     try:
         spec = detector_spec(detector)
-        if spec.family is Family.TORCH:
+        if spec.family in (Family.TORCH, Family.ENSEMBLE):  # an ensemble may hold torch members
             import torch
 
             torch.set_num_threads(max(1, int(exp.task_cpus)))

@@ -144,7 +144,8 @@ def test_alerts_carry_sentences_above_threshold(artifact: str, tmp_path: Path) -
     assert "synthetic_part0.csv" in manifest and "template_version" in manifest
 
 
-def test_score_reads_and_writes_s3(artifact: str, tmp_path: Path, s3_server: str) -> None:
+def test_score_reads_and_writes_s3(artifact: str, tmp_path: Path, s3_server: str,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from aptray.score import run_score
     from tests.conftest import upload_dir
 
@@ -153,7 +154,11 @@ def test_score_reads_and_writes_s3(artifact: str, tmp_path: Path, s3_server: str
     local_out = tmp_path / "local"
     cfg = _cfg(**{"score.artifact": artifact})
     local = run_score(str(d), str(local_out), cfg)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)  # an s3:// job writes nothing locally (a bucket path once became a local folder)
     remote = run_score(uri, "s3://score-out/run1", cfg)
+    assert list(cwd.iterdir()) == []
     assert {k: remote[k] for k in ("rows_read", "rows_scored", "rows_quarantined", "alerts")} == {
         k: local[k] for k in ("rows_read", "rows_scored", "rows_quarantined", "alerts")
     }
