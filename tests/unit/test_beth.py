@@ -191,7 +191,13 @@ def test_generator_records_the_injected_field(tmp_path: Path) -> None:
     assert set(injected) == {i + 2 for i, r in enumerate(rows) if r["evil"] == "1"}  # every attack event, by line
     assert set(injected.values()) == set(INJECTABLE)
     by_line = {i + 2: r for i, r in enumerate(rows)}
-    assert all(by_line[n]["eventName"] in ("dup2", "chmod", "unlink", "clone") for n, f in injected.items()
-               if f == "action")
+    assert all(by_line[n]["eventName"] in ("dup2", "socket", "clone") for n, f in injected.items() if f == "action")
     assert all("/etc/shadow" in by_line[n]["args"] or "/tmp/." in by_line[n]["args"] for n, f in injected.items()
                if f == "object_path")
+    assert all("/dev/tcp/" in by_line[n]["args"] or "/tmp/." in by_line[n]["args"] for n, f in injected.items()
+               if f == "args")
+    # living off the land: every program the attack runs, but its implant's path, runs in benign routines too
+    benign = generate(tmp_path / "b.csv", 5000, seed=1, attack_fraction=0.0)
+    with open(benign["path"], newline="") as fh:
+        names = {r["processName"] for r in csv.DictReader(fh)}
+    assert {r["processName"] for r in rows if r["evil"] == "1"} <= names
