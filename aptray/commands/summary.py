@@ -60,12 +60,14 @@ def score_lines(result: Mapping[str, Any], out: str, top: list[dict[str, Any]]) 
 
 
 def alert_lines(top: list[dict[str, Any]], width: int = 110) -> list[str]:
-    """The top alerts, one line each: score, tier and the start of the sentence."""
+    """The top distinct alert sentences, one line each: score, tier, the start of the sentence and, where several
+    alerts share it, how many."""
     out = []
     for a in top[:3]:
         text = str(a.get("sentence") or "")
         text = text if len(text) <= width else text[: width - 3] + "..."
-        out.append(f"  {float(a['score']):.4g} {a.get('tier') or '':6} {text}")
+        repeats = f" (x{a['alerts']})" if int(a.get("alerts") or 1) > 1 else ""
+        out.append(f"  {float(a['score']):.4g} {a.get('tier') or '':6} {text}{repeats}")
     return out
 
 

@@ -11,7 +11,8 @@ from aptray.io.fs import join, resolve
 
 
 def top_alerts(out_uri: str, n: int = 5) -> list[dict[str, Any]]:
-    """The ``n`` highest-scored alerts of a score output (sentence, score, tier, label, incident), best first."""
+    """The ``n`` highest-scored distinct alert sentences of a score output, best first: each the top alert of its
+    sentence (sentence, score, tier, label, incident) with ``alerts``, how many alerts share the sentence."""
     import pyarrow.dataset as pads
 
     fs, root = resolve(join(out_uri, "alerts"))
@@ -19,7 +20,11 @@ def top_alerts(out_uri: str, n: int = 5) -> list[dict[str, Any]]:
         return []
     table = pads.dataset(root, filesystem=fs, format="parquet")
     cols = [c for c in ("sentence", "score", "tier", "malicious", "incident_id") if c in table.schema.names]
-    return list(table.to_table(columns=cols).sort_by([("score", "descending")]).slice(0, n).to_pylist())
+    top: dict[str, dict[str, Any]] = {}
+    for alert in table.to_table(columns=cols).sort_by([("score", "descending")]).to_pylist():
+        first = top.setdefault(alert["sentence"], {**alert, "alerts": 0})
+        first["alerts"] += 1
+    return list(top.values())[:n]
 
 
 def evaluate_scores(out_uri: str) -> dict[str, Any]:
