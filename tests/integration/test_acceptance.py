@@ -81,7 +81,11 @@ def _applies(case: Case, detector: DetectorName) -> bool:
     return not detector_spec(detector).windowed or source_spec(case.source).windows_possible(case.aspect)
 
 
-CELLS: tuple[tuple[Case, DetectorName], ...] = tuple((c, d) for c in CASES for d in FAMILIES if _applies(c, d))
+#: Every case with each family, and the ensemble (members of the other families in one artifact) on BETH.
+CELLS: tuple[tuple[Case, DetectorName], ...] = (
+    *((c, d) for c in CASES for d in FAMILIES if _applies(c, d)),
+    *((c, DetectorName.ENSEMBLE) for c in CASES if c.source is Source.BETH),
+)
 
 
 def _id(cell: tuple[Case, DetectorName]) -> str:
