@@ -15,11 +15,13 @@ setup: $(STAMP)
 # torch==2.13.0 first, by pip (the CPU build on disk; uv does not look there), with uv; then everything else in
 # ONE uv command, moto included, so botocore is resolved for s3fs and moto together. uv keeps the installed torch
 # and installs the same packages as pip would, in seconds rather than minutes (a fresh venv here: 12 s against
-# 445 s for pip's second step).
+# 445 s for pip's second step). --system-certs: the machine's trust store (a TLS-inspecting egress proxy's CA
+# lies there); should uv fail anyway, pip installs the same.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0 uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
+	$(BIN)/uv pip install --quiet --system-certs --python $(BIN)/python -e '.[dev]' \
+	  || $(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
