@@ -2,20 +2,21 @@
 never had.
 
 *Parts* are the templating's own fields, not pieces of text cut by pattern. A single event's sentence is rebuilt
-by :func:`aptray.templating.base.templatize` with one event field (its process name, action, object,
-arguments, ...) replaced by its *benign counterfactual*: the value benign training events of the same kind most
-often have (:class:`aptray.triage.vocabulary.BenignValues`: for every field but the action, the most frequent
-value among benign events of the same action; for the action, the most frequent action of the same process
-name). Where no benign value is known (a field no benign event of that action had, an artifact without benign
-values) the field is removed instead. A process context's sentence is rebuilt with one aspect removed (its event
-types, executables, parents or peers). All under the artifact's masking. Each distinct variant is embedded once
-(through the embedding cache in the score job, the replica's encoder online) and scored by the detector; the
-part whose counterfactual lowers the score most is the alert's *top part*, reported with the full score and the
-score of its variant (``score_without``). Replacing rather than deleting keeps the variant a sentence benign
-training could have produced: deleting a part can make a sentence more unusual ("connected a socket"), or bring
-a sentence closer to normal whatever the part held (a process name). Parts that are absent, or whose variant
-leaves the sentence unchanged (a value that already is the benign one, a non-negative return value, a masked
-pid), are not tried.
+by :func:`aptray.templating.base.templatize` with one event field changed at a time. Who acted and how (the
+process name, ppid, uid, action) are *removed*. The event's *values* (:data:`VALUE_PARTS`: the object path or
+address, arguments, return value, executables) are replaced by their *benign counterfactual*, the value benign
+training events of the same action most often have (:class:`aptray.triage.vocabulary.BenignValues`), or removed
+where none is known (no benign event of that action had the field, an artifact without benign values). The
+action and the actor stay what they are, so the question a value answers is "which value is unusual for this
+action": deleting a value can make a sentence more unusual ("connected a socket", never said in benign training),
+while replacing the action or the actor by a benign one makes sentences benign training never said either ("bash
+executed 203.0.113.9:4444"). :data:`RULE` ``"lower"`` would try each value both ways and keep the lower score
+(measured on the synthetic trace, not used). A process context's sentence is rebuilt with one aspect removed (its
+event types, executables, parents or peers). All under the artifact's masking. Each distinct variant is embedded
+once (through the embedding cache in the score job, the replica's encoder online) and scored by the detector; the
+part whose variant lowers the score most is the alert's *top part*, reported with the full score and the score of
+its variant (``score_without``). Parts that are absent, or whose variant leaves the sentence unchanged (a value
+that already is the benign one, a non-negative return value, a masked pid), are not tried.
 
 Windowed detectors (LSTM-AE) score an event with the events before it; attribution is not computed for them.
 
@@ -52,12 +53,18 @@ CONTEXT_PARTS: dict[str, str] = {"ctx_events": "events", "ctx_execs": "execs", "
 _TEMPLATE_INPUT = ("pid", *EVENT_PARTS, "aspect", *CONTEXT_PARTS)
 #: Columns attribution adds to alerts.
 ATTRIBUTION_FIELDS: tuple[pa.Field, ...] = (
-    pa.field("attribution_part", pa.string()),  # the part whose benign counterfactual lowers the score most
+    pa.field("attribution_part", pa.string()),  # the part whose variant lowers the score most
     pa.field("attribution_value", pa.string()),  # its value in the event (cut to VALUE_CHARS)
-    pa.field("attribution_score_without", pa.float64()),  # the score of the sentence with the counterfactual
+    pa.field("attribution_score_without", pa.float64()),  # the score of its variant (replaced or removed)
     pa.field("unseen_attributes", pa.list_(pa.string())),  # "<aspect>: <value>" never seen in benign training
 )
 VALUE_CHARS = 120
+#: The event fields that hold the event's *values* (what it touched, ran or returned), tried by their benign
+#: counterfactual; the others (who acted, and how) are tried by removal.
+VALUE_PARTS: frozenset[str] = frozenset({"exe", "parent_exe", "object_path", "object_addr", "args", "return_value"})
+#: How a value part is tried: "replace" (its benign counterfactual, its removal where none is known) or "lower"
+#: (the lower score of its removal and its counterfactual).
+RULE = "replace"
 #: Unseen attribute values named per alert at most.
 MAX_UNSEEN = 20
 
@@ -82,14 +89,18 @@ class Variants:
         return list(dict.fromkeys(self.sentence))
 
 
-def variants(rows: pa.Table, template: TemplateConfig, benign: BenignValues | None = None) -> Variants:
-    """Every alert's sentence rebuilt with each of its present parts replaced by its benign counterfactual, or
-    removed where none is known (vectorised per part).
+def variants(rows: pa.Table, template: TemplateConfig, benign: BenignValues | None = None, rule: str = RULE
+             ) -> Variants:
+    """Every alert's sentence rebuilt with each of its present parts changed: a value part replaced by its benign
+    counterfactual (removed where none is known; ``rule="lower"``: both), any other part removed (vectorised per
+    part).
 
     Args:
         rows: alerts (or request events) with their event fields / context lists and their ``sentence``.
         template: the artifact's template settings (the masking the detector was trained under).
-        benign: the benign values of single-event fields, if the artifact keeps them (else every part is removed).
+        benign: the benign values of single-event value fields, if the artifact keeps them (else every part is
+            removed).
+        rule: :data:`RULE`.
     """
     from aptray.templating.base import templatize
 
@@ -112,18 +123,22 @@ def variants(rows: pa.Table, template: TemplateConfig, benign: BenignValues | No
             continue
         subset = base.take(pa.array(idx))
         pos = subset.column_names.index(column)
-        if benign is not None and not context:
-            other = benign.counterfactual(column, subset)
-        else:
-            other = pa.nulls(len(idx), subset.field(column).type)
-        subset = subset.set_column(pos, subset.field(column), other)
-        rebuilt = templatize(subset, template).column("sentence").to_pylist()
-        for i, s in zip(idx, rebuilt, strict=True):
-            if s != original[i]:
-                out.row.append(i)
-                out.part.append(name)
-                out.value.append(_text(values[i]))
-                out.sentence.append(s)
+        removed = pa.nulls(len(idx), subset.field(column).type)
+        tries = [removed]
+        if benign is not None and column in VALUE_PARTS:
+            replaced = benign.counterfactual(column, subset)
+            # where no benign value is known the counterfactual is null: the removal
+            tries = [replaced, removed] if rule == "lower" else [pc.if_else(pc.is_valid(replaced), replaced, removed)]
+        seen: set[tuple[int, str]] = set()
+        for other in tries:
+            rebuilt = templatize(subset.set_column(pos, subset.field(column), other), template)
+            for i, s in zip(idx, rebuilt.column("sentence").to_pylist(), strict=True):
+                if s != original[i] and (i, s) not in seen:
+                    seen.add((i, s))
+                    out.row.append(i)
+                    out.part.append(name)
+                    out.value.append(_text(values[i]))
+                    out.sentence.append(s)
     return out
 
 

@@ -1,10 +1,9 @@
 """The benign vocabularies an artifact keeps for attribution (in ``benign.safetensors``, no pickle).
 
-* :class:`BenignValues` (single events): per event field, the value benign training events of the same kind
-  most often have, the *counterfactual* :mod:`aptray.triage.attribute` puts in a part's place: for every field
-  but the action, the most frequent benign value among events of the same action; for the action, the most
-  frequent action of the same process name. At most ``train.explain_max_attributes`` actions (process names)
-  per field, those with the most benign rows.
+* :class:`BenignValues` (single events): per value field (exe, parent_exe, object_path, object_addr, args,
+  return_value), the value benign training events of the same action most often have, the *counterfactual*
+  :mod:`aptray.triage.attribute` puts in its place. At most ``train.explain_max_attributes`` actions per field,
+  those with the most benign rows.
 * :class:`AttributeVocabulary` (process contexts): per aspect, the values benign training rows had, most
   frequent first; an alert names its attribute values outside it ("execs: /tmp/x").
 
@@ -23,12 +22,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from aptray.triage.attribute import CONTEXT_PARTS, EVENT_PARTS, MAX_UNSEEN
+from aptray.triage.attribute import CONTEXT_PARTS, EVENT_PARTS, MAX_UNSEEN, VALUE_PARTS
 
 log = logging.getLogger(__name__)
 
-#: The field each event field's benign value is conditioned on.
-CONDITION: dict[str, str] = {f: "process_name" if f == "action" else "action" for f in EVENT_PARTS}
+#: The field each value field's benign value is conditioned on (the actor and the action are tried by removal and
+#: keep none).
+CONDITION: dict[str, str] = {f: "action" for f in EVENT_PARTS if f in VALUE_PARTS}
 
 
 def pack(strings: Sequence[str]) -> dict[str, np.ndarray]:
@@ -124,9 +124,8 @@ class AttributeVocabulary:
 
 @dataclass
 class BenignValues:
-    """Per event field, per condition value (an action; for the ``action`` field, a process name), the field's
-    most frequent value in benign training events with that condition, JSON-encoded (ties: the smallest
-    encoding)."""
+    """Per value field, per action, the field's most frequent value in benign training events of that action,
+    JSON-encoded (ties: the smallest encoding)."""
 
     given: dict[str, dict[str, str]]
 

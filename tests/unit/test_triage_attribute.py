@@ -137,39 +137,41 @@ def test_benign_values_are_the_most_frequent_value_given_the_action() -> None:
     values = BenignValues.build(_rows(BENIGN_EVENTS), limit=10)
     assert values is not None
     assert values.given["object_addr"] == {"connect": '"/run/systemd/journal/socket"'}  # two rows against one
-    assert values.given["process_name"] == {"connect": '"systemd-resolve"', "execve": '"bash"'}
-    assert values.given["uid"] == {"connect": "101", "execve": "1000"}
-    assert values.given["action"] == {"bash": '"execve"', "curl": '"connect"', "systemd-resolve": '"connect"'}
-    assert "object_path" in values.given and "exe" not in values.given  # no benign event had an exe
-    top = BenignValues.build(_rows(BENIGN_EVENTS), limit=1)  # the condition with the most rows only
-    assert top is not None and top.given["uid"] == {"connect": "101"} and top.given["action"] == {
-        "systemd-resolve": '"connect"'}
+    assert values.given["object_path"] == {"execve": '"/bin/bash"'}
+    assert values.given["return_value"] == {"connect": "0", "execve": "0"}
+    assert "exe" not in values.given  # no benign event had an exe
+    assert not {"process_name", "uid", "ppid", "action"} & set(values.given)  # the actor and action: removed
+    top = BenignValues.build(_rows(BENIGN_EVENTS), limit=1)  # the action with the most rows only
+    assert top is not None and top.given["return_value"] == {"connect": "0"} and list(top.given["args"]) == ["connect"]
     assert BenignValues.build(_rows([CONTEXT]), limit=10) is None  # process contexts have no event fields
 
 
-def test_variants_replace_a_field_by_its_benign_value_and_remove_it_where_none_is_known() -> None:
+def test_variants_replace_a_value_by_its_benign_value_and_remove_the_actor_and_action() -> None:
     values = BenignValues.build(_rows(BENIGN_EVENTS), limit=10)
     unlink = {"pid": 4243, "ppid": 4242, "uid": 33, "process_name": "bash", "action": "unlink",
               "object_path": "/tmp/.x", "return_value": 0}
-    plan = variants(_rows([SHELL, unlink]), TemplateConfig(), values)
-    got = {(r, p): (v, s) for r, p, v, s in zip(plan.row, plan.part, plan.value, plan.sentence, strict=True)}
     head = "Process <pid> (bash), child of process <pid>, as user 33,"
-    assert {p: s for (r, p), (_, s) in got.items() if r == 0} == {
-        "process_name": "Process <pid> (systemd-resolve), child of process <pid>, as user 33, connected to "
-                        "203.0.113.9:4444.",
-        "uid": "Process <pid> (bash), child of process <pid>, as user 101, connected to 203.0.113.9:4444.",
-        "action": f"{head} executed 203.0.113.9:4444.",  # bash's benign action
-        "object_addr": f"{head} connected to /run/systemd/journal/socket.",
-    }  # ppid is masked, the args shown are none and the return value is not negative: unchanged, not tried
-    assert got[(0, "object_addr")][0] == "203.0.113.9:4444"  # the value reported is the alert's own
-    # no benign event deletes a file: its fields are removed (the parent too); bash's action has a benign value
-    assert {p: s for (r, p), (_, s) in got.items() if r == 1} == {
-        "process_name": "Process <pid>, child of process <pid>, as user 33, deleted /tmp/.x.",
-        "ppid": "Process <pid> (bash), as user 33, deleted /tmp/.x.",
-        "uid": "Process <pid> (bash), child of process <pid>, deleted /tmp/.x.",
-        "action": f"{head} executed /tmp/.x.",
-        "object_path": f"{head} deleted a file.",
-    }
+    removed = {  # who acted and how: removed under either rule
+        0: {"process_name": "Process <pid>, child of process <pid>, as user 33, connected to 203.0.113.9:4444.",
+            "ppid": "Process <pid> (bash), as user 33, connected to 203.0.113.9:4444.",
+            "uid": "Process <pid> (bash), child of process <pid>, connected to 203.0.113.9:4444.",
+            "action": f"{head} called an unknown action on 203.0.113.9:4444."},
+        1: {"process_name": "Process <pid>, child of process <pid>, as user 33, deleted /tmp/.x.",
+            "ppid": "Process <pid> (bash), as user 33, deleted /tmp/.x.",
+            "uid": "Process <pid> (bash), child of process <pid>, deleted /tmp/.x.",
+            "action": f"{head} called an unknown action on /tmp/.x."}}
+    replaced = f"{head} connected to /run/systemd/journal/socket."  # the benign address of a connect
+    for rule, address in (("replace", {replaced}), ("lower", {replaced, f"{head} connected a socket."})):
+        plan = variants(_rows([SHELL, unlink]), TemplateConfig(), values, rule)
+        got: dict[int, dict[str, set[str]]] = {0: {}, 1: {}}
+        for r, p, v, s in zip(plan.row, plan.part, plan.value, plan.sentence, strict=True):
+            got[r].setdefault(p, set()).add(s)
+            if p == "object_addr":
+                assert v == "203.0.113.9:4444"  # the value reported is the alert's own
+        # ppid is masked, the args shown are none and the return value is not negative: unchanged, not tried
+        assert got[0] == {**{p: {s} for p, s in removed[0].items()}, "object_addr": address}, rule
+        # no benign event deletes a file: its path is removed, once under either rule
+        assert got[1] == {**{p: {s} for p, s in removed[1].items()}, "object_path": {f"{head} deleted a file."}}
 
 
 def test_the_counterfactual_names_the_part_removal_misses() -> None:
@@ -206,8 +208,7 @@ def test_benign_values_in_the_artifact_and_from_the_templatize_output(tmp_path: 
         [f"s{i}" for i in range(30)], X, np.ones(30), 10, values=values))
     back = load_detector(str(tmp_path / "a"))
     assert back.meta_["explanations"]["benign_values"] == {  # type: ignore[attr-defined]
-        "action": 3, "args": 2, "object_addr": 1, "object_path": 1, "ppid": 2, "process_name": 2,
-        "return_value": 2, "uid": 2}
+        "args": 2, "object_addr": 1, "object_path": 1, "return_value": 2}
     assert back.benign_.values.given == values.given  # type: ignore[attr-defined]
     assert back.benign_.vocabulary is None  # type: ignore[attr-defined]
 
