@@ -43,8 +43,8 @@ class ScoreRequest(_Model):
     explain: bool = Field(
         False, description="Explain each anomalous event (``explanation``), as far as the artifact supports it "
         "(GET /v1/model ``explanations``): its nearest benign training sentences with their cosine similarity "
-        "(nearest_benign); the part of its sentence whose change lowers the score most (a value field replaced by "
-        "its most frequent benign value for that action, or removed where none is known; the actor and action "
+        "(nearest_benign); the part of its sentence whose change lowers the score most (a value field removed or "
+        "replaced by its most frequent benign value for that action, whichever scores lower; the actor and action "
         "removed), with the variant's score "
         "(attribution: raw events of a detector that scores single events); its process-context attributes never "
         "seen in benign training (unseen_attributes). Costs extra encoder passes for anomalous events only.")
@@ -69,9 +69,9 @@ class ScoreRequest(_Model):
 class Attribution(_Model):
     """The part of an event's sentence that makes it unusual: the event field (process_name, action, object_path,
     object_addr, args, ...) or process-context aspect (events, execs, parents, netflows) whose change lowers the
-    score most: a value field (object path or address, args, return value, executables) replaced by its most
-    frequent benign value for the event's action, or removed where no benign value is known; the process name,
-    ppid, uid and action removed; a context aspect removed (:mod:`aptray.triage.attribute`)."""
+    score most: a value field (object path or address, args, return value, executables) removed or replaced by its
+    most frequent benign value for the event's action, whichever scores lower; the process name, ppid, uid and
+    action removed; a context aspect removed (:mod:`aptray.triage.attribute`)."""
 
     part: str = Field(description="The field or aspect replaced or removed.")
     value: str = Field(description="Its value in the event (cut to 120 characters).")

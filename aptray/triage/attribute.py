@@ -4,14 +4,19 @@ never had.
 *Parts* are the templating's own fields, not pieces of text cut by pattern. A single event's sentence is rebuilt
 by :func:`aptray.templating.base.templatize` with one event field changed at a time. Who acted and how (the
 process name, ppid, uid, action) are *removed*. The event's *values* (:data:`VALUE_PARTS`: the object path or
-address, arguments, return value, executables) are replaced by their *benign counterfactual*, the value benign
-training events of the same action most often have (:class:`aptray.triage.vocabulary.BenignValues`), or removed
-where none is known (no benign event of that action had the field, an artifact without benign values). The
-action and the actor stay what they are, so the question a value answers is "which value is unusual for this
-action": deleting a value can make a sentence more unusual ("connected a socket", never said in benign training),
-while replacing the action or the actor by a benign one makes sentences benign training never said either ("bash
-executed 203.0.113.9:4444"). :data:`RULE` ``"lower"`` would try each value both ways and keep the lower score
-(measured on the synthetic trace, not used). A process context's sentence is rebuilt with one aspect removed (its
+address, arguments, return value, executables) are tried twice, removed and replaced by their *benign
+counterfactual*, the value benign training events of the same action most often have
+(:class:`aptray.triage.vocabulary.BenignValues`; only removed where none is known: no benign event of that action
+had the field, an artifact without benign values), and score the lower of the two (:data:`RULE` ``"lower"``).
+The action and the actor stay what they are, so the question a value answers is "is this value what makes the
+event unusual for this action": either its presence (removing it brings the sentence back to normal) or which
+value it is (the benign one does). Neither variant alone is enough: deleting a value can make a sentence more
+unusual ("connected a socket"), and the action's most frequent benign value can belong to another program and
+be unusual beside this actor. The actor and the action are not replaced: a benign action or actor in their place
+makes sentences benign training never said either ("bash executed 203.0.113.9:4444"). :data:`RULE` ``"replace"``
+(the counterfactual only, removal where none is known) is the documented alternative (bench/triage.py,
+synthetic trace: 97.9% of true-positive alerts name the injected field with ``"lower"``, 82.2% with
+``"replace"``, 70.9% with removal only). A process context's sentence is rebuilt with one aspect removed (its
 event types, executables, parents or peers). All under the artifact's masking. Each distinct variant is embedded
 once (through the embedding cache in the score job, the replica's encoder online) and scored by the detector; the
 part whose variant lowers the score most is the alert's *top part*, reported with the full score and the score of
@@ -62,9 +67,9 @@ VALUE_CHARS = 120
 #: The event fields that hold the event's *values* (what it touched, ran or returned), tried by their benign
 #: counterfactual; the others (who acted, and how) are tried by removal.
 VALUE_PARTS: frozenset[str] = frozenset({"exe", "parent_exe", "object_path", "object_addr", "args", "return_value"})
-#: How a value part is tried: "replace" (its benign counterfactual, its removal where none is known) or "lower"
-#: (the lower score of its removal and its counterfactual).
-RULE = "replace"
+#: How a value part is tried: "lower" (the lower score of its removal and its benign counterfactual) or "replace"
+#: (its benign counterfactual, its removal where none is known).
+RULE = "lower"
 #: Unseen attribute values named per alert at most.
 MAX_UNSEEN = 20
 
