@@ -232,7 +232,9 @@ class TrainConfig(_Section):
     explain_max_attributes: int = Field(
         50_000, ge=0, description="Process contexts: the most frequent benign attribute values kept per aspect "
         "(event types, executables, parents, peers; in benign.safetensors) to name each alert's attributes never "
-        "seen in benign training; 0: none.")
+        "seen in benign training. Single events: the actions with the most benign rows whose most frequent "
+        "benign value of each value field (object, args, return value, executables) is kept, the counterfactual "
+        "attribution puts in its place. 0: none.")
 
 
 class ThresholdConfig(_Section):

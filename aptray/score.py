@@ -455,7 +455,7 @@ def attribute_alerts(out_uri: str, cfg: AptrayConfig, detector: Any, spec: Model
 
     benign = getattr(detector, "benign_", None)
     extra = attribute(alerts, embed, detector.decision_function, cfg.template,
-                      benign.vocabulary if benign is not None else None)
+                      benign.vocabulary if benign is not None else None, benign.values if benign is not None else None)
     start = 0
     for path, part in todo:
         piece = extra.slice(start, part.num_rows)

@@ -347,7 +347,7 @@ class OnlineDetector:
             return out
         rows = prepared.rows.take(pa.array(flagged))
         if loaded.window is None:
-            plan = variants(rows, loaded.template)
+            plan = variants(rows, loaded.template, benign.values if benign is not None else None)
             distinct = plan.distinct()
             found: dict[str, float] = {}
             if distinct:

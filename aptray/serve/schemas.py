@@ -43,7 +43,9 @@ class ScoreRequest(_Model):
     explain: bool = Field(
         False, description="Explain each anomalous event (``explanation``), as far as the artifact supports it "
         "(GET /v1/model ``explanations``): its nearest benign training sentences with their cosine similarity "
-        "(nearest_benign); the part of its sentence whose removal lowers the score most, re-scored without it "
+        "(nearest_benign); the part of its sentence whose change lowers the score most (a value field removed or "
+        "replaced by its most frequent benign value for that action, whichever scores lower; the actor and action "
+        "removed), with the variant's score "
         "(attribution: raw events of a detector that scores single events); its process-context attributes never "
         "seen in benign training (unseen_attributes). Costs extra encoder passes for anomalous events only.")
 
@@ -66,13 +68,15 @@ class ScoreRequest(_Model):
 
 class Attribution(_Model):
     """The part of an event's sentence that makes it unusual: the event field (process_name, action, object_path,
-    object_addr, args, ...) or process-context aspect (events, execs, parents, netflows) whose removal from the
-    sentence lowers the score most."""
+    object_addr, args, ...) or process-context aspect (events, execs, parents, netflows) whose change lowers the
+    score most: a value field (object path or address, args, return value, executables) removed or replaced by its
+    most frequent benign value for the event's action, whichever scores lower; the process name, ppid, uid and
+    action removed; a context aspect removed (:mod:`aptray.triage.attribute`)."""
 
-    part: str = Field(description="The field or aspect removed.")
+    part: str = Field(description="The field or aspect replaced or removed.")
     value: str = Field(description="Its value in the event (cut to 120 characters).")
     score: float = Field(description="The event's score.")
-    score_without: float = Field(description="The score of its sentence without that part.")
+    score_without: float = Field(description="The score of its sentence with that part replaced or removed.")
 
 
 class Explanation(_Model):
@@ -83,8 +87,8 @@ class Explanation(_Model):
                                       description="The most similar benign training sentences, most similar first.")
     similarity: list[float] = Field(default_factory=list, description="Their cosine similarity to the event's "
                                                                       "sentence.")
-    attribution: Attribution | None = Field(None, description="The part whose removal lowers the score most (None "
-                                                              "when no part could be removed).")
+    attribution: Attribution | None = Field(None, description="The part whose change lowers the score "
+                                                              "most (None when no part could be tried).")
     unseen_attributes: list[str] | None = Field(
         None, description="Process contexts: its attribute values never seen in benign training, as "
         "'<aspect>: <value>' (at most 20).")

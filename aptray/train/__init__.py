@@ -179,12 +179,14 @@ def _fit_distinct(embeddings_uri: str, cfg: AptrayConfig, spec: Any) -> Fitted:
     _f1_threshold(det, cfg, val_metrics, X_val, y_val, w_val)
     benign = None
     if data.sentences is not None and tc.explain_max_sentences:
-        from aptray.triage.attribute import benign_vocabulary
         from aptray.triage.explain import BenignReference
+        from aptray.triage.vocabulary import benign_values, benign_vocabulary
 
         kept = [data.sentences[i] for i in np.flatnonzero(keep)]
         vocabulary = benign_vocabulary(embeddings_uri, data.manifest, set(kept), tc.explain_max_attributes)
-        benign = BenignReference.build(kept, data.X[keep], usable[keep], tc.explain_max_sentences, vocabulary)
+        values = benign_values(embeddings_uri, data.manifest, set(kept), tc.explain_max_attributes)
+        benign = BenignReference.build(kept, data.X[keep], usable[keep], tc.explain_max_sentences, vocabulary,
+                                       values)
         facts["explain_sentences"] = len(benign.sentences)
     return Fitted(det, data.manifest, data.rows, int(train_c.sum()), benign_rows, n_excluded, int(val_c.sum()),
                   val_metrics, local, history, facts, benign)

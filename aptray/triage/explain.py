@@ -4,8 +4,9 @@ An artifact trained on an embed output that carries sentences keeps its most fre
 sentences with their embeddings and row counts (:class:`BenignReference`, at most ``train.explain_max_sentences``;
 stored as ``benign.safetensors`` beside the model, sha256 recorded, no pickle). For each alert the score job and
 the online endpoint name the ``k`` nearest of them by cosine similarity: "this event is unusual; the closest normal
-behaviour is ...". The search runs on alerts only. The same file holds the benign attribute vocabulary of process
-contexts (:class:`aptray.triage.attribute.AttributeVocabulary`) where the training rows had one.
+behaviour is ...". The search runs on alerts only. The same file holds what attribution compares with
+(:mod:`aptray.triage.vocabulary`): the benign values of single-event fields (:class:`BenignValues`) or the benign
+attribute vocabulary of process contexts (:class:`AttributeVocabulary`), where the training rows had one.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from aptray.triage.attribute import AttributeVocabulary, pack, unpack
+from aptray.triage.vocabulary import AttributeVocabulary, BenignValues, pack, unpack
 
 #: The artifact file of the benign reference.
 BENIGN_FILE = "benign.safetensors"
@@ -29,33 +30,41 @@ class BenignReference:
     embeddings: np.ndarray  # (n, dim) float16
     counts: np.ndarray  # (n,) int64
     vocabulary: AttributeVocabulary | None = None  # process contexts: the benign attribute values
+    values: BenignValues | None = None  # single events: each field's benign value, for attribution
 
     @classmethod
     def build(cls, sentences: list[str], X: np.ndarray, counts: np.ndarray, limit: int,
-              vocabulary: AttributeVocabulary | None = None) -> BenignReference:
+              vocabulary: AttributeVocabulary | None = None, values: BenignValues | None = None
+              ) -> BenignReference:
         """The ``limit`` most frequent of distinct benign ``sentences`` (embeddings ``X``, row ``counts``)."""
         order = np.argsort(-np.asarray(counts), kind="stable")[:limit]
         emb = np.asarray(X, dtype=np.float32)[order]
         emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
         return cls([sentences[i] for i in order], emb.astype(np.float16), np.asarray(counts, np.int64)[order],
-                   vocabulary)
+                   vocabulary, values)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Plain arrays for safetensors: the sentences as UTF-8 bytes and their end offsets, the vocabulary's."""
         out = {"embeddings": np.ascontiguousarray(self.embeddings), "counts": self.counts, **pack(self.sentences)}
-        return {**out, **(self.vocabulary.to_arrays() if self.vocabulary is not None else {})}
+        if self.vocabulary is not None:
+            out.update(self.vocabulary.to_arrays())
+        if self.values is not None:
+            out.update(self.values.to_arrays())
+        return out
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> BenignReference:
         """The inverse of :meth:`to_arrays`."""
         return cls(unpack(arrays["text"], arrays["ends"]), arrays["embeddings"], arrays["counts"],
-                   AttributeVocabulary.from_arrays(arrays))
+                   AttributeVocabulary.from_arrays(arrays), BenignValues.from_arrays(arrays))
 
     def describe(self) -> dict[str, Any]:
         """What the artifact records of it (``config.json`` ``explanations``)."""
         out: dict[str, Any] = {"nearest_benign": len(self.sentences)}
         if self.vocabulary is not None:
             out["unseen_attributes"] = self.vocabulary.describe()
+        if self.values is not None:
+            out["benign_values"] = self.values.describe()
         return out
 
     def nearest(self, X: np.ndarray, k: int = 3) -> tuple[np.ndarray, np.ndarray]:

@@ -124,10 +124,14 @@ def test_alerts_carry_sentences_above_threshold(artifact: str, tmp_path: Path) -
         assert len(a["nearest_benign"]) == 3 and all(isinstance(t, str) and t for t in a["nearest_benign"])
         sims = a["nearest_similarity"]
         assert sims == sorted(sims, reverse=True) and -1.0 <= sims[-1] <= sims[0] <= 1.0 + 1e-6
-    # each alert names its top part: the field of its event whose removal lowers its score most (the variants
-    # re-embedded and re-scored; the online test checks the scores against an in-process encoder; bench/triage.py
-    # measures how often it is the injected field)
+    # each alert names its top part: the field of its event whose change lowers its score most (a value field
+    # replaced by its most frequent benign value for the event's action, kept in the artifact; the actor and action
+    # removed; the variants re-embedded and re-scored; the online test checks the scores against an in-process pass;
+    # bench/triage.py measures how often it is the injected field)
     from aptray.triage.attribute import EVENT_PARTS
+
+    kept = load_detector(artifact).meta_["explanations"]["benign_values"]  # type: ignore[attr-defined]
+    assert {"object_path", "object_addr", "args"} <= set(kept) and not {"process_name", "action"} & set(kept)
 
     for a in alerts:
         assert a["attribution_part"] in EVENT_PARTS and a["attribution_value"]

@@ -142,7 +142,7 @@ def test_scores_equal_batch_scorer(server: str, trained: dict[str, Any], shared_
             without.append(attr["score_without"])
         else:
             assert e.get("explanation") is None
-    # the score without the top part is the score of the sentence without it, as the batch pass computes it
+    # the score without the top part is the score of its variant sentence, as the batch pass computes it
     from aptray.artifacts import load_detector
     from aptray.config import TemplateConfig
     from aptray.embed.encoder import SentenceEncoder
@@ -155,7 +155,9 @@ def test_scores_equal_batch_scorer(server: str, trained: dict[str, Any], shared_
     rows = prepare(EventFormat.BETH, lines, TemplateConfig()).rows
     assert rows is not None
     flagged = [i for i, e in enumerate(explained) if e["is_anomaly"]]
-    batch = attribute(rows.take(flagged), encoder.encode, det.decision_function, TemplateConfig())
+    values = det.benign_.values  # type: ignore[attr-defined]
+    assert values is not None  # the artifact keeps the benign values: values take counterfactuals
+    batch = attribute(rows.take(flagged), encoder.encode, det.decision_function, TemplateConfig(), benign=values)
     assert batch.column("attribution_part").to_pylist() == [explained[i]["explanation"]["attribution"]["part"]
                                                             for i in flagged]
     assert batch.column("attribution_score_without").to_pylist() == pytest.approx(without, rel=1e-3, abs=1e-6)

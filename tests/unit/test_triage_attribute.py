@@ -1,5 +1,6 @@
-"""Attribution without Ray or a model: the variants templating builds with one part removed, the top part chosen
-by re-scoring, and the benign attribute vocabulary of process contexts (stored in the artifact, no pickle)."""
+"""Attribution without Ray or a model: the variants templating builds with one part replaced by its benign
+counterfactual or removed, the top part chosen by re-scoring, the benign values of event fields and the benign
+attribute vocabulary of process contexts (stored in the artifact, no pickle)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from aptray.config import TemplateConfig, ThresholdConfig, TrainConfig
 from aptray.detectors import make_detector
 from aptray.schema import EVENT_SCHEMA
 from aptray.templating.base import templatize
-from aptray.triage.attribute import AttributeVocabulary, attribute, variants
+from aptray.triage.attribute import attribute, variants
 from aptray.triage.explain import BenignReference, explanations_of
+from aptray.triage.vocabulary import AttributeVocabulary, BenignValues
 
 
 def _rows(rows: list[dict[str, object]]) -> pa.Table:
@@ -31,7 +33,7 @@ CONTEXT = {"aspect": "All", "ctx_events": ["EVENT_READ", "EVENT_CONNECT"], "ctx_
            "ctx_parents": ["/usr/sbin/sshd"], "ctx_netflows": None}
 
 
-def test_variants_remove_one_field_or_aspect_through_the_template() -> None:
+def test_without_benign_values_variants_remove_one_field_or_aspect_through_the_template() -> None:
     rows = _rows([SHELL, CONTEXT])
     assert rows.column("sentence").to_pylist() == [
         "Process <pid> (bash), child of process <pid>, as user 33, connected to 203.0.113.9:4444.",
@@ -99,7 +101,7 @@ def test_unseen_attributes_and_the_vocabulary_in_the_artifact(tmp_path: Path) ->
 def test_benign_vocabulary_reads_the_training_rows_of_the_templatize_output(tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
-    from aptray.triage.attribute import benign_vocabulary
+    from aptray.triage.vocabulary import benign_vocabulary
 
     rows = _rows([
         {"aspect": "Exec", "ctx_execs": ["/bin/ls"], "malicious": 0},
@@ -115,3 +117,106 @@ def test_benign_vocabulary_reads_the_training_rows_of_the_templatize_output(tmp_
     assert vocab is not None and vocab.values == {"execs": ["/bin/ls", "/bin/sh"]}
     assert benign_vocabulary(str(tmp_path / "emb"), {**manifest, "aspect": None}, train, 100) is None  # events
     assert benign_vocabulary(str(tmp_path / "emb"), manifest, train, 0) is None
+
+
+#: Benign training events: systemd-resolve on its journal socket (twice), curl fetching from a mirror, a login shell.
+RESOLVED = {"ppid": 1, "uid": 101, "process_name": "systemd-resolve", "action": "connect",
+            "object_addr": "/run/systemd/journal/socket", "args": json.dumps({"sockfd": 15, "addrlen": 29}),
+            "return_value": 0}
+BENIGN_EVENTS = [
+    {"pid": 380, **RESOLVED},
+    {"pid": 381, **RESOLVED},
+    {"pid": 5000, "ppid": 650, "uid": 0, "process_name": "curl", "action": "connect", "object_addr": "192.0.2.10:80",
+     "args": json.dumps({"sockfd": 3, "addrlen": 16}), "return_value": 0},
+    {"pid": 6000, "ppid": 720, "uid": 1000, "process_name": "bash", "action": "execve", "object_path": "/bin/bash",
+     "args": json.dumps({"pathname": "/bin/bash", "argv": ["-bash"]}), "return_value": 0},
+]
+
+
+def test_benign_values_are_the_most_frequent_value_given_the_action() -> None:
+    values = BenignValues.build(_rows(BENIGN_EVENTS), limit=10)
+    assert values is not None
+    assert values.given["object_addr"] == {"connect": '"/run/systemd/journal/socket"'}  # two rows against one
+    assert values.given["object_path"] == {"execve": '"/bin/bash"'}
+    assert values.given["return_value"] == {"connect": "0", "execve": "0"}
+    assert "exe" not in values.given  # no benign event had an exe
+    assert not {"process_name", "uid", "ppid", "action"} & set(values.given)  # the actor and action: removed
+    top = BenignValues.build(_rows(BENIGN_EVENTS), limit=1)  # the action with the most rows only
+    assert top is not None and top.given["return_value"] == {"connect": "0"} and list(top.given["args"]) == ["connect"]
+    assert BenignValues.build(_rows([CONTEXT]), limit=10) is None  # process contexts have no event fields
+
+
+def test_variants_replace_a_value_by_its_benign_value_and_remove_the_actor_and_action() -> None:
+    values = BenignValues.build(_rows(BENIGN_EVENTS), limit=10)
+    unlink = {"pid": 4243, "ppid": 4242, "uid": 33, "process_name": "bash", "action": "unlink",
+              "object_path": "/tmp/.x", "return_value": 0}
+    head = "Process <pid> (bash), child of process <pid>, as user 33,"
+    removed = {  # who acted and how: removed under either rule
+        0: {"process_name": "Process <pid>, child of process <pid>, as user 33, connected to 203.0.113.9:4444.",
+            "ppid": "Process <pid> (bash), as user 33, connected to 203.0.113.9:4444.",
+            "uid": "Process <pid> (bash), child of process <pid>, connected to 203.0.113.9:4444.",
+            "action": f"{head} called an unknown action on 203.0.113.9:4444."},
+        1: {"process_name": "Process <pid>, child of process <pid>, as user 33, deleted /tmp/.x.",
+            "ppid": "Process <pid> (bash), as user 33, deleted /tmp/.x.",
+            "uid": "Process <pid> (bash), child of process <pid>, deleted /tmp/.x.",
+            "action": f"{head} called an unknown action on /tmp/.x."}}
+    replaced = f"{head} connected to /run/systemd/journal/socket."  # the benign address of a connect
+    for rule, address in (("replace", {replaced}), ("lower", {replaced, f"{head} connected a socket."})):
+        plan = variants(_rows([SHELL, unlink]), TemplateConfig(), values, rule)
+        got: dict[int, dict[str, set[str]]] = {0: {}, 1: {}}
+        for r, p, v, s in zip(plan.row, plan.part, plan.value, plan.sentence, strict=True):
+            got[r].setdefault(p, set()).add(s)
+            if p == "object_addr":
+                assert v == "203.0.113.9:4444"  # the value reported is the alert's own
+        # ppid is masked, the args shown are none and the return value is not negative: unchanged, not tried
+        assert got[0] == {**{p: {s} for p, s in removed[0].items()}, "object_addr": address}, rule
+        # no benign event deletes a file: its path is removed, once under either rule
+        assert got[1] == {**{p: {s} for p, s in removed[1].items()}, "object_path": {f"{head} deleted a file."}}
+
+
+def test_the_counterfactual_names_the_part_removal_misses() -> None:
+    """Deleting the address makes the sentence more unusual ("connected a socket", never said in benign training)
+    and deleting the process name makes it more usual whatever the event did: removal names the process, the
+    benign counterfactual the address."""
+    features = ["203.0.113.9", "connected a socket", "(bash)", "as user 33"]
+    weights = np.asarray([3.0, 5.0, 1.0, 0.5])
+
+    def embed(sentences: list[str]) -> np.ndarray:
+        return np.asarray([[float(f in s) for f in features] for s in sentences], np.float32)
+
+    rows = _rows([SHELL])
+    removed = attribute(rows, embed, lambda X: X @ weights, TemplateConfig())
+    assert removed.column("attribution_part").to_pylist() == ["process_name"]
+    assert removed.column("attribution_score_without").to_pylist() == [3.5]
+    values = BenignValues.build(_rows(BENIGN_EVENTS), limit=10)
+    replaced = attribute(rows, embed, lambda X: X @ weights, TemplateConfig(), benign=values)
+    assert replaced.column("attribution_part").to_pylist() == ["object_addr"]
+    assert replaced.column("attribution_value").to_pylist() == ["203.0.113.9:4444"]
+    assert replaced.column("attribution_score_without").to_pylist() == [1.5]  # bash as user 33, a benign address
+
+
+def test_benign_values_in_the_artifact_and_from_the_templatize_output(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from aptray.triage.vocabulary import benign_values
+
+    values = BenignValues.build(_rows(BENIGN_EVENTS), limit=10)
+    assert values is not None
+    X = np.random.default_rng(0).normal(size=(30, 5)).astype(np.float32)
+    det = make_detector("pca", TrainConfig(model="pca"), ThresholdConfig()).fit(X)
+    save_detector(det, str(tmp_path / "a"), {}, benign=BenignReference.build(
+        [f"s{i}" for i in range(30)], X, np.ones(30), 10, values=values))
+    back = load_detector(str(tmp_path / "a"))
+    assert back.meta_["explanations"]["benign_values"] == {  # type: ignore[attr-defined]
+        "args": 2, "object_addr": 1, "object_path": 1, "return_value": 2}
+    assert back.benign_.values.given == values.given  # type: ignore[attr-defined]
+    assert back.benign_.vocabulary is None  # type: ignore[attr-defined]
+
+    rows = _rows([*BENIGN_EVENTS, {**SHELL, "malicious": 1}])  # the malicious row never gives a benign value
+    (tmp_path / "emb" / "sentences").mkdir(parents=True)  # the embed job templated the raw trace itself
+    pq.write_table(rows, tmp_path / "emb" / "sentences" / "part-0.parquet")
+    train = set(rows.column("sentence").to_pylist())
+    got = benign_values(str(tmp_path / "emb"), {"aspect": None}, train, limit=10)
+    assert got is not None and got.given == values.given
+    assert benign_values(str(tmp_path / "emb"), {"aspect": "All"}, train, 10) is None  # process contexts
+    assert benign_values(str(tmp_path / "emb"), {"aspect": None}, train, 0) is None

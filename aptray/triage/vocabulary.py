@@ -1,0 +1,235 @@
+"""The benign vocabularies an artifact keeps for attribution (in ``benign.safetensors``, no pickle).
+
+* :class:`BenignValues` (single events): per value field (exe, parent_exe, object_path, object_addr, args,
+  return_value), the value benign training events of the same action most often have, the *counterfactual*
+  :mod:`aptray.triage.attribute` puts in its place. At most ``train.explain_max_attributes`` actions per field,
+  those with the most benign rows.
+* :class:`AttributeVocabulary` (process contexts): per aspect, the values benign training rows had, most
+  frequent first; an alert names its attribute values outside it ("execs: /tmp/x").
+
+Both are built from the benign training rows of the templatize output the embed job read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from aptray.triage.attribute import CONTEXT_PARTS, EVENT_PARTS, MAX_UNSEEN, VALUE_PARTS
+
+log = logging.getLogger(__name__)
+
+#: The field each value field's benign value is conditioned on (the actor and the action are tried by removal and
+#: keep none).
+CONDITION: dict[str, str] = {f: "action" for f in EVENT_PARTS if f in VALUE_PARTS}
+
+
+def pack(strings: Sequence[str]) -> dict[str, np.ndarray]:
+    """Strings as safetensors-ready arrays: their UTF-8 bytes joined (``text``) and end offsets (``ends``)."""
+    data = [s.encode("utf-8") for s in strings]
+    return {"text": np.frombuffer(b"".join(data), dtype=np.uint8).copy(),
+            "ends": np.cumsum([len(d) for d in data], dtype=np.int64)}
+
+
+def unpack(text: np.ndarray, ends: np.ndarray) -> list[str]:
+    """The inverse of :func:`pack`."""
+    raw, stops = text.tobytes(), ends.tolist()
+    return [raw[a:b].decode("utf-8") for a, b in zip([0, *stops[:-1]], stops, strict=True)]
+
+
+@dataclass
+class AttributeVocabulary:
+    """Per aspect (part name), the attribute values of benign training rows, most frequent first, with their row
+    counts; ``truncated`` names the aspects cut at the limit (their rarest benign values are not kept, so an
+    "unseen" value there is one outside the kept ones)."""
+
+    values: dict[str, list[str]]
+    counts: dict[str, np.ndarray]
+    truncated: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._sets = {k: set(v) for k, v in self.values.items()}
+
+    @classmethod
+    def build(cls, rows: pa.Table, limit: int) -> AttributeVocabulary | None:
+        """The vocabulary of benign process-context ``rows`` (``ctx_*`` list columns), at most ``limit`` values per
+        aspect; None when the rows hold no context attribute."""
+        values: dict[str, list[str]] = {}
+        counts: dict[str, np.ndarray] = {}
+        truncated = []
+        for column, name in CONTEXT_PARTS.items():
+            if column not in rows.column_names:
+                continue
+            flat = pc.utf8_trim_whitespace(pc.list_flatten(rows.column(column)))
+            if not len(flat):
+                continue
+            vc = pc.value_counts(flat)
+            vals, cnt = vc.field("values").to_pylist(), vc.field("counts").to_numpy().astype(np.int64)
+            order = np.argsort(-cnt, kind="stable")
+            if len(order) > limit:
+                truncated.append(name)
+                order = order[:limit]
+            values[name] = [vals[i] for i in order]
+            counts[name] = cnt[order]
+        return cls(values, counts, truncated) if values else None
+
+    def unseen(self, rows: pa.Table) -> list[list[str] | None]:
+        """Per row, its context values of the aspects this vocabulary knows that benign training never had
+        (``"execs: /tmp/x"``, at most :data:`MAX_UNSEEN`); None for a single event."""
+        out: list[list[str] | None] = [None] * rows.num_rows
+        aspect = rows.column("aspect").to_pylist() if "aspect" in rows.column_names else [None] * rows.num_rows
+        for column, name in CONTEXT_PARTS.items():
+            if column not in rows.column_names or name not in self._sets:
+                continue
+            known = self._sets[name]
+            for i, items in enumerate(rows.column(column).to_pylist()):
+                if aspect[i] is None:
+                    continue
+                found = [f"{name}: {v}" for v in sorted({(x or "").strip() for x in items or ()}) if v not in known]
+                out[i] = [*(out[i] or []), *found][:MAX_UNSEEN]
+        return out
+
+    def to_arrays(self, prefix: str = "vocab.") -> dict[str, np.ndarray]:
+        """Arrays for safetensors (``<prefix><aspect>.text`` / ``.ends`` / ``.counts``; ``.truncated`` a 0/1 flag)."""
+        out: dict[str, np.ndarray] = {}
+        for name, vals in self.values.items():
+            for k, v in pack(vals).items():
+                out[f"{prefix}{name}.{k}"] = v
+            out[f"{prefix}{name}.counts"] = np.asarray(self.counts[name], np.int64)
+            out[f"{prefix}{name}.truncated"] = np.asarray([int(name in self.truncated)], np.int8)
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str = "vocab.") -> AttributeVocabulary | None:
+        """The inverse of :meth:`to_arrays` (None when ``arrays`` hold no vocabulary)."""
+        names = sorted({k[len(prefix):].rsplit(".", 1)[0] for k in arrays if k.startswith(prefix)})
+        if not names:
+            return None
+        values = {n: unpack(arrays[f"{prefix}{n}.text"], arrays[f"{prefix}{n}.ends"]) for n in names}
+        counts = {n: np.asarray(arrays[f"{prefix}{n}.counts"]) for n in names}
+        truncated = [n for n in names if int(arrays[f"{prefix}{n}.truncated"][0])]
+        return cls(values, counts, truncated)
+
+    def describe(self) -> dict[str, Any]:
+        """Sizes for the artifact's ``config.json``: values per aspect and the aspects cut at the limit."""
+        return {"values": {k: len(v) for k, v in self.values.items()}, "truncated": list(self.truncated)}
+
+
+@dataclass
+class BenignValues:
+    """Per value field, per action, the field's most frequent value in benign training events of that action,
+    JSON-encoded (ties: the smallest encoding)."""
+
+    given: dict[str, dict[str, str]]
+
+    @classmethod
+    def build(cls, rows: pa.Table, limit: int) -> BenignValues | None:
+        """The benign values of single-event ``rows`` (canonical event columns), at most ``limit`` conditions per
+        field (those with the most rows); None when the rows hold no field with a condition."""
+        given: dict[str, dict[str, str]] = {}
+        for name, cond in CONDITION.items():
+            if name not in rows.column_names or cond not in rows.column_names:
+                continue
+            pairs = rows.select([cond, name]).filter(pc.and_(pc.is_valid(rows.column(cond)),
+                                                             pc.is_valid(rows.column(name))))
+            if not pairs.num_rows:
+                continue
+            counted = pairs.group_by([cond, name]).aggregate([([], "count_all")]).to_pylist()
+            best: dict[str, tuple[int, str]] = {}
+            total: dict[str, int] = {}
+            for row in counted:
+                key, n, value = str(row[cond]), int(row["count_all"]), json.dumps(row[name])
+                total[key] = total.get(key, 0) + n
+                if key not in best or (-n, value) < (-best[key][0], best[key][1]):
+                    best[key] = (n, value)
+            keep = sorted(total, key=lambda k: (-total[k], k))[:limit]
+            given[name] = {k: best[k][1] for k in sorted(keep)}
+        return cls(given) if given else None
+
+    def counterfactual(self, name: str, rows: pa.Table) -> pa.Array:
+        """Per row, the benign value of field ``name`` given the row's condition, typed as the column; null where
+        none is known (the part is then removed)."""
+        known = self.given.get(name, {})
+        cond = rows.column(CONDITION[name]).to_pylist() if CONDITION[name] in rows.column_names else []
+        found = [known.get(str(c)) if c is not None else None for c in cond] or [None] * rows.num_rows
+        return pa.array([json.loads(v) if v is not None else None for v in found], rows.schema.field(name).type)
+
+    def to_arrays(self, prefix: str = "values.") -> dict[str, np.ndarray]:
+        """Arrays for safetensors (``<prefix><field>.keys.text`` / ``.keys.ends`` / ``.json.text`` / ``.json.ends``)."""
+        out: dict[str, np.ndarray] = {}
+        for name, table in self.given.items():
+            for part, strings in (("keys", list(table)), ("json", list(table.values()))):
+                for k, v in pack(strings).items():
+                    out[f"{prefix}{name}.{part}.{k}"] = v
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str = "values.") -> BenignValues | None:
+        """The inverse of :meth:`to_arrays` (None when ``arrays`` hold no benign values)."""
+        names = sorted({k[len(prefix):].split(".", 1)[0] for k in arrays if k.startswith(prefix)})
+        if not names:
+            return None
+
+        def strings(name: str, part: str) -> list[str]:
+            return unpack(arrays[f"{prefix}{name}.{part}.text"], arrays[f"{prefix}{name}.{part}.ends"])
+
+        return cls({n: dict(zip(strings(n, "keys"), strings(n, "json"), strict=True)) for n in names})
+
+    def describe(self) -> dict[str, int]:
+        """Conditions kept per field, for the artifact's ``config.json``."""
+        return {k: len(v) for k, v in self.given.items()}
+
+
+def _benign_rows(embeddings_uri: str, manifest: dict[str, Any], sentences: set[str], columns: Sequence[str]
+                 ) -> pa.Table | None:
+    """The benign or unlabelled rows whose sentence is one of the training ``sentences``, from the templatize
+    output the embed job read (``<embeddings_uri>/sentences`` when it templated a raw trace itself, else
+    ``<input>/sentences``); None when there is none."""
+    import pyarrow.dataset as pads
+    import pyarrow.fs as pafs
+
+    from aptray.io.fs import join, resolve
+
+    for uri in (join(embeddings_uri, "sentences"), join(str(manifest.get("input") or ""), "sentences")):
+        fs, path = resolve(uri)
+        if fs.get_file_info(path).type == pafs.FileType.Directory:
+            break
+    else:
+        log.info("no templatize output beside %s: no benign vocabulary", embeddings_uri)
+        return None
+    ds = pads.dataset(path, filesystem=fs, format="parquet")
+    names = [c for c in ("sentence", "malicious", *columns) if c in ds.schema.names]
+    if "sentence" not in names:
+        return None
+    table = ds.to_table(columns=names)
+    keep = pc.is_in(table.column("sentence"), value_set=pa.array(sorted(sentences), pa.string()))
+    if "malicious" in names:
+        keep = pc.and_(keep, pc.invert(pc.fill_null(pc.equal(table.column("malicious"), 1), False)))
+    return table.filter(keep)
+
+
+def benign_vocabulary(embeddings_uri: str, manifest: dict[str, Any], sentences: set[str], limit: int
+                      ) -> AttributeVocabulary | None:
+    """The benign attribute vocabulary of the training rows of an embed output of process contexts (see
+    :func:`_benign_rows`); None for single events, a limit of 0, or no templatize output."""
+    if not limit or not manifest.get("aspect"):
+        return None
+    rows = _benign_rows(embeddings_uri, manifest, sentences, list(CONTEXT_PARTS))
+    return AttributeVocabulary.build(rows, limit) if rows is not None else None
+
+
+def benign_values(embeddings_uri: str, manifest: dict[str, Any], sentences: set[str], limit: int
+                  ) -> BenignValues | None:
+    """The benign values of the training rows of an embed output of single events (see :func:`_benign_rows`);
+    None for process contexts, a limit of 0, or no templatize output."""
+    if not limit or manifest.get("aspect"):
+        return None
+    rows = _benign_rows(embeddings_uri, manifest, sentences, list(EVENT_PARTS))
+    return BenignValues.build(rows, limit) if rows is not None else None
