@@ -102,9 +102,17 @@ def run_pipeline(out: str, cfg: AptrayConfig, input_uri: str | None = None, sour
     from aptray.score import run_score
     from aptray.train import run_train
 
-    stage("embed", lambda: run_embed(train_uri, paths["embed"], cfg, source=str(source)))
-    stage("train", lambda: run_train(paths["embed"], paths["model"], cfg))
-    stage("score", lambda: run_score(input_uri, paths["scores"], cfg))
+    borrowed = _share_encoders(cfg, [s for s in ("embed", "score") if s not in done])
+    try:
+        stage("embed", lambda: run_embed(train_uri, paths["embed"], cfg, source=str(source)))
+        stage("train", lambda: run_train(paths["embed"], paths["model"], cfg))
+        stage("score", lambda: run_score(input_uri, paths["scores"], cfg))
+    finally:
+        if borrowed:  # the user did not ask for warm actors: the run's own end here
+            from aptray.embed.pool import stop_warm
+            from aptray.embed.registry import resolve as resolve_model
+
+            stop_warm(resolve_model(cfg.embed.model), cfg.embed)
     from aptray.evaluate.score_output import evaluate_scores, top_alerts
 
     return {
@@ -115,6 +123,30 @@ def run_pipeline(out: str, cfg: AptrayConfig, input_uri: str | None = None, sour
         "outputs": {**paths, "report": join(paths["scores"], "report.html")},
         "seconds": round(time.perf_counter() - start, 1),
     }
+
+
+#: Seconds the run keeps its encoder actors between its embed and score stages (they wait out the train stage).
+SHARED_ENCODER_S = 600.0
+
+
+def _share_encoders(cfg: AptrayConfig, encoding: list[str]) -> bool:
+    """Let the embed and score stages share one set of encoder actors (the score stage then skips the actors'
+    start: about 10 s of imports and model load on two cores); True when the run turned this on itself and must
+    stop them at its end.
+
+    Only where both stages run and the train stage between them fits beside the idle actors: one worker on CPUs,
+    and the cluster's CPUs hold it and the actors at once (Ray Train's DDP workers could otherwise wait for the
+    actors' CPUs).
+    """
+    import ray
+
+    if cfg.embed.keep_warm_s > 0 or len(encoding) < 2 or cfg.train.workers > 1 or cfg.train.use_gpu:
+        return False
+    need = cfg.train.cpus_per_worker + cfg.embed.actors * cfg.embed.cpus_per_actor
+    if float(ray.cluster_resources().get("CPU", 0.0)) < need:
+        return False
+    cfg.embed.keep_warm_s = SHARED_ENCODER_S
+    return True
 
 
 def _settings(cfg: AptrayConfig, input_uri: str, train_uri: str) -> dict[str, Any]:

@@ -50,6 +50,19 @@ def ray_cluster(s3_server: str) -> Iterator[None]:
     ray.shutdown()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _no_warm_encoders_after_module() -> Iterator[None]:
+    """A module may keep encoder actors warm between its jobs (``embed.keep_warm_s``); none outlive it, so the
+    next module on this worker's cluster has its CPUs."""
+    yield
+    import ray
+
+    if ray.is_initialized():
+        from aptray.embed.pool import stop_all_warm
+
+        stop_all_warm()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

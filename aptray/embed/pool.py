@@ -220,3 +220,18 @@ def stop_warm(spec: ModelSpec, cfg: EmbedConfig) -> int:
         ray.kill(actor, no_restart=True)
         stopped += 1
     return stopped
+
+
+def stop_all_warm() -> int:
+    """Kill every kept-warm encoder actor on the cluster, whatever its model and settings; returns how many."""
+    import ray
+
+    stopped = 0
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        if entry.get("namespace") == NAMESPACE and str(entry.get("name", "")).startswith("aptray-encoder-"):
+            try:
+                ray.kill(ray.get_actor(entry["name"], namespace=NAMESPACE), no_restart=True)
+            except ValueError:  # it exited by itself meanwhile
+                continue
+            stopped += 1
+    return stopped

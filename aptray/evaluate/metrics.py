@@ -45,46 +45,58 @@ def _tie_groups(s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return order, starts, block
 
 
-def auc_roc(y: Any, scores: Any) -> float:
+def _weights(weights: Any, n: int) -> np.ndarray:
+    """Row weights (the row count of each distinct entry); ones when None."""
+    if weights is None:
+        return np.ones(n, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64).ravel()
+    if w.shape != (n,):
+        raise ValueError(f"{len(w)} weights for {n} scores")
+    if (w < 0).any() or not np.isfinite(w).all():
+        raise ValueError("weights must be finite and non-negative")
+    return w
+
+
+def auc_roc(y: Any, scores: Any, weights: Any = None) -> float:
     """Area under the ROC curve: P(score of a malicious row > score of a benign row), ties count 1/2.
 
+    Args:
+        y: 0/1 labels.
+        scores: higher = more anomalous.
+        weights: per row, how many rows it stands for (a distinct entry's count); None: one each.
+
     Returns:
-        The AUC, or NaN when ``y`` holds no positive or no negative.
+        The AUC, or NaN when ``y`` holds no positive or no negative weight.
     """
     t, s = _arrays(y, scores)
-    pos, neg = int(t.sum()), int(len(t) - t.sum())
+    w = _weights(weights, len(s))
+    wpos, wneg = w * t, w * (1 - t)
+    pos, neg = float(wpos.sum()), float(wneg.sum())
     if pos == 0 or neg == 0:
         return NAN
-    # Mann-Whitney U with average ranks for ties (ascending ranks, 1-based).
-    order = np.argsort(s, kind="stable")
-    ss = s[order]
-    ranks = np.empty(len(s), dtype=np.float64)
-    i = 0
-    while i < len(ss):
-        j = i
-        while j + 1 < len(ss) and ss[j + 1] == ss[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    u = ranks[t == 1].sum() - pos * (pos + 1) / 2.0
-    return float(u / (pos * neg))
+    # Mann-Whitney U over tie blocks: each positive beats the negatives of lower blocks, ties count half.
+    order, starts, _ = _tie_groups(-s)  # ascending score
+    block_pos = np.add.reduceat(wpos[order], starts)
+    block_neg = np.add.reduceat(wneg[order], starts)
+    below = np.cumsum(block_neg) - block_neg
+    return float((block_pos * (below + block_neg / 2.0)).sum() / (pos * neg))
 
 
-def average_precision(y: Any, scores: Any) -> float:
+def average_precision(y: Any, scores: Any, weights: Any = None) -> float:
     """PR-AUC as average precision: sum over thresholds of (recall step) x precision (sklearn's definition).
 
-    Tied scores form one threshold. Returns NaN when ``y`` holds no positive.
+    Tied scores form one threshold; ``weights`` as in :func:`auc_roc`. Returns NaN when ``y`` holds no positive.
     """
     t, s = _arrays(y, scores)
-    pos = int(t.sum())
+    w = _weights(weights, len(s))
+    pos = float((w * t).sum())
     if pos == 0:
         return NAN
     order, starts, _ = _tie_groups(s)
-    tp_cum = np.cumsum(t[order])
     ends = np.r_[starts[1:], len(s)] - 1  # last sorted index of each tie block
-    tp = tp_cum[ends].astype(np.float64)
-    flagged = (ends + 1).astype(np.float64)
-    precision = tp / flagged
+    tp = np.cumsum((w * t)[order])[ends]
+    flagged = np.cumsum(w[order])[ends]
+    precision = np.divide(tp, flagged, out=np.zeros_like(tp), where=flagged > 0)
     recall = tp / pos
     steps = np.diff(np.r_[0.0, recall])
     return float((steps * precision).sum())

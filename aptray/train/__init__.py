@@ -277,9 +277,9 @@ def _validate(det: Any, X_val: np.ndarray, y_val: np.ndarray, w_val: np.ndarray 
     malicious, benign = int(w[y == 1].sum()), int(w[y == 0].sum())
     out: dict[str, Any] = {"labelled_malicious": malicious, "labelled_benign": benign}
     if malicious and benign:
-        from sklearn.metrics import average_precision_score, roc_auc_score
+        from aptray.evaluate.metrics import auc_roc, average_precision
 
         s = det.decision_function(X_val[labelled])
-        out["auc"] = float(roc_auc_score(y, s, sample_weight=w))
-        out["average_precision"] = float(average_precision_score(y, s, sample_weight=w))
+        out["auc"] = auc_roc(y, s, w)
+        out["average_precision"] = average_precision(y, s, w)
     return out

@@ -55,7 +55,7 @@ class BenignReference:
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> BenignReference:
         """The inverse of :meth:`to_arrays`."""
-        return cls(unpack(arrays["text"], arrays["ends"]), arrays["embeddings"], arrays["counts"],
+        return cls(unpack(arrays), arrays["embeddings"], arrays["counts"],
                    AttributeVocabulary.from_arrays(arrays), BenignValues.from_arrays(arrays))
 
     def describe(self) -> dict[str, Any]:

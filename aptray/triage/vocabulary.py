@@ -31,16 +31,17 @@ log = logging.getLogger(__name__)
 CONDITION: dict[str, str] = {f: "action" for f in EVENT_PARTS if f in VALUE_PARTS}
 
 
-def pack(strings: Sequence[str]) -> dict[str, np.ndarray]:
-    """Strings as safetensors-ready arrays: their UTF-8 bytes joined (``text``) and end offsets (``ends``)."""
+def pack(strings: Sequence[str], key: str = "") -> dict[str, np.ndarray]:
+    """Strings as safetensors-ready arrays: their UTF-8 bytes joined (``<key>text``) and end offsets
+    (``<key>ends``)."""
     data = [s.encode("utf-8") for s in strings]
-    return {"text": np.frombuffer(b"".join(data), dtype=np.uint8).copy(),
-            "ends": np.cumsum([len(d) for d in data], dtype=np.int64)}
+    return {f"{key}text": np.frombuffer(b"".join(data), dtype=np.uint8).copy(),
+            f"{key}ends": np.cumsum([len(d) for d in data], dtype=np.int64)}
 
 
-def unpack(text: np.ndarray, ends: np.ndarray) -> list[str]:
-    """The inverse of :func:`pack`."""
-    raw, stops = text.tobytes(), ends.tolist()
+def unpack(arrays: dict[str, np.ndarray], key: str = "") -> list[str]:
+    """The strings :func:`pack` stored under ``key`` in ``arrays``."""
+    raw, stops = arrays[f"{key}text"].tobytes(), arrays[f"{key}ends"].tolist()
     return [raw[a:b].decode("utf-8") for a, b in zip([0, *stops[:-1]], stops, strict=True)]
 
 
@@ -100,8 +101,7 @@ class AttributeVocabulary:
         """Arrays for safetensors (``<prefix><aspect>.text`` / ``.ends`` / ``.counts``; ``.truncated`` a 0/1 flag)."""
         out: dict[str, np.ndarray] = {}
         for name, vals in self.values.items():
-            for k, v in pack(vals).items():
-                out[f"{prefix}{name}.{k}"] = v
+            out.update(pack(vals, f"{prefix}{name}."))
             out[f"{prefix}{name}.counts"] = np.asarray(self.counts[name], np.int64)
             out[f"{prefix}{name}.truncated"] = np.asarray([int(name in self.truncated)], np.int8)
         return out
@@ -112,7 +112,7 @@ class AttributeVocabulary:
         names = sorted({k[len(prefix):].rsplit(".", 1)[0] for k in arrays if k.startswith(prefix)})
         if not names:
             return None
-        values = {n: unpack(arrays[f"{prefix}{n}.text"], arrays[f"{prefix}{n}.ends"]) for n in names}
+        values = {n: unpack(arrays, f"{prefix}{n}.") for n in names}
         counts = {n: np.asarray(arrays[f"{prefix}{n}.counts"]) for n in names}
         truncated = [n for n in names if int(arrays[f"{prefix}{n}.truncated"][0])]
         return cls(values, counts, truncated)
@@ -165,9 +165,8 @@ class BenignValues:
         """Arrays for safetensors (``<prefix><field>.keys.text`` / ``.keys.ends`` / ``.json.text`` / ``.json.ends``)."""
         out: dict[str, np.ndarray] = {}
         for name, table in self.given.items():
-            for part, strings in (("keys", list(table)), ("json", list(table.values()))):
-                for k, v in pack(strings).items():
-                    out[f"{prefix}{name}.{part}.{k}"] = v
+            out.update(pack(list(table), f"{prefix}{name}.keys."))
+            out.update(pack(list(table.values()), f"{prefix}{name}.json."))
         return out
 
     @classmethod
@@ -176,11 +175,8 @@ class BenignValues:
         names = sorted({k[len(prefix):].split(".", 1)[0] for k in arrays if k.startswith(prefix)})
         if not names:
             return None
-
-        def strings(name: str, part: str) -> list[str]:
-            return unpack(arrays[f"{prefix}{name}.{part}.text"], arrays[f"{prefix}{name}.{part}.ends"])
-
-        return cls({n: dict(zip(strings(n, "keys"), strings(n, "json"), strict=True)) for n in names})
+        return cls({n: dict(zip(unpack(arrays, f"{prefix}{n}.keys."), unpack(arrays, f"{prefix}{n}.json."),
+                                strict=True)) for n in names})
 
     def describe(self) -> dict[str, int]:
         """Conditions kept per field, for the artifact's ``config.json``."""

@@ -61,8 +61,13 @@ def matrix(table: pa.Table) -> np.ndarray:
 
 
 def config(cache: str | None, **embed: Any) -> AptrayConfig:
+    # the broadcast plan's jobs share two warm encoder actors (the model start is most of a small job's time): one
+    # thread each whatever ``actors`` says, so a job of one actor finds the first of them (threads are part of a warm
+    # actor's key) and idle actors never hold more than 1 of the cluster's 2 CPUs; the shuffle plan encodes on Ray
+    # Data's own actor pool, which idle warm actors would keep waiting for CPUs
+    warm = 0 if embed.get("broadcast_max_distinct") == 0 else 300
     return AptrayConfig.model_validate({"embed": {"model": "minilm", "cache": cache, "batch_size": 32,
-                                                  "actors": 2, **embed}})
+                                                  "actors": 2, "torch_threads": 1, "keep_warm_s": warm, **embed}})
 
 
 #: The two dedup/join plans: broadcast (the default for up to 200k distinct sentences) and Ray Data shuffles.
@@ -79,14 +84,17 @@ SLOW_CASES: dict[str, set[str]] = {name: {"shuffle"} for name in (
 def first_run(request: pytest.FixtureRequest, ray_cluster: None,
               tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     from aptray.embed.job import run_embed
+    from aptray.embed.pool import stop_all_warm
 
     plan: dict[str, Any] = PLANS[request.param]
+    stop_all_warm()  # no idle warm actor of an earlier test holds CPUs the plan's first job needs
     root = tmp_path_factory.mktemp(f"embed-{request.param}")
     sentences = _sentences(ROWS, DISTINCT)
     inp = write_sentences(root / "in", sentences)
     cache = str(root / "cache")
     counts = run_embed(str(inp), str(root / "out1"), config(cache, **plan))
     yield {"root": root, "input": inp, "cache": cache, "counts": counts, "sentences": sentences, "plan": plan}
+    stop_all_warm()  # the next plan starts with the cluster's CPUs free
 
 
 def test_counts_each_distinct_sentence_encoded_once(first_run: dict[str, Any]) -> None:

@@ -14,8 +14,9 @@ pytestmark = pytest.mark.timeout(900)
 
 
 def _cfg(**overrides: object) -> AptrayConfig:
+    # the module's jobs share one warm encoder actor (the model start is most of a small job's time)
     base = {"ingest.source": "synthetic", "embed.model": "minilm", "embed.cpus_per_actor": 0.5,
-            "train.model": "ae", "train.epochs": 3, "train.hidden": [64, 16]}
+            "embed.keep_warm_s": 300, "train.model": "ae", "train.epochs": 3, "train.hidden": [64, 16]}
     base.update(overrides)
     return load_config(None, base)
 

@@ -103,10 +103,28 @@ def test_metrics_match_sklearn_on_random_data() -> None:
     s = np.round(rng.random(300) + y * 0.3, 2)  # rounding makes ties
     assert auc_roc(y, s) == pytest.approx(roc_auc_score(y, s))
     assert average_precision(y, s) == pytest.approx(average_precision_score(y, s))
+    w = rng.integers(1, 6, size=300)
+    assert auc_roc(y, s, w) == pytest.approx(roc_auc_score(y, s, sample_weight=w))
+    assert average_precision(y, s, w) == pytest.approx(average_precision_score(y, s, sample_weight=w))
     assert ndcg_malicious(y, s) == pytest.approx(ndcg_score([y], [s]))
     assert ndcg_malicious(y, s, k=10) == pytest.approx(ndcg_score([y], [s], k=10))
     c = curves(y, s)
     assert np.trapezoid(c["tpr"], c["fpr"]) == pytest.approx(roc_auc_score(y, s))
+
+
+def test_weights_stand_for_repeated_rows() -> None:
+    # a distinct entry with count w scores as w copies of its row (how training records validation rows)
+    rng = np.random.default_rng(3)
+    y = (rng.random(80) < 0.2).astype(int)
+    s = np.round(rng.random(80) + y * 0.2, 1)  # coarse: many ties across labels
+    w = rng.integers(1, 5, size=80)
+    expanded_y, expanded_s = np.repeat(y, w), np.repeat(s, w)
+    assert auc_roc(y, s, w) == pytest.approx(auc_roc(expanded_y, expanded_s))
+    assert average_precision(y, s, w) == pytest.approx(average_precision(expanded_y, expanded_s))
+    # a zero weight removes the row: the perfect ranking below is spoilt only by the weighted-out benign 0.95
+    assert auc_roc([0, 0, 1, 0], [0.1, 0.2, 0.9, 0.95], [1, 1, 1, 0]) == 1.0
+    with pytest.raises(ValueError, match="weights"):
+        auc_roc([0, 1], [0.1, 0.2], [1])
 
 
 def test_aggregate_mean_spread_by_hand() -> None:
