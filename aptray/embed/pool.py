@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 #: Ray namespace of the kept-warm encoder actors.
 NAMESPACE = "aptray"
+#: What every kept-warm encoder actor's name starts with (:func:`actor_name`).
+_NAME_PREFIX = "aptray-encoder-"
 #: Chunks queued on each actor at a time (one running, one waiting, so an actor never idles between calls).
 _IN_FLIGHT = 2
 #: Seconds without a finished chunk before the pool logs that it is waiting (for actors to be placed, say).
@@ -108,7 +110,7 @@ def pool_key(spec: ModelSpec, cfg: EmbedConfig) -> str:
 
 def actor_name(key: str, slot: int) -> str:
     """The Ray name of kept-warm actor ``slot`` of the pool with :func:`pool_key` ``key``."""
-    return f"aptray-encoder-{key}-{slot}"
+    return f"{_NAME_PREFIX}{key}-{slot}"
 
 
 class EncoderPool:
@@ -206,32 +208,25 @@ class EncoderPool:
 
 def stop_warm(spec: ModelSpec, cfg: EmbedConfig) -> int:
     """Kill the kept-warm encoder actors for this model and these settings now; returns how many there were."""
-    import ray
-
-    key = pool_key(spec, cfg)
-    stopped = 0
-    for slot in range(1024):
-        try:
-            actor = ray.get_actor(actor_name(key, slot), namespace=NAMESPACE)
-        except ValueError:
-            if slot >= cfg.actors:
-                break
-            continue
-        ray.kill(actor, no_restart=True)
-        stopped += 1
-    return stopped
+    return _stop_named(actor_name(pool_key(spec, cfg), 0).removesuffix("0"))
 
 
 def stop_all_warm() -> int:
     """Kill every kept-warm encoder actor on the cluster, whatever its model and settings; returns how many."""
+    return _stop_named(_NAME_PREFIX)
+
+
+def _stop_named(prefix: str) -> int:
+    """Kill the kept-warm encoder actors whose names start with ``prefix``; returns how many."""
     import ray
 
     stopped = 0
     for entry in ray.util.list_named_actors(all_namespaces=True):
-        if entry.get("namespace") == NAMESPACE and str(entry.get("name", "")).startswith("aptray-encoder-"):
-            try:
-                ray.kill(ray.get_actor(entry["name"], namespace=NAMESPACE), no_restart=True)
-            except ValueError:  # it exited by itself meanwhile
-                continue
-            stopped += 1
+        if entry.get("namespace") != NAMESPACE or not str(entry.get("name", "")).startswith(prefix):
+            continue
+        try:
+            ray.kill(ray.get_actor(entry["name"], namespace=NAMESPACE), no_restart=True)
+        except ValueError:  # it exited by itself meanwhile
+            continue
+        stopped += 1
     return stopped

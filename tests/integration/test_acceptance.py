@@ -186,11 +186,7 @@ class Pipeline:
 @pytest.fixture(scope="module")
 def pipeline(shared_data: Path, ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     pipeline = Pipeline(tmp_path_factory.mktemp("acceptance"), shared_data, "acceptance")
-    yield pipeline
-    from aptray.embed.pool import stop_warm
-    from aptray.embed.registry import resolve
-
-    stop_warm(resolve(pipeline.cfg.embed.model), pipeline.cfg.embed)
+    yield pipeline  # its warm encoder stops with the module (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

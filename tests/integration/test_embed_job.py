@@ -94,7 +94,6 @@ def first_run(request: pytest.FixtureRequest, ray_cluster: None,
     cache = str(root / "cache")
     counts = run_embed(str(inp), str(root / "out1"), config(cache, **plan))
     yield {"root": root, "input": inp, "cache": cache, "counts": counts, "sentences": sentences, "plan": plan}
-    stop_all_warm()  # the next plan starts with the cluster's CPUs free
 
 
 def test_counts_each_distinct_sentence_encoded_once(first_run: dict[str, Any]) -> None:
