@@ -169,6 +169,7 @@ class EmbedConfig(_Section):
         0.0, ge=0,
         description="Keep the encoder actors loaded this many seconds after a job (named, detached; each exits "
         "after that long without work), so later jobs with the same model and settings skip the model start. "
+        "A job whose own actors cannot be placed stops idle warm actors of other models or settings first. "
         "0: the actors end with the job.",
     )
     broadcast_max_distinct: int = Field(

@@ -9,7 +9,9 @@ following it.
 
 With ``embed.keep_warm_s > 0`` the actors are named and detached: a later job with the same model, settings
 and aptray version on the same cluster finds them loaded, and each actor exits by itself once it has had no
-work for ``keep_warm_s`` seconds.
+work for ``keep_warm_s`` seconds. Idle warm actors hold their CPUs (and GPUs): a pool whose new actors would not
+fit beside them stops the idle ones of other models or settings first, so a job never waits out another
+key's idle timeout.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ _NAME_PREFIX = "aptray-encoder-"
 _IN_FLIGHT = 2
 #: Seconds without a finished chunk before the pool logs that it is waiting (for actors to be placed, say).
 _STALL_WARN_S = 120.0
+#: Seconds without work after which another pool may stop a warm actor that holds resources it needs.
+_EVICT_IDLE_S = 1.0
 #: Attempts per chunk when its actor dies (a warm actor may time out just as a job reaches it).
 _ATTEMPTS = 3
 
@@ -83,6 +87,11 @@ class EncoderActor:
         """Sentences this actor has put through the model since it started."""
         return self.embedder.encoder.encoded
 
+    def idle_for(self) -> float:
+        """Seconds since this actor last finished a chunk; 0 while it is encoding one."""
+        with self._lock:
+            return 0.0 if self._busy else time.monotonic() - self._last
+
     def _exit_when_idle(self, idle_s: float) -> None:
         import ray
 
@@ -110,7 +119,12 @@ def pool_key(spec: ModelSpec, cfg: EmbedConfig) -> str:
 
 def actor_name(key: str, slot: int) -> str:
     """The Ray name of kept-warm actor ``slot`` of the pool with :func:`pool_key` ``key``."""
-    return f"{_NAME_PREFIX}{key}-{slot}"
+    return f"{_key_prefix(key)}{slot}"
+
+
+def _key_prefix(key: str) -> str:
+    """What the names of the kept-warm actors of the pool with :func:`pool_key` ``key`` start with."""
+    return f"{_NAME_PREFIX}{key}-"
 
 
 class EncoderPool:
@@ -126,12 +140,46 @@ class EncoderPool:
         self.spec = spec
         self.cfg = cfg
         self.key = pool_key(spec, cfg)
+        self._make_room()
         self.actors: list[Any] = [self._start(i) for i in range(cfg.actors)]
 
     @property
     def warm(self) -> bool:
         """Whether the actors outlive this pool (named, detached, idle timeout)."""
         return self.cfg.keep_warm_s > 0
+
+    def _make_room(self) -> None:
+        """Stop idle warm actors of other models or settings where they hold what this pool's new actors need.
+
+        A warm actor keeps its CPUs (and GPUs) while it waits for a job of its own kind; without this, a job with
+        other settings would wait for them until their idle timeout. All idle actors of other keys go (they are a
+        cache for jobs not running now); actors encoding a chunk are left alone.
+        """
+        import ray
+
+        new = sum(not (self.warm and _exists(actor_name(self.key, slot))) for slot in range(self.cfg.actors))
+        need = {"CPU": new * self.cfg.cpus_per_actor, "GPU": new * self.cfg.gpus_per_actor}
+        free = ray.available_resources()
+        short = {r: n - free.get(r, 0.0) for r, n in need.items() if n > free.get(r, 0.0) + 1e-9}
+        if not short:
+            return
+        others = [name for name in _warm_names(_NAME_PREFIX) if not name.startswith(_key_prefix(self.key))]
+        stopped: list[str] = []
+        for name in others:
+            try:
+                actor: Any = ray.get_actor(name, namespace=NAMESPACE)
+                idle = float(ray.get(actor.idle_for.remote(), timeout=10))
+            except (ValueError, ray.exceptions.RayError):  # exited meanwhile, or too busy to answer: not idle
+                continue
+            if idle >= _EVICT_IDLE_S:
+                ray.kill(actor, no_restart=True)
+                stopped.append(name)
+        if stopped:
+            log.info("stopped %d idle warm encoder actor(s) of other models or settings to make room for %d new "
+                     "one(s) (short of %s): %s", len(stopped), new, short, ", ".join(stopped))
+        elif others:
+            log.warning("this job's %d new encoder actor(s) are short of %s, and the %d warm actor(s) of other "
+                        "settings are busy; they will start once those finish", new, short, len(others))
 
     def _start(self, slot: int) -> Any:
         import ray
@@ -208,7 +256,7 @@ class EncoderPool:
 
 def stop_warm(spec: ModelSpec, cfg: EmbedConfig) -> int:
     """Kill the kept-warm encoder actors for this model and these settings now; returns how many there were."""
-    return _stop_named(actor_name(pool_key(spec, cfg), 0).removesuffix("0"))
+    return _stop_named(_key_prefix(pool_key(spec, cfg)))
 
 
 def stop_all_warm() -> int:
@@ -216,16 +264,33 @@ def stop_all_warm() -> int:
     return _stop_named(_NAME_PREFIX)
 
 
+def _warm_names(prefix: str) -> list[str]:
+    """Names of the kept-warm encoder actors on the cluster whose names start with ``prefix``."""
+    import ray
+
+    return [str(entry["name"]) for entry in ray.util.list_named_actors(all_namespaces=True)
+            if entry.get("namespace") == NAMESPACE and str(entry.get("name", "")).startswith(prefix)]
+
+
+def _exists(name: str) -> bool:
+    """Whether a kept-warm encoder actor of this name is alive."""
+    import ray
+
+    try:
+        ray.get_actor(name, namespace=NAMESPACE)
+    except ValueError:
+        return False
+    return True
+
+
 def _stop_named(prefix: str) -> int:
     """Kill the kept-warm encoder actors whose names start with ``prefix``; returns how many."""
     import ray
 
     stopped = 0
-    for entry in ray.util.list_named_actors(all_namespaces=True):
-        if entry.get("namespace") != NAMESPACE or not str(entry.get("name", "")).startswith(prefix):
-            continue
+    for name in _warm_names(prefix):
         try:
-            ray.kill(ray.get_actor(entry["name"], namespace=NAMESPACE), no_restart=True)
+            ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
         except ValueError:  # it exited by itself meanwhile
             continue
         stopped += 1

@@ -96,3 +96,34 @@ def test_dead_actor_is_replaced_and_the_chunk_encoded_again(ray_cluster: None) -
     finally:
         pool.close()
         stop_warm(resolve("minilm"), cfg.embed)
+
+
+def test_idle_warm_actors_of_other_settings_make_room_only_when_needed(ray_cluster: None) -> None:
+    import ray
+
+    from aptray.embed.pool import EncoderPool, stop_all_warm, stop_warm
+    from aptray.embed.registry import resolve
+
+    spec = resolve("minilm")
+    big = _config(keep_warm_s=300, cpus_per_actor=1.5)  # holds 1.5 of the test cluster's 2 CPUs while idle
+    pairs = _pairs(["process p1 read /etc/passwd", "process p2 wrote /tmp/x"])
+    try:
+        first = EncoderPool(spec, big.embed)
+        assert first.encode(pairs).num_rows == 2
+        first.close()
+        time.sleep(1.5)  # idle for longer than the eviction threshold
+        small = _config(keep_warm_s=300, cpus_per_actor=0.25).embed
+        EncoderPool(spec, small).close()  # fits beside it
+        _actor(big)  # not in the way, so still warm
+        assert stop_warm(spec, small) == 1
+        needy = EncoderPool(spec, _config(cpus_per_actor=1.0).embed)  # cannot be placed beside the 1.5 CPUs
+        started = time.monotonic()
+        ref = needy.actors[0].encoded.remote()
+        assert ray.get(ref, timeout=60) == 0  # placed and loaded: without the eviction it waits 300 s
+        assert needy.encode(pairs).num_rows == 2
+        needy.close()
+        assert time.monotonic() - started < 60
+        with pytest.raises(ValueError):
+            _actor(big)
+    finally:
+        stop_all_warm()
