@@ -4,7 +4,9 @@ Per dataset x aspect (a *target*): templatize (:func:`aptray.templating.job.run_
 embedder through the shared cache (:func:`aptray.embed.job.run_embed`), draw one split per seed
 (:mod:`aptray.evaluate.splits`), then fan out one Ray task per embedder x detector x seed
 (:func:`aptray.evaluate.runs.fit_and_score`). AVF, the ADAPT papers' baseline, runs on the raw 0/1
-attributes of the process context (embedder ``raw``) when the rows have them.
+attributes of the process context (embedder ``raw``) when the rows have them. The targets of one ADAPT folder
+share one split of the folder's processes, and their scores are also fused per process across aspects (the
+target :data:`aptray.evaluate.per_aspect.PER_ASPECT`; :mod:`aptray.evaluate.per_aspect`).
 
 ``DIR/metrics.json`` (strict JSON; a metric that is undefined, e.g. AUC on a split without malicious rows, is
 ``null``), ``schema_version`` 1:
@@ -50,6 +52,8 @@ import pyarrow as pa
 from aptray.config import AptrayConfig, Aspect, Protocol, Source
 from aptray.detectors.registry import BASELINE_DETECTORS
 from aptray.evaluate.metrics import aggregate, finite_or_none
+from aptray.evaluate.per_aspect import PER_ASPECT, Universe, aligned_splits, per_aspect_runs
+from aptray.evaluate.splits import Split
 from aptray.io.fs import join, resolve
 from aptray.logs import Progress
 
@@ -233,9 +237,13 @@ def prepare(target: Target, source: Source, cfg: AptrayConfig, work: str) -> Pre
     return prep
 
 
-def run_target(prep: Prepared, target: Target, cfg: AptrayConfig) -> tuple[list[dict[str, Any]], pa.Table]:
+def run_target(prep: Prepared, target: Target, cfg: AptrayConfig, benign_splits: list[Split] | None = None
+               ) -> tuple[list[dict[str, Any]], pa.Table]:
     """Fan out every protocol x embedder x detector x seed of a prepared target as Ray tasks; gather runs and
-    scores, and add each seed's rank fusion (benign-split protocol, :mod:`aptray.evaluate.fusion`)."""
+    scores, and add each seed's rank fusion (benign-split protocol, :mod:`aptray.evaluate.fusion`).
+
+    ``benign_splits``: the benign-split protocol's split per seed, where the folder's targets share one
+    (:func:`aptray.evaluate.per_aspect.aligned_splits`); None draws the target's own."""
     import ray
 
     from aptray.detectors.registry import APTRAY_DETECTORS, Features, detector_spec
@@ -245,8 +253,8 @@ def run_target(prep: Prepared, target: Target, cfg: AptrayConfig) -> tuple[list[
     exp = cfg.experiment
     remote = ray.remote(fit_and_score).options(num_cpus=exp.task_cpus, max_retries=1)
     y_ref = ray.put(prep.y)
-    splits = {Protocol.BENIGN_SPLIT: [split_rows(prep.y, s, exp.test_fraction, exp.val_fraction)
-                                      for s in range(exp.seeds)],
+    splits = {Protocol.BENIGN_SPLIT: benign_splits or [split_rows(prep.y, s, exp.test_fraction, exp.val_fraction)
+                                                       for s in range(exp.seeds)],
               Protocol.UNSUPERVISED: [all_rows(len(prep.y), s) for s in range(exp.seeds)]}
     x_refs = {name: ray.put(X) for name, X in prep.features.items()}
     embedders = [e for e in exp.embedders if e in prep.features]
@@ -439,6 +447,51 @@ def tsne_table(prep: Prepared, max_points: int, seed: int = 0) -> pa.Table | Non
     return pa.table(cols)
 
 
+def _folders(targets: list[Target], source: Source) -> list[list[Target]]:
+    """The targets grouped by ADAPT folder (in order), whose aspects share one split of the folder's processes;
+    each target of another source alone."""
+    if source is not Source.ADAPT:
+        return [[t] for t in targets]
+    groups: dict[str, list[Target]] = {}
+    for t in targets:
+        groups.setdefault(t.name, []).append(t)
+    return list(groups.values())
+
+
+def _write_scores(sdir: str, record_ids: list[str], sentences: list[str], y: np.ndarray, scores: pa.Table,
+                  events: dict[str, pa.Array] | None = None) -> None:
+    """A target's ``rows.parquet`` and ``scores.parquet`` (the report's input)."""
+    write_parquet(join(sdir, "rows.parquet"), pa.table({
+        "row": np.arange(len(y)), "record_id": record_ids, "sentence": sentences,
+        "malicious": np.asarray(y).astype(np.int8), **(events or {})}))
+    write_parquet(join(sdir, "scores.parquet"), scores)
+
+
+def _per_aspect(doc: dict[str, Any], out_uri: str, dataset: str, universe: Universe,
+                members: dict[str, tuple[np.ndarray, pa.Table]], prepared: list[tuple[Target, Prepared]],
+                cfg: AptrayConfig) -> None:
+    """Add a folder's per-aspect fusion (:mod:`aptray.evaluate.per_aspect`) to ``doc`` and write its scores; a
+    process's sentence there is its ProcessAll sentence where that target ran, else its first aspect's."""
+    from aptray.detectors.registry import APTRAY_DETECTORS
+
+    exp = cfg.experiment
+    runs, scores = per_aspect_runs(dataset, universe, members, APTRAY_DETECTORS, exp.fusion_size, exp.top_k,
+                                   cfg.threshold.percentile)
+    if not runs:
+        return
+    doc["runs"].extend(runs)
+    sentence: dict[str, str] = {}
+    for _, prep in sorted(prepared, key=lambda tp: tp[0].aspect is not Aspect.ALL):
+        for r, text in zip(prep.record_ids, prep.sentences, strict=True):
+            sentence.setdefault(r, text)
+    doc["targets"].append({"dataset": dataset, "aspect": PER_ASPECT, "skipped": None,
+                           "rows": len(universe.record_ids), "malicious": int(universe.y.sum()),
+                           "distinct_sentences": len(set(sentence.values())), "aspects": sorted(members)})
+    _write_scores(join(out_uri, "scores", *dataset.split("/"), PER_ASPECT), universe.record_ids,
+                  [sentence[r] for r in universe.record_ids], universe.y, scores)
+    log.info("%s: per-aspect fusion of %s", dataset, ", ".join(sorted(members)))
+
+
 def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]:
     """Run the whole experiment on ``input_uri`` and write ``out_uri``/metrics.json, report.html and report.md.
 
@@ -474,39 +527,52 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
         "config": exp.model_dump(mode="json"), "versions": _versions(),
         "targets": [], "runs": [], "summary": [], "best": [],
     }
-    for target in targets:
-        aspect = target.aspect.value if target.aspect else "-"
-        entry: dict[str, Any] = {"dataset": target.name, "aspect": target.aspect.value if target.aspect else None,
-                                 "skipped": None}
-        doc["targets"].append(entry)
-        log.info("target %s %s", target.name, aspect)
-        work = join(out_uri, "work", *target.name.split("/"), aspect)
-        try:
-            prep = prepare(target, source, cfg, work)
-        except Exception as exc:  # an unreadable target is reported, the others still run
-            log.warning("target %s %s failed to prepare: %s", target.name, aspect, exc)
-            entry["skipped"] = f"{type(exc).__name__}: {exc}"
-            continue
-        entry.update(prep.info)
-        train_benign = min(len(split_rows(prep.y, seed, exp.test_fraction, exp.val_fraction).train)
-                           for seed in range(exp.seeds))
-        if train_benign < exp.min_train_rows:
-            entry["skipped"] = f"only {train_benign} benign training rows (< min_train_rows {exp.min_train_rows})"
-            log.warning("target %s %s skipped: %s", target.name, aspect, entry["skipped"])
-            continue
-        runs, scores = run_target(prep, target, cfg)
-        doc["runs"].extend(runs)
-        sdir = join(out_uri, "scores", *target.name.split("/"), aspect)
-        write_parquet(join(sdir, "rows.parquet"), pa.table({
-            "row": np.arange(len(prep.y)), "record_id": prep.record_ids, "sentence": prep.sentences,
-            "malicious": prep.y.astype(np.int8), **prep.events}))
-        write_parquet(join(sdir, "scores.parquet"), scores)
-        tsne = tsne_table(prep, exp.tsne_points)
-        if tsne is not None:
-            write_parquet(join(sdir, "tsne.parquet"), tsne)
+    def checkpoint() -> None:
         doc["summary"] = summarize(doc["runs"])
         doc["best"] = best(doc["summary"], (*APTRAY_DETECTORS, FUSION))
         write_json(join(out_uri, "metrics.json"), doc)  # after every target: a long run shows progress
+
+    for group in _folders(targets, source):
+        prepared: list[tuple[Target, Prepared]] = []
+        for target in group:
+            aspect = target.aspect.value if target.aspect else "-"
+            entry: dict[str, Any] = {"dataset": target.name, "aspect": target.aspect.value if target.aspect else None,
+                                     "skipped": None}
+            doc["targets"].append(entry)
+            log.info("target %s %s", target.name, aspect)
+            try:
+                prep = prepare(target, source, cfg, join(out_uri, "work", *target.name.split("/"), aspect))
+            except Exception as exc:  # an unreadable target is reported, the others still run
+                log.warning("target %s %s failed to prepare: %s", target.name, aspect, exc)
+                entry["skipped"] = f"{type(exc).__name__}: {exc}"
+                continue
+            entry.update(prep.info)
+            train_benign = min(len(split_rows(prep.y, seed, exp.test_fraction, exp.val_fraction).train)
+                               for seed in range(exp.seeds))
+            if train_benign < exp.min_train_rows:
+                entry["skipped"] = f"only {train_benign} benign training rows (< min_train_rows {exp.min_train_rows})"
+                log.warning("target %s %s skipped: %s", target.name, aspect, entry["skipped"])
+                continue
+            prepared.append((target, prep))
+        universe = (aligned_splits([(p.record_ids, p.y) for _, p in prepared], exp.seeds, exp.test_fraction,
+                                   exp.val_fraction) if len(prepared) > 1 else None)
+        fused: dict[str, tuple[np.ndarray, pa.Table]] = {}
+        for target, prep in prepared:
+            aspect = target.aspect.value if target.aspect else "-"
+            own = universe.restrict(prep.record_ids, prep.y) if universe is not None else None
+            runs, scores = run_target(prep, target, cfg, own)
+            doc["runs"].extend(runs)
+            if universe is not None and own is not None:
+                fused[aspect] = (universe.rows_of(prep.record_ids), scores)
+            sdir = join(out_uri, "scores", *target.name.split("/"), aspect)
+            _write_scores(sdir, prep.record_ids, prep.sentences, prep.y, scores, prep.events)
+            tsne = tsne_table(prep, exp.tsne_points)
+            if tsne is not None:
+                write_parquet(join(sdir, "tsne.parquet"), tsne)
+            checkpoint()
+        if universe is not None and len(fused) > 1 and exp.fusion_size:
+            _per_aspect(doc, out_uri, group[0].name, universe, fused, prepared, cfg)
+            checkpoint()
     doc["summary"] = summarize(doc["runs"])
     doc["best"] = best(doc["summary"], (*APTRAY_DETECTORS, FUSION))
     doc["seconds"] = round(time.perf_counter() - start, 2)

@@ -158,6 +158,11 @@ def _target_section(w: _Writer, doc: dict[str, Any], target: dict[str, Any]) -> 
         return
     w.add("p", f"{target.get('rows')} rows, {target.get('malicious')} malicious, "
                f"{target.get('distinct_sentences')} distinct sentences.")
+    if target.get("aspects"):
+        w.add("p", f"Per-aspect fusion of {', '.join(target['aspects'])}: each process scored on every aspect it "
+                   "has (the aspects share one split of the folder's processes), the detectors and aspects fused "
+                   "chosen on validation; a process missing from an aspect counts as that aspect's median benign "
+                   "process. Sentences shown are ProcessAll's.")
     mine = [s for s in doc["summary"] if s["dataset"] == dataset and s["aspect"] == aspect]
     summary = [s for s in mine if s.get("protocol", "benign-split") == "benign-split"]
     unsupervised = [s for s in mine if s.get("protocol") == "unsupervised"]

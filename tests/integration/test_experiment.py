@@ -135,3 +135,43 @@ def test_discover_walks_the_adapt_root(shared_data: Path) -> None:
     only = discover(str(root / "bovia" / "clearscope"), Source.ADAPT, [Aspect.EVENT, Aspect.NETFLOW])
     assert [(t.name, t.aspect) for t in only] == [("bovia/clearscope", Aspect.EVENT),
                                                   ("bovia/clearscope", Aspect.NETFLOW)]
+
+
+def test_aspects_of_a_folder_share_one_split_and_fuse_per_process(ray_cluster: None, shared_data: Path,
+                                                                   tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from aptray.evaluate import run_experiment
+
+    cfg = AptrayConfig()
+    cfg.ingest.source = Source.ADAPT
+    cfg.experiment.embedders = ["minilm"]
+    cfg.experiment.detectors = ["knn", "rarity"]
+    cfg.experiment.aspects = [Aspect.EVENT, Aspect.EXEC]
+    cfg.experiment.seeds = 1
+    cfg.experiment.tsne_points = 0
+    cfg.embed.keep_warm_s = 300  # the second aspect's embed finds the first one's encoder loaded
+    out = tmp_path / "exp"
+    run_experiment(str(shared_data / "darpa_tc_adapt" / "bovia" / "clearscope"), str(out), cfg)
+    doc = json.loads((out / "metrics.json").read_text())
+    (target,) = [t for t in doc["targets"] if t["aspect"] == "PerAspect"]
+    assert target["aspects"] == ["Event", "Exec"] and target["rows"] >= 68
+    fused = [r for r in doc["runs"] if r["aspect"] == "PerAspect"]
+    assert [r["seed"] for r in fused] == [0]
+    for run in fused:
+        assert run["status"] == "ok" and run["detector"] == "fusion"
+        assert {m.split(":")[0] for m in run["members"]} <= {"Event", "Exec"}
+        assert {m.split(":")[1] for m in run["members"]} <= {"knn", "rarity"}  # not the per-aspect fusions
+        assert run["rows"]["test_malicious"] >= 1 and 0.0 <= run["test"]["auc_roc"] <= 1.0
+
+    def test_processes(aspect: str, seed: int) -> set[str]:
+        base = out / "scores" / "bovia" / "clearscope" / aspect
+        ids = pq.read_table(base / "rows.parquet").column("record_id").to_pylist()
+        s = pq.read_table(base / "scores.parquet").to_pandas()
+        rows = s[(s["split"] == "test") & (s["seed"] == seed) & (s["protocol"] == "benign-split")]["row"]
+        return {ids[i] for i in rows}
+
+    # a process is in the test split of every aspect it has, or of none
+    event, exec_, both = test_processes("Event", 0), test_processes("Exec", 0), test_processes("PerAspect", 0)
+    assert event and exec_ and event | exec_ == both
+    assert "Per-aspect fusion of Event, Exec" in (out / "report.md").read_text()
