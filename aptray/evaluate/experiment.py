@@ -580,7 +580,7 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
     report = write_report(out_uri)
     errors = sum(r["status"] != "ok" for r in doc["runs"])
     return {
-        "targets": len(targets), "skipped": sum(t["skipped"] is not None for t in doc["targets"]),
+        "targets": len(doc["targets"]), "skipped": sum(t["skipped"] is not None for t in doc["targets"]),
         "runs": len(doc["runs"]), "errors": errors, "seconds": doc["seconds"],
         "metrics": join(out_uri, "metrics.json"), **report,
     }

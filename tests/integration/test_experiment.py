@@ -152,7 +152,8 @@ def test_aspects_of_a_folder_share_one_split_and_fuse_per_process(ray_cluster: N
     cfg.experiment.tsne_points = 0
     cfg.embed.keep_warm_s = 300  # the second aspect's embed finds the first one's encoder loaded
     out = tmp_path / "exp"
-    run_experiment(str(shared_data / "darpa_tc_adapt" / "bovia" / "clearscope"), str(out), cfg)
+    result = run_experiment(str(shared_data / "darpa_tc_adapt" / "bovia" / "clearscope"), str(out), cfg)
+    assert result["targets"] == 3  # Event, Exec and their per-aspect fusion
     doc = json.loads((out / "metrics.json").read_text())
     (target,) = [t for t in doc["targets"] if t["aspect"] == "PerAspect"]
     assert target["aspects"] == ["Event", "Exec"] and target["rows"] >= 68
