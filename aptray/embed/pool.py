@@ -157,13 +157,15 @@ class EncoderPool:
         """
         import ray
 
-        new = sum(not (self.warm and _exists(actor_name(self.key, slot))) for slot in range(self.cfg.actors))
+        warm = _warm_names(_NAME_PREFIX)
+        mine = {name for name in warm if name.startswith(_key_prefix(self.key))} if self.warm else set()
+        new = sum(actor_name(self.key, slot) not in mine for slot in range(self.cfg.actors))
         need = {"CPU": new * self.cfg.cpus_per_actor, "GPU": new * self.cfg.gpus_per_actor}
         free = ray.available_resources()
         short = {r: n - free.get(r, 0.0) for r, n in need.items() if n > free.get(r, 0.0) + 1e-9}
         if not short:
             return
-        others = [name for name in _warm_names(_NAME_PREFIX) if not name.startswith(_key_prefix(self.key))]
+        others = [name for name in warm if not name.startswith(_key_prefix(self.key))]
         stopped: list[str] = []
         for name in others:
             try:
@@ -270,17 +272,6 @@ def _warm_names(prefix: str) -> list[str]:
 
     return [str(entry["name"]) for entry in ray.util.list_named_actors(all_namespaces=True)
             if entry.get("namespace") == NAMESPACE and str(entry.get("name", "")).startswith(prefix)]
-
-
-def _exists(name: str) -> bool:
-    """Whether a kept-warm encoder actor of this name is alive."""
-    import ray
-
-    try:
-        ray.get_actor(name, namespace=NAMESPACE)
-    except ValueError:
-        return False
-    return True
 
 
 def _stop_named(prefix: str) -> int:

@@ -51,8 +51,10 @@ import pyarrow as pa
 
 from aptray.config import AptrayConfig, Aspect, Protocol, Source
 from aptray.detectors.registry import BASELINE_DETECTORS
+from aptray.evaluate.fusion import Candidates
 from aptray.evaluate.metrics import aggregate, finite_or_none
-from aptray.evaluate.per_aspect import PER_ASPECT, Universe, aligned_splits, per_aspect_runs
+from aptray.evaluate.per_aspect import PER_ASPECT, Member, Universe, aligned_splits, per_aspect_runs
+from aptray.evaluate.runs import ScoreRows
 from aptray.evaluate.splits import Split
 from aptray.io.fs import join, resolve
 from aptray.logs import Progress
@@ -238,16 +240,17 @@ def prepare(target: Target, source: Source, cfg: AptrayConfig, work: str) -> Pre
 
 
 def run_target(prep: Prepared, target: Target, cfg: AptrayConfig, benign_splits: list[Split] | None = None
-               ) -> tuple[list[dict[str, Any]], pa.Table]:
+               ) -> tuple[list[dict[str, Any]], pa.Table, Candidates]:
     """Fan out every protocol x embedder x detector x seed of a prepared target as Ray tasks; gather runs and
-    scores, and add each seed's rank fusion (benign-split protocol, :mod:`aptray.evaluate.fusion`).
+    scores, and add each seed's rank fusion (benign-split protocol, :mod:`aptray.evaluate.fusion`). Returns the
+    runs, the scores table and the fusion's candidates (aptray's own detectors' validation and test scores).
 
     ``benign_splits``: the benign-split protocol's split per seed, where the folder's targets share one
     (:func:`aptray.evaluate.per_aspect.aligned_splits`); None draws the target's own."""
     import ray
 
     from aptray.detectors.registry import APTRAY_DETECTORS, Features, detector_spec
-    from aptray.evaluate.runs import fit_and_score
+    from aptray.evaluate.runs import ScoreRows, fit_and_score
     from aptray.evaluate.splits import all_rows, split_rows
 
     exp = cfg.experiment
@@ -272,18 +275,8 @@ def run_target(prep: Prepared, target: Target, cfg: AptrayConfig, benign_splits:
                     unsup = protocol is Protocol.UNSUPERVISED
                     pending.append((key, split, remote.remote(x_refs[emb], y_ref, split, det, cfg, unsup)))
     runs: list[dict[str, Any]] = []
-    score_rows: dict[str, list[Any]] = {k: [] for k in ("protocol", "embedder", "detector", "seed", "split", "row",
-                                                        "score")}
-
-    def add_scores(key: dict[str, Any], part: str, idx: np.ndarray, scores: Any) -> None:
-        n = len(scores)
-        for col in ("protocol", "embedder", "detector", "seed"):
-            score_rows[col] += [key[col]] * n
-        score_rows["split"] += [part] * n
-        score_rows["row"] += idx.tolist()
-        score_rows["score"] += [float(v) for v in scores]
-
-    candidates: dict[tuple[str, int], dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    score_rows = ScoreRows()
+    candidates: Candidates = {}
     title = f"{target.name} {target.aspect.value if target.aspect else 'events'}"
     with Progress(len(pending), title, unit="fit") as bar:
         results: list[tuple[dict[str, Any], Any, Any, Exception | None]] = []
@@ -304,22 +297,21 @@ def run_target(prep: Prepared, target: Target, cfg: AptrayConfig, benign_splits:
         parts = (("all" if unsup else "test", split.test, test_scores), ("val", split.val, val_scores))
         for part, idx, scores in parts:
             if scores is not None:
-                add_scores(key, part, idx, scores)
+                score_rows.add(key, part, idx, scores)
         if (not unsup and res["status"] == "ok" and key["detector"] in APTRAY_DETECTORS and test_scores is not None
                 and val_scores is not None):
             candidates.setdefault((str(key["embedder"]), split.seed), {})[str(key["detector"])] = (
                 np.asarray(val_scores), np.asarray(test_scores))
         runs.append({**key, **res})
     if exp.fusion_size:
-        runs += _fusion_runs(prep, target, cfg, splits[Protocol.BENIGN_SPLIT], candidates, add_scores)
-    return runs, pa.table(score_rows)
+        runs += _fusion_runs(prep, target, cfg, splits[Protocol.BENIGN_SPLIT], candidates, score_rows)
+    return runs, score_rows.table(), candidates
 
 
-def _fusion_runs(prep: Prepared, target: Target, cfg: AptrayConfig, splits: list[Any],
-                 candidates: dict[tuple[str, int], dict[str, tuple[np.ndarray, np.ndarray]]], add_scores: Any
-                 ) -> list[dict[str, Any]]:
+def _fusion_runs(prep: Prepared, target: Target, cfg: AptrayConfig, splits: list[Any], candidates: Candidates,
+                 score_rows: ScoreRows) -> list[dict[str, Any]]:
     """One fused run per embedder x seed: members and threshold from validation, then scored on test."""
-    from aptray.evaluate.fusion import FUSION, fuse, fused_test_metrics
+    from aptray.evaluate.fusion import FUSION, fuse, fused_run
 
     exp = cfg.experiment
     by_seed = {s.seed: s for s in splits}
@@ -331,11 +323,7 @@ def _fusion_runs(prep: Prepared, target: Target, cfg: AptrayConfig, splits: list
             continue
         key = {"dataset": target.name, "aspect": target.aspect.value if target.aspect else None,
                "protocol": Protocol.BENIGN_SPLIT.value, "embedder": emb, "detector": FUSION, "seed": seed}
-        add_scores(key, "test", split.test, fused["test_scores"])
-        add_scores(key, "val", split.val, fused["val_scores"])
-        out.append({**key, "rows": split.counts(prep.y), "status": "ok", "error": None, "history": None,
-                    "members": fused["members"], "threshold": fused["threshold"], "train_seconds": 0.0,
-                    "val": fused["val"], "test": fused_test_metrics(fused, prep.y[split.test], exp.top_k)})
+        out.append(fused_run(key, split, prep.y, fused, exp.top_k, score_rows))
     return out
 
 
@@ -467,16 +455,12 @@ def _write_scores(sdir: str, record_ids: list[str], sentences: list[str], y: np.
     write_parquet(join(sdir, "scores.parquet"), scores)
 
 
-def _per_aspect(doc: dict[str, Any], out_uri: str, dataset: str, universe: Universe,
-                members: dict[str, tuple[np.ndarray, pa.Table]], prepared: list[tuple[Target, Prepared]],
-                cfg: AptrayConfig) -> None:
+def _per_aspect(doc: dict[str, Any], out_uri: str, dataset: str, universe: Universe, members: dict[str, Member],
+                prepared: list[tuple[Target, Prepared]], cfg: AptrayConfig) -> None:
     """Add a folder's per-aspect fusion (:mod:`aptray.evaluate.per_aspect`) to ``doc`` and write its scores; a
     process's sentence there is its ProcessAll sentence where that target ran, else its first aspect's."""
-    from aptray.detectors.registry import APTRAY_DETECTORS
-
     exp = cfg.experiment
-    runs, scores = per_aspect_runs(dataset, universe, members, APTRAY_DETECTORS, exp.fusion_size, exp.top_k,
-                                   cfg.threshold.percentile)
+    runs, scores = per_aspect_runs(dataset, universe, members, exp.fusion_size, exp.top_k, cfg.threshold.percentile)
     if not runs:
         return
     doc["runs"].extend(runs)
@@ -556,14 +540,14 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
             prepared.append((target, prep))
         universe = (aligned_splits([(p.record_ids, p.y) for _, p in prepared], exp.seeds, exp.test_fraction,
                                    exp.val_fraction) if len(prepared) > 1 else None)
-        fused: dict[str, tuple[np.ndarray, pa.Table]] = {}
+        fused: dict[str, Member] = {}
         for target, prep in prepared:
             aspect = target.aspect.value if target.aspect else "-"
             own = universe.restrict(prep.record_ids, prep.y) if universe is not None else None
-            runs, scores = run_target(prep, target, cfg, own)
+            runs, scores, candidates = run_target(prep, target, cfg, own)
             doc["runs"].extend(runs)
             if universe is not None and own is not None:
-                fused[aspect] = (universe.rows_of(prep.record_ids), scores)
+                fused[aspect] = Member(universe.rows_of(prep.record_ids), own, candidates)
             sdir = join(out_uri, "scores", *target.name.split("/"), aspect)
             _write_scores(sdir, prep.record_ids, prep.sentences, prep.y, scores, prep.events)
             tsne = tsne_table(prep, exp.tsne_points)

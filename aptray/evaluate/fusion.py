@@ -10,15 +10,22 @@ validation scores, so a fused model can score new rows (batch or online) the way
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from aptray.detectors.thresholds import f1_threshold, percentile_threshold
 from aptray.evaluate.metrics import auc_roc, score_metrics, threshold_metrics
 
+if TYPE_CHECKING:
+    from aptray.evaluate.runs import ScoreRows
+    from aptray.evaluate.splits import Split
+
 #: The detector name fused runs carry in ``metrics.json``.
 FUSION = "fusion"
+#: What a fusion chooses among: per (embedder, seed), per member name, its (validation, test) scores, in the
+#: order of the split's ``val`` and ``test`` rows.
+Candidates = dict[tuple[str, int], dict[str, tuple[np.ndarray, np.ndarray]]]
 
 
 def place(reference: np.ndarray, scores: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
@@ -84,3 +91,14 @@ def fused_test_metrics(fused: dict[str, Any], y_test: np.ndarray, top_k: int) ->
     """The fused run's test metrics (the only place the test labels are read)."""
     s = fused["test_scores"]
     return {**score_metrics(y_test, s, top_k), **threshold_metrics(y_test, s, fused["threshold"]["value"])}
+
+
+def fused_run(key: dict[str, Any], split: Split, y: np.ndarray, fused: dict[str, Any], top_k: int,
+              scores: ScoreRows) -> dict[str, Any]:
+    """A fused run's ``metrics.json`` record (``key`` plus the split's counts, members, threshold, validation and
+    test metrics); its validation and test scores go to ``scores``."""
+    scores.add(key, "test", split.test, fused["test_scores"])
+    scores.add(key, "val", split.val, fused["val_scores"])
+    return {**key, "rows": split.counts(y), "status": "ok", "error": None, "history": None,
+            "members": fused["members"], "threshold": fused["threshold"], "train_seconds": 0.0,
+            "val": fused["val"], "test": fused_test_metrics(fused, y[split.test], top_k)}

@@ -18,13 +18,14 @@ score there, i.e. a place of about one half: a missing view says nothing either 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from aptray.config import Protocol
+from aptray.evaluate.fusion import Candidates
 from aptray.evaluate.splits import Split, split_rows
 
 #: The aspect name of the per-aspect fusion's runs, targets and score files.
@@ -38,11 +39,14 @@ class Universe:
     record_ids: list[str]
     y: np.ndarray
     splits: list[Split]
+    _position: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._position = {r: i for i, r in enumerate(self.record_ids)}
 
     def rows_of(self, record_ids: list[str]) -> np.ndarray:
         """The universe index of each of a target's rows."""
-        position = {r: i for i, r in enumerate(self.record_ids)}
-        return np.array([position[r] for r in record_ids], dtype=np.int64)
+        return np.array([self._position[r] for r in record_ids], dtype=np.int64)
 
     def restrict(self, record_ids: list[str], y: np.ndarray) -> list[Split] | None:
         """Each seed's universe split restricted to a target's rows; None when a restriction's test split would
@@ -73,60 +77,52 @@ def aligned_splits(targets: list[tuple[list[str], np.ndarray]], seeds: int, test
     return Universe(ids, y_u, [split_rows(y_u, s, test_fraction, val_fraction) for s in range(seeds)])
 
 
-def per_aspect_runs(dataset: str, universe: Universe, members: dict[str, tuple[np.ndarray, pa.Table]],
-                    detectors: tuple[str, ...], fusion_size: int, top_k: int, percentile: float
-                    ) -> tuple[list[dict[str, Any]], pa.Table]:
+@dataclass
+class Member:
+    """An aligned target's part in the fusion: the universe index of each of its rows, its splits (restrictions
+    of the universe's) and its detectors' validation and test scores on them (:func:`run_target`'s candidates)."""
+
+    at: np.ndarray
+    splits: list[Split]
+    candidates: Candidates
+
+
+def per_aspect_runs(dataset: str, universe: Universe, members: dict[str, Member], fusion_size: int, top_k: int,
+                    percentile: float) -> tuple[list[dict[str, Any]], pa.Table]:
     """The per-aspect fusion's runs (one per embedder x seed) and their scores on the universe's rows.
 
     Args:
         dataset: the folder's dataset name.
-        universe: from :func:`aligned_splits`; the aligned targets' splits are its restrictions.
-        members: aspect -> (the universe index of each of its rows, its ``scores.parquet`` table).
-        detectors: the detectors whose scores may be fused (aptray's own; not another fusion).
+        universe: from :func:`aligned_splits`.
+        members: aspect -> its :class:`Member`.
         fusion_size, top_k, percentile: as in the experiment's fusion.
     """
-    import pyarrow.compute as pc
-
-    from aptray.evaluate.fusion import FUSION, fuse, fused_test_metrics
+    from aptray.evaluate.fusion import FUSION, fuse, fused_run
+    from aptray.evaluate.runs import ScoreRows
 
     n = len(universe.record_ids)
     by: dict[tuple[str, int], dict[str, np.ndarray]] = {}
-    for aspect, (at, scores) in members.items():
-        keep = pc.and_(pc.and_(pc.equal(scores.column("protocol"), Protocol.BENIGN_SPLIT.value),
-                               pc.is_in(scores.column("detector"), pa.array(list(detectors), pa.string()))),
-                       pc.is_in(scores.column("split"), pa.array(["val", "test"])))
-        t = scores.filter(keep)
-        for group in t.select(["embedder", "detector", "seed"]).group_by(["embedder", "detector", "seed"]).aggregate(
-                []).to_pylist():
-            emb, det, seed = str(group["embedder"]), str(group["detector"]), int(group["seed"])
-            mine = t.filter(pc.and_(pc.and_(pc.equal(t.column("embedder"), emb), pc.equal(t.column("detector"), det)),
-                                    pc.equal(t.column("seed"), seed)))
-            full = by.setdefault((emb, seed), {}).setdefault(f"{aspect}:{det}", np.full(n, np.nan))
-            full[at[mine.column("row").to_numpy()]] = mine.column("score").to_numpy()
+    for aspect, m in members.items():
+        for (emb, seed), detectors in m.candidates.items():
+            local = m.splits[seed]
+            for det, (val, test) in detectors.items():
+                full = np.full(n, np.nan)
+                full[m.at[local.val]], full[m.at[local.test]] = val, test
+                by.setdefault((emb, seed), {})[f"{aspect}:{det}"] = full
     runs: list[dict[str, Any]] = []
-    out: dict[str, list[Any]] = {k: [] for k in ("protocol", "embedder", "detector", "seed", "split", "row", "score")}
-    for (emb, seed), scored in sorted(by.items()):
+    scores = ScoreRows()
+    for (emb, seed), aligned in sorted(by.items()):
         split = universe.splits[seed]
         benign_val = split.val[universe.y[split.val] == 0]
         pairs = {}
-        for name, full in scored.items():
-            known = full[benign_val][np.isfinite(full[benign_val])]
-            if not len(known):
-                continue
-            filled = np.where(np.isfinite(full), full, float(np.median(known)))
-            pairs[name] = (filled[split.val], filled[split.test])
+        for name, whole in aligned.items():
+            known = whole[benign_val][np.isfinite(whole[benign_val])]
+            if len(known):
+                filled = np.where(np.isfinite(whole), whole, float(np.median(known)))
+                pairs[name] = (filled[split.val], filled[split.test])
         fused = fuse(pairs, universe.y[split.val], fusion_size, top_k, percentile)
-        if fused is None:
-            continue
-        key = {"dataset": dataset, "aspect": PER_ASPECT, "protocol": Protocol.BENIGN_SPLIT.value, "embedder": emb,
-               "detector": FUSION, "seed": seed}
-        for part, idx, values in (("test", split.test, fused["test_scores"]), ("val", split.val, fused["val_scores"])):
-            for col, value in (("protocol", key["protocol"]), ("embedder", emb), ("detector", FUSION), ("seed", seed)):
-                out[col] += [value] * len(idx)
-            out["split"] += [part] * len(idx)
-            out["row"] += idx.tolist()
-            out["score"] += np.asarray(values, dtype=np.float64).tolist()
-        runs.append({**key, "rows": split.counts(universe.y), "status": "ok", "error": None, "history": None,
-                     "members": fused["members"], "threshold": fused["threshold"], "train_seconds": 0.0,
-                     "val": fused["val"], "test": fused_test_metrics(fused, universe.y[split.test], top_k)})
-    return runs, pa.table(out)
+        if fused is not None:
+            key = {"dataset": dataset, "aspect": PER_ASPECT, "protocol": Protocol.BENIGN_SPLIT.value,
+                   "embedder": emb, "detector": FUSION, "seed": seed}
+            runs.append(fused_run(key, split, universe.y, fused, top_k, scores))
+    return runs, scores.table()

@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
 
 from aptray.config import ThresholdMethod
 from aptray.evaluate.metrics import score_metrics, threshold_metrics
@@ -20,6 +21,29 @@ if TYPE_CHECKING:
     from aptray.evaluate.splits import Split
 
 log = logging.getLogger(__name__)
+
+
+class ScoreRows:
+    """The rows of a target's ``scores.parquet`` (protocol, embedder, detector, seed, split, row, score), gathered
+    run by run."""
+
+    KEYS = ("protocol", "embedder", "detector", "seed")
+
+    def __init__(self) -> None:
+        self.columns: dict[str, list[Any]] = {k: [] for k in (*self.KEYS, "split", "row", "score")}
+
+    def add(self, key: dict[str, Any], part: str, idx: np.ndarray, scores: Any) -> None:
+        """One run's scores of split ``part`` (rows ``idx``)."""
+        n = len(scores)
+        for col in self.KEYS:
+            self.columns[col] += [key[col]] * n
+        self.columns["split"] += [part] * n
+        self.columns["row"] += np.asarray(idx).tolist()
+        self.columns["score"] += np.asarray(scores, dtype=np.float64).tolist()
+
+    def table(self) -> pa.Table:
+        """The gathered rows."""
+        return pa.table(self.columns)
 
 def distinct_rows(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The distinct (row, label) pairs of ``X`` and ``y`` with their counts: ``(X, y, counts)``.

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
 
 from aptray.evaluate.metrics import auc_roc
-from aptray.evaluate.per_aspect import PER_ASPECT, aligned_splits, per_aspect_runs
+from aptray.evaluate.per_aspect import PER_ASPECT, Member, aligned_splits, per_aspect_runs
 
 
 def _ids(n: int) -> list[str]:
@@ -42,17 +41,6 @@ def test_a_target_that_would_lose_its_test_attacks_keeps_its_own_split() -> None
     assert universe.restrict(val_only, np.ones(len(val_only), np.int8)) is None
 
 
-def _scores(rows: np.ndarray, values: np.ndarray, universe_split: object, at: np.ndarray) -> pa.Table:
-    """A target's scores.parquet rows for one detector and seed (local rows ``rows``)."""
-    split = universe_split
-    role = {int(u): "val" for u in split.val} | {int(u): "test" for u in split.test}  # type: ignore[attr-defined]
-    keep = [i for i in rows if int(at[i]) in role]
-    return pa.table({"protocol": ["benign-split"] * len(keep), "embedder": ["minilm"] * len(keep),
-                     "detector": ["ae"] * len(keep), "seed": [0] * len(keep),
-                     "split": [role[int(at[i])] for i in keep], "row": keep,
-                     "score": [float(values[i]) for i in keep]})
-
-
 def test_aspects_that_see_different_attacks_fuse_above_each() -> None:
     rng = np.random.default_rng(0)
     n = 2000
@@ -71,8 +59,9 @@ def test_aspects_that_see_different_attacks_fuse_above_each() -> None:
         at = universe.rows_of(local_ids)
         s = rng.normal(size=len(present))
         s[np.isin(present, seen)] += 4.0
-        members[aspect] = (at, _scores(np.arange(len(present)), s, split, at))
-    runs, scores = per_aspect_runs("bovia/x", universe, members, ("ae",), fusion_size=3, top_k=10, percentile=99.0)
+        (local,) = universe.restrict(local_ids, y[present]) or []
+        members[aspect] = Member(at, [local], {("minilm", 0): {"ae": (s[local.val], s[local.test])}})
+    runs, scores = per_aspect_runs("bovia/x", universe, members, fusion_size=3, top_k=10, percentile=99.0)
     (run,) = runs
     assert (run["aspect"], run["detector"], run["embedder"]) == (PER_ASPECT, "fusion", "minilm")
     assert set(run["members"]) == {"Exec:ae", "Parent:ae"}
@@ -83,8 +72,6 @@ def test_aspects_that_see_different_attacks_fuse_above_each() -> None:
     yt = universe.y[test["row"].to_numpy()]
     single = []
     for aspect in ("Exec", "Parent"):
-        at, table = members[aspect]
-        t = table.to_pandas()
-        t = t[t["split"] == "test"]
-        single.append(auc_roc(universe.y[at[t["row"].to_numpy()]], t["score"].to_numpy()))
+        m = members[aspect]
+        single.append(auc_roc(universe.y[m.at[m.splits[0].test]], m.candidates[("minilm", 0)]["ae"][1]))
     assert run["test"]["auc_roc"] == auc_roc(yt, test["score"].to_numpy()) > max(single) + 0.1
