@@ -235,7 +235,9 @@ class TrainConfig(_Section):
         "(event types, executables, parents, peers; in benign.safetensors) to name each alert's attributes never "
         "seen in benign training. Single events: the actions with the most benign rows whose most frequent "
         "benign value of each value field (object, args, return value, executables) is kept, the counterfactual "
-        "attribution puts in its place. 0: none.")
+        "attribution puts in its place, and the most frequent benign (condition, value) pairs per part, kept as "
+        "64-bit hashes, to name the parts an alert has that benign training never had beside their condition "
+        "(attribution tries those first). 0: none.")
 
 
 class ThresholdConfig(_Section):

@@ -334,7 +334,7 @@ class OnlineDetector:
         job computes them: nearest benign sentences, attribution (its variants micro-batched through this
         replica's encoder like any request's sentences), unseen attributes."""
         from aptray.score import EXPLAIN_K
-        from aptray.triage.attribute import choose, variants
+        from aptray.triage.attribute import choose, unseen_of, variants
 
         loaded = self.models[name]
         out: list[dict[str, Any]] = [{} for _ in flagged]
@@ -346,6 +346,8 @@ class OnlineDetector:
         if prepared.rows is None:  # sentences sent as such: no fields to remove, no context attributes
             return out
         rows = prepared.rows.take(pa.array(flagged))
+        novel, unseen = unseen_of(rows, benign.vocabulary if benign is not None else None,
+                                  benign.values if benign is not None else None)
         if loaded.window is None:
             plan = variants(rows, loaded.template, benign.values if benign is not None else None)
             distinct = plan.distinct()
@@ -353,15 +355,13 @@ class OnlineDetector:
             if distinct:
                 _, v = await self._encode(loaded, distinct, name)
                 found = dict(zip(distinct, v.tolist(), strict=True))
-            part, value, without = choose(plan, found, len(flagged))
+            part, value, without = choose(plan, found, len(flagged), novel)
             for e, j, p, val, w in zip(out, flagged.tolist(), part, value, without, strict=True):
                 if p is not None:
                     e["attribution"] = {"part": p, "value": val, "score": float(scores[j]), "score_without": w}
-        vocabulary = benign.vocabulary if benign is not None else None
-        if vocabulary is not None:
-            for e, u in zip(out, vocabulary.unseen(rows), strict=True):
-                if u is not None:
-                    e["unseen_attributes"] = u
+        for e, u in zip(out, unseen, strict=True):
+            if u is not None:
+                e["unseen_attributes"] = u
         return out
 
     def _refuse_format(self, body: ScoreRequest, loaded: LoadedDetector, name: str) -> Any:

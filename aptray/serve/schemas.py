@@ -43,11 +43,13 @@ class ScoreRequest(_Model):
     explain: bool = Field(
         False, description="Explain each anomalous event (``explanation``), as far as the artifact supports it "
         "(GET /v1/model ``explanations``): its nearest benign training sentences with their cosine similarity "
-        "(nearest_benign); the part of its sentence whose change lowers the score most (a value field removed or "
+        "(nearest_benign); the part of its sentence whose change lowers the score most, among its parts benign "
+        "training never had beside their condition where there are any (a value field removed or "
         "replaced by its most frequent benign value for that action, whichever scores lower; the actor and action "
         "removed), with the variant's score "
-        "(attribution: raw events of a detector that scores single events); its process-context attributes never "
-        "seen in benign training (unseen_attributes). Costs extra encoder passes for anomalous events only.")
+        "(attribution: raw events of a detector that scores single events); what benign training never had: "
+        "process-context attributes, single events' parts beside their condition (unseen_attributes). Costs extra "
+        "encoder passes for anomalous events only.")
 
     model_config = ConfigDict(
         extra="forbid",
@@ -90,8 +92,10 @@ class Explanation(_Model):
     attribution: Attribution | None = Field(None, description="The part whose change lowers the score "
                                                               "most (None when no part could be tried).")
     unseen_attributes: list[str] | None = Field(
-        None, description="Process contexts: its attribute values never seen in benign training, as "
-        "'<aspect>: <value>' (at most 20).")
+        None, description="What benign training never had (at most 20): a process context's attribute values, "
+        "as '<aspect>: <value>'; a single event's parts whose value benign training never had beside their "
+        "condition (the program; the action given the program; a value given the action), as '<part>: <value> "
+        "(never with <condition> <its value>)'; attribution tries these parts first.")
 
 
 class EventScore(_Model):
@@ -166,7 +170,8 @@ class ModelInfo(_Model):
     explanations: list[str] = Field(default_factory=list, description="What ``explain`` returns for this "
                                     "artifact: nearest_benign (it keeps benign training sentences), attribution (it "
                                     "scores single events, not windows), unseen_attributes (it keeps the benign "
-                                    "attribute vocabulary of process contexts).")
+                                    "attribute vocabulary of process contexts or the benign pairs of single "
+                                    "events' parts).")
     window: int | None = Field(None, description="Events per window of a windowed detector (LSTM-AE): each event "
                                                  "is scored with the events of its process before it in the same "
                                                  "request.")

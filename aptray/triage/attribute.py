@@ -13,21 +13,34 @@ event unusual for this action": either its presence (removing it brings the sent
 value it is (the benign one does). Neither variant alone is enough: deleting a value can make a sentence more
 unusual ("connected a socket"), and the action's most frequent benign value can belong to another program and
 be unusual beside this actor. The actor and the action are not replaced: a benign action or actor in their place
-makes sentences benign training never said either ("bash executed 203.0.113.9:4444"). :data:`RULE` ``"replace"``
-(the counterfactual only, removal where none is known) is the documented alternative (bench/triage.py,
-synthetic trace: 97.9% of true-positive alerts name the injected field with ``"lower"``, 82.2% with
-``"replace"``, 70.9% with removal only). A process context's sentence is rebuilt with one aspect removed (its
-event types, executables, parents or peers). All under the artifact's masking. Each distinct variant is embedded
-once (through the embedding cache in the score job, the replica's encoder online) and scored by the detector; the
-part whose variant lowers the score most is the alert's *top part*, reported with the full score and the score of
-its variant (``score_without``). Parts that are absent, or whose variant leaves the sentence unchanged (a value
-that already is the benign one, a non-negative return value, a masked pid), are not tried.
+makes sentences benign training never said either ("bash executed 203.0.113.9:4444"). A process context's
+sentence is rebuilt with one aspect removed (its event types, executables, parents or peers). All under the
+artifact's masking. Each distinct variant is embedded once (through the embedding cache in the score job, the
+replica's encoder online) and scored by the detector. Parts that are absent, or whose variant leaves the sentence
+unchanged (a value that already is the benign one, a non-negative return value, a masked pid), are not tried.
+
+Which part is the alert's *top part*: first the alert's parts benign training never had beside their condition
+(:meth:`aptray.triage.vocabulary.BenignValues.unseen`: a program never seen, an action the program never
+performed, a value the action never had, judged on what the sentence shows under the masking), then, where none of
+them was tried, all its parts; among those, the one whose variant lowers the score most, reported with the full
+score and the score of its variant (``score_without``). The re-scoring alone compares scores that differ in the
+fourth decimal on short log sentences, and a removal that lowers the score (an anonymous actor, a sentence with
+fewer words) says less about the event than the value benign training never had beside it; the unseen parts are
+also what ``unseen_attributes`` names. ``bench/triage.py --seeds 5``, synthetic trace (each seed its own traces
+and model): the share of true-positive alerts that name the injected field is 100 % median, 98.3 % worst, against
+80.5 % median, 68.5 % worst with the re-scoring alone (the misses left: two alerts of one seed name their
+arguments, also unseen, instead of the implant's path beside them). On that trace the unseen parts are a property of the
+attack events (every true-positive alert has one; 120 of 1,462 benign alerts over the 5 seeds do), which is how
+the generator builds them; on real traces they are what an analyst reads first, not a detector. :data:`RULE`
+``"replace"`` (the counterfactual only, removal where none is known) is the documented alternative of how a value
+part is tried.
 
 Windowed detectors (LSTM-AE) score an event with the events before it; attribution is not computed for them.
 
 For process contexts the artifact keeps the benign attribute vocabulary
 (:class:`aptray.triage.vocabulary.AttributeVocabulary`); an alert names its attribute values outside it
-("execs: /tmp/x").
+("execs: /tmp/x"). For single events it keeps the benign (condition, value) pairs of each part; an alert names its
+unseen parts ("action: socket (never with process_name bash)").
 """
 
 from __future__ import annotations
@@ -61,7 +74,7 @@ ATTRIBUTION_FIELDS: tuple[pa.Field, ...] = (
     pa.field("attribution_part", pa.string()),  # the part whose variant lowers the score most
     pa.field("attribution_value", pa.string()),  # its value in the event (cut to VALUE_CHARS)
     pa.field("attribution_score_without", pa.float64()),  # the score of its variant (replaced or removed)
-    pa.field("unseen_attributes", pa.list_(pa.string())),  # "<aspect>: <value>" never seen in benign training
+    pa.field("unseen_attributes", pa.list_(pa.string())),  # "<part>: <value>[ (never with ...)]" benign never had
 )
 VALUE_CHARS = 120
 #: The event fields that hold the event's *values* (what it touched, ran or returned), tried by their benign
@@ -147,14 +160,41 @@ def variants(rows: pa.Table, template: TemplateConfig, benign: BenignValues | No
     return out
 
 
-def choose(plan: Variants, variant_scores: dict[str, float], n: int
+def unseen_of(rows: pa.Table, vocabulary: AttributeVocabulary | None, benign: BenignValues | None
+              ) -> tuple[list[set[str]], list[list[str] | None]]:
+    """Per row, what benign training never had: the parts whose value is unseen beside its condition (single
+    events, :meth:`BenignValues.unseen`; attribution tries them first) and the texts an alert names
+    (``unseen_attributes``: a process context's values outside the benign vocabulary, a single event's unseen
+    parts; None where the artifact keeps neither)."""
+    n = rows.num_rows
+    parts: list[set[str]] = [set() for _ in range(n)]
+    texts: list[list[str] | None] = [None] * n
+    if vocabulary is not None:
+        texts = vocabulary.unseen(rows)
+    if benign is not None and benign.seen:
+        aspect = rows.column("aspect").to_pylist() if "aspect" in rows.column_names else [None] * n
+        for i, found in enumerate(benign.unseen(rows)):
+            if aspect[i] is None:
+                parts[i] = {p for p, _ in found}
+                texts[i] = [t for _, t in found]
+    return parts, texts
+
+
+def choose(plan: Variants, variant_scores: dict[str, float], n: int, unseen: list[set[str]] | None = None
            ) -> tuple[list[str | None], list[str | None], list[float | None]]:
-    """Per alert, the part whose variant lowers its score most: (part, value, the variant's score); None for an
-    alert with no part to try. Ties keep the part tried first."""
+    """Per alert, its top part: among its parts whose value benign training never had beside their condition
+    (``unseen``, from :func:`unseen_of`) if any of them was tried, else among all, the one whose variant lowers
+    its score most: (part, value, the variant's score); None for an alert with no part to try. Ties keep the part
+    tried first."""
     best: list[int | None] = [None] * n
-    for j, (i, s) in enumerate(zip(plan.row, plan.sentence, strict=True)):
+
+    def rank(j: int) -> tuple[bool, float]:
+        i = plan.row[j]
+        return (unseen is None or plan.part[j] not in unseen[i], variant_scores[plan.sentence[j]])
+
+    for j, i in enumerate(plan.row):
         k = best[i]
-        if k is None or variant_scores[s] < variant_scores[plan.sentence[k]]:
+        if k is None or rank(j) < rank(k):
             best[i] = j
     part: list[str | None] = [None] * n
     value: list[str | None] = [None] * n
@@ -177,7 +217,7 @@ def attribute(rows: pa.Table, embed: Callable[[list[str]], np.ndarray],
         score: embeddings -> detector scores (higher = more anomalous).
         template: the artifact's template settings.
         vocabulary: the benign attribute vocabulary (process contexts), if the artifact keeps one.
-        benign: the benign values of event fields (single events), if the artifact keeps them.
+        benign: the benign values and pairs of event fields (single events), if the artifact keeps them.
     """
     plan = variants(rows, template, benign)
     distinct = plan.distinct()
@@ -185,8 +225,8 @@ def attribute(rows: pa.Table, embed: Callable[[list[str]], np.ndarray],
     if distinct:
         s = np.asarray(score(np.asarray(embed(distinct), dtype=np.float32)), dtype=np.float64)
         variant_scores = dict(zip(distinct, s.tolist(), strict=True))
-    part, value, without = choose(plan, variant_scores, rows.num_rows)
-    unseen = vocabulary.unseen(rows) if vocabulary is not None else [None] * rows.num_rows
+    novel, unseen = unseen_of(rows, vocabulary, benign)
+    part, value, without = choose(plan, variant_scores, rows.num_rows, novel)
     arrays = [pa.array(part, pa.string()), pa.array(value, pa.string()), pa.array(without, pa.float64()),
               pa.array(unseen, pa.list_(pa.string()))]
     return pa.Table.from_arrays(arrays, schema=pa.schema(list(ATTRIBUTION_FIELDS)))

@@ -65,6 +65,8 @@ class BenignReference:
             out["unseen_attributes"] = self.vocabulary.describe()
         if self.values is not None:
             out["benign_values"] = self.values.describe()
+            if self.values.seen:
+                out["novelty"] = self.values.describe_novelty()
         return out
 
     def nearest(self, X: np.ndarray, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -90,11 +92,11 @@ class BenignReference:
 def explanations_of(detector: Any, windowed: bool) -> list[str]:
     """What an explanation of this detector's alerts holds: ``nearest_benign`` (it keeps benign training
     sentences), ``attribution`` (it scores single sentences, not windows) and ``unseen_attributes`` (it keeps the
-    benign attribute vocabulary of process contexts)."""
+    benign attribute vocabulary of process contexts, or the benign pairs of single events' parts)."""
     benign = getattr(detector, "benign_", None)
     out = ["nearest_benign"] if benign is not None else []
     if not windowed:
         out.append("attribution")
-    if benign is not None and benign.vocabulary is not None:
+    if benign is not None and (benign.vocabulary is not None or (benign.values is not None and benign.values.seen)):
         out.append("unseen_attributes")
     return out

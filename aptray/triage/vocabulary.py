@@ -2,8 +2,11 @@
 
 * :class:`BenignValues` (single events): per value field (exe, parent_exe, object_path, object_addr, args,
   return_value), the value benign training events of the same action most often have, the *counterfactual*
-  :mod:`aptray.triage.attribute` puts in its place. At most ``train.explain_max_attributes`` actions per field,
-  those with the most benign rows.
+  :mod:`aptray.triage.attribute` puts in its place (at most ``train.explain_max_attributes`` actions per field,
+  those with the most benign rows); and per part (:data:`NOVELTY`) the (condition, value) pairs benign training
+  had, as 64-bit hashes (at most ``train.explain_max_attributes`` per part, those with the most rows), so that an
+  alert names its values benign training never had beside their condition ("action: socket (never with
+  process_name bash)").
 * :class:`AttributeVocabulary` (process contexts): per aspect, the values benign training rows had, most
   frequent first; an alert names its attribute values outside it ("execs: /tmp/x").
 
@@ -12,6 +15,8 @@ Both are built from the benign training rows of the templatize output the embed 
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -29,6 +34,44 @@ log = logging.getLogger(__name__)
 #: The field each value field's benign value is conditioned on (the actor and the action are tried by removal and
 #: keep none).
 CONDITION: dict[str, str] = {f: "action" for f in EVENT_PARTS if f in VALUE_PARTS}
+#: What each part's novelty is judged beside: a part's value is *unseen* when benign training had its condition's
+#: value with the part present but never with this value (None: the program name on its own). The action is judged
+#: beside the program, each value beside the action. The user id and the parent's pid are not judged: the same
+#: program runs as many users, and pids are masked.
+NOVELTY: dict[str, str | None] = {"process_name": None, "action": "process_name", **CONDITION}
+
+
+def shown(name: str, rows: pa.Table, mask_kinds: Sequence[str] = ()) -> list[str | None]:
+    """Per row, what its sentence says of part ``name``, under the template's masking: the arguments as the template
+    reads them (:func:`aptray.templating.event.describe_args`; the path they repeat is the object's), a return
+    value where it is negative (the only one a sentence names), any other part's value as text; None where the
+    sentence says nothing of it."""
+    from aptray.templating.event import describe_args, normalise_action
+    from aptray.templating.mask import mask
+
+    values = rows.column(name).to_pylist()
+    if name == "args":
+        actions = rows.column("action").to_pylist() if "action" in rows.column_names else [None] * len(values)
+        text = [describe_args(v, normalise_action(a) if a else "")[0] or None if v else None
+                for v, a in zip(values, actions, strict=True)]
+    elif name == "return_value":
+        text = [str(v) if v is not None and v < 0 else None for v in values]
+    else:
+        text = [None if v is None or v == "" else str(v) for v in values]
+    if mask_kinds and any(t is not None for t in text):
+        return mask(pa.array(text, pa.string()), list(mask_kinds)).to_pylist()
+    return text
+
+
+def pair_hash(condition: str, value: str) -> int:
+    """The signed 64-bit hash of a (condition, value) pair of texts (blake2b; ``condition`` "" for none)."""
+    digest = hashlib.blake2b(f"{condition}\x1f{value}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+def _contains(table: np.ndarray, h: int) -> bool:
+    i = int(np.searchsorted(table, h))
+    return i < len(table) and int(table[i]) == h
 
 
 def pack(strings: Sequence[str], key: str = "") -> dict[str, np.ndarray]:
@@ -42,7 +85,7 @@ def pack(strings: Sequence[str], key: str = "") -> dict[str, np.ndarray]:
 def unpack(arrays: dict[str, np.ndarray], key: str = "") -> list[str]:
     """The strings :func:`pack` stored under ``key`` in ``arrays``."""
     raw, stops = arrays[f"{key}text"].tobytes(), arrays[f"{key}ends"].tolist()
-    return [raw[a:b].decode("utf-8") for a, b in zip([0, *stops[:-1]], stops, strict=True)]
+    return [raw[a:b].decode("utf-8") for a, b in zip([0, *stops][:-1], stops, strict=True)]
 
 
 @dataclass
@@ -124,15 +167,23 @@ class AttributeVocabulary:
 
 @dataclass
 class BenignValues:
-    """Per value field, per action, the field's most frequent value in benign training events of that action,
-    JSON-encoded (ties: the smallest encoding)."""
+    """Single events' benign values: per value field, per action, the field's most frequent value in benign
+    training events of that action, JSON-encoded (ties: the smallest encoding), the counterfactual; and per part of
+    :data:`NOVELTY`, the hashes (:func:`pair_hash`) of the (condition, value) pairs benign training had (``seen``,
+    sorted) and of the conditions it had with the part present (``known``, sorted); ``truncated`` names the parts
+    whose rarest pairs were cut at the limit (an "unseen" value there is one outside the kept pairs)."""
 
     given: dict[str, dict[str, str]]
+    seen: dict[str, np.ndarray] = field(default_factory=dict)
+    known: dict[str, np.ndarray] = field(default_factory=dict)
+    truncated: list[str] = field(default_factory=list)
+    mask: list[str] = field(default_factory=list)  # the masking the pairs' texts are under
 
     @classmethod
-    def build(cls, rows: pa.Table, limit: int) -> BenignValues | None:
-        """The benign values of single-event ``rows`` (canonical event columns), at most ``limit`` conditions per
-        field (those with the most rows); None when the rows hold no field with a condition."""
+    def build(cls, rows: pa.Table, limit: int, mask_kinds: Sequence[str] = ()) -> BenignValues | None:
+        """The benign values of single-event ``rows`` (canonical event columns): at most ``limit`` conditions per
+        value field (those with the most rows) and ``limit`` (condition, value) pairs per part (:func:`shown`
+        under ``mask_kinds``, the artifact's masking); None when the rows hold no part to judge."""
         given: dict[str, dict[str, str]] = {}
         for name, cond in CONDITION.items():
             if name not in rows.column_names or cond not in rows.column_names:
@@ -151,7 +202,29 @@ class BenignValues:
                     best[key] = (n, value)
             keep = sorted(total, key=lambda k: (-total[k], k))[:limit]
             given[name] = {k: best[k][1] for k in sorted(keep)}
-        return cls(given) if given else None
+        seen: dict[str, np.ndarray] = {}
+        known: dict[str, np.ndarray] = {}
+        truncated: list[str] = []
+        for part, judged_by in NOVELTY.items():
+            if part not in rows.column_names or (judged_by is not None and judged_by not in rows.column_names):
+                continue
+            keys = [part] if judged_by is None else [judged_by, part]
+            grouped = rows.select(keys).group_by(keys).aggregate([([], "count_all")])  # texts of distinct rows only
+            conds: list[str | None] = ([""] * grouped.num_rows if judged_by is None
+                                       else shown(judged_by, grouped, mask_kinds))
+            tally: collections.Counter[tuple[str | None, str | None]] = collections.Counter()
+            for pair, n in zip(zip(conds, shown(part, grouped, mask_kinds), strict=True),
+                               grouped.column("count_all").to_pylist(), strict=True):
+                tally[pair] += n
+            counted = sorted(((n, c, v) for (c, v), n in tally.items() if c is not None and v is not None),
+                             key=lambda t: (-t[0], t[1], t[2]))
+            if not counted:
+                continue
+            if len(counted) > limit:
+                truncated.append(part)
+            seen[part] = np.unique(np.asarray([pair_hash(c, v) for _, c, v in counted[:limit]], np.int64))
+            known[part] = np.unique(np.asarray([pair_hash(c, "") for c in {c for _, c, _ in counted}], np.int64))
+        return cls(given, seen, known, truncated, list(mask_kinds)) if given or seen else None
 
     def counterfactual(self, name: str, rows: pa.Table) -> pa.Array:
         """Per row, the benign value of field ``name`` given the row's condition, typed as the column; null where
@@ -161,26 +234,65 @@ class BenignValues:
         found = [known.get(str(c)) if c is not None else None for c in cond] or [None] * rows.num_rows
         return pa.array([json.loads(v) if v is not None else None for v in found], rows.schema.field(name).type)
 
+    def unseen(self, rows: pa.Table) -> list[list[tuple[str, str]]]:
+        """Per single-event row, its parts whose value (as its sentence shows it, :func:`shown`) benign training
+        never had beside the part's condition, though it had the condition with the part shown, as (part,
+        ``"<part>: <value> (never with <condition> <its value>)"``), in :data:`NOVELTY` order, at most
+        :data:`MAX_UNSEEN`."""
+        from aptray.triage.attribute import _text
+
+        out: list[list[tuple[str, str]]] = [[] for _ in range(rows.num_rows)]
+        for name, cond in NOVELTY.items():
+            if name not in self.seen or name not in rows.column_names:
+                continue
+            if cond is not None and cond not in rows.column_names:
+                continue
+            conds = [""] * rows.num_rows if cond is None else shown(cond, rows, self.mask)
+            for i, (c, v) in enumerate(zip(conds, shown(name, rows, self.mask), strict=True)):
+                if c is None or v is None or len(out[i]) >= MAX_UNSEEN:
+                    continue
+                if _contains(self.known[name], pair_hash(c, "")) and not _contains(self.seen[name], pair_hash(c, v)):
+                    beside = "" if cond is None else f" (never with {cond} {_text(c)})"
+                    out[i].append((name, f"{name}: {_text(v)}{beside}"))
+        return out
+
     def to_arrays(self, prefix: str = "values.") -> dict[str, np.ndarray]:
-        """Arrays for safetensors (``<prefix><field>.keys.text`` / ``.keys.ends`` / ``.json.text`` / ``.json.ends``)."""
+        """Arrays for safetensors (``<prefix><field>.keys.text`` / ``.keys.ends`` / ``.json.text`` / ``.json.ends``;
+        ``novelty.<part>.seen`` / ``.known`` / ``.truncated``)."""
         out: dict[str, np.ndarray] = {}
         for name, table in self.given.items():
             out.update(pack(list(table), f"{prefix}{name}.keys."))
             out.update(pack(list(table.values()), f"{prefix}{name}.json."))
+        for name, hashes in self.seen.items():
+            out[f"novelty.{name}.seen"] = np.asarray(hashes, np.int64)
+            out[f"novelty.{name}.known"] = np.asarray(self.known[name], np.int64)
+            out[f"novelty.{name}.truncated"] = np.asarray([int(name in self.truncated)], np.int8)
+        if self.seen:
+            out.update(pack(self.mask, "novelty_mask."))
         return out
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str = "values.") -> BenignValues | None:
-        """The inverse of :meth:`to_arrays` (None when ``arrays`` hold no benign values)."""
+        """The inverse of :meth:`to_arrays` (None when ``arrays`` hold no benign values; an artifact written before
+        novelty was kept loads with none)."""
         names = sorted({k[len(prefix):].split(".", 1)[0] for k in arrays if k.startswith(prefix)})
-        if not names:
+        parts = sorted({k[len("novelty."):].rsplit(".", 1)[0] for k in arrays if k.startswith("novelty.")})
+        if not names and not parts:
             return None
-        return cls({n: dict(zip(unpack(arrays, f"{prefix}{n}.keys."), unpack(arrays, f"{prefix}{n}.json."),
-                                strict=True)) for n in names})
+        given = {n: dict(zip(unpack(arrays, f"{prefix}{n}.keys."), unpack(arrays, f"{prefix}{n}.json."),
+                             strict=True)) for n in names}
+        return cls(given, {n: np.asarray(arrays[f"novelty.{n}.seen"]) for n in parts},
+                   {n: np.asarray(arrays[f"novelty.{n}.known"]) for n in parts},
+                   [n for n in parts if int(arrays[f"novelty.{n}.truncated"][0])],
+                   unpack(arrays, "novelty_mask.") if parts else [])
 
     def describe(self) -> dict[str, int]:
-        """Conditions kept per field, for the artifact's ``config.json``."""
+        """Conditions kept per value field, for the artifact's ``config.json``."""
         return {k: len(v) for k, v in self.given.items()}
+
+    def describe_novelty(self) -> dict[str, Any]:
+        """Benign pairs kept per part and the parts cut at the limit, for the artifact's ``config.json``."""
+        return {"pairs": {k: len(v) for k, v in self.seen.items()}, "truncated": list(self.truncated)}
 
 
 def _benign_rows(embeddings_uri: str, manifest: dict[str, Any], sentences: set[str], columns: Sequence[str]
@@ -228,4 +340,5 @@ def benign_values(embeddings_uri: str, manifest: dict[str, Any], sentences: set[
     if not limit or manifest.get("aspect"):
         return None
     rows = _benign_rows(embeddings_uri, manifest, sentences, list(EVENT_PARTS))
-    return BenignValues.build(rows, limit) if rows is not None else None
+    kinds = (manifest.get("template") or {}).get("mask") or ()
+    return BenignValues.build(rows, limit, kinds) if rows is not None else None

@@ -124,11 +124,12 @@ def test_scores_equal_batch_scorer(server: str, trained: dict[str, Any], shared_
     assert scores.std() > 0, "distinct events should not all score the same"
     # "explain": each anomalous event names its nearest benign training sentences and its top part (as the batch
     # alerts do)
-    assert model["explanations"] == ["nearest_benign", "attribution"]
+    assert model["explanations"] == ["nearest_benign", "attribution", "unseen_attributes"]
     r = httpx.post(f"{server}/v1/score", json={"format": "beth", "events": lines, "explain": True}, headers=_auth(),
                    timeout=120)
     explained = r.json()["results"]
     without: list[float] = []
+    unseen: list[list[str]] = []
     assert [e["score"] for e in explained] == pytest.approx([e["score"] for e in body["results"]], rel=1e-6)
     assert any(e["is_anomaly"] for e in explained)
     for e in explained:
@@ -138,7 +139,7 @@ def test_scores_equal_batch_scorer(server: str, trained: dict[str, Any], shared_
             assert ex["similarity"] == sorted(ex["similarity"], reverse=True)
             attr = ex["attribution"]
             assert attr["part"] in EVENT_PARTS and attr["value"] and attr["score"] == e["score"]
-            assert ex.get("unseen_attributes") is None  # single events: no context attributes
+            unseen.append(ex["unseen_attributes"])  # single events: parts benign training never had
             without.append(attr["score_without"])
         else:
             assert e.get("explanation") is None
@@ -161,6 +162,7 @@ def test_scores_equal_batch_scorer(server: str, trained: dict[str, Any], shared_
     assert batch.column("attribution_part").to_pylist() == [explained[i]["explanation"]["attribution"]["part"]
                                                             for i in flagged]
     assert batch.column("attribution_score_without").to_pylist() == pytest.approx(without, rel=1e-3, abs=1e-6)
+    assert batch.column("unseen_attributes").to_pylist() == unseen
 
 
 def test_json_objects_and_sentences_score_like_csv(server: str, shared_data: Path) -> None:

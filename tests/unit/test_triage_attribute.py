@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +26,15 @@ def _rows(rows: list[dict[str, object]]) -> pa.Table:
     schema = pa.schema([EVENT_SCHEMA.field(n) for n in names])
     table = pa.Table.from_pylist([{n: r.get(n) for n in names} for r in rows], schema=schema)
     return templatize(table, TemplateConfig())
+
+
+def _saved_with(tmp_path: Path, values: BenignValues) -> Any:
+    """A PCA artifact keeping ``values`` beside 10 benign sentences, saved and loaded back."""
+    X = np.random.default_rng(0).normal(size=(30, 5)).astype(np.float32)
+    det = make_detector("pca", TrainConfig(model="pca"), ThresholdConfig()).fit(X)
+    save_detector(det, str(tmp_path / "a"), {}, benign=BenignReference.build(
+        [f"s{i}" for i in range(30)], X, np.ones(30), 10, values=values))
+    return load_detector(str(tmp_path / "a"))
 
 
 SHELL = {"pid": 4242, "ppid": 900, "uid": 33, "process_name": "bash", "action": "connect",
@@ -202,11 +212,7 @@ def test_benign_values_in_the_artifact_and_from_the_templatize_output(tmp_path: 
 
     values = BenignValues.build(_rows(BENIGN_EVENTS), limit=10)
     assert values is not None
-    X = np.random.default_rng(0).normal(size=(30, 5)).astype(np.float32)
-    det = make_detector("pca", TrainConfig(model="pca"), ThresholdConfig()).fit(X)
-    save_detector(det, str(tmp_path / "a"), {}, benign=BenignReference.build(
-        [f"s{i}" for i in range(30)], X, np.ones(30), 10, values=values))
-    back = load_detector(str(tmp_path / "a"))
+    back = _saved_with(tmp_path, values)
     assert back.meta_["explanations"]["benign_values"] == {  # type: ignore[attr-defined]
         "args": 2, "object_addr": 1, "object_path": 1, "return_value": 2}
     assert back.benign_.values.given == values.given  # type: ignore[attr-defined]
@@ -220,3 +226,51 @@ def test_benign_values_in_the_artifact_and_from_the_templatize_output(tmp_path: 
     assert got is not None and got.given == values.given
     assert benign_values(str(tmp_path / "emb"), {"aspect": "All"}, train, 10) is None  # process contexts
     assert benign_values(str(tmp_path / "emb"), {"aspect": None}, train, 0) is None
+
+
+def test_parts_benign_training_never_had_beside_their_condition_are_named_and_tried_first(tmp_path: Path) -> None:
+    """The program on its own, the action beside the program, a value beside the action, as the sentence shows it
+    (masked): an unseen part is named and attribution picks among the unseen parts before the score rule."""
+    import dataclasses
+
+    proc = {"pid": 5001, "ppid": 650, "uid": 0, "process_name": "curl", "action": "openat",
+            "object_path": "/proc/5001/stat", "return_value": 3}
+    values = BenignValues.build(_rows([*BENIGN_EVENTS, proc]), limit=10, mask_kinds=["uuid", "hex", "pid"])
+    assert values is not None and values.mask == ["uuid", "hex", "pid"] and not values.truncated
+    nc = {"pid": 7000, "ppid": 1, "uid": 0, "process_name": "nc", "action": "connect", "object_addr": "192.0.2.10:80"}
+    unlink = {"pid": 4243, "ppid": 4242, "uid": 33, "process_name": "bash", "action": "unlink",
+              "object_path": "/tmp/.x"}
+    other_pid = {**proc, "pid": 6111, "object_path": "/proc/6111/stat", "return_value": 4}  # masked alike
+    alerts = _rows([SHELL, nc, unlink, other_pid])
+    assert [[t for _, t in u] for u in values.unseen(alerts)] == [
+        ["action: connect (never with process_name bash)", "object_addr: 203.0.113.9:4444 (never with action connect)"],
+        ["process_name: nc"],  # nc's action is not judged: benign training never saw nc; its address is curl's
+        ["action: unlink (never with process_name bash)"],  # no benign unlink: its path is not judged
+        [],  # the same /proc/<pid>/stat; a return value that is not negative is not in the sentence
+    ]
+    assert BenignValues.build(_rows([*BENIGN_EVENTS, proc]), limit=2).truncated == [  # type: ignore[union-attr]
+        "process_name", "action"]  # 3 programs, 4 (program, action) pairs; 2 kept
+
+    features = ["203.0.113.9", "connected a socket", "(bash)", "as user 33"]
+    weights = np.asarray([3.0, 5.0, 4.0, 0.5])  # removing bash lowers the score most (3.5, the benign address 4.5)
+
+    def embed(sentences: list[str]) -> np.ndarray:
+        return np.asarray([[float(f in s) for f in features] for s in sentences], np.float32)
+
+    rows = _rows([SHELL])
+    plain = attribute(rows, embed, lambda X: X @ weights, TemplateConfig(),
+                      benign=dataclasses.replace(values, seen={}, known={}))
+    assert plain.column("attribution_part").to_pylist() == ["process_name"]
+    assert plain.column("unseen_attributes").to_pylist() == [None]
+    novel = attribute(rows, embed, lambda X: X @ weights, TemplateConfig(), benign=values)
+    assert novel.column("attribution_part").to_pylist() == ["object_addr"]  # unseen: before process_name
+    assert novel.column("attribution_score_without").to_pylist() == [4.5]  # not the action's removal (7.5)
+    assert novel.column("unseen_attributes").to_pylist()[0][1].startswith("object_addr: 203.0.113.9:4444")
+
+    back = _saved_with(tmp_path, values)
+    assert back.meta_["explanations"]["novelty"] == {  # type: ignore[attr-defined]
+        "pairs": {"process_name": 3, "action": 4, "object_path": 2, "object_addr": 2, "args": 1},
+        "truncated": []}  # no negative return value: nothing judged of it
+    loaded = back.benign_.values  # type: ignore[attr-defined]
+    assert loaded.mask == values.mask and loaded.unseen(alerts) == values.unseen(alerts)
+    assert explanations_of(back, windowed=False) == ["nearest_benign", "attribution", "unseen_attributes"]
