@@ -87,7 +87,8 @@ RULE = "lower"
 MAX_UNSEEN = 20
 
 
-def _text(value: Any) -> str:
+def value_text(value: Any) -> str:
+    """A part's value as an alert names it: list items joined, cut to :data:`VALUE_CHARS`."""
     text = ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
     return text if len(text) <= VALUE_CHARS else text[: VALUE_CHARS - 3] + "..."
 
@@ -155,7 +156,7 @@ def variants(rows: pa.Table, template: TemplateConfig, benign: BenignValues | No
                     seen.add((i, s))
                     out.row.append(i)
                     out.part.append(name)
-                    out.value.append(_text(values[i]))
+                    out.value.append(value_text(values[i]))
                     out.sentence.append(s)
     return out
 

@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from aptray.triage.attribute import CONTEXT_PARTS, EVENT_PARTS, MAX_UNSEEN, VALUE_PARTS
+from aptray.triage.attribute import CONTEXT_PARTS, EVENT_PARTS, MAX_UNSEEN, VALUE_PARTS, value_text
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def shown(name: str, rows: pa.Table, mask_kinds: Sequence[str] = ()) -> list[str
     values = rows.column(name).to_pylist()
     if name == "args":
         actions = rows.column("action").to_pylist() if "action" in rows.column_names else [None] * len(values)
-        text = [describe_args(v, normalise_action(a) if a else "")[0] or None if v else None
+        text = [(describe_args(v, normalise_action(a) if a else "")[0] or None) if v else None
                 for v, a in zip(values, actions, strict=True)]
     elif name == "return_value":
         text = [str(v) if v is not None and v < 0 else None for v in values]
@@ -239,21 +239,26 @@ class BenignValues:
         never had beside the part's condition, though it had the condition with the part shown, as (part,
         ``"<part>: <value> (never with <condition> <its value>)"``), in :data:`NOVELTY` order, at most
         :data:`MAX_UNSEEN`."""
-        from aptray.triage.attribute import _text
-
         out: list[list[tuple[str, str]]] = [[] for _ in range(rows.num_rows)]
+        texts: dict[str, list[str | None]] = {}  # each column's shown texts, once (the action judges six parts)
+
+        def text_of(column: str) -> list[str | None]:
+            if column not in texts:
+                texts[column] = shown(column, rows, self.mask)
+            return texts[column]
+
         for name, cond in NOVELTY.items():
             if name not in self.seen or name not in rows.column_names:
                 continue
             if cond is not None and cond not in rows.column_names:
                 continue
-            conds = [""] * rows.num_rows if cond is None else shown(cond, rows, self.mask)
-            for i, (c, v) in enumerate(zip(conds, shown(name, rows, self.mask), strict=True)):
+            conds = [""] * rows.num_rows if cond is None else text_of(cond)
+            for i, (c, v) in enumerate(zip(conds, text_of(name), strict=True)):
                 if c is None or v is None or len(out[i]) >= MAX_UNSEEN:
                     continue
                 if _contains(self.known[name], pair_hash(c, "")) and not _contains(self.seen[name], pair_hash(c, v)):
-                    beside = "" if cond is None else f" (never with {cond} {_text(c)})"
-                    out[i].append((name, f"{name}: {_text(v)}{beside}"))
+                    beside = "" if cond is None else f" (never with {cond} {value_text(c)})"
+                    out[i].append((name, f"{name}: {value_text(v)}{beside}"))
         return out
 
     def to_arrays(self, prefix: str = "values.") -> dict[str, np.ndarray]:
