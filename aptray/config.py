@@ -107,6 +107,13 @@ class IngestConfig(_Section):
     labels: str | None = Field(None, description="Ground-truth file of malicious UUIDs (CDM, auditd).")
 
 
+class ProcessStyle(StrEnum):
+    """How a process context reads as a sentence (:mod:`aptray.templating.process`)."""
+
+    PROSE = "prose"  # "The process performed read and write. It ran /bin/bash. It was started by sshd."
+    TERSE = "terse"  # the APT-LLM papers' form: "Process has event read and event write and exec /bin/bash ..."
+
+
 class TemplateConfig(_Section):
     """Event -> sentence templating."""
 
@@ -114,6 +121,10 @@ class TemplateConfig(_Section):
         default_factory=lambda: ["uuid", "hex", "pid"],
         description="Volatile token kinds replaced by placeholders: pid, uuid, ip, port, hex, timestamp, number.",
     )
+    process_style: ProcessStyle = Field(
+        ProcessStyle.PROSE,
+        description="Process contexts as prose (one clause per aspect, lists in English) or terse (the APT-LLM "
+        "papers' 'Process has event X and exec Y ...', every attribute named).")
 
 
 class Backend(StrEnum):
@@ -139,6 +150,14 @@ SUPPORTED_VARIANTS: frozenset[tuple[Backend, Quantize]] = frozenset({
     (Backend.ONNX, Quantize.O4), (Backend.OPENVINO, Quantize.NONE)})
 
 
+class Compose(StrEnum):
+    """How a sentence becomes one vector (:mod:`aptray.embed.compose`)."""
+
+    AUTO = "auto"  # aspects for ProcessAll contexts in prose, none for everything else
+    NONE = "none"  # the whole sentence through the model
+    ASPECTS = "aspects"  # each aspect clause of a process sentence through the model, the vectors side by side
+
+
 class EmbedConfig(_Section):
     """The embedding stage (sentence-transformers in a Ray Data actor pool)."""
 
@@ -157,6 +176,13 @@ class EmbedConfig(_Section):
         Quantize.NONE, description="none, int8 (dynamic int8 ONNX, CPU) or o4 (optimised fp16 ONNX, CUDA); "
         "backend onnx only for int8 and o4.")
     normalize: bool = True
+    compose: Compose = Field(
+        Compose.AUTO,
+        description="none: one vector per sentence. aspects: a process sentence's clauses (events, executables, "
+        "parents, network peers; anything else in a fifth slot) are encoded one by one and their vectors laid side "
+        "by side (5 x the model's dimension), so no aspect drowns another. auto: aspects for ProcessAll contexts "
+        "templated as prose, none otherwise. Recorded in the embedder record; scoring and serving use the "
+        "artifact's.")
     output_float16: bool = False
     cache: str | None = Field(None, description="Embedding cache directory (local or s3://).")
     torch_threads: int | None = Field(
@@ -353,6 +379,10 @@ class ExperimentConfig(_Section):
 
     embedders: list[str] = Field(default_factory=lambda: ["minilm", "mpnet"],
                                  description="Embedder registry names; one not installed is skipped with a log line.")
+    compose: list[Compose] = Field(
+        default_factory=lambda: [Compose.AUTO],
+        description="Compositions to run per embedder (embed.compose); a composed embedder is reported as "
+        "<name>+aspects. [none, aspects] compares both on the ProcessAll targets.")
     detectors: list[DetectorName] = Field(
         default_factory=lambda: _unwindowed_detectors(),
         description="Detectors (torch models and baselines); windowed ones (lstm-ae) need ordered events.",

@@ -109,10 +109,12 @@ def run_pipeline(out: str, cfg: AptrayConfig, input_uri: str | None = None, sour
         stage("score", lambda: run_score(input_uri, paths["scores"], cfg))
     finally:
         if borrowed:  # the user did not ask for warm actors: the run's own end here
+            from aptray.embed.job import model_for
             from aptray.embed.pool import stop_warm
-            from aptray.embed.registry import resolve as resolve_model
+            from aptray.templating.job import effective_aspect
 
-            stop_warm(resolve_model(cfg.embed.model), cfg.embed)
+            aspect = effective_aspect(source, cfg.ingest.aspect)
+            stop_warm(model_for(cfg.embed, aspect, cfg.template.model_dump(mode="json")), cfg.embed)
     from aptray.evaluate.score_output import evaluate_scores, top_alerts
 
     return {
@@ -156,6 +158,7 @@ def _settings(cfg: AptrayConfig, input_uri: str, train_uri: str) -> dict[str, An
     return {
         "input": input_uri, "train_input": train_uri, "source": str(cfg.ingest.source),
         "aspect": str(cfg.ingest.aspect) if cfg.ingest.aspect else None, "model": cfg.embed.model,
+        "compose": cfg.embed.compose.value,
         "template_version": TEMPLATE_VERSION, "template": cfg.template.model_dump(mode="json"),
         "train": cfg.train.model_dump(mode="json", exclude={"workers", "use_gpu"}),
         "threshold": cfg.threshold.model_dump(mode="json"),

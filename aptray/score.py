@@ -524,10 +524,13 @@ def input_format(cfg: AptrayConfig, meta: dict[str, Any]) -> tuple[Source, Aspec
 
 
 def _align_template(cfg: AptrayConfig, meta: dict[str, Any]) -> AptrayConfig:
-    """Template with the masking the detector was trained with (the embedder comes from the artifact too)."""
+    """Template as the detector's training sentences were: its masking and process style (the embedder comes
+    from the artifact too)."""
+    from aptray.config import TemplateConfig
+
     template = meta.get("template")
-    if isinstance(template, dict) and "mask" in template:
-        return cfg.model_copy(update={"template": cfg.template.model_copy(update={"mask": list(template["mask"])})})
+    if isinstance(template, dict):
+        return cfg.model_copy(update={"template": TemplateConfig.model_validate(template)})
     return cfg
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from aptray.config import Backend, Quantize, Source
+from aptray.config import Backend, Compose, Quantize, Source
 
 
 def register(app: typer.Typer) -> None:
@@ -24,6 +24,9 @@ def register(app: typer.Typer) -> None:
             help="Encoder backend: torch, onnx, openvino (exported once beside the model; extra embed-fast).")] = None,
         quantize: Annotated[Quantize | None, typer.Option(
             help="Exported numerics: none, int8 (ONNX, CPU), o4 (optimised fp16 ONNX, CUDA).")] = None,
+        compose: Annotated[Compose | None, typer.Option(
+            help="auto (default: ProcessAll prose sentences aspect by aspect), none (whole sentences) or aspects "
+                 "(each aspect clause embedded on its own, the vectors side by side).")] = None,
         keep_warm: Annotated[float | None, typer.Option(
             help="Seconds the encoder actors stay loaded after the job for later jobs (0: they end with it).")] = None,
         source: Annotated[Source | None, typer.Option(help="Trace format of a raw INPUT.")] = None,
@@ -36,7 +39,8 @@ def register(app: typer.Typer) -> None:
         overrides = {"embed.model": model, "embed.cache": cache, "embed.actors": actors,
                      "embed.gpus_per_actor": gpus_per_actor, "embed.keep_warm_s": keep_warm,
                      "embed.backend": backend.value if backend else None,
-                     "embed.quantize": quantize.value if quantize else None}
+                     "embed.quantize": quantize.value if quantize else None,
+                     "embed.compose": compose.value if compose else None}
         cfg = setup(config, overrides)
         counts = run_embed(input, out, cfg, source=source.value if source else None)
         keys = ("rows", "quarantined", "distinct_sentences", "encoded", "cache_hits", "lines", "quarantine_reasons",

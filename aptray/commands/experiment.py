@@ -29,6 +29,12 @@ def register(app: typer.Typer) -> None:
             help="Comma-separated: benign-split (default: train on benign rows, choose on validation) and/or "
                  "unsupervised (fit every row without labels and rank them all).")] = None,
         epochs: Annotated[int | None, typer.Option(help="Epochs of the torch detectors.")] = None,
+        compose: Annotated[str | None, typer.Option(
+            help="Comma-separated embed.compose values to compare on ProcessAll: auto (default), none, aspects "
+                 "(each aspect clause embedded on its own, reported as <embedder>+aspects).")] = None,
+        process_style: Annotated[str | None, typer.Option(
+            help="Process sentences as prose (default) or terse (the APT-LLM papers' 'Process has event X and "
+                 "exec Y'), reported as <embedder>/terse.")] = None,
         cache: Annotated[str | None, typer.Option(help="Embedding cache folder (default OUT/cache).")] = None,
         config: Annotated[str | None, typer.Option(help="YAML config.")] = None,
     ) -> None:
@@ -41,7 +47,7 @@ def register(app: typer.Typer) -> None:
             "ingest.source": source.value, "experiment.aspects": _names(aspects),
             "experiment.embedders": _names(embedders), "experiment.detectors": _names(detectors),
             "experiment.seeds": seeds, "experiment.protocols": _names(protocols), "experiment.epochs": epochs,
-            "embed.cache": cache,
+            "embed.cache": cache, "experiment.compose": _names(compose), "template.process_style": process_style,
         }
         cfg = setup(config, overrides)
         from aptray.commands.summary import experiment_lines

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from aptray.config import Aspect, DetectorName, Source
+from aptray.config import Aspect, Compose, DetectorName, Source
 
 
 def register(app: typer.Typer) -> None:
@@ -26,6 +26,8 @@ def register(app: typer.Typer) -> None:
         detector: Annotated[DetectorName | None, typer.Option(help="Detector (default ae).")] = None,
         model: Annotated[str | None, typer.Option(help="Embedder: minilm, mpnet or a local folder.")] = None,
         epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
+        compose: Annotated[Compose | None, typer.Option(
+            help="How sentences become vectors: auto (default: ProcessAll aspect by aspect), none, aspects.")] = None,
         fresh: Annotated[bool, typer.Option(help="Run every stage again, even those OUT/run.json records.")] = False,
         config: Annotated[str | None, typer.Option(help="YAML config.")] = None,
     ) -> None:
@@ -38,6 +40,6 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter("INPUT needs its format: --source adapt|beth|cdm|auditd|synthetic",
                                      param_hint="--source")
         cfg = setup(config, {"train.model": detector.value if detector else None, "embed.model": model,
-                             "train.epochs": epochs})
+                             "train.epochs": epochs, "embed.compose": compose.value if compose else None})
         result = run_pipeline(out, cfg, input, source, aspect, train_input, fresh)
         emit(result, run_lines(result))

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from aptray.config import Backend
+from aptray.config import Backend, Compose
 
 if TYPE_CHECKING:
     from aptray.embed.registry import ModelSpec
@@ -88,7 +88,7 @@ class SentenceEncoder:
             self.model = self.model.to(self.torch_dtype)
         self.model.eval()
         self._lru: OrderedDict[str, np.ndarray] = OrderedDict()
-        self.encoded = 0  # sentences that went through the model (LRU misses)
+        self.encoded = 0  # texts that went through the model (LRU misses; a composed sentence's distinct clauses)
         log.info("loaded %s (%s, %d-d) on %s as %s/%s", spec.model_id, spec.revision, spec.dim, device,
                  spec.backend.value, spec.quantize.value if spec.backend is not Backend.TORCH else self.torch_dtype)
 
@@ -103,15 +103,24 @@ class SentenceEncoder:
         return self.spec.model_id
 
     def encode_distinct(self, sentences: list[str]) -> np.ndarray:
-        """Encode sentences that are already distinct, bypassing the LRU.
+        """Encode sentences that are already distinct, bypassing the LRU; composed where the spec says so
+        (:mod:`aptray.embed.compose`).
 
         Returns:
             float32 array of shape ``(len(sentences), dim)``.
         """
+        if self.spec.compose is Compose.ASPECTS:
+            from aptray.embed.compose import compose
+
+            return compose(sentences, self._through_model, self.spec.model_dim)
+        return self._through_model(sentences)
+
+    def _through_model(self, sentences: list[str]) -> np.ndarray:
+        """One pass of distinct texts through the model: ``(len(sentences), model_dim)`` float32."""
         import torch
 
         if not sentences:
-            return np.zeros((0, self.dim), dtype=np.float32)
+            return np.zeros((0, self.spec.model_dim), dtype=np.float32)
         with torch.inference_mode():
             out = self.model.encode(
                 sentences,

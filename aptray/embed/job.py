@@ -23,13 +23,14 @@ import logging
 import math
 import os
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
-from aptray.config import AptrayConfig, EmbedConfig, Source
+from aptray.config import AptrayConfig, Aspect, EmbedConfig, Source
 from aptray.embed.cache import (
     EMBEDDING,
     HASH,
@@ -171,22 +172,47 @@ class _Finish:
         return pa.Table.from_arrays(cols, schema=self.schema)
 
 
+def upstream_manifest(input_uri: str, cfg: AptrayConfig, source: str | None) -> dict[str, Any]:
+    """What the sentences to embed were made from: a templatize output's ``manifest.json``, or for a raw trace of
+    ``source`` (templatized on the fly) the same keys from ``cfg`` (source, input, aspect, template version and
+    settings)."""
+    from aptray.templating.base import TEMPLATE_VERSION
+
+    if source is not None:
+        from aptray.templating.job import effective_aspect
+
+        aspect = effective_aspect(Source(source), cfg.ingest.aspect)
+        return {"source": str(Source(source)), "input": input_uri, "aspect": aspect.value if aspect else None,
+                "template_version": TEMPLATE_VERSION, "template": cfg.template.model_dump(mode="json")}
+    fs, root = resolve(input_uri)
+    try:
+        with fs.open_input_stream(join(root, "manifest.json")) as fh:
+            manifest: dict[str, Any] = json.loads(fh.read())
+            return manifest
+    except FileNotFoundError:
+        log.warning("%s has no manifest.json; assuming template version %s", input_uri, TEMPLATE_VERSION)
+        return {"template_version": TEMPLATE_VERSION}
+
+
+def model_for(ecfg: EmbedConfig, aspect: Aspect | str | None, template: Mapping[str, Any] | None) -> ModelSpec:
+    """The model ``ecfg`` asks for, composed as ``embed.compose`` means for sentences of ``aspect`` made with
+    ``template`` settings (:func:`aptray.embed.compose.effective`)."""
+    from aptray.config import ProcessStyle
+    from aptray.embed.compose import effective
+    from aptray.embed.registry import resolve as resolve_model
+
+    style = (template or {}).get("process_style") or ProcessStyle.PROSE
+    return resolve_model(ecfg.model, ecfg.backend, ecfg.quantize, effective(ecfg.compose, aspect, style))
+
+
 def _read_rows(
     input_uri: str, out_uri: str, cfg: AptrayConfig, source: str | None
 ) -> tuple[Any, int, dict[str, Any]]:
     """The input rows as a lazy dataset, their number (from Parquet footers) and the input's manifest."""
-    from aptray.templating.base import TEMPLATE_VERSION
-
     if source is not None:
         from aptray.io.files import line_counts
         from aptray.io.quarantine import count_rows, quarantine_reasons
-        from aptray.templating.job import (
-            SENTENCES_SCHEMA,
-            clear_dir,
-            effective_aspect,
-            ensure_parquet,
-            sentences_dataset,
-        )
+        from aptray.templating.job import SENTENCES_SCHEMA, clear_dir, ensure_parquet, sentences_dataset
 
         sentences_uri, quarantine_uri, lines_uri = (join(out_uri, d) for d in ("sentences", "quarantine", "_lines"))
         for d in (sentences_uri, quarantine_uri, lines_uri):  # a rerun replaces them
@@ -195,22 +221,12 @@ def _read_rows(
         rcfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"counts_dir": lines_uri})})
         sentences_dataset(Source(source), input_uri, rcfg, quarantine_uri).write_parquet(path, filesystem=fs)
         ensure_parquet(sentences_uri, SENTENCES_SCHEMA)  # an input that keeps no row: an empty, typed output
-        aspect = effective_aspect(Source(source), cfg.ingest.aspect)
-        upstream: dict[str, Any] = {"source": str(Source(source)), "input": input_uri,
-                                    "aspect": aspect.value if aspect else None, "template_version": TEMPLATE_VERSION,
-                                    "template": cfg.template.model_dump(mode="json"),
-                                    "read": {"quarantined": count_rows(quarantine_uri),
-                                             "lines": line_counts(lines_uri),
-                                             "quarantine_reasons": quarantine_reasons(quarantine_uri)}}
+        upstream = {**upstream_manifest(input_uri, cfg, source),
+                    "read": {"quarantined": count_rows(quarantine_uri), "lines": line_counts(lines_uri),
+                             "quarantine_reasons": quarantine_reasons(quarantine_uri)}}
     else:
         sentences_uri = join(input_uri, "sentences")
-        fs, root = resolve(input_uri)
-        try:
-            with fs.open_input_stream(join(root, "manifest.json")) as fh:
-                upstream = json.loads(fh.read())
-        except FileNotFoundError:
-            log.warning("%s has no manifest.json; assuming template version %s", input_uri, TEMPLATE_VERSION)
-            upstream = {"template_version": TEMPLATE_VERSION}
+        upstream = upstream_manifest(input_uri, cfg, source)
         fs, path = resolve(sentences_uri)
     rows = read_parquet(path, fs)
     present = [c for c in _ROW_COLUMNS if c in rows.columns()]
@@ -410,12 +426,12 @@ def run_embed(input_uri: str, out_uri: str, cfg: AptrayConfig, source: str | Non
         ``rows``, ``distinct_sentences``, ``encoded``, ``cache_hits``, ``hit_rate``, ``seconds``.
     """
     from aptray.embed.parity import embedder_record
-    from aptray.embed.registry import resolve as resolve_model
     from aptray.runtime import init_ray
 
     start = time.perf_counter()
     ecfg = cfg.embed
-    spec = resolve_model(ecfg.model, ecfg.backend, ecfg.quantize)
+    made_of = upstream_manifest(input_uri, cfg, source)
+    spec = model_for(ecfg, made_of.get("aspect"), made_of.get("template"))
     init_ray(cfg.ray)
     out_fs, out_root = resolve(out_uri)
     out_fs.create_dir(out_root, recursive=True)

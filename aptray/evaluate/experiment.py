@@ -11,11 +11,15 @@ target :data:`aptray.evaluate.per_aspect.PER_ASPECT`; :mod:`aptray.evaluate.per_
 ``DIR/metrics.json`` (strict JSON; a metric that is undefined, e.g. AUC on a split without malicious rows, is
 ``null``), ``schema_version`` 1:
 
-* ``input``, ``source``, ``created``, ``config`` (the experiment section), ``versions``;
+* ``input``, ``source``, ``created``, ``config`` (the experiment section), ``versions``, ``template`` (the
+  template version and settings every sentence was made with);
 * ``targets``: one per dataset x aspect: ``dataset``, ``aspect``, ``rows``, ``malicious``,
-  ``distinct_sentences``, ``embedders`` (name -> ``model_id``, ``dim``, embed counts, or ``skipped``),
+  ``distinct_sentences``, ``embedders`` (representation -> its ``embedder`` record (model id, revision, dim,
+  backend, composition), the template style, embed counts; or ``skipped``),
   ``skipped`` (reason or null);
-* ``runs``: one per dataset x aspect x embedder x detector x seed: those keys plus ``status`` (ok/error),
+* ``runs``: one per dataset x aspect x embedder x detector x seed (``embedder`` names the representation:
+  ``minilm``, ``minilm+aspects`` where ProcessAll's clauses were embedded one by one (``embed.compose``),
+  ``/terse`` for terse sentences): those keys plus ``status`` (ok/error),
   ``error``, ``train_seconds``, ``score_seconds``, ``rows`` (train, train_benign, val, val_malicious, test,
   test_malicious), ``threshold`` (value, method), ``test`` and ``val`` metrics (``auc_roc``, ``pr_auc``,
   ``ndcg``, ``ndcg_at_<k>``, ``mean_rank_malicious``, ``worst_rank_malicious``, ``rows``, ``positives``; test
@@ -42,6 +46,7 @@ import datetime as dt
 import json
 import logging
 import posixpath
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,7 +54,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from aptray.config import AptrayConfig, Aspect, Protocol, Source
+from aptray.config import AptrayConfig, Aspect, Compose, ProcessStyle, Protocol, Source
 from aptray.detectors.registry import BASELINE_DETECTORS
 from aptray.evaluate.fusion import Candidates
 from aptray.evaluate.metrics import aggregate, finite_or_none
@@ -87,8 +92,9 @@ class Prepared:
     record_ids: list[str]
     sentences: list[str]
     y: np.ndarray
-    features: dict[str, np.ndarray] = field(default_factory=dict)
+    features: dict[str, np.ndarray] = field(default_factory=dict)  # by representation (or RAW)
     info: dict[str, Any] = field(default_factory=dict)
+    models: dict[str, str] = field(default_factory=dict)  # representation -> its embedder (registry name)
     events: dict[str, pa.Array] = field(default_factory=dict)  # INCIDENT_COLUMNS the rows have (not all null)
 
 
@@ -214,29 +220,55 @@ def prepare(target: Target, source: Source, cfg: AptrayConfig, work: str) -> Pre
         prep.features[RAW] = raw
         prep.info["embedders"][RAW] = {"dim": int(raw.shape[1])}
     position = {rid: i for i, rid in enumerate(ids)}
+    style = cfg.template.process_style
     for name in cfg.experiment.embedders:
         try:
-            spec = resolve_model(name)
+            resolve_model(name)
         except FileNotFoundError as exc:
             log.warning("embedder %s skipped: %s", name, exc)
             prep.info["embedders"][name] = {"skipped": str(exc)}
             continue
-        ecfg = cfg.model_copy(deep=True)
-        ecfg.embed.model = name
-        emb_uri = join(work, f"embed-{name}")
-        ecounts = run_embed(sentences_uri, emb_uri, ecfg)
-        efs, epath = resolve(join(emb_uri, "embeddings"))
-        et = pads.dataset(epath, filesystem=efs, format="parquet").to_table(columns=["record_id", "embedding"])
-        X = np.zeros((len(ids), spec.dim), dtype=np.float32)
-        rows = np.array([position[r] for r in et.column("record_id").to_pylist()], dtype=np.int64)
-        X[rows] = embedding_matrix(et.column("embedding"))
-        covered = len(np.unique(rows))
-        if covered != len(ids):
-            raise RuntimeError(f"{target.name} {target.aspect}: embeddings cover {covered} of {len(ids)} rows")
-        prep.features[name] = X
-        prep.info["embedders"][name] = {"model_id": spec.model_id, "dim": spec.dim,
-                                        **{k: ecounts.get(k) for k in ("encoded", "cache_hits", "seconds")}}
+        for compose in compositions(cfg.experiment.compose, target.aspect, style):
+            label = representation(name, compose, style)
+            ecfg = cfg.model_copy(deep=True)
+            ecfg.embed.model, ecfg.embed.compose = name, compose
+            emb_uri = join(work, "embed-" + re.sub(r"[^A-Za-z0-9._-]", "_", label))
+            ecounts = run_embed(sentences_uri, emb_uri, ecfg)
+            efs, epath = resolve(join(emb_uri, "embeddings"))
+            et = pads.dataset(epath, filesystem=efs, format="parquet").to_table(columns=["record_id", "embedding"])
+            matrix = embedding_matrix(et.column("embedding"))
+            X = np.zeros((len(ids), matrix.shape[1]), dtype=np.float32)
+            rows = np.array([position[r] for r in et.column("record_id").to_pylist()], dtype=np.int64)
+            X[rows] = matrix
+            covered = len(np.unique(rows))
+            if covered != len(ids):
+                raise RuntimeError(f"{target.name} {target.aspect}: embeddings cover {covered} of {len(ids)} rows")
+            prep.features[label] = X
+            prep.models[label] = name
+            mfs, mpath = resolve(join(emb_uri, "manifest.json"))
+            with mfs.open_input_stream(mpath) as fh:
+                embedder = json.loads(fh.read())["embedder"]
+            prep.info["embedders"][label] = {**embedder, "template": style.value,
+                                             **{k: ecounts.get(k) for k in ("encoded", "cache_hits", "seconds")}}
     return prep
+
+
+def compositions(asked: list[Compose], aspect: Aspect | None, style: ProcessStyle) -> list[Compose]:
+    """The compositions (``embed.compose``) an experiment runs on a target of ``aspect``: ``asked`` resolved
+    (:func:`aptray.embed.compose.effective`), in order, once each; only ProcessAll targets compose (one clause
+    per sentence elsewhere: a composed vector would only pad zeros)."""
+    from aptray.embed.compose import effective
+
+    if aspect is not Aspect.ALL or style is not ProcessStyle.PROSE:
+        return [Compose.NONE]
+    return list(dict.fromkeys(effective(c, aspect, style) for c in asked))
+
+
+def representation(model: str, compose: Compose, style: ProcessStyle) -> str:
+    """The name runs carry as their ``embedder``: the model, ``+aspects`` where composed, ``/terse`` for terse
+    sentences (``minilm``, ``minilm+aspects``, ``mpnet/terse``)."""
+    return model + ("+" + compose.value if compose is Compose.ASPECTS else "") + (
+        "/" + style.value if style is not ProcessStyle.PROSE else "")
 
 
 def run_target(prep: Prepared, target: Target, cfg: AptrayConfig, benign_splits: list[Split] | None = None
@@ -260,7 +292,7 @@ def run_target(prep: Prepared, target: Target, cfg: AptrayConfig, benign_splits:
                                                        for s in range(exp.seeds)],
               Protocol.UNSUPERVISED: [all_rows(len(prep.y), s) for s in range(exp.seeds)]}
     x_refs = {name: ray.put(X) for name, X in prep.features.items()}
-    embedders = [e for e in exp.embedders if e in prep.features]
+    embedders = list(prep.models)
     pending: list[tuple[dict[str, Any], Any, Any]] = []  # key: dataset, aspect, protocol, embedder, detector, seed
     for protocol in exp.protocols:
         for det in exp.detectors:
@@ -324,6 +356,18 @@ def _fusion_runs(prep: Prepared, target: Target, cfg: AptrayConfig, splits: list
         key = {"dataset": target.name, "aspect": target.aspect.value if target.aspect else None,
                "protocol": Protocol.BENIGN_SPLIT.value, "embedder": emb, "detector": FUSION, "seed": seed}
         out.append(fused_run(key, split, prep.y, fused, exp.top_k, score_rows))
+    return out
+
+
+def _by_model(candidates: Candidates, models: dict[str, str]) -> Candidates:
+    """A target's fusion candidates keyed by embedder (registry name) instead of representation, so the per-aspect
+    fusion meets every aspect's runs of one model; a composed representation's detectors are named
+    ``<detector> (<representation>)``."""
+    out: Candidates = {}
+    for (label, seed), detectors in candidates.items():
+        model = models.get(label, label)
+        named = {(d if label == model else f"{d} ({label})"): scores for d, scores in detectors.items()}
+        out.setdefault((model, seed), {}).update(named)
     return out
 
 
@@ -494,6 +538,7 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
     from aptray.evaluate.report import write_report
     from aptray.evaluate.splits import split_rows
     from aptray.runtime import init_ray
+    from aptray.templating.base import TEMPLATE_VERSION
 
     start = time.perf_counter()
     cfg = cfg.model_copy(deep=True)
@@ -509,6 +554,7 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
         "schema_version": SCHEMA_VERSION, "input": input_uri, "source": source.value,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "config": exp.model_dump(mode="json"), "versions": _versions(),
+        "template": {"version": TEMPLATE_VERSION, **cfg.template.model_dump(mode="json")},
         "targets": [], "runs": [], "summary": [], "best": [],
     }
     def checkpoint() -> None:
@@ -547,7 +593,7 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
             runs, scores, candidates = run_target(prep, target, cfg, own)
             doc["runs"].extend(runs)
             if universe is not None and own is not None:
-                fused[aspect] = Member(universe.rows_of(prep.record_ids), own, candidates)
+                fused[aspect] = Member(universe.rows_of(prep.record_ids), own, _by_model(candidates, prep.models))
             sdir = join(out_uri, "scores", *target.name.split("/"), aspect)
             _write_scores(sdir, prep.record_ids, prep.sentences, prep.y, scores, prep.events)
             tsne = tsne_table(prep, exp.tsne_points)

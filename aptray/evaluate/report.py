@@ -84,7 +84,8 @@ def merge_metrics(docs: list[dict[str, Any]]) -> dict[str, Any]:
             targets.setdefault((t["dataset"], t["aspect"]), t)
     summary = [s for d in docs for s in d["summary"]]
     return {"targets": list(targets.values()), "runs": [r for d in docs for r in d["runs"]], "summary": summary,
-            "best": best(summary, (*APTRAY_DETECTORS, FUSION)), "configs": [d.get("config") for d in docs]}
+            "best": best(summary, (*APTRAY_DETECTORS, FUSION)), "configs": [d.get("config") for d in docs],
+            "templates": [d.get("template") for d in docs]}
 
 
 RESULTS_BEGIN, RESULTS_END = "<!-- results:begin -->", "<!-- results:end -->"

@@ -52,11 +52,11 @@ def templatize(table: pa.Table, cfg: TemplateConfig | None = None) -> pa.Table:
     if n == 0:
         sentences = pa.array([], type=pa.string())
     elif pc.all(is_process).as_py():
-        sentences = process_sentences(table)
+        sentences = process_sentences(table, cfg.process_style)
     elif not pc.any(is_process).as_py():
         sentences = event_sentences(table)
     else:
-        proc = process_sentences(table.filter(is_process)).to_pylist()
+        proc = process_sentences(table.filter(is_process), cfg.process_style).to_pylist()
         ev = event_sentences(table.filter(pc.invert(is_process))).to_pylist()
         pi, ei = iter(proc), iter(ev)
         sentences = pa.array([next(pi) if p else next(ei) for p in is_process.to_pylist()], type=pa.string())

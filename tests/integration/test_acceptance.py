@@ -244,6 +244,9 @@ def test_pipeline(cell: tuple[Case, DetectorName], pipeline: Pipeline, server: s
     assert trained["benign_rows"] > 0 and trained["trainer"] == "local"
     artifact = json.loads((Path(trained["artifact"]) / "config.json").read_text())
     assert artifact["data"] == {"source": case.source.value, "aspect": case.aspect.value if case.aspect else None}
+    # ProcessAll is embedded aspect by aspect (embed.compose auto), every other input whole; online must follow
+    composed = "aspects" if case.aspect is Aspect.ALL else "none"
+    assert artifact["embedder"]["compose"] == composed
 
     scored = pipeline.scored(case, detector)
     assert scored["source"] == case.source.value  # taken from the artifact: no --source given

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aptray.config import AptrayConfig, Aspect, Protocol, Source
+from aptray.config import AptrayConfig, Aspect, Compose, Protocol, Source
 from aptray.evaluate.splits import split_rows
+from aptray.templating.base import TEMPLATE_VERSION
 
 
 def test_split_keeps_malicious_out_of_training() -> None:
@@ -147,22 +148,32 @@ def test_aspects_of_a_folder_share_one_split_and_fuse_per_process(ray_cluster: N
     cfg.ingest.source = Source.ADAPT
     cfg.experiment.embedders = ["minilm"]
     cfg.experiment.detectors = ["knn", "rarity"]
-    cfg.experiment.aspects = [Aspect.EVENT, Aspect.EXEC]
+    cfg.experiment.aspects = [Aspect.EVENT, Aspect.EXEC, Aspect.ALL]
+    cfg.experiment.compose = [Compose.NONE, Compose.ASPECTS]  # ProcessAll whole and aspect by aspect
     cfg.experiment.seeds = 1
     cfg.experiment.tsne_points = 0
     cfg.embed.keep_warm_s = 300  # the second aspect's embed finds the first one's encoder loaded
     out = tmp_path / "exp"
     result = run_experiment(str(shared_data / "darpa_tc_adapt" / "bovia" / "clearscope"), str(out), cfg)
-    assert result["targets"] == 3  # Event, Exec and their per-aspect fusion
+    assert result["targets"] == 4  # Event, Exec, All and their per-aspect fusion
     doc = json.loads((out / "metrics.json").read_text())
+    assert doc["template"]["version"] == TEMPLATE_VERSION and doc["template"]["process_style"] == "prose"
+    ran = {(r["aspect"], r["embedder"]) for r in doc["runs"] if r["aspect"] != "PerAspect"}
+    # only ProcessAll composes (a single aspect's sentence has one clause); both representations of it ran
+    assert ran == {("Event", "minilm"), ("Exec", "minilm"), ("All", "minilm"), ("All", "minilm+aspects")}
+    (all_target,) = [t for t in doc["targets"] if t["aspect"] == "All"]
+    records = all_target["embedders"]
+    assert records["minilm+aspects"]["compose"] == "aspects" and records["minilm"]["compose"] == "none"
+    assert records["minilm+aspects"]["dim"] == 5 * records["minilm"]["dim"]
     (target,) = [t for t in doc["targets"] if t["aspect"] == "PerAspect"]
-    assert target["aspects"] == ["Event", "Exec"] and target["rows"] >= 68
+    assert target["aspects"] == ["All", "Event", "Exec"] and target["rows"] >= 68
     fused = [r for r in doc["runs"] if r["aspect"] == "PerAspect"]
-    assert [r["seed"] for r in fused] == [0]
+    assert [(r["embedder"], r["seed"]) for r in fused] == [("minilm", 0)]  # one fusion over both representations
     for run in fused:
         assert run["status"] == "ok" and run["detector"] == "fusion"
-        assert {m.split(":")[0] for m in run["members"]} <= {"Event", "Exec"}
-        assert {m.split(":")[1] for m in run["members"]} <= {"knn", "rarity"}  # not the per-aspect fusions
+        assert {m.split(":")[0] for m in run["members"]} <= {"All", "Event", "Exec"}
+        members = {m.split(":")[1] for m in run["members"]}
+        assert members <= {"knn", "rarity", "knn (minilm+aspects)", "rarity (minilm+aspects)"}
         assert run["rows"]["test_malicious"] >= 1 and 0.0 <= run["test"]["auc_roc"] <= 1.0
 
     def test_processes(aspect: str, seed: int) -> set[str]:
@@ -174,5 +185,5 @@ def test_aspects_of_a_folder_share_one_split_and_fuse_per_process(ray_cluster: N
 
     # a process is in the test split of every aspect it has, or of none
     event, exec_, both = test_processes("Event", 0), test_processes("Exec", 0), test_processes("PerAspect", 0)
-    assert event and exec_ and event | exec_ == both
-    assert "Per-aspect fusion of Event, Exec" in (out / "report.md").read_text()
+    assert event and exec_ and event | exec_ | test_processes("All", 0) == both
+    assert "Per-aspect fusion of All, Event, Exec" in (out / "report.md").read_text()

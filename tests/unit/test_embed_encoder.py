@@ -103,3 +103,20 @@ def test_cuda_bf16_matches_cpu(spec: ModelSpec, reference: np.ndarray) -> None:
     out = enc.encode(SENTENCES)
     assert out.dtype == np.float32
     assert _cosine(out, reference).min() >= 0.99
+
+
+def test_composed_encoder_lays_the_clauses_plain_vectors_side_by_side(encoder: SentenceEncoder) -> None:
+    from aptray.config import Compose
+    from aptray.embed.compose import SLOTS
+
+    composed = SentenceEncoder(resolve("minilm", compose=Compose.ASPECTS), device="cpu", batch_size=4)
+    sentence = "The process performed read and write. It ran /bin/bash. It was started by /usr/sbin/sshd."
+    (vector,) = composed.encode([sentence])
+    dim = encoder.dim
+    assert vector.shape == (len(SLOTS) * dim,)
+    clauses = ["The process performed read and write.", "The process ran /bin/bash.",
+               "The process was started by /usr/sbin/sshd."]
+    plain = encoder.encode(clauses)
+    for slot, expected in enumerate(plain):
+        assert np.allclose(vector[slot * dim:(slot + 1) * dim], expected, atol=1e-5)
+    assert not vector[3 * dim:].any()  # no network clause, not another kind of sentence

@@ -102,3 +102,56 @@ def test_templatize_routes_process_rows_here() -> None:
     table = event_table([{"record_id": "adapt:1", "aspect": "Parent", "ctx_parents": ["cron", "sh"]}])
     out = templatize(table, TemplateConfig(mask=[]))
     assert out.column("sentence").to_pylist() == ["The process was started by cron and sh."]
+
+
+def test_terse_style_names_every_attribute_as_the_papers_did() -> None:
+    from aptray.config import ProcessStyle
+    from aptray.templating.process import context_sentence
+
+    ips = tuple(f"10.0.0.{i}" for i in range(MAX_ITEMS + 2))
+    sentence = context_sentence(("EVENT_WRITE", "EVENT_CHECK_FILE_ATTRIBUTES"), ("/bin/bash",), ("sshd",),
+                                ("80", *ips), "All", ProcessStyle.TERSE)
+    assert sentence.startswith("Process has event check_file_attributes and event write and exec /bin/bash and "
+                               "parent sshd and netflow 10.0.0.0 and ")
+    assert all(f"netflow {ip}" in sentence for ip in ips)  # no cap: every attribute is named
+    assert context_sentence(None, None, None, None, "All", ProcessStyle.TERSE) == "Process has no recorded attribute"
+
+
+def test_templatize_uses_the_configured_style() -> None:
+    from aptray.config import ProcessStyle, TemplateConfig
+    from aptray.templating.base import templatize
+
+    table = event_table([{"record_id": "adapt:x", "source": "adapt", "aspect": "Exec", "ctx_execs": ["/bin/sh"]}])
+    prose = templatize(table, TemplateConfig()).column("sentence").to_pylist()
+    terse = templatize(table, TemplateConfig(process_style=ProcessStyle.TERSE)).column("sentence").to_pylist()
+    assert prose == ["The process ran /bin/sh."] and terse == ["Process has exec /bin/sh"]
+
+
+@pytest.mark.parametrize(("aspect", "ctx", "expected"), GOLDEN)
+def test_clauses_of_a_sentence_are_its_aspects_own_sentences(aspect: str, ctx: dict[str, Any],
+                                                              expected: str) -> None:
+    """Splitting a prose sentence gives, per aspect it names, exactly the sentence of that aspect alone."""
+    from aptray.templating.process import aspect_clauses
+
+    clauses = aspect_clauses(expected)
+    named = {c: v for c, v in ctx.items() if v}
+    if not named:
+        assert clauses is None  # "showed no recorded ... activity": no clause to split
+        return
+    assert clauses is not None and set(clauses) == set(named)
+    for column, values in named.items():
+        assert clauses[column] == _sentence(aspect, **{column: values})
+    assert " ".join(clauses.values()).replace("The process ", "") == expected.replace("The process ", "").replace(
+        "It ", "")
+
+
+def test_clauses_of_other_sentences_and_of_values_that_mimic_a_clause() -> None:
+    from aptray.templating.process import aspect_clauses
+
+    assert aspect_clauses("Process 12 (bash) read /etc/passwd.") is None  # a single event's sentence
+    assert aspect_clauses("Process has exec /bin/sh") is None  # terse
+    # a value holding ". It was started by " splits where the template would: both texts stay in the vector
+    mimic = _sentence(ctx_execs=["evil. It was started by init"], ctx_parents=["cmd.exe"])
+    assert aspect_clauses(mimic) == {"ctx_execs": "The process ran evil.",
+                                     "ctx_parents": "The process was started by init. The process was started by "
+                                                    "cmd.exe."}

@@ -1,0 +1,72 @@
+"""Composed embeddings (aptray.embed.compose): each aspect clause of a process sentence in its own slot."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from aptray.config import Aspect, Compose, ProcessStyle
+from aptray.embed.compose import SLOTS, compose, effective
+
+DIM = 3
+
+
+def _fake_encoder(log: list[list[str]]) -> object:
+    """A deterministic stand-in for the model that records what it was asked to encode."""
+
+    def encode(texts: list[str]) -> np.ndarray:
+        log.append(list(texts))
+        return np.array([[len(t), sum(map(ord, t)) % 97, 1.0] for t in texts], dtype=np.float32)
+
+    return encode
+
+
+def test_auto_composes_prose_process_all_only() -> None:
+    assert effective(Compose.AUTO, Aspect.ALL, ProcessStyle.PROSE) is Compose.ASPECTS
+    assert effective(Compose.AUTO, "All", "prose") is Compose.ASPECTS
+    for aspect in (Aspect.EVENT, Aspect.EXEC, None):
+        assert effective(Compose.AUTO, aspect, ProcessStyle.PROSE) is Compose.NONE
+    assert effective(Compose.AUTO, Aspect.ALL, ProcessStyle.TERSE) is Compose.NONE
+    assert effective(Compose.NONE, Aspect.ALL, ProcessStyle.PROSE) is Compose.NONE
+    assert effective(Compose.ASPECTS, Aspect.EXEC, ProcessStyle.PROSE) is Compose.ASPECTS  # asked for: honoured
+    with pytest.raises(ValueError, match="terse"):
+        effective(Compose.ASPECTS, Aspect.ALL, ProcessStyle.TERSE)
+
+
+def test_each_clause_lands_in_its_slot_and_distinct_clauses_are_encoded_once() -> None:
+    log: list[list[str]] = []
+    encode = _fake_encoder(log)
+    sentences = [
+        "The process performed read. It ran /bin/sh. It communicated on port 80.",
+        "The process ran /bin/sh. It was started by sshd.",
+        "Process 7 (bash) read /etc/passwd.",
+        "The process showed no recorded activity.",
+    ]
+    out = compose(sentences, encode, DIM)  # type: ignore[arg-type]
+    assert out.shape == (4, len(SLOTS) * DIM) and out.dtype == np.float32
+    (texts,) = log
+    assert texts.count("The process ran /bin/sh.") == 1  # shared by two sentences, encoded once
+    slots = out.reshape(4, len(SLOTS), DIM)
+    ref = dict(zip(texts, encode(texts), strict=True))  # type: ignore[operator]
+    assert np.array_equal(slots[0, 0], ref["The process performed read."])
+    assert np.array_equal(slots[0, 1], ref["The process ran /bin/sh."])
+    assert np.array_equal(slots[0, 3], ref["The process communicated on port 80."])
+    assert not slots[0, 2].any() and not slots[0, 4].any()  # no parent clause; a process sentence
+    assert np.array_equal(slots[1, 1], slots[0, 1])
+    assert np.array_equal(slots[1, 2], ref["The process was started by sshd."])
+    for row in (2, 3):  # not a prose process sentence with clauses: whole, in the last slot
+        assert not slots[row, :4].any() and np.array_equal(slots[row, 4], ref[sentences[row]])
+
+
+def test_composed_spec_is_keyed_apart_and_recorded() -> None:
+    from aptray.embed.registry import resolve, resolve_recorded
+
+    plain = resolve("minilm")
+    composed = resolve("minilm", compose=Compose.ASPECTS)
+    assert composed.dim == len(SLOTS) * plain.dim and composed.model_dim == plain.dim == plain.model_dim
+    assert composed.revision == f"{plain.revision}-aspects" and composed.record()["compose"] == "aspects"
+    assert composed.composed(Compose.NONE) == plain
+    assert resolve_recorded(composed.record()) == composed  # scoring and serving compose as training did
+    assert resolve_recorded(plain.record()) == plain
+    with pytest.raises(ValueError, match="auto"):
+        plain.composed(Compose.AUTO)
