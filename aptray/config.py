@@ -326,10 +326,10 @@ class ServeConfig(_Section):
     cache_size: int = Field(100_000, ge=0, description="Distinct sentences kept in each replica's embedding LRU.")
     torch_threads: int | None = Field(
         None, gt=0, description="Torch CPU threads per replica (None: Ray's default, one per whole CPU the replica "
-        "reserves, at least one). Keep it below the cores nothing else needs: the replica's own HTTP, parsing and "
-        "templating run on another thread beside the encoder, and torch's threads spin-wait on each other, so one "
-        "preempted thread stalls them all (2 cores, 2 threads, another process busy: 556 ms per single event "
-        "against 35 ms with 1 thread; bench/serve.py).")
+        "reserves, at least one). Keep it within the cores nothing else needs: the replica's own HTTP, parsing and "
+        "templating run on another thread beside the encoder, and torch's threads spin-wait on each other (the "
+        "raw model on 2 cores while another process ran: 1.7-2.8 events/s at batch 1 with 2 threads, 23-36 with "
+        "1; bench/serve.py).")
     access_log: bool = Field(True, description="Ray Serve's access log line per request, in the replica's log file "
                                                "under Ray's log folder (never on the terminal); off saves its cost "
                                                "per request (bench/serve.py measures both).")
