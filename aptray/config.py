@@ -350,7 +350,12 @@ class ServeConfig(_Section):
     dtype: str = Field("auto", description="Encoder dtype: auto (fp32 on CPU, bf16 on GPU), float32, float16...")
     encode_batch_size: int = Field(64, gt=0, description="Sentences per encoder forward pass.")
     cache_size: int = Field(100_000, ge=0, description="Distinct sentences kept in each replica's embedding LRU.")
-    torch_threads: int | None = Field(None, gt=0, description="Torch CPU threads per replica (None: Ray's default).")
+    torch_threads: int | None = Field(
+        None, gt=0, description="Torch CPU threads per replica (None: Ray's default, one per whole CPU the replica "
+        "reserves, at least one). Keep it within the cores nothing else needs: the replica's own HTTP, parsing and "
+        "templating run on another thread beside the encoder, and torch's threads spin-wait on each other (the "
+        "raw model on 2 cores while another process ran: 1.7-2.8 events/s at batch 1 with 2 threads, 23-36 with "
+        "1; bench/serve.py).")
     access_log: bool = Field(True, description="Ray Serve's access log line per request, in the replica's log file "
                                                "under Ray's log folder (never on the terminal); off saves its cost "
                                                "per request (bench/serve.py measures both).")

@@ -1,20 +1,28 @@
 """Load test of the online detector on 127.0.0.1: latency percentiles and events/s vs raw batched throughput.
 
     .venv/bin/python bench/serve.py [--artifact DIR] [--levels 1 8 32] [--requests 300] [--seconds 30]
-                                    [--events 1] [--no-access-log]
+                                    [--events 1] [--no-access-log] [--paths default proxy]
+                                    [--threads N] [--num-cpus X] [--raw-threads 1 2]
 
 Starts a local Ray cluster and the Serve app (production builder, API key on) the way ``aptray serve`` does
-(the replica answers on its port itself, Serve's proxy on another), then loads both paths in turn, the default
-first, with a closed-loop load
+(the replica answers on its port itself, Serve's proxy on another; the config's CPUs and torch threads unless
+``--num-cpus`` / ``--threads``), then loads both paths in turn, the default first, with a closed-loop load
 generator (aiohttp, asyncio) at each concurrency level: every request carries ``--events`` BETH events (real
 rows of ``$APTRAY_SHARED_DATA/beth``), each level is bounded by ``--requests`` and ``--seconds``. Beside
 it, the raw batched model throughput: the same sentences through the same encoder and detector in this
-process, in batches of ``max_batch_size``, no HTTP. The replica's embedding LRU is off by default
-(``--cache``) so both sides encode every sentence. Without ``--artifact`` a tiny AE is trained first on
-MiniLM embeddings of the BETH sample rows (about a minute).
+process, in batches of ``max_batch_size`` (and of one request's events, and of what each level can fill), no
+HTTP, at each of ``--raw-threads`` torch threads; the best of them is the reference (the raw model at its best on
+this machine, whatever the replica runs with). The replica's embedding LRU is off by default (``--cache``) so
+both sides encode every sentence. Without ``--artifact`` a tiny AE is trained first on MiniLM embeddings of the
+BETH sample rows (about a minute).
 
-Prints one JSON object per line and a summary table; targets (CPU, MiniLM): single-event p50 < 20 ms,
-p99 < 100 ms; at concurrency 32 at least 0.8x the raw batched throughput.
+Each level also reports the CPU milliseconds per request of every process (this one, the load generator; the
+replica; Serve's proxy; the rest of the Ray cluster) and the cores another user's work kept busy meanwhile
+(``other``): on a shared machine that column says whether a run's figures can be compared.
+
+Prints one JSON object per line and two summary tables. Targets (issue 20; CPU, MiniLM, one event per request),
+through the default path in the same run: p50 at concurrency 1 within 1.3x the raw model's single-event time
+(``p50/raw``), p99 under 100 ms, and at concurrency 32 at least 0.8x the raw batch-64 throughput (``vs raw``).
 """
 
 from __future__ import annotations
@@ -113,6 +121,40 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: Process groups whose CPU time a level reports, by a part of their command line (first match wins).
+GROUPS = (("replica", "ServeReplica"), ("proxy", "ProxyActor"))
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) so far of this process (the load generator and Ray driver: ``client``), the
+    replica, Serve's proxy, the rest of the Ray cluster this process started (``ray``), and the whole machine
+    (``machine``; what is not ours is another user's)."""
+    import psutil
+
+    out = dict.fromkeys(("client", "replica", "proxy", "ray"), 0.0)
+    me = psutil.Process()
+    for p in [me, *me.children(recursive=True)]:
+        try:
+            times, cmd = p.cpu_times(), " ".join(p.cmdline())
+        except psutil.Error:  # gone meanwhile
+            continue
+        group = "client" if p.pid == me.pid else next((g for g, part in GROUPS if part in cmd), "ray")
+        out[group] += times.user + times.system
+    m = psutil.cpu_times()
+    out["machine"] = m.user + m.system + getattr(m, "nice", 0.0) + getattr(m, "irq", 0.0) + getattr(m, "softirq", 0.0)
+    return out
+
+
+def cpu_per_request(before: dict[str, float], after: dict[str, float], requests: int, wall: float
+                    ) -> dict[str, Any]:
+    """CPU ms per request of each group between two :func:`cpu_seconds`, and the cores the machine was busy with
+    work not ours (``other_cores``: another user's jobs on a shared machine)."""
+    d = {k: after[k] - before[k] for k in after}
+    ours = sum(v for k, v in d.items() if k != "machine")
+    per = {f"cpu_ms_{k}": round(1000 * v / max(requests, 1), 2) for k, v in d.items() if k != "machine"}
+    return {**per, "cores_ours": round(ours / wall, 2), "other_cores": round(max(d["machine"] - ours, 0.0) / wall, 2)}
+
+
 def percentiles(lat_ms: list[float]) -> dict[str, float]:
     """p50/p95/p99/mean of latencies in ms."""
     a = np.asarray(lat_ms)
@@ -159,37 +201,46 @@ async def load(url: str, payloads: list[dict[str, Any]], concurrency: int, max_r
         health = url.rsplit("/v1/", 1)[0] + "/healthz"
         async with client.get(health) as r:
             before = await r.json()
+        cpu_before = cpu_seconds()
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - start
+        cpu = cpu_per_request(cpu_before, cpu_seconds(), len(latencies), wall)
         async with client.get(health) as r:
             after = await r.json()
     batches = after["micro_batches"] - before["micro_batches"]
     return {"concurrency": concurrency, "requests": len(latencies), "events": events, "seconds": round(wall, 2),
             "events_per_s": round(events / wall, 1), "status": codes, **percentiles(latencies),
             "replica_p50_ms": round(float(np.percentile(replica_ms, 50)), 2) if replica_ms else None,
-            "events_per_micro_batch": round((after["events"] - before["events"]) / batches, 1) if batches else None}
+            "events_per_micro_batch": round((after["events"] - before["events"]) / batches, 1) if batches else None,
+            **cpu}
 
 
-def raw_throughput(artifact: str, sentences: list[str], batches: list[int], threads: int,
+def raw_throughput(artifact: str, sentences: list[str], batches: list[int], threads: list[int],
                    seconds: float) -> dict[int, dict[str, Any]]:
-    """Sentences/s of encoder + detector at each batch size, in this process (no HTTP, no LRU)."""
+    """Sentences/s of encoder + detector at each batch size and torch thread count, in this process (no HTTP, no
+    LRU); each batch size's ``events_per_s`` is its best over ``threads`` (the raw model at its best here)."""
+    import torch
+
     from aptray.serve.loader import ArtifactLoader
 
-    loaded = ArtifactLoader(artifact, device="cpu", batch_size=64, cache_size=0, threads=threads)()
+    loaded = ArtifactLoader(artifact, device="cpu", batch_size=64, cache_size=0)()
     model = loaded.models[loaded.default]
     out: dict[int, dict[str, Any]] = {}
     for batch in sorted(set(batches)):
-        model.encoder.encode(sentences[:batch])  # warm up
-        done = 0
-        start = time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            chunk = sentences[(done % len(sentences)):(done % len(sentences)) + batch] or sentences[:batch]
-            model.detector.decision_function(model.encoder.encode(chunk))
-            done += len(chunk)
-        wall = time.perf_counter() - start
-        out[batch] = {"raw_batch": batch, "events": done, "seconds": round(wall, 2),
-                      "events_per_s": round(done / wall, 1)}
+        by_threads: dict[int, float] = {}
+        for t in threads:
+            torch.set_num_threads(t)
+            model.encoder.encode(sentences[:batch])  # warm up
+            done = 0
+            start = time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                chunk = sentences[(done % len(sentences)):(done % len(sentences)) + batch] or sentences[:batch]
+                model.detector.decision_function(model.encoder.encode(chunk))
+                done += len(chunk)
+            by_threads[t] = round(done / (time.perf_counter() - start), 1)
+        out[batch] = {"raw_batch": batch, "events_per_s": max(by_threads.values()),
+                      "events_per_s_by_threads": by_threads}
     return out
 
 
@@ -201,11 +252,17 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=300, help="max requests per level")
     ap.add_argument("--seconds", type=float, default=30.0, help="max seconds per level")
     ap.add_argument("--events", type=int, default=1, help="events per request")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads (replica and raw)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="the replica's torch threads (default: the config's, one per whole CPU it reserves)")
+    ap.add_argument("--num-cpus", type=float, default=None, help="CPUs the replica reserves (default: the config's)")
+    ap.add_argument("--raw-threads", type=int, nargs="+", default=[1, os.cpu_count() or 1],
+                    help="torch threads the raw model is measured at; the best of them is the reference")
     ap.add_argument("--max-batch-size", type=int, default=64)
     ap.add_argument("--wait", type=float, default=None, help="batch_wait_timeout_s (default: the config's)")
     ap.add_argument("--cache", action="store_true", help="keep the replica's embedding LRU on")
     ap.add_argument("--no-access-log", action="store_true", help="turn Serve's per-request access log off")
+    ap.add_argument("--paths", nargs="+", choices=["default", "proxy"], default=["default", "proxy"],
+                    help="which HTTP paths to load (default: both, the default path first)")
     args = ap.parse_args()
 
     offline_quiet()
@@ -224,7 +281,7 @@ def main() -> None:
     sentences = prepare(EventFormat.BETH, lines, TemplateConfig()).sentences
     # raw at the configured batch size (the target's reference), and at the largest batch each level can fill
     fill = {c: min(c * args.events, args.max_batch_size) for c in args.levels}
-    raws = raw_throughput(artifact, sentences, [args.max_batch_size, *fill.values()], args.threads,
+    raws = raw_throughput(artifact, sentences, [args.max_batch_size, args.events, *fill.values()], args.raw_threads,
                           min(args.seconds, 10))
     for r in raws.values():
         print(json.dumps(r), flush=True)
@@ -240,9 +297,10 @@ def main() -> None:
     key_file = tmp / "keys"
     key_file.write_text(KEY + "\n")
     port = free_port()
-    overrides: dict[str, Any] = {"batch_wait_timeout_s": args.wait} if args.wait is not None else {}
+    chosen = {"batch_wait_timeout_s": args.wait, "torch_threads": args.threads, "num_cpus": args.num_cpus}
+    overrides: dict[str, Any] = {k: v for k, v in chosen.items() if v is not None}
     cfg = ServeConfig(artifact=artifact, port=port, proxy_port=free_port(), api_key_file=str(key_file),
-                      num_cpus=1.0, torch_threads=args.threads, max_batch_size=args.max_batch_size,
+                      max_batch_size=args.max_batch_size,
                       cache_size=100_000 if args.cache else 0, access_log=not args.no_access_log, **overrides)
     from aptray.commands.serve import default_ingress, serve_urls
     from aptray.serve.app import direct_ingress_env
@@ -253,33 +311,39 @@ def main() -> None:
     t0 = time.perf_counter()
     run(cfg)
     print(json.dumps({"serve_ready_s": round(time.perf_counter() - t0, 1), "batch_wait_timeout_s":
-                      cfg.batch_wait_timeout_s, "max_batch_size": cfg.max_batch_size, "access_log": cfg.access_log}),
-          flush=True)
+                      cfg.batch_wait_timeout_s, "max_batch_size": cfg.max_batch_size, "access_log": cfg.access_log,
+                      "num_cpus": cfg.num_cpus, "torch_threads": cfg.torch_threads}), flush=True)
     urls = serve_urls(cfg)
     paths = {"default": f"{urls['url']}/v1/score", "proxy": f"{urls['proxy_url']}/v1/score"}
     import urllib.error
     import urllib.request
 
     try:  # the replica's own port runs the same app: no key, no answer
-        urllib.request.urlopen(urllib.request.Request(paths["default"], data=b"{}", method="POST"), timeout=30)
+        urllib.request.urlopen(urllib.request.Request(paths["default"], data=b"{}", method="POST",
+                                                      headers={"Content-Type": "application/json"}), timeout=30)
         unauthorised = 200
     except urllib.error.HTTPError as exc:
         unauthorised = exc.code
     print(json.dumps({"default_path_without_key": unauthorised}), flush=True)
     results = []
     try:
-        for path, url in paths.items():
+        for path in args.paths:
+            url = paths[path]
             asyncio.run(load(url, payloads, 1, 20, 10))  # warm-up
             for c in args.levels:
                 res = {"path": path, **asyncio.run(load(url, payloads, c, max(args.requests, 4 * c), args.seconds))}
                 res["vs_raw"] = round(res["events_per_s"] / raw["events_per_s"], 2)
                 res["vs_raw_at_fill"] = round(res["events_per_s"] / raws[fill[c]]["events_per_s"], 2)
+                # latency against the raw model's own time for one request's events (the c=1 target's reference)
+                res["p50_vs_raw"] = (round(res["p50_ms"] * raws[args.events]["events_per_s"] / 1000 / args.events, 2)
+                                     if c == 1 else None)
                 results.append(res)
                 print(json.dumps(res), flush=True)
     finally:
         serve.shutdown()
         ray.shutdown()
-    print("\nraw batched: " + ", ".join(f"batch {b}: {r['events_per_s']} events/s" for b, r in raws.items()))
+    print("\nraw batched (best of torch threads): " + ", ".join(
+        f"batch {b}: {r['events_per_s']} events/s {r['events_per_s_by_threads']}" for b, r in raws.items()))
     print(f"{args.events} event(s) per request; 'vs raw' = events/s / raw at batch {args.max_batch_size}; "
           "'vs fill' = / raw at batch min(concurrency x events, max batch), the most a level can fill")
     print(f"{'path':>6} {'conc':>5} {'req':>5} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'replica p50':>11} "
@@ -288,6 +352,15 @@ def main() -> None:
         print(f"{r['path']:>6} {r['concurrency']:>5} {r['requests']:>5} {r['p50_ms']:>8} {r['p95_ms']:>8} "
               f"{r['p99_ms']:>8} {r['replica_p50_ms']!s:>11} {r['events_per_micro_batch']!s:>8} {r['events_per_s']:>9} "
               f"{r['vs_raw']:>7} {r['vs_raw_at_fill']:>7}  {r['status']}")
+    print(f"'p50/raw' = p50 / the raw model's time for one request's events (batch {args.events}); CPU ms per "
+          "request of each process (client: this process, the load generator); 'other' = cores busy with work not "
+          "ours (another user's jobs)")
+    print(f"{'path':>6} {'conc':>5} {'p50/raw':>7} {'client':>7} {'replica':>7} {'proxy':>6} {'ray':>6} "
+          f"{'cores':>5} {'other':>5}")
+    for r in results:
+        print(f"{r['path']:>6} {r['concurrency']:>5} {r['p50_vs_raw']!s:>7} {r['cpu_ms_client']:>7} "
+              f"{r['cpu_ms_replica']:>7} {r['cpu_ms_proxy']:>6} {r['cpu_ms_ray']:>6} {r['cores_ours']:>5} "
+              f"{r['other_cores']:>5}")
 
 
 if __name__ == "__main__":

@@ -89,8 +89,9 @@ class SentenceEncoder:
         self.model.eval()
         self._lru: OrderedDict[str, np.ndarray] = OrderedDict()
         self.encoded = 0  # texts that went through the model (LRU misses; a composed sentence's distinct clauses)
-        log.info("loaded %s (%s, %d-d) on %s as %s/%s", spec.model_id, spec.revision, spec.dim, device,
-                 spec.backend.value, spec.quantize.value if spec.backend is not Backend.TORCH else self.torch_dtype)
+        numerics = spec.quantize.value if spec.backend is not Backend.TORCH else self.torch_dtype
+        log.info("loaded %s (%s, %d-d) on %s as %s/%s, %d torch threads", spec.model_id, spec.revision, spec.dim,
+                 device, spec.backend.value, numerics, torch.get_num_threads())
 
     @property
     def dim(self) -> int:
