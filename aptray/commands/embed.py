@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -56,7 +56,8 @@ def register(app: typer.Typer) -> None:
         rows_per_shard: Annotated[int, typer.Option(help="Target rows per new shard.")] = 1_000_000,
         config: Annotated[str | None, typer.Option(help="YAML config.")] = None,
     ) -> None:
-        """Rewrite one model's cache shards as a few large ones, one row per sentence (no embed job reading)."""
+        """Rewrite one model's cache shards as a few large ones, one row per sentence (no embed job reading);
+        its whole and its aspect-by-aspect vectors (``embed.compose``) each in their own folder."""
         from aptray.commands.common import emit, setup
         from aptray.embed.cache import EmbeddingCache
         from aptray.embed.registry import resolve
@@ -64,4 +65,9 @@ def register(app: typer.Typer) -> None:
 
         cfg = setup(config, {"embed.model": model})
         init_ray(cfg.ray)
-        emit(EmbeddingCache(cache, resolve(cfg.embed.model)).compact(rows_per_shard))
+        whole, composed = (EmbeddingCache(cache, resolve(cfg.embed.model, cfg.embed.backend, cfg.embed.quantize, c))
+                           for c in (Compose.NONE, Compose.ASPECTS))
+        result: dict[str, Any] = whole.compact(rows_per_shard)
+        if composed.shards():
+            result[Compose.ASPECTS.value] = composed.compact(rows_per_shard)
+        emit(result)

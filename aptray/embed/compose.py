@@ -12,9 +12,10 @@ Composition happens inside :class:`aptray.embed.encoder.SentenceEncoder`, so the
 Serve replica and the triage passes compose alike; the model's :class:`~aptray.embed.registry.ModelSpec`
 carries it (``-aspects`` in its revision keys the embedding cache and the warm actors apart from plain vectors).
 
-Measured on the ADAPT ProcessAll contexts (MiniLM, 5 seeds, test AUC-ROC / PR-AUC of the AE): bovia/5dir 0.935 /
-0.100 whole against 0.944 / 0.191 composed, bovia/trace 0.988 / 0.216 against 0.992 / 0.697, bovia/cadets 0.999 /
-0.690 (the mean of the clause vectors) against 0.999 / 0.864.
+Measured by ``aptray experiment --compose none,aspects`` on the ADAPT ProcessAll contexts (MiniLM, 5 seeds,
+test AUC-ROC / PR-AUC chosen on validation, whole -> composed): bovia/trace 0.987 / 0.345 -> 0.988 / 0.702,
+bovia/5dir 0.931 / 0.092 -> 0.947 / 0.181, bovia/cadets 0.999 / 0.811 -> 0.999 / 0.853, pandex/clearscope 0.756 /
+0.486 -> 0.850 / 0.687.
 """
 
 from __future__ import annotations

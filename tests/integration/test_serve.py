@@ -396,8 +396,13 @@ def _bodies(lines: dict[str, list[str]]) -> Any:
     raw = st.one_of(st.binary(max_size=300), as_json.flatmap(
         lambda b: st.integers(0, len(b)).map(lambda i: b[:i])), st.just(b"[" * 100_000), st.just(b'{"format": "cdm", '
         b'"events": [' + b"[" * 20_000 + b"]" * 20_000 + b"]}"))
+    # requests the server's (BETH) model must score, so that every run holds 200s whatever order hypothesis's
+    # version draws the rest in (6.170 drew none among 150 examples)
+    valid = st.lists(st.sampled_from(lines["beth"]), min_size=1, max_size=6).map(
+        lambda ev: json.dumps({"format": "beth", "events": ev}).encode())
     ctype = st.sampled_from(["application/json"] * 8 + ["application/json; charset=utf-8", "text/plain", ""])
-    return st.tuples(st.one_of(as_json, as_json, as_json, raw), ctype)
+    return st.one_of(st.tuples(valid, st.just("application/json")),
+                     st.tuples(st.one_of(as_json, as_json, as_json, raw), ctype))
 
 
 def test_http_fuzz_never_answers_5xx(server: str, shared_data: Path) -> None:
