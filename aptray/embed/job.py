@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
-from aptray.config import AptrayConfig, Aspect, EmbedConfig, Source
+from aptray.config import AptrayConfig, Aspect, Compose, EmbedConfig, Source
 from aptray.embed.cache import (
     EMBEDDING,
     HASH,
@@ -194,15 +194,21 @@ def upstream_manifest(input_uri: str, cfg: AptrayConfig, source: str | None) -> 
         return {"template_version": TEMPLATE_VERSION}
 
 
-def model_for(ecfg: EmbedConfig, aspect: Aspect | str | None, template: Mapping[str, Any] | None) -> ModelSpec:
-    """The model ``ecfg`` asks for, composed as ``embed.compose`` means for sentences of ``aspect`` made with
-    ``template`` settings (:func:`aptray.embed.compose.effective`)."""
+def composition(ecfg: EmbedConfig, aspect: Aspect | str | None, template: Mapping[str, Any] | None) -> Compose:
+    """What ``embed.compose`` means for sentences of ``aspect`` made with ``template`` settings
+    (:func:`aptray.embed.compose.effective`)."""
     from aptray.config import ProcessStyle
     from aptray.embed.compose import effective
+
+    return effective(ecfg.compose, aspect, (template or {}).get("process_style") or ProcessStyle.PROSE)
+
+
+def model_for(ecfg: EmbedConfig, aspect: Aspect | str | None, template: Mapping[str, Any] | None) -> ModelSpec:
+    """The model ``ecfg`` asks for, composed as ``embed.compose`` means for sentences of ``aspect`` made with
+    ``template`` settings."""
     from aptray.embed.registry import resolve as resolve_model
 
-    style = (template or {}).get("process_style") or ProcessStyle.PROSE
-    return resolve_model(ecfg.model, ecfg.backend, ecfg.quantize, effective(ecfg.compose, aspect, style))
+    return resolve_model(ecfg.model, ecfg.backend, ecfg.quantize).composed(composition(ecfg, aspect, template))
 
 
 def _read_rows(
@@ -426,12 +432,14 @@ def run_embed(input_uri: str, out_uri: str, cfg: AptrayConfig, source: str | Non
         ``rows``, ``distinct_sentences``, ``encoded``, ``cache_hits``, ``hit_rate``, ``seconds``.
     """
     from aptray.embed.parity import embedder_record
+    from aptray.embed.registry import resolve as resolve_model
     from aptray.runtime import init_ray
 
     start = time.perf_counter()
     ecfg = cfg.embed
+    base = resolve_model(ecfg.model, ecfg.backend, ecfg.quantize)  # a missing model fails before any input is read
     made_of = upstream_manifest(input_uri, cfg, source)
-    spec = model_for(ecfg, made_of.get("aspect"), made_of.get("template"))
+    spec = base.composed(composition(ecfg, made_of.get("aspect"), made_of.get("template")))
     init_ray(cfg.ray)
     out_fs, out_root = resolve(out_uri)
     out_fs.create_dir(out_root, recursive=True)

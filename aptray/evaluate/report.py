@@ -226,7 +226,7 @@ def _target_section(w: _Writer, doc: dict[str, Any], target: dict[str, Any]) -> 
         for emb in sorted(tsne["embedder"].unique()):
             part = tsne[tsne["embedder"] == emb]
             w.image(plots.scatter(part["x"].to_numpy(), part["y"].to_numpy(), part["malicious"].to_numpy(),
-                                  f"t-SNE of {emb} embeddings, {dataset} {aspect}"), f"{slug}-tsne-{emb}", "t-SNE")
+                                  f"t-SNE of {emb} embeddings, {dataset} {aspect}"), _slug(slug, "tsne", emb), "t-SNE")
     if top:
         b = top[0]
         part = test0[(test0["embedder"] == b["embedder"]) & (test0["detector"] == b["detector"])]
