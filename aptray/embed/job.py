@@ -212,9 +212,11 @@ def model_for(ecfg: EmbedConfig, aspect: Aspect | str | None, template: Mapping[
 
 
 def _read_rows(
-    input_uri: str, out_uri: str, cfg: AptrayConfig, source: str | None
+    input_uri: str, out_uri: str, cfg: AptrayConfig, source: str | None, made_of: dict[str, Any]
 ) -> tuple[Any, int, dict[str, Any]]:
-    """The input rows as a lazy dataset, their number (from Parquet footers) and the input's manifest."""
+    """The input rows as a lazy dataset, their number (from Parquet footers) and the input's manifest
+    (``made_of``, :func:`upstream_manifest`, with the read counts of a raw trace added)."""
+    upstream = made_of
     if source is not None:
         from aptray.io.files import line_counts
         from aptray.io.quarantine import count_rows, quarantine_reasons
@@ -227,12 +229,10 @@ def _read_rows(
         rcfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"counts_dir": lines_uri})})
         sentences_dataset(Source(source), input_uri, rcfg, quarantine_uri).write_parquet(path, filesystem=fs)
         ensure_parquet(sentences_uri, SENTENCES_SCHEMA)  # an input that keeps no row: an empty, typed output
-        upstream = {**upstream_manifest(input_uri, cfg, source),
-                    "read": {"quarantined": count_rows(quarantine_uri), "lines": line_counts(lines_uri),
-                             "quarantine_reasons": quarantine_reasons(quarantine_uri)}}
+        upstream = {**made_of, "read": {"quarantined": count_rows(quarantine_uri), "lines": line_counts(lines_uri),
+                                        "quarantine_reasons": quarantine_reasons(quarantine_uri)}}
     else:
         sentences_uri = join(input_uri, "sentences")
-        upstream = upstream_manifest(input_uri, cfg, source)
         fs, path = resolve(sentences_uri)
     rows = read_parquet(path, fs)
     present = [c for c in _ROW_COLUMNS if c in rows.columns()]
@@ -445,7 +445,7 @@ def run_embed(input_uri: str, out_uri: str, cfg: AptrayConfig, source: str | Non
     out_fs.create_dir(out_root, recursive=True)
     pool = early_pool(spec, ecfg)
     try:
-        rows, n_rows, upstream = _read_rows(input_uri, out_uri, cfg, source)
+        rows, n_rows, upstream = _read_rows(input_uri, out_uri, cfg, source, made_of)
         parts = partitions(ecfg, n_rows)
         joined, n_distinct, n_encoded = (embed_rows(rows, spec, ecfg, parts, pool, keep_sentence=True) if n_rows
                                          else (None, 0, 0))

@@ -35,7 +35,8 @@ MAX_ITEMS = 10
 #: Event types form a small vocabulary (about 40 in CDM) that tells processes apart: name them all.
 MAX_EVENTS = 48
 
-#: Word used for each aspect in "The process showed no recorded <word> activity."
+#: Word used for each aspect in "The process showed no recorded <word> activity." and in the terse style
+#: ("Process has event read and exec /bin/bash ...").
 _ASPECT_WORDS: dict[str, str] = {"ctx_events": "event", "ctx_execs": "exec", "ctx_parents": "parent",
                                  "ctx_netflows": "netflow"}
 _PORT = re.compile(r"-?\d{1,5}")
@@ -147,11 +148,6 @@ def context_sentence(events: Items, execs: Items, parents: Items, netflows: Item
     return f"The process showed no recorded {enumerate_items(observed)} activity."
 
 
-#: The word of each aspect in the terse style ("Process has event read and exec /bin/bash ...").
-_TERSE_WORDS: dict[str, str] = {"ctx_events": "event", "ctx_execs": "exec", "ctx_parents": "parent",
-                                "ctx_netflows": "netflow"}
-
-
 def _raw_event(name: str) -> str:
     """``EVENT_CHECK_FILE_ATTRIBUTES`` -> ``check_file_attributes`` (the papers' spelling)."""
     base = name.strip()
@@ -162,11 +158,11 @@ def _terse(events: Items, execs: Items, parents: Items, netflows: Items) -> str:
     """The APT-LLM papers' form: every attribute named as ``<aspect word> <value>``, joined by "and"."""
     named: list[str] = []
     lists = (events, execs, parents, netflows)
-    for column, values in zip(_TERSE_WORDS, lists, strict=True):
+    for column, values in zip(_ASPECT_WORDS, lists, strict=True):
         if not values:
             continue
         shown = sorted({_raw_event(v) for v in values}) if column == "ctx_events" else _names(values)
-        named += [f"{_TERSE_WORDS[column]} {v}" for v in shown]
+        named += [f"{_ASPECT_WORDS[column]} {v}" for v in shown]
     return "Process has " + " and ".join(named) if named else "Process has no recorded attribute"
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,7 @@ from aptray.embed.compose import SLOTS, compose, effective
 DIM = 3
 
 
-def _fake_encoder(log: list[list[str]]) -> object:
+def _fake_encoder(log: list[list[str]]) -> Callable[[list[str]], np.ndarray]:
     """A deterministic stand-in for the model that records what it was asked to encode."""
 
     def encode(texts: list[str]) -> np.ndarray:
@@ -42,12 +44,12 @@ def test_each_clause_lands_in_its_slot_and_distinct_clauses_are_encoded_once() -
         "Process 7 (bash) read /etc/passwd.",
         "The process showed no recorded activity.",
     ]
-    out = compose(sentences, encode, DIM)  # type: ignore[arg-type]
+    out = compose(sentences, encode, DIM)
     assert out.shape == (4, len(SLOTS) * DIM) and out.dtype == np.float32
     (texts,) = log
     assert texts.count("The process ran /bin/sh.") == 1  # shared by two sentences, encoded once
     slots = out.reshape(4, len(SLOTS), DIM)
-    ref = dict(zip(texts, encode(texts), strict=True))  # type: ignore[operator]
+    ref = dict(zip(texts, encode(texts), strict=True))
     assert np.array_equal(slots[0, 0], ref["The process performed read."])
     assert np.array_equal(slots[0, 1], ref["The process ran /bin/sh."])
     assert np.array_equal(slots[0, 3], ref["The process communicated on port 80."])
