@@ -351,11 +351,11 @@ class ServeConfig(_Section):
     encode_batch_size: int = Field(64, gt=0, description="Sentences per encoder forward pass.")
     cache_size: int = Field(100_000, ge=0, description="Distinct sentences kept in each replica's embedding LRU.")
     torch_threads: int | None = Field(
-        None, gt=0, description="Torch CPU threads per replica (None: Ray's default, one per whole CPU the replica "
-        "reserves, at least one). Keep it within the cores nothing else needs: the replica's own HTTP, parsing and "
-        "templating run on another thread beside the encoder, and torch's threads spin-wait on each other (the "
-        "raw model on 2 cores while another process ran: 1.7-2.8 events/s at batch 1 with 2 threads, 23-36 with "
-        "1; bench/serve.py).")
+        None, gt=0, description="Torch CPU threads per replica (None: the node's cores shared by the replicas, "
+        "`replicas` or autoscaling's `max_replicas`, at least one; what the embed job's CPU actors get). On an idle "
+        "2-core machine one replica on 2 threads did 131.7 events/s at concurrency 32 against 63.8 on one, and with "
+        "another process keeping a core busy 71.2 against 66.4 (bench/serve.py). The raw model on 2 threads "
+        "collapses at batch 1 under such load (OpenMP threads spin-wait on a preempted one); a replica did not.")
     access_log: bool = Field(True, description="Ray Serve's access log line per request, in the replica's log file "
                                                "under Ray's log folder (never on the terminal); off saves its cost "
                                                "per request (bench/serve.py measures both).")
@@ -373,6 +373,11 @@ class ServeConfig(_Section):
         "replica answer on `port` itself (its default on the cluster it starts), the proxy moves to this port "
         "(default port + 1000, above the replicas' port range).",
     )
+
+
+    def replicas_per_node(self) -> int:
+        """How many replicas may share one node's cores: ``replicas``, or autoscaling's ``max_replicas``."""
+        return self.autoscaling.max_replicas if self.autoscaling is not None else self.replicas
 
 
 def _unwindowed_detectors() -> list[DetectorName]:

@@ -4,17 +4,17 @@
                                     [--events 1] [--no-access-log] [--paths default proxy]
                                     [--threads N] [--num-cpus X] [--raw-threads 1 2]
 
-Starts a local Ray cluster and the Serve app (production builder, API key on) the way ``aptray serve`` does
-(the replica answers on its port itself, Serve's proxy on another; the config's CPUs and torch threads unless
-``--num-cpus`` / ``--threads``), then loads both paths in turn, the default first, with a closed-loop load
-generator (aiohttp, asyncio) at each concurrency level: every request carries ``--events`` BETH events (real
-rows of ``$APTRAY_SHARED_DATA/beth``), each level is bounded by ``--requests`` and ``--seconds``. Beside
-it, the raw batched model throughput: the same sentences through the same encoder and detector in this
-process, in batches of ``max_batch_size`` (and of one request's events, and of what each level can fill), no
-HTTP, at each of ``--raw-threads`` torch threads; the best of them is the reference (the raw model at its best on
-this machine, whatever the replica runs with). The replica's embedding LRU is off by default (``--cache``) so
-both sides encode every sentence. Without ``--artifact`` a tiny AE is trained first on MiniLM embeddings of the
-BETH sample rows (about a minute).
+Starts a local Ray cluster and the Serve app (production builder, API key on) the way ``aptray serve`` does (the
+replica answers on its port itself, Serve's proxy on another; the config's CPUs and torch threads, by default the
+machine's cores, unless ``--num-cpus`` / ``--threads``), then loads both paths in turn, the default first, with a
+closed-loop load generator (aiohttp, asyncio) at each concurrency level: every request carries ``--events`` BETH
+events (real rows of ``$APTRAY_SHARED_DATA/beth``), each level is bounded by ``--requests`` and ``--seconds``.
+Beside it, the raw batched model throughput: the same sentences through the same encoder and detector in this
+process, in batches of ``max_batch_size`` (and of one request's events, and of what each level can fill), no HTTP,
+at each of ``--raw-threads`` torch threads; the best of them is the reference (the raw model at its best on this
+machine, whatever the replica runs with). The replica's embedding LRU is off by default (``--cache``) so both sides
+encode every sentence. Without ``--artifact`` a tiny AE is trained first on MiniLM embeddings of the BETH sample
+rows (about a minute).
 
 Each level also reports the CPU milliseconds per request of every process (this one, the load generator; the
 replica; Serve's proxy; the rest of the Ray cluster) and the cores another user's work kept busy meanwhile
@@ -253,7 +253,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30.0, help="max seconds per level")
     ap.add_argument("--events", type=int, default=1, help="events per request")
     ap.add_argument("--threads", type=int, default=None,
-                    help="the replica's torch threads (default: the config's, one per whole CPU it reserves)")
+                    help="the replica's torch threads (default: the config's, the machine's cores per replica)")
     ap.add_argument("--num-cpus", type=float, default=None, help="CPUs the replica reserves (default: the config's)")
     ap.add_argument("--raw-threads", type=int, nargs="+", default=[1, os.cpu_count() or 1],
                     help="torch threads the raw model is measured at; the best of them is the reference")
@@ -303,6 +303,7 @@ def main() -> None:
                       max_batch_size=args.max_batch_size,
                       cache_size=100_000 if args.cache else 0, access_log=not args.no_access_log, **overrides)
     from aptray.commands.serve import default_ingress, serve_urls
+    from aptray.embed.encoder import node_threads
     from aptray.serve.app import direct_ingress_env
 
     default_ingress(cfg)  # what `aptray serve` runs: the replica on --port, the proxy beside it
@@ -312,7 +313,8 @@ def main() -> None:
     run(cfg)
     print(json.dumps({"serve_ready_s": round(time.perf_counter() - t0, 1), "batch_wait_timeout_s":
                       cfg.batch_wait_timeout_s, "max_batch_size": cfg.max_batch_size, "access_log": cfg.access_log,
-                      "num_cpus": cfg.num_cpus, "torch_threads": cfg.torch_threads}), flush=True)
+                      "num_cpus": cfg.num_cpus,
+                      "torch_threads": cfg.torch_threads or node_threads(cfg.replicas_per_node())}), flush=True)
     urls = serve_urls(cfg)
     paths = {"default": f"{urls['url']}/v1/score", "proxy": f"{urls['proxy_url']}/v1/score"}
     import urllib.error

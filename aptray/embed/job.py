@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -40,6 +39,7 @@ from aptray.embed.cache import (
     first_per_hash,
     to_embedding_array,
 )
+from aptray.embed.encoder import node_threads
 from aptray.io.fs import join, read_parquet, resolve
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ def actor_threads(cfg: EmbedConfig) -> int | None:
     """Torch threads per CPU actor: the config value, else the node's cores shared by the actors."""
     if cfg.gpus_per_actor > 0:
         return None
-    return cfg.torch_threads or max(1, (os.cpu_count() or 1) // cfg.actors)
+    return cfg.torch_threads or node_threads(cfg.actors)
 
 
 class Embedder:

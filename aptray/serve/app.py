@@ -55,6 +55,7 @@ from aptray.serve.schemas import (
 )
 
 log = logging.getLogger(__name__)
+UNAUTHORIZED = "missing or invalid API key"
 
 #: A sentence queued for the encoder, tagged with the model (by name) that scores it in the same pass, or None.
 Item = tuple[str, str | None]
@@ -113,15 +114,22 @@ class BodyLimit:
 
 
 class JsonOnly:
-    """ASGI middleware: 415 for a POST whose body is not declared as JSON (``application/json`` or ``+json``)."""
+    """ASGI middleware in front of every POST: 401 without a valid API key, then 415 for a body not declared as
+    JSON (``application/json`` or ``+json``). The key comes first: a client without one learns that before
+    anything about its body (the routes check the key again, for GETs)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, keys: ApiKeys) -> None:
         self.app = app
+        self.keys = keys
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope.get("method") == "POST":
-            ctype = next((v for k, v in scope.get("headers", []) if k == b"content-type"), b"").decode("latin-1")
-            media = ctype.split(";", 1)[0].strip().lower()
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+            if not self.keys.check(ApiKeys.presented(headers)):
+                await _send_json(send, 401, ErrorResponse(message=UNAUTHORIZED).model_dump(),
+                                 [(b"www-authenticate", b"Bearer")])
+                return
+            media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
             if media != "application/json" and not media.endswith("+json"):
                 message = f"unsupported content type {media or '(none)'!r}: send the body as application/json"
                 await _send_json(send, 415, ErrorResponse(message=message).model_dump())
@@ -133,10 +141,12 @@ def _too_large(limit: int) -> dict[str, Any]:
     return ErrorResponse(message=f"request body larger than {limit} bytes").model_dump()
 
 
-async def _send_json(send: Any, status: int, body: dict[str, Any]) -> None:
+async def _send_json(send: Any, status: int, body: dict[str, Any],
+                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
     data = json.dumps(body).encode()
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
+                            *(headers or [])]})
     await send({"type": "http.response.body", "body": data})
 
 
@@ -231,7 +241,7 @@ class OnlineDetector:
             "anomaly detectors. Send the API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`.",
         )
         app.add_middleware(BodyLimit, max_bytes=self.settings.max_request_bytes)
-        app.add_middleware(JsonOnly)
+        app.add_middleware(JsonOnly, keys=self.keys)
         errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (401, 404, 413, 415, 422)}
 
         @app.exception_handler(RequestValidationError)
@@ -246,7 +256,7 @@ class OnlineDetector:
 
         async def authorized(request: Request) -> None:  # async: no thread-pool hop per request
             if not self.keys.check(ApiKeys.presented(request.headers)):
-                raise HTTPException(401, "missing or invalid API key", headers={"WWW-Authenticate": "Bearer"})
+                raise HTTPException(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
 
         @app.get("/healthz", response_model=Health, tags=["ops"])
         async def healthz() -> Health:

@@ -93,8 +93,10 @@ class ArtifactLoader:
         artifact: the default artifact folder, local or ``s3://``.
         trusted: accept artifact files without a recorded hash.
         device: ``cpu``, ``cuda`` or ``auto`` (CUDA when one is visible).
-        dtype, batch_size, cache_size, threads: encoder settings (:class:`aptray.embed.encoder.SentenceEncoder`).
+        dtype, batch_size, cache_size, threads: encoder settings (:class:`aptray.embed.encoder.SentenceEncoder`);
+            ``threads`` None: this node's cores shared by ``sharers`` replicas (counted on the replica's node).
         models: more artifacts, by the name requests use.
+        sharers: replicas that may share a node.
     """
 
     def __init__(
@@ -107,6 +109,7 @@ class ArtifactLoader:
         cache_size: int = 100_000,
         threads: int | None = None,
         models: dict[str, str] | None = None,
+        sharers: int = 1,
     ) -> None:
         self.artifact = artifact
         self.trusted = trusted
@@ -116,6 +119,7 @@ class ArtifactLoader:
         self.cache_size = cache_size
         self.threads = threads
         self.models = dict(models or {})
+        self.sharers = sharers
 
     @classmethod
     def from_config(cls, cfg: ServeConfig) -> "ArtifactLoader":
@@ -123,7 +127,7 @@ class ArtifactLoader:
         if not cfg.artifact:
             raise ValueError("serve.artifact is required (a detector artifact folder, local or s3://)")
         return cls(cfg.artifact, cfg.trusted, "cuda" if cfg.num_gpus > 0 else "cpu", cfg.dtype,
-                   cfg.encode_batch_size, cfg.cache_size, cfg.torch_threads, cfg.models)
+                   cfg.encode_batch_size, cfg.cache_size, cfg.torch_threads, cfg.models, cfg.replicas_per_node())
 
     def __call__(self) -> LoadedModels:
         paths = {DEFAULT_MODEL: self.artifact, **{k: v for k, v in self.models.items() if k != DEFAULT_MODEL}}
@@ -132,7 +136,7 @@ class ArtifactLoader:
 
     def _load(self, name: str, path: str, encoders: dict[tuple[str, str | None], Encoder]) -> LoadedDetector:
         from aptray.artifacts import ArtifactError, load_detector, recorded_format, window_of
-        from aptray.embed.encoder import SentenceEncoder
+        from aptray.embed.encoder import SentenceEncoder, node_threads
         from aptray.templating.base import TEMPLATE_VERSION
         from aptray.triage.explain import explanations_of
 
@@ -153,7 +157,8 @@ class ArtifactLoader:
         key = (spec.model_id, spec.revision)
         if key not in encoders:
             encoders[key] = SentenceEncoder(spec, device=device, dtype=self.dtype, batch_size=self.batch_size,
-                                            lru_size=self.cache_size, threads=self.threads)
+                                            lru_size=self.cache_size,
+                                            threads=self.threads or node_threads(self.sharers))
         template = TemplateConfig.model_validate(meta.get("template") or {})
         thresholds = meta.get("thresholds") or {}
         source, aspect = recorded_format(meta)

@@ -222,6 +222,10 @@ def test_401_without_a_valid_key(server: str, headers: dict[str, str]) -> None:
     assert r.status_code == 401
     assert r.headers.get("www-authenticate") == "Bearer"
     assert httpx.get(f"{server}/v1/model", headers=headers, timeout=30).status_code == 401
+    # the key is checked before the body: no content type, or a body too large, still answers 401
+    for content in (json.dumps(body).encode(), b"x" * (300 * 1024)):
+        bare = httpx.post(f"{server}/v1/score", content=content, headers=headers, timeout=30)
+        assert bare.status_code == 401 and bare.json()["message"] == "missing or invalid API key", bare.text
 
 
 def test_413_on_large_bodies(server: str) -> None:

@@ -95,3 +95,19 @@ def test_direct_ingress_is_cluster_environment_not_builder_args() -> None:
     assert "direct_ingress_port" not in application["args"]
     with pytest.raises(ValueError, match="direct_ingress_port"):
         ServeConfig(artifact="a", direct_ingress_port=70000)
+
+
+def test_replicas_share_the_node_cores_unless_threads_are_set() -> None:
+    import os
+
+    from aptray.config import ServeAutoscaling, ServeConfig
+    from aptray.embed.encoder import node_threads
+    from aptray.serve.loader import ArtifactLoader
+
+    cores = len(os.sched_getaffinity(0))
+    assert node_threads(1) == cores and node_threads(4 * cores) == 1 and node_threads(2) == max(1, cores // 2)
+    fixed = ArtifactLoader.from_config(ServeConfig(artifact="a", replicas=3))
+    assert (fixed.threads, fixed.sharers) == (None, 3)
+    scaled = ServeConfig(artifact="a", replicas=1, autoscaling=ServeAutoscaling(max_replicas=5))
+    assert ArtifactLoader.from_config(scaled).sharers == 5
+    assert ArtifactLoader.from_config(ServeConfig(artifact="a", torch_threads=2)).threads == 2
