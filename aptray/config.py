@@ -374,7 +374,6 @@ class ServeConfig(_Section):
         "(default port + 1000, above the replicas' port range).",
     )
 
-
     def replicas_per_node(self) -> int:
         """How many replicas may share one node's cores: ``replicas``, or autoscaling's ``max_replicas``."""
         return self.autoscaling.max_replicas if self.autoscaling is not None else self.replicas

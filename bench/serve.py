@@ -314,7 +314,7 @@ def main() -> None:
     print(json.dumps({"serve_ready_s": round(time.perf_counter() - t0, 1), "batch_wait_timeout_s":
                       cfg.batch_wait_timeout_s, "max_batch_size": cfg.max_batch_size, "access_log": cfg.access_log,
                       "num_cpus": cfg.num_cpus,
-                      "torch_threads": cfg.torch_threads or node_threads(cfg.replicas_per_node())}), flush=True)
+                      "torch_threads": node_threads(cfg.replicas_per_node(), cfg.torch_threads)}), flush=True)
     urls = serve_urls(cfg)
     paths = {"default": f"{urls['url']}/v1/score", "proxy": f"{urls['proxy_url']}/v1/score"}
     import urllib.error

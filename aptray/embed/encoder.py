@@ -34,14 +34,13 @@ def load_kwargs(spec: ModelSpec, device: str) -> dict[str, Any]:
     return {"backend": spec.backend.value, "model_kwargs": model_kwargs}
 
 
-def node_threads(sharers: int) -> int:
-    """Torch CPU threads for one of ``sharers`` encoders on this node: the cores this process may run on
-    (its CPU affinity, which container CPU sets narrow), shared evenly, at least one.
-
-    The embed job's CPU actors and the Serve replicas both default to it: on an idle 2-core machine one replica
-    on 2 threads did 131.7 events/s at concurrency 32 against 63.8 on one thread, and with another process
-    keeping one core busy 71.2 against 66.4 (bench/serve.py), so the second core is worth more than the spin-wait
-    it risks."""
+def node_threads(sharers: int, configured: int | None = None) -> int:
+    """Torch CPU threads of one of ``sharers`` encoders on this node (the embed job's CPU actors, the Serve
+    replicas): ``configured`` when set, else the cores this process may run on (its CPU affinity, which container
+    CPU sets narrow) shared evenly, at least one. Measured in :class:`aptray.config.ServeConfig`'s
+    ``torch_threads``."""
+    if configured:
+        return configured
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, cores // max(1, sharers))
 

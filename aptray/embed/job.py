@@ -79,7 +79,7 @@ def actor_threads(cfg: EmbedConfig) -> int | None:
     """Torch threads per CPU actor: the config value, else the node's cores shared by the actors."""
     if cfg.gpus_per_actor > 0:
         return None
-    return cfg.torch_threads or node_threads(cfg.actors)
+    return node_threads(cfg.actors, cfg.torch_threads)
 
 
 class Embedder:

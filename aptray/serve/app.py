@@ -113,10 +113,10 @@ class BodyLimit:
                 await _send_json(send, 413, _too_large(self.max_bytes))
 
 
-class JsonOnly:
+class PostGate:
     """ASGI middleware in front of every POST: 401 without a valid API key, then 415 for a body not declared as
     JSON (``application/json`` or ``+json``). The key comes first: a client without one learns that before
-    anything about its body (the routes check the key again, for GETs)."""
+    anything about its body. POST routes rely on it; GET routes check the key themselves."""
 
     def __init__(self, app: Any, keys: ApiKeys) -> None:
         self.app = app
@@ -241,7 +241,7 @@ class OnlineDetector:
             "anomaly detectors. Send the API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`.",
         )
         app.add_middleware(BodyLimit, max_bytes=self.settings.max_request_bytes)
-        app.add_middleware(JsonOnly, keys=self.keys)
+        app.add_middleware(PostGate, keys=self.keys)
         errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (401, 404, 413, 415, 422)}
 
         @app.exception_handler(RequestValidationError)
@@ -279,8 +279,7 @@ class OnlineDetector:
             """Metadata of every loaded detector artifact, the default first."""
             return [self.models[self.default].info] + [m.info for n, m in self.models.items() if n != self.default]
 
-        @app.post("/v1/score", response_model=ScoreResponse, responses=errors, tags=["detector"],
-                  dependencies=[Depends(authorized)])
+        @app.post("/v1/score", response_model=ScoreResponse, responses=errors, tags=["detector"])  # PostGate: key
         async def score(body: ScoreRequest) -> Any:
             """Score a batch of raw events (or sentences): per event its sentence, score, threshold, tier and flag."""
             if len(body.events) > self.settings.max_events_per_request:

@@ -158,7 +158,7 @@ class ArtifactLoader:
         if key not in encoders:
             encoders[key] = SentenceEncoder(spec, device=device, dtype=self.dtype, batch_size=self.batch_size,
                                             lru_size=self.cache_size,
-                                            threads=self.threads or node_threads(self.sharers))
+                                            threads=node_threads(self.sharers, self.threads))
         template = TemplateConfig.model_validate(meta.get("template") or {})
         thresholds = meta.get("thresholds") or {}
         source, aspect = recorded_format(meta)
