@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from aptray.config import Source
 from aptray.io.contexts import PROCESS_KEY, aggregate
 from aptray.io.engine import Engine, LocalEngine, T, conform_to, keep, lookup, per_group
-from aptray.io.files import in_blocks, read_joined, read_lines
+from aptray.io.files import in_blocks, line_record_id, read_joined, read_lines
 from aptray.io.fs import InputFile, Selection
 from aptray.io.request import Request, parse_stream
 from aptray.schema import EVENT_SCHEMA
@@ -247,14 +247,14 @@ def assemble_group(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             first_line[r["raw"]] = (r["source_file"], r["line"])
             unique.append(r)
         else:
-            rows.append({"record_id": f"{SOURCE}:{r['source_file']}:{r['line']}", "source": SOURCE,
+            rows.append({"record_id": line_record_id(SOURCE, r["source_file"], r["line"]), "source": SOURCE,
                          "source_file": r["source_file"], "line": r["line"], "raw": r["raw"],
                          "quarantine_reason": f"duplicate record: same as {seen[0]} line {seen[1]}"})
     try:
         rows.insert(0, assemble(unique))
     except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
         first = unique[0]
-        rows.insert(0, {"record_id": f"{SOURCE}:{first['source_file']}:{first['line']}", "source": SOURCE,
+        rows.insert(0, {"record_id": line_record_id(SOURCE, first["source_file"], first["line"]), "source": SOURCE,
                         "source_file": first["source_file"], "line": first["line"],
                         "raw": "\n".join(r["raw"] for r in unique),
                         "quarantine_reason": f"unparseable event: {type(exc).__name__}: {str(exc)[:120]}"})
@@ -268,7 +268,7 @@ def assemble(records: list[dict[str, Any]]) -> dict[str, Any]:
     by_type: dict[str, list[dict[str, str]]] = {}
     for r in records:
         by_type.setdefault(r["type"], []).append(json.loads(r["fields"]))
-    row: dict[str, Any] = {"record_id": f"{SOURCE}:{first['source_file']}:{first['line']}", "source": SOURCE,
+    row: dict[str, Any] = {"record_id": line_record_id(SOURCE, first["source_file"], first["line"]), "source": SOURCE,
                            "source_file": first["source_file"], "line": first["line"], "host": first["node"],
                            "timestamp": first["ts"]}
     main_type = "SYSCALL" if "SYSCALL" in by_type else next((t for t in by_type if t not in _DETAIL_TYPES), None)

@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from aptray.config import IngestConfig, Source
-from aptray.io.files import files_dataset, quarantine_row, safe_table
+from aptray.io.files import files_dataset, line_record_id, quarantine_row, safe_table
 from aptray.io.fs import Selection
 from aptray.io.request import Request, csv_fields, parse_stream
 from aptray.schema import EVENT_SCHEMA, event_table
@@ -377,7 +377,7 @@ def parse(stream: BinaryIO, file: InputFile, cfg: IngestConfig, lines: Counter[s
                 raise BadRow(f"no usable header: {header_error}")
             fields = _split(text, layout.width, cfg.max_field_chars)
             row = (_event_row if layout.kind == "events" else _dns_row)(fields, layout, cfg)
-            row.update(record_id=f"{source}:{file.rel}:{line}", source=source, source_file=file.rel, line=line,
+            row.update(record_id=line_record_id(source, file.rel, line), source=source, source_file=file.rel, line=line,
                        raw=text)  # raw is kept only for a row the schema refuses (safe_table), then dropped
             rows.append(row)
             lines["record"] += 1

@@ -338,11 +338,16 @@ def safe_table(rows: list[dict[str, Any]], build: Callable[[list[dict[str, Any]]
     return build(fixed)
 
 
+def line_record_id(source: str, file: str, line: int) -> str:
+    """The id of a record known by its line (``<source>:<file>:<line>``): BETH and auditd events, quarantined lines."""
+    return f"{source}:{file}:{line}"
+
+
 def quarantine_row(source: str, file: InputFile, line: int, raw: bytes | str, reason: str) -> dict[str, Any]:
     """A row dict for a line that could not be parsed: lineage, reason and the raw text, nothing else."""
     text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
     return {
-        "record_id": f"{source}:{file.rel}:{line}",
+        "record_id": line_record_id(source, file.rel, line),
         "source": source,
         "source_file": file.rel,
         "line": line,

@@ -10,6 +10,7 @@ a :class:`~aptray.io.engine.LocalEngine`. Every parsed row keeps its line number
 
 from __future__ import annotations
 
+import bisect
 import csv
 import io
 import json
@@ -116,6 +117,87 @@ class Request:
     def item_of(self, line: int | None) -> int:
         """The item a stream line came from (-1 for none)."""
         return self.line_items.get(int(line), -1) if line is not None else -1
+
+
+class Unmergeable(ValueError):
+    """Requests whose streams cannot be joined into one (their CSV headers differ)."""
+
+
+@dataclass
+class Requests(Request):
+    """Several requests written as one stream, for a format whose records are single lines that do not depend on
+    each other (:attr:`aptray.io.sources.SourceSpec.merges`): one parse serves the requests a replica holds at once.
+
+    Each part writes its own stream exactly as it would alone (:meth:`Request.csv`, :meth:`Request.lines`); the
+    merged stream is the shared header followed by every part's body. Items are numbered across the parts
+    (:meth:`part_of` maps one back), and :meth:`part_line` maps a line of the merged stream to the line it has in
+    its part's own stream, so a row can get the ids it gets when its request is parsed alone.
+
+    Attributes:
+        parts: the requests, in order.
+        starts: per part, the number of its first item across the parts.
+        shifts: per part, the merged stream's body lines before its own body (set when the stream is written).
+    """
+
+    parts: Sequence[Request] = ()
+    starts: list[int] = field(default_factory=list)
+    shifts: list[int] = field(default_factory=list)
+    _head: int = field(default=0, init=False, repr=False)
+
+    @classmethod
+    def of(cls, parts: Sequence[Request]) -> Requests:
+        """The parts as one request (their items concatenated)."""
+        starts = [0]
+        for part in parts[:-1]:
+            starts.append(starts[-1] + len(part.items))
+        return cls(items=[item for part in parts for item in part.items], parts=parts, starts=starts)
+
+    def lines(self, json_objects: bool = False) -> bytes:
+        """Every part's lines, one after the other."""
+        return self._join([part.lines(json_objects) for part in self.parts], header=False)
+
+    def csv(self, is_header: Callable[[list[str]], bool], default: Sequence[str] | None, what: str,
+            to_field: Callable[[Any], str] = str) -> bytes:
+        """The shared header, then every part's CSV body; :class:`Unmergeable` when the parts' headers differ."""
+        return self._join([part.csv(is_header, default, what, to_field) for part in self.parts], header=True)
+
+    def _join(self, streams: list[bytes], header: bool) -> bytes:
+        head: bytes | None = None
+        bodies: list[bytes] = []
+        self.shifts, shift = [], 0
+        for data in streams:
+            if header and data:
+                first, _, data = data.partition(b"\n")
+                if head is None:
+                    head = first
+                elif first != head:
+                    raise Unmergeable("the requests' CSV headers differ")
+            self.shifts.append(shift)
+            bodies.append(data)
+            shift += data.count(b"\n")
+        self._head = int(header)
+        self.rejected = [(start + i, reason) for part, start in zip(self.parts, self.starts, strict=True)
+                         for i, reason in part.rejected]
+        body = b"".join(bodies)
+        return (head + b"\n" + body if head is not None else body) if body or head is not None else b""
+
+    def part_line(self, line: int) -> tuple[int, int]:
+        """(part, its line in the part's own stream) of a line of the merged stream."""
+        k = bisect.bisect_right(self.shifts, line - self._head - 1) - 1
+        return k, line - self.shifts[k]
+
+    def part_of(self, item: int) -> tuple[int, int]:
+        """(part, its item index in the part) of an item numbered across the parts."""
+        k = bisect.bisect_right(self.starts, item) - 1
+        return k, item - self.starts[k]
+
+    def item_of(self, line: int | None) -> int:
+        """The item (numbered across the parts) a line of the merged stream came from (-1 for none)."""
+        if line is None or not self.parts:
+            return -1
+        k, local = self.part_line(int(line))
+        i = self.parts[k].item_of(local) if k >= 0 else -1
+        return self.starts[k] + i if i >= 0 else -1
 
 
 def csv_fields(line: str) -> list[str] | None:

@@ -69,6 +69,9 @@ class SourceSpec:
         unit: files that must be read together map to one value (ADAPT: a system folder).
         family: the file format (SYNTHETIC files are BETH CSV): artifacts trained on one source score the others
             of its family.
+        merges: whether its records are single lines that do not depend on each other, so that online requests
+            held at once can be parsed as one stream (:class:`aptray.io.request.Requests`); not ADAPT (a UUID
+            seen twice in a stream is quarantined), CDM or auditd (records are joined within the stream).
     """
 
     source: Source
@@ -83,6 +86,7 @@ class SourceSpec:
     looks_like: Callable[[list[str]], bool]
     unit: Callable[[InputFile], str] = _per_file
     family: Source | None = None
+    merges: bool = False
 
     @property
     def format(self) -> Source:
@@ -108,7 +112,7 @@ _ALL_ASPECTS = tuple(Aspect)
 _BETH = SourceSpec(
     source=Source.BETH, title="BETH CSV", reader=beth.read, parse_request=beth.parse_request, suffixes=beth.SUFFIXES,
     columns=_LINEAGE | (_EVENT_COLUMNS - {"exe", "parent_exe"}) | {"sus"}, aspects=(), events=True, ordered=True,
-    looks_like=beth.looks_like,
+    looks_like=beth.looks_like, merges=True,
 )
 
 #: Every source. SYNTHETIC is the generator's BETH-format CSV (same reader and parser).
@@ -132,7 +136,7 @@ SOURCES: dict[Source, SourceSpec] = {s.source: s for s in (
     SourceSpec(
         source=Source.SYNTHETIC, title="synthetic BETH CSV", reader=beth.read, parse_request=beth.parse_request,
         suffixes=beth.SUFFIXES, columns=_BETH.columns, aspects=(), events=True, ordered=True,
-        looks_like=beth.looks_like, family=Source.BETH,
+        looks_like=beth.looks_like, family=Source.BETH, merges=True,
     ),
 )}
 

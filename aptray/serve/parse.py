@@ -32,7 +32,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from aptray.config import IngestConfig, Source, TemplateConfig
-from aptray.io.request import REQUEST_FILE, Request
+from aptray.io.files import line_record_id
+from aptray.io.request import REQUEST_FILE, Request, Requests
 from aptray.io.sources import source_spec
 from aptray.serve.schemas import EventFormat
 
@@ -55,8 +56,9 @@ class Prepared:
         rejected: ``(index, reason)`` of items that could not be parsed.
         window_keys: per sentence, the process its event belongs to (:func:`aptray.windows.window_keys`).
         lines: per sentence, its event's line in the request stream (the event order within a process).
-        rows: the templated event rows, one per sentence (None for sentences sent as such): what attribution
-            re-templates (:mod:`aptray.triage.attribute`).
+        table: the templated event rows (None for sentences sent as such): what attribution re-templates
+            (:mod:`aptray.triage.attribute`); when requests were parsed together, the rows of all of them.
+        table_rows: per sentence, its row in ``table`` (None: row i is sentence i).
     """
 
     index: list[int] = field(default_factory=list)
@@ -66,7 +68,21 @@ class Prepared:
     window_keys: list[str] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
     items: int = 0
-    rows: pa.Table | None = None
+    table: pa.Table | None = None
+    table_rows: list[int] | None = None
+
+    def rows(self, sentences: Sequence[int]) -> pa.Table | None:
+        """The templated event rows of the given sentences (None for sentences sent as such), with the record ids
+        and lines of this request's own stream."""
+        if self.table is None:
+            return None
+        if self.table_rows is None:
+            return self.table.take(pa.array(sentences, pa.int64()))
+        t = self.table.take(pa.array([self.table_rows[i] for i in sentences], pa.int64()))
+        for name, values in (("line", self.lines), ("record_id", self.record_ids)):
+            c = t.schema.get_field_index(name)
+            t = t.set_column(c, t.schema.field(c), pa.array([values[i] for i in sentences], t.schema.field(c).type))
+        return t
 
     def counts(self) -> dict[str, int]:
         """What became of the request's items: scored (an item of several events counts once), rejected, or
@@ -99,16 +115,102 @@ def prepare(
     source = format_source(fmt)
     if source is None:
         return _sentences(events)
-    return _parsed(source, events, template, header, ingest)
+    return _parsed(source, Request(events, header), template, ingest)
 
 
-def _parsed(source: Source, events: Sequence[str | dict[str, Any]], template: TemplateConfig,
-            header: Sequence[str] | None, ingest: IngestConfig | None) -> Prepared:
+@dataclass(frozen=True)
+class Job:
+    """One request's :func:`prepare` arguments (:func:`prepare_many`)."""
+
+    fmt: EventFormat
+    events: Sequence[str | dict[str, Any]]
+    template: TemplateConfig
+    header: tuple[str, ...] | None = None
+    ingest: IngestConfig | None = None
+
+    def run(self) -> Prepared:
+        """This request prepared on its own."""
+        return prepare(self.fmt, self.events, self.template, self.header, self.ingest)
+
+
+def prepare_many(jobs: Sequence[Job]) -> list[Prepared | Exception]:
+    """:func:`prepare` of every job, with one parse and one templating for the jobs that can share them.
+
+    Jobs of a source whose records are independent lines (:attr:`aptray.io.sources.SourceSpec.merges`: BETH) with
+    the same format, header and settings objects are parsed as one stream (:class:`aptray.io.request.Requests`)
+    and split again: each gets what :func:`prepare` gives it alone (item indexes, record ids and lines as in its
+    own stream). A per-request parse costs about as much for one event as for thirty, so a loaded replica
+    parses the requests it holds at once together. When a merged parse fails, each job is prepared alone.
+
+    Returns:
+        Per job, its :class:`Prepared`, or the exception its own :func:`prepare` raised.
+    """
+    out: list[Prepared | Exception | None] = [None] * len(jobs)
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, job in enumerate(jobs):
+        source = format_source(job.fmt)
+        if source is not None and source_spec(source).merges:
+            groups.setdefault((job.fmt, id(job.template), id(job.ingest), job.header), []).append(i)
+        else:
+            out[i] = _alone(job)
+    for idx in groups.values():
+        merged: list[Prepared] | None = None
+        if len(idx) > 1:
+            try:
+                merged = _merged([jobs[i] for i in idx])
+            except Exception:  # a merge that does not apply (different headers) or a bad request: each alone
+                log.debug("requests prepared one by one", exc_info=True)
+        for n, i in enumerate(idx):
+            out[i] = merged[n] if merged is not None else _alone(jobs[i])
+    return [p for p in out if p is not None]
+
+
+def _alone(job: Job) -> Prepared | Exception:
+    try:
+        return job.run()
+    except Exception as exc:  # the caller answers this request, and only it, with the error
+        return exc
+
+
+def _merged(jobs: list[Job]) -> list[Prepared]:
+    """The jobs (one format, header and settings) parsed as one stream, split back per job."""
+    first = jobs[0]
+    source = format_source(first.fmt)
+    assert source is not None
+    request = Requests.of([Request(job.events, job.header) for job in jobs])
+    whole = _parsed(source, request, first.template, first.ingest)
+    parts = [Prepared(items=len(job.events)) for job in jobs]
+    for i, reason in whole.rejected:
+        k, j = request.part_of(i)
+        parts[k].rejected.append((j, reason))
+    taken: list[list[int]] = [[] for _ in jobs]
+    sources = whole.table.column("source").to_pylist() if whole.table is not None else []
+    for r, (i, line) in enumerate(zip(whole.index, whole.lines, strict=True)):
+        if i < 0:
+            raise ValueError(f"row of line {line} maps to no request item")
+        k, j = request.part_of(i)
+        _, local = request.part_line(line)
+        part = parts[k]
+        part.index.append(j)
+        part.sentences.append(whole.sentences[r])
+        part.window_keys.append(whole.window_keys[r])
+        part.lines.append(local)
+        rid = whole.record_ids[r]
+        part.record_ids.append(line_record_id(sources[r], REQUEST_FILE, local)
+                               if rid == line_record_id(sources[r], REQUEST_FILE, line) else rid)
+        taken[k].append(r)
+    for part, rows in zip(parts, taken, strict=True):
+        part.rejected.sort()
+        if rows:
+            part.table, part.table_rows = whole.table, rows
+    return parts
+
+
+def _parsed(source: Source, request: Request, template: TemplateConfig, ingest: IngestConfig | None) -> Prepared:
     spec = source_spec(source)
     cfg = (ingest or IngestConfig()).model_copy(update={"source": spec.source})
-    request = Request(events, header)
     table = spec.parse_request(request, cfg)
-    out = Prepared(rejected=list(request.rejected), items=len(events))
+    out = Prepared(rejected=list(request.rejected), items=len(request.items))
     items = [request.item_of(n) for n in table.column("line").to_pylist()]
     bad = pc.is_valid(table.column("quarantine_reason"))
     for i, reason in zip(items, table.column("quarantine_reason").to_pylist(), strict=True):
@@ -126,7 +228,7 @@ def _parsed(source: Source, events: Sequence[str | dict[str, Any]], template: Te
         out.sentences = [str(s) for s in done.column("sentence").to_pylist()]
         out.window_keys = window_keys(done)
         out.lines = [int(n or 0) for n in done.column("line").to_pylist()]
-        out.rows = done
+        out.table = done
     out.rejected.sort()
     return out
 

@@ -187,6 +187,8 @@ class Health(_Model):
     micro_batches: int = Field(0, description="Encoder/detector passes (each may hold several requests' events).")
     largest_micro_batch: int = Field(0, description="Most events in one pass.")
     mean_recent_micro_batch: float = Field(0.0, description="Mean events per pass over the last 1,000 passes.")
+    parses: int = Field(0, description="Parse passes (each may hold several requests' events).")
+    largest_parse: int = Field(0, description="Most requests in one parse pass.")
 
 
 class ErrorResponse(_Model):

@@ -153,12 +153,12 @@ def test_scores_equal_batch_scorer(server: str, trained: dict[str, Any], shared_
 
     det = load_detector(trained["artifact"])
     encoder = SentenceEncoder(resolve_recorded(det.meta_["embedder"]), device="cpu", threads=1)  # type: ignore[attr-defined]
-    rows = prepare(EventFormat.BETH, lines, TemplateConfig()).rows
-    assert rows is not None
     flagged = [i for i, e in enumerate(explained) if e["is_anomaly"]]
+    rows = prepare(EventFormat.BETH, lines, TemplateConfig()).rows(flagged)
+    assert rows is not None
     values = det.benign_.values  # type: ignore[attr-defined]
     assert values is not None  # the artifact keeps the benign values: values take counterfactuals
-    batch = attribute(rows.take(flagged), encoder.encode, det.decision_function, TemplateConfig(), benign=values)
+    batch = attribute(rows, encoder.encode, det.decision_function, TemplateConfig(), benign=values)
     assert batch.column("attribution_part").to_pylist() == [explained[i]["explanation"]["attribution"]["part"]
                                                             for i in flagged]
     assert batch.column("attribution_score_without").to_pylist() == pytest.approx(without, rel=1e-3, abs=1e-6)
@@ -286,6 +286,10 @@ def test_415_for_a_body_not_declared_as_json(server: str, ctype: str | None) -> 
 def test_concurrent_burst_has_no_5xx(server: str, shared_data: Path) -> None:
     import httpx
 
+    from aptray.config import TemplateConfig
+    from aptray.serve.parse import prepare
+    from aptray.serve.schemas import EventFormat
+
     lines = (shared_data / BETH / SAMPLE).read_text().splitlines()[1:]
 
     async def burst() -> list[int]:
@@ -296,7 +300,9 @@ def test_concurrent_burst_has_no_5xx(server: str, shared_data: Path) -> None:
                 async with sem:
                     events = [lines[(i * 3 + j) % len(lines)] for j in range(1 + i % 4)]
                     r = await client.post(f"{server}/v1/score", json={"format": "beth", "events": events})
-                    assert len(r.json()["results"]) == len(events)
+                    alone = prepare(EventFormat.BETH, events, TemplateConfig())  # parsed with others, answered alone
+                    assert [(x["index"], x["record_id"], x["sentence"]) for x in r.json()["results"]] == list(
+                        zip(alone.index, alone.record_ids, alone.sentences, strict=True))
                     return r.status_code
 
             return list(await asyncio.gather(*(one(i) for i in range(64))))
@@ -309,6 +315,8 @@ def test_concurrent_burst_has_no_5xx(server: str, shared_data: Path) -> None:
     # micro-batching: concurrent requests shared encoder passes
     assert 0 < after["micro_batches"] - before["micro_batches"] < 64
     assert after["largest_micro_batch"] > 4  # the largest request has 4 events
+    assert 0 < after["parses"] - before["parses"] < 64  # and requests that queued together shared one parse
+    assert after["largest_parse"] > 1
 
 
 def test_auditd_online_parse_equals_the_batch_reader(shared_data: Path, ray_cluster: None) -> None:

@@ -150,3 +150,59 @@ def test_lines_split_at_newlines_only() -> None:
     out = prepare(EventFormat.CDM, ["\n".join(odd)], TemplateConfig())
     assert not out.rejected
     assert any("/tmp/odd\u2028name\x85x" in s for s in out.sentences)
+
+
+def _same(alone, merged) -> None:  # type: ignore[no-untyped-def]
+    """Two Prepared answers are the same answer (rows included, as attribution reads them)."""
+    for name in ("index", "record_ids", "sentences", "rejected", "window_keys", "lines", "items"):
+        assert getattr(merged, name) == getattr(alone, name), name
+    every = range(len(alone.sentences))
+    a, m = alone.rows(every), merged.rows(every)
+    assert (a is None) == (m is None) or not alone.sentences
+    if a is not None and m is not None:
+        assert m.equals(a)
+
+
+def test_requests_parsed_together_answer_as_if_alone(shared_data: Path) -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from aptray.serve.parse import Job, prepare_many
+
+    lines = (shared_data / BETH / "labelled_training_data.csv").read_text().splitlines()
+    header, good = lines[0], lines[1:200]
+    bad = ["", "1,2,3", 'a,"b', "a\nb", {"nope": 1}, {"processId": 7, "eventName": "openat", "args": []}, header]
+    template, ingest = TemplateConfig(), IngestConfig()
+    item = st.one_of(st.sampled_from(good), st.sampled_from(good), st.sampled_from(good), st.sampled_from(bad))
+    request = st.tuples(st.booleans(), st.lists(item, max_size=5), st.sampled_from([None, tuple(BETH_COLUMNS)]))
+    merges = []
+
+    @settings(max_examples=40, derandomize=True, deadline=None, database=None)
+    @given(st.lists(request, min_size=1, max_size=8))
+    def check(requests: list[tuple[bool, list[object], tuple[str, ...] | None]]) -> None:
+        jobs = [Job(EventFormat.BETH, [header, *items] if first else items, template, hdr, ingest)
+                for first, items, hdr in requests]
+        answers = prepare_many(jobs)
+        for job, answer in zip(jobs, answers, strict=True):
+            assert not isinstance(answer, Exception)
+            _same(prepare(job.fmt, job.events, template, job.header, ingest), answer)
+        tables = {id(a.table) for a in answers if not isinstance(a, Exception) and a.table is not None}
+        merges.append(len(tables) < sum(1 for a in answers if not isinstance(a, Exception) and a.table is not None))
+
+    check()
+    assert sum(merges) >= 10  # most draws did share one parse (a header-first request with others cannot)
+
+
+def test_requests_that_cannot_share_a_parse_are_prepared_alone(shared_data: Path) -> None:
+    from aptray.serve.parse import Job, prepare_many
+
+    lines = (shared_data / BETH / "labelled_training_data.csv").read_text().splitlines()
+    template = TemplateConfig()
+    swapped = ",".join(reversed(lines[0].split(",")))  # a header of the same columns in another order
+    jobs = [Job(EventFormat.BETH, [lines[0], lines[1]], template), Job(EventFormat.BETH, [swapped, "x"], template),
+            Job(EventFormat.SENTENCE, ["a sentence", ""], template), Job(EventFormat.BETH, [lines[2]], template)]
+    answers = prepare_many(jobs)
+    for job, answer in zip(jobs, answers, strict=True):
+        assert not isinstance(answer, Exception)
+        _same(prepare(job.fmt, job.events, template, job.header), answer)
+    assert [a.index for a in answers if not isinstance(a, Exception)] == [[1], [], [0], [0]]
