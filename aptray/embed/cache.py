@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -27,10 +26,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
+from aptray.embed.registry import ModelSpec, slug
 from aptray.io.fs import join, parquet_rows, read_parquet, resolve
-
-if TYPE_CHECKING:
-    from aptray.embed.registry import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +65,6 @@ def first_per_hash(table: pa.Table) -> pa.Table:
         return table
     _, first = np.unique(np.asarray(table.column(HASH).to_pylist(), dtype=object), return_index=True)
     return table if len(first) == table.num_rows else table.take(pa.array(np.sort(first)))
-
-
-def slug(model_id: str) -> str:
-    """A folder-safe form of a model id."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", model_id).strip("_")
 
 
 class EmbeddingCache:

@@ -19,6 +19,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import zipfile
@@ -53,7 +54,7 @@ class ModelSpec:
         path: local sentence-transformers directory (for an exported variant, the export's directory).
         dim: embedding dimension.
         revision: the first 16 hex digits of the weights' sha256 (part of every cache key); an exported
-            variant appends its backend and numerics (``<sha16>-onnx-int8-avx2``).
+            variant appends its backend and numerics (``<sha16>-onnx-int8-avx2-attn``).
         backend: the sentence-transformers backend that runs it.
         quantize: the exported numerics (``none`` for torch).
         file_name: the backend's model file inside ``path`` (``model_kwargs={"file_name": ...}``).
@@ -148,6 +149,11 @@ def resolve_recorded(recorded: Mapping[str, Any] | None,
             return spec
     raise ModelNotFoundError(f"the recorded embedder {recorded.get('model_id')!r} is not available locally; "
                              "install it or pass its local folder")
+
+
+def slug(model_id: str) -> str:
+    """A folder-safe form of a model id (the model cache's and the embedding cache's folder names)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", model_id).strip("_")
 
 
 def model_cache_dir() -> Path:

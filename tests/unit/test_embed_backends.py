@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
@@ -55,7 +57,10 @@ def test_config_defaults_and_supported_pairs() -> None:
 
 def test_variant_names_files_and_folder() -> None:
     assert export.variant_name(Backend.ONNX, Quantize.NONE) == "onnx"
-    assert export.variant_name(Backend.ONNX, Quantize.INT8) == f"onnx-int8-{export.int8_config()}"
+    assert export.variant_name(Backend.ONNX, Quantize.INT8) == f"onnx-int8-{export.int8_scheme()}"
+    assert export.int8_scheme().endswith("-attn")  # never the whole-graph preset's name (it fails parity)
+    int8 = export.file_name(Backend.ONNX, Quantize.INT8)
+    assert int8.startswith("onnx/model_q") and int8.endswith(f"_{export.int8_scheme().replace('-', '_')}.onnx")
     assert export.file_name(Backend.OPENVINO, Quantize.NONE) == "openvino/openvino_model.xml"
     assert export.file_name(Backend.ONNX, Quantize.O4) == "onnx/model_O4.onnx"
     folder = export.export_dir(BASE, Backend.ONNX, Quantize.INT8)
@@ -65,7 +70,7 @@ def test_variant_names_files_and_folder() -> None:
 def test_marker_gives_variant_spec_and_detects_changed_files(tmp_path: Path) -> None:
     spec = _variant(tmp_path, Backend.ONNX, Quantize.INT8)
     assert spec.backend is Backend.ONNX and spec.quantize is Quantize.INT8
-    assert spec.revision == f"{BASE.revision}-onnx-int8-{export.int8_config()}"
+    assert spec.revision == f"{BASE.revision}-onnx-int8-{export.int8_scheme()}"
     assert spec.path != BASE.path and spec.base_path == BASE.path and spec.export_sha256 == "ab" * 32
     assert spec.dim == BASE.dim and spec.model_id == BASE.model_id
     (Path(spec.path) / spec.file_name).write_bytes(b"another graph")  # type: ignore[operator]
@@ -87,10 +92,10 @@ def test_variants_never_share_cache_folder_or_warm_actors(tmp_path: Path) -> Non
 
 def test_load_kwargs_name_the_exported_file() -> None:
     assert load_kwargs(BASE, "cpu") == {}
-    spec = replace(BASE, backend=Backend.ONNX, quantize=Quantize.INT8, file_name="onnx/model_quint8_avx2.onnx")
+    spec = replace(BASE, backend=Backend.ONNX, quantize=Quantize.INT8, file_name="onnx/model_quint8_avx2_attn.onnx")
     kw = load_kwargs(spec, "cpu")
     assert kw["backend"] == "onnx"
-    assert kw["model_kwargs"] == {"file_name": "onnx/model_quint8_avx2.onnx", "export": False,
+    assert kw["model_kwargs"] == {"file_name": "onnx/model_quint8_avx2_attn.onnx", "export": False,
                                   "provider": "CPUExecutionProvider"}
     assert load_kwargs(spec, "cuda")["model_kwargs"]["provider"] == "CUDAExecutionProvider"
 
@@ -123,3 +128,39 @@ def test_parity_rule(tmp_path: Path) -> None:
     check_variant(onnx_record, BASE)
     with pytest.raises(ParityError, match="not proven for onnx/none"):
         check_variant({**onnx_record, "parity": None}, BASE)
+
+
+def _graph(tmp_path: Path, square: bool = True) -> Path:
+    """A float32 graph shaped like one encoder layer: a hidden x hidden projection (when ``square``), a
+    feed-forward up-projection and an activation x activation MatMul."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    def weight(name: str, rows: int, cols: int) -> Any:
+        return numpy_helper.from_array(np.ones((rows, cols), dtype=np.float32), name)
+
+    nodes = [helper.make_node("MatMul", ["x", "w_up"], ["up"], name="/layer.0/intermediate/dense/MatMul"),
+             helper.make_node("MatMul", ["x", "xt"], ["scores"], name="/layer.0/attention/self/MatMul"),
+             helper.make_node("Transpose", ["x"], ["xt"], name="t")]
+    inits = [weight("w_up", 4, 16)]
+    if square:
+        nodes.append(helper.make_node("MatMul", ["x", "w_q"], ["q"], name="/layer.0/attention/self/query/MatMul"))
+        inits.append(weight("w_q", 4, 4))
+    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("up", "scores", "q")[:2 + square]]
+    graph = helper.make_graph(nodes, "layer", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 4])],
+                              outputs, inits)
+    path = tmp_path / "model.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    return path
+
+
+def test_int8_quantises_the_attention_projections_only(tmp_path: Path) -> None:
+    graph = _graph(tmp_path)
+    assert export.attention_projections(graph) == ["/layer.0/attention/self/query/MatMul"]
+    pytest.importorskip("optimum.onnxruntime")
+    cfg = export.int8_config(graph)
+    assert cfg.nodes_to_quantize == ["/layer.0/attention/self/query/MatMul"] and cfg.operators_to_quantize == ["MatMul"]
+    assert cfg.per_channel and not cfg.is_static
+    (tmp_path / "other").mkdir()
+    with pytest.raises(ModelNotFoundError, match="no hidden x hidden MatMul"):  # [] would mean "every node"
+        export.int8_config(_graph(tmp_path / "other", square=False))

@@ -9,8 +9,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from aptray.embed.cache import EmbeddingCache, cache_schema, slug, to_embedding_array
-from aptray.embed.registry import ModelSpec
+from aptray.embed.cache import EmbeddingCache, cache_schema, to_embedding_array
+from aptray.embed.registry import ModelSpec, slug
 
 SPEC = ModelSpec(model_id="sentence-transformers/all-MiniLM-L6-v2", path="/nonexistent", dim=4,
                  revision="0123456789abcdef")
