@@ -201,7 +201,8 @@ class OnlineDetector:
         for m in self.models.values():
             if id(m.encoder) not in self._batchers:
                 self._batchers[id(m.encoder)] = MicroBatcher(self._pass_of(m.encoder), settings.max_batch_size,
-                                                             self._pool, settings.batch_wait_timeout_s)
+                                                             self._pool, settings.batch_wait_timeout_s,
+                                                             settings.batch_refill)
                 m.encoder.encode(["warm up"])  # first forward pass is slow; not on a user's request
         log.info("replica ready in %.1f s: %s, %s", time.perf_counter() - start,
                  ", ".join(f"{n}={m.info.artifact_id}" for n, m in self.models.items()), self.keys)

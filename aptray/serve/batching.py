@@ -45,16 +45,23 @@ class MicroBatcher(Generic[ItemT, T]):
         executor: where ``fn`` runs; one thread keeps the model single-threaded from Python's side.
         max_wait_s: when the model is idle and a submission arrives, wait at most this long for more before
             running (0: run at once; under load the batch fills while the previous one runs anyway).
+        refill: after a call, the next one waits (from the call's end, at most this share of its duration) until
+            it holds what was queued when the call ended plus as many items as the call answered: the callers
+            it answered may send again (0: never wait so). Clients that wait for their answer before sending
+            more (log shippers, the load generator) otherwise split into groups that take turns, a full call
+            and then a call of the first few to come back; a lone client never waits (its next submission is
+            all that is expected).
     """
 
     def __init__(self, fn: Callable[[list[ItemT]], T], max_batch_size: int, executor: Executor,
-                 max_wait_s: float = 0.0) -> None:
+                 max_wait_s: float = 0.0, refill: float = 0.0) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
         self.fn = fn
         self.max_batch_size = max_batch_size
         self.executor = executor
         self.max_wait_s = max_wait_s
+        self.refill = refill
         self.stats = BatchStats()
         self._queue: deque[tuple[list[ItemT], asyncio.Future[T]]] = deque()
         self._wake: asyncio.Event | None = None
@@ -90,11 +97,15 @@ class MicroBatcher(Generic[ItemT, T]):
             size += len(items)
         return batch
 
-    async def _gather(self, deadline: float) -> None:
-        """The model was idle: let concurrent callers join this batch until it is full or ``deadline``."""
+    def _queued(self) -> int:
+        return sum(len(items) for items, _ in self._queue)
+
+    async def _gather(self, deadline: float, target: int | None = None) -> None:
+        """Let concurrent callers join the next batch until it holds ``target`` items (default: a full batch) or
+        ``deadline``."""
         assert self._wake is not None
         loop = asyncio.get_running_loop()
-        while sum(len(items) for items, _ in self._queue) < self.max_batch_size:
+        while self._queued() < min(target or self.max_batch_size, self.max_batch_size):
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
@@ -108,18 +119,22 @@ class MicroBatcher(Generic[ItemT, T]):
         loop = asyncio.get_running_loop()
         assert self._wake is not None
         idle = True  # the model has nothing running: a new batch may wait max_wait_s for company
+        expect, until = 0, 0.0  # refill: items the next call should hold (queued + answered), and until when
         while True:
             if not self._queue:
                 self._wake.clear()
                 await self._wake.wait()
                 idle = True
-            if idle and self.max_wait_s > 0:
+            if self.refill > 0 and expect:
+                await self._gather(until, expect)
+            elif idle and self.max_wait_s > 0:
                 await self._gather(loop.time() + self.max_wait_s)
-            idle = False
+            idle, expect = False, 0
             batch = self._take()
             if not batch:
                 continue
             flat = [s for items, _ in batch for s in items]
+            started = loop.time()
             try:
                 result = await loop.run_in_executor(self.executor, self.fn, flat)
             except Exception as exc:  # every caller of this batch gets the error; the worker goes on
@@ -127,6 +142,8 @@ class MicroBatcher(Generic[ItemT, T]):
                     if not future.done():
                         future.set_exception(exc)
                 continue
+            ended = loop.time()
+            expect, until = self._queued() + len(flat), ended + self.refill * (ended - started)
             self.stats.items += len(flat)
             self.stats.batches += 1
             self.stats.largest = max(self.stats.largest, len(flat))

@@ -122,3 +122,36 @@ def test_a_failing_batch_fails_its_callers_and_the_worker_goes_on() -> None:
         assert (await batcher.submit(["later"]))[1] == ["tlater"]
 
     asyncio.run(main())
+
+
+def _closed_loop(clients: int, rounds: int, refill: float) -> tuple[list[int], float]:
+    """``clients`` callers that each send one item, wait for its answer and send again; the batch sizes the model
+    saw (a 20 ms model) and the seconds it took."""
+    model = SlowModel(delay=0.02)
+    pool = ThreadPoolExecutor(1)
+
+    async def main() -> None:
+        batcher = MicroBatcher(model, max_batch_size=64, executor=pool, refill=refill)
+
+        async def client(c: int) -> None:
+            if c:
+                await asyncio.sleep(0.005)  # the others arrive while the first client's call runs
+            for r in range(rounds):
+                scores, _ = await batcher.submit([f"{c}-{r}"])
+                assert scores.tolist() == [len(f"{c}-{r}")]
+
+        await asyncio.gather(*(client(c) for c in range(clients)))
+
+    start = time.perf_counter()
+    asyncio.run(main())
+    return [len(c) for c in model.calls], time.perf_counter() - start
+
+
+def test_refill_keeps_waiting_clients_in_one_batch_instead_of_two_halves() -> None:
+    halves, _ = _closed_loop(clients=8, rounds=6, refill=0.0)
+    whole, _ = _closed_loop(clients=8, rounds=6, refill=0.5)
+    assert sum(halves) == sum(whole) == 48
+    assert halves[:3] == [1, 7, 1]  # without refill the clients take turns in two groups
+    assert whole == [1, 8, 8, 8, 8, 8, 7]  # with it every call holds all eight (the first client ends first)
+    lone, seconds = _closed_loop(clients=1, rounds=10, refill=1.0)
+    assert lone == [1] * 10 and seconds < 10 * 0.02 * 1.5  # a lone client never waits: nothing was queued
