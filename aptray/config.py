@@ -341,9 +341,9 @@ class ServeConfig(_Section):
         "run at once (under load a batch holds everything that queued while the previous one ran)."
     )
     batch_refill: float = Field(
-        0.0, ge=0, le=1, description="When a micro-batch ends with requests queued, wait at most this share of its "
-        "duration for the clients it answered to send again (clients that wait for each answer otherwise take "
-        "turns in two half-size batches); 0: never."
+        0.0, ge=0, le=1, description="After a micro-batch, the next one may wait, from its end for at most this "
+        "share of its duration, for the clients it answered to send again (clients that wait for each answer "
+        "otherwise take turns in smaller batches); a lone client never waits; 0: never."
     )
     max_request_bytes: int = Field(4 * 1024 * 1024, gt=0, description="Larger request bodies get 413.")
     max_events_per_request: int = Field(1024, gt=0)

@@ -125,13 +125,14 @@ class Unmergeable(ValueError):
 
 @dataclass
 class Requests(Request):
-    """Several requests written as one stream, for a format whose records are single lines that do not depend on
-    each other (:attr:`aptray.io.sources.SourceSpec.merges`): one parse serves the requests a replica holds at once.
+    """Several requests written as one CSV stream, for a format whose records are single CSV lines that do not
+    depend on each other (:attr:`aptray.io.sources.SourceSpec.merges`): one parse serves the requests a replica
+    holds at once.
 
-    Each part writes its own stream exactly as it would alone (:meth:`Request.csv`, :meth:`Request.lines`); the
-    merged stream is the shared header followed by every part's body. Items are numbered across the parts
-    (:meth:`part_of` maps one back), and :meth:`part_line` maps a line of the merged stream to the line it has in
-    its part's own stream, so a row can get the ids it gets when its request is parsed alone.
+    Each part writes its own stream exactly as it would alone (:meth:`Request.csv`); the merged stream is the
+    shared header followed by every part's body. Items are numbered across the parts (:meth:`part_of` maps one
+    back), and :meth:`part_line` maps a line of the merged stream to the line it has in its part's own stream, so
+    a row can get the ids it gets when its request is parsed alone.
 
     Attributes:
         parts: the requests, in order.
@@ -142,7 +143,6 @@ class Requests(Request):
     parts: Sequence[Request] = ()
     starts: list[int] = field(default_factory=list)
     shifts: list[int] = field(default_factory=list)
-    _head: int = field(default=0, init=False, repr=False)
 
     @classmethod
     def of(cls, parts: Sequence[Request]) -> Requests:
@@ -153,37 +153,32 @@ class Requests(Request):
         return cls(items=[item for part in parts for item in part.items], parts=parts, starts=starts)
 
     def lines(self, json_objects: bool = False) -> bytes:
-        """Every part's lines, one after the other."""
-        return self._join([part.lines(json_objects) for part in self.parts], header=False)
+        """Not for merged requests: line formats join records within a stream (CDM, auditd)."""
+        raise TypeError("merged requests are written as CSV only")
 
     def csv(self, is_header: Callable[[list[str]], bool], default: Sequence[str] | None, what: str,
             to_field: Callable[[Any], str] = str) -> bytes:
         """The shared header, then every part's CSV body; :class:`Unmergeable` when the parts' headers differ."""
-        return self._join([part.csv(is_header, default, what, to_field) for part in self.parts], header=True)
-
-    def _join(self, streams: list[bytes], header: bool) -> bytes:
         head: bytes | None = None
         bodies: list[bytes] = []
         self.shifts, shift = [], 0
-        for data in streams:
-            if header and data:
-                first, _, data = data.partition(b"\n")
+        for part in self.parts:
+            first, _, body = part.csv(is_header, default, what, to_field).partition(b"\n")
+            if first:
                 if head is None:
                     head = first
                 elif first != head:
                     raise Unmergeable("the requests' CSV headers differ")
             self.shifts.append(shift)
-            bodies.append(data)
-            shift += data.count(b"\n")
-        self._head = int(header)
+            bodies.append(body)
+            shift += body.count(b"\n")
         self.rejected = [(start + i, reason) for part, start in zip(self.parts, self.starts, strict=True)
                          for i, reason in part.rejected]
-        body = b"".join(bodies)
-        return (head + b"\n" + body if head is not None else body) if body or head is not None else b""
+        return head + b"\n" + b"".join(bodies) if head is not None else b""
 
     def part_line(self, line: int) -> tuple[int, int]:
         """(part, its line in the part's own stream) of a line of the merged stream."""
-        k = bisect.bisect_right(self.shifts, line - self._head - 1) - 1
+        k = bisect.bisect_right(self.shifts, line - 2) - 1  # line 1 is the header
         return k, line - self.shifts[k]
 
     def part_of(self, item: int) -> tuple[int, int]:
