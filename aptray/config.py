@@ -83,6 +83,13 @@ class RayConfig(_Section):
     num_gpus: float | None = None
     node_ip_address: str = "127.0.0.1"
     include_dashboard: bool = False
+    preload_modules: list[str] = Field(
+        default_factory=list,
+        description="Modules every worker of a local cluster imports when it starts (Ray's "
+        "preload_python_modules), e.g. [sentence_transformers]: an encoder actor placed on a started worker then "
+        "reaches its first sentence in about 1.4 s instead of 12-13 s (bench/embed.py --cold-start), but every "
+        "worker pays the import (about 400 MB and several CPU seconds), so a whole small job on 2 cores got slower. "
+        "A running cluster takes it from RAY_preload_python_modules in its nodes' environment.")
 
 
 class IngestConfig(_Section):

@@ -37,6 +37,10 @@ def init_ray(cfg: RayConfig | None = None) -> None:
     level = logging_.INFO if loud else logging_.ERROR
     if address:
         log.info("joining Ray cluster at %s", address)
+        if cfg.preload_modules:
+            log.warning("ray.preload_modules applies to a cluster aptray starts; on %s set "
+                        "RAY_preload_python_modules=%s in the nodes' environment", address,
+                        ",".join(cfg.preload_modules))
         ray.init(address=address, log_to_driver=loud, logging_level=level)
     else:
         log.info("starting a local Ray cluster on %s", cfg.node_ip_address)
@@ -48,11 +52,17 @@ def init_ray(cfg: RayConfig | None = None) -> None:
             include_dashboard=cfg.include_dashboard,
             log_to_driver=loud,
             logging_level=level,
+            _system_config=local_system_config(cfg),
         )
     ray.data.DataContext.get_current().enable_progress_bars = _progress_bars()
     quiet_ray_console()
     if not loud:
         log.info("Ray's own logs: %s (aptray -v prints them)", ray_logs_dir())
+
+
+def local_system_config(cfg: RayConfig) -> dict[str, object] | None:
+    """Ray system settings of a local cluster: its workers' preloaded modules (``cfg.preload_modules``), if any."""
+    return {"preload_python_modules": list(cfg.preload_modules)} if cfg.preload_modules else None
 
 
 def ray_logs_dir() -> str:
