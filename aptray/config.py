@@ -87,7 +87,7 @@ class RayConfig(_Section):
         default_factory=list,
         description="Modules every worker of a local cluster imports when it starts (Ray's "
         "preload_python_modules), e.g. [sentence_transformers]: an encoder actor placed on a started worker then "
-        "reaches its first sentence in about 1.4 s instead of 12-13 s (bench/embed.py --cold-start), but every "
+        "reaches its first sentence in about 1 s instead of 12 s (bench/cold_start.py), but every "
         "worker pays the import (about 400 MB and several CPU seconds), so a whole small job on 2 cores got slower. "
         "A running cluster takes it from RAY_preload_python_modules in its nodes' environment.")
 
