@@ -16,7 +16,9 @@ target :data:`aptray.evaluate.per_aspect.PER_ASPECT`; :mod:`aptray.evaluate.per_
 * ``targets``: one per dataset x aspect: ``dataset``, ``aspect``, ``rows``, ``malicious``,
   ``distinct_sentences``, ``embedders`` (representation -> its ``embedder`` record (model id, revision, dim,
   backend, composition), the template style, embed counts; or ``skipped``),
-  ``skipped`` (reason or null);
+  ``skipped`` (reason or null), and where it ran ``malicious_with_benign_twin`` / ``twin_sentences`` (malicious
+  rows whose exact sentence a benign row also has) and ``sentence_ceiling`` (metric -> {mean, ...} over seeds:
+  the best test AUC-ROC / PR-AUC any score of the sentence alone can reach; :func:`label_conflicts`);
 * ``runs``: one per dataset x aspect x embedder x detector x seed (``embedder`` names the representation:
   ``minilm``, ``minilm+aspects`` where ProcessAll's clauses were embedded one by one (``embed.compose``),
   ``/terse`` for terse sentences): those keys plus ``status`` (ok/error),
@@ -479,6 +481,21 @@ def tsne_table(prep: Prepared, max_points: int, seed: int = 0) -> pa.Table | Non
     return pa.table(cols)
 
 
+def label_conflicts(sentences: list[str], y: np.ndarray, scores: pa.Table) -> dict[str, Any]:
+    """A target's benign twins (:func:`aptray.evaluate.metrics.benign_twins`) and its ``sentence_ceiling``: the
+    best test AUC-ROC / PR-AUC any score of the sentence alone reaches on each seed's benign-split test rows
+    (read from ``scores``, so they are the rows the detectors were measured on), aggregated over seeds."""
+    import pyarrow.compute as pc
+
+    from aptray.evaluate.metrics import benign_twins, sentence_ceiling
+
+    test = scores.filter(pc.and_(pc.equal(scores.column("protocol"), Protocol.BENIGN_SPLIT.value),
+                                 pc.equal(scores.column("split"), "test")))
+    seeds, rows = test.column("seed").to_numpy(), test.column("row").to_numpy()
+    per_seed = [sentence_ceiling(sentences, y, np.unique(rows[seeds == seed])) for seed in np.unique(seeds)]
+    return {**benign_twins(sentences, y), "sentence_ceiling": aggregate(per_seed) if per_seed else None}
+
+
 def _folders(targets: list[Target], source: Source) -> list[list[Target]]:
     """The targets grouped by ADAPT folder (in order), whose aspects share one split of the folder's processes;
     each target of another source alone."""
@@ -563,7 +580,7 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
         write_json(join(out_uri, "metrics.json"), doc)  # after every target: a long run shows progress
 
     for group in _folders(targets, source):
-        prepared: list[tuple[Target, Prepared]] = []
+        prepared: list[tuple[Target, Prepared, dict[str, Any]]] = []
         for target in group:
             aspect = target.aspect.value if target.aspect else "-"
             entry: dict[str, Any] = {"dataset": target.name, "aspect": target.aspect.value if target.aspect else None,
@@ -583,15 +600,16 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
                 entry["skipped"] = f"only {train_benign} benign training rows (< min_train_rows {exp.min_train_rows})"
                 log.warning("target %s %s skipped: %s", target.name, aspect, entry["skipped"])
                 continue
-            prepared.append((target, prep))
-        universe = (aligned_splits([(p.record_ids, p.y) for _, p in prepared], exp.seeds, exp.test_fraction,
+            prepared.append((target, prep, entry))
+        universe = (aligned_splits([(p.record_ids, p.y) for _, p, _ in prepared], exp.seeds, exp.test_fraction,
                                    exp.val_fraction) if len(prepared) > 1 else None)
         fused: dict[str, Member] = {}
-        for target, prep in prepared:
+        for target, prep, entry in prepared:
             aspect = target.aspect.value if target.aspect else "-"
             own = universe.restrict(prep.record_ids, prep.y) if universe is not None else None
             runs, scores, candidates = run_target(prep, target, cfg, own)
             doc["runs"].extend(runs)
+            entry.update(label_conflicts(prep.sentences, prep.y, scores))
             if universe is not None and own is not None:
                 fused[aspect] = Member(universe.rows_of(prep.record_ids), own, _by_model(candidates, prep.models))
             sdir = join(out_uri, "scores", *target.name.split("/"), aspect)
@@ -601,7 +619,7 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
                 write_parquet(join(sdir, "tsne.parquet"), tsne)
             checkpoint()
         if universe is not None and len(fused) > 1 and exp.fusion_size:
-            _per_aspect(doc, out_uri, group[0].name, universe, fused, prepared, cfg)
+            _per_aspect(doc, out_uri, group[0].name, universe, fused, [(t, p) for t, p, _ in prepared], cfg)
             checkpoint()
     doc["summary"] = summarize(doc["runs"])
     doc["best"] = best(doc["summary"], (*APTRAY_DETECTORS, FUSION))

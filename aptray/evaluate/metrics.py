@@ -137,6 +137,37 @@ def malicious_ranks(y: Any, scores: Any) -> np.ndarray:
     return np.sort(mean_rank[block][t[order] == 1])
 
 
+def benign_twins(sentences: Any, y: Any) -> dict[str, int]:
+    """How many malicious rows have the exact sentence of a benign row (``malicious_with_benign_twin``), and
+    how many distinct sentences they are (``twin_sentences``): a detector that sees only the sentence scores a
+    row and its twin alike, so the labels themselves disagree there."""
+    text = np.asarray(sentences, dtype=object)
+    t = np.asarray(y) == 1
+    twin = np.isin(text[t], np.unique(text[~t]))
+    return {"malicious_with_benign_twin": int(twin.sum()), "twin_sentences": len(np.unique(text[t][twin]))}
+
+
+def sentence_ceiling(sentences: Any, y: Any, rows: Any) -> dict[str, float]:
+    """The best AUC-ROC that any score of the sentence alone can reach on ``rows``, and that order's PR-AUC.
+
+    Rows with one sentence get one score whatever the detector, so the best any of them can do is rank each
+    sentence by its share of malicious rows among ``rows`` (the likelihood-ratio order, whose ROC curve lies on
+    or above every other order's): its ``auc_roc`` bounds every detector's. Its ``pr_auc`` is that order's
+    average precision, close to the best one but not a strict bound (where tie blocks fall moves the steps).
+    Computed from the labels: a diagnostic of the data and the template, never a choice of model or threshold.
+
+    Args:
+        sentences: one sentence per row of the target.
+        y: 0/1 labels of the same rows.
+        rows: the row indexes to measure on (a test split).
+    """
+    idx = np.asarray(rows, dtype=np.int64)
+    t = (np.asarray(y)[idx] == 1).astype(np.float64)
+    _, inverse = np.unique(np.asarray(sentences, dtype=object)[idx].astype(str), return_inverse=True)
+    share = np.bincount(inverse, weights=t) / np.bincount(inverse)
+    return {"auc_roc": auc_roc(t, share[inverse]), "pr_auc": average_precision(t, share[inverse])}
+
+
 def confusion(y: Any, predicted: Any) -> dict[str, int]:
     """Counts ``{"tn", "fp", "fn", "tp"}`` of 0/1 predictions against labels."""
     t = (np.asarray(y, dtype=np.float64).ravel() == 1)

@@ -78,6 +78,12 @@ def test_experiment_on_real_adapt_file(ray_cluster: None, shared_data: Path, tmp
         assert s["test"]["auc_roc"]["n"] == 1 and math.isfinite(s["test"]["auc_roc"]["mean"])
     assert set(doc["best"][0]["baselines"]) == {"iforest", "avf"}  # kNN and rarity are aptray's, not baselines
     assert doc["best"][0]["aptray_selected"]["detector"] in {"ae", "knn", "rarity", "fusion"}
+    # 3 of the 4 attacks share one sentence with benign rows; no detector of the sentence passes the ceiling
+    assert (target["malicious_with_benign_twin"], target["twin_sentences"]) == (3, 1)
+    ceiling = target["sentence_ceiling"]
+    assert ceiling["auc_roc"]["n"] == 1 and ceiling["auc_roc"]["mean"] < 1.0
+    for run in split_runs:
+        assert run["test"]["auc_roc"] <= ceiling["auc_roc"]["mean"] + 1e-9, run["detector"]
 
     html = (out / "report.html").read_text()
     md = (out / "report.md").read_text()
@@ -112,6 +118,7 @@ def test_experiment_on_real_adapt_file(ray_cluster: None, shared_data: Path, tmp
     assert "old table" not in text and text.startswith("# title\n") and text.endswith("<!-- results:end -->\nafter\n")
     row = next(ln for ln in text.splitlines() if ln.startswith("| bovia/clearscope | Event |"))
     assert row.endswith("| 0.912 / 0.624 | 0.935 / 0.497 (Attention AE) |")  # XAI-APT's clearscope ProcessEvent
+    assert f"| {ceiling['auc_roc']['mean']:.3f} (3 twins) |" in row
     assert "XAI-APT AE (E3)" in text
 
 

@@ -13,12 +13,14 @@ from aptray.evaluate.metrics import (
     aggregate,
     auc_roc,
     average_precision,
+    benign_twins,
     confusion,
     curves,
     finite_or_none,
     malicious_ranks,
     ndcg_malicious,
     score_metrics,
+    sentence_ceiling,
     threshold_metrics,
 )
 
@@ -145,3 +147,33 @@ def test_aggregate_mean_spread_by_hand() -> None:
 def test_finite_or_none_gives_strict_json() -> None:
     doc = finite_or_none({"a": float("nan"), "b": [np.float32(1.5), float("inf")], "c": np.int64(3)})
     assert json.loads(json.dumps(doc, allow_nan=False)) == {"a": None, "b": [1.5, None], "c": 3}
+
+
+def test_benign_twins_and_the_sentence_ceiling_by_hand() -> None:
+    # Sentence "a" is malicious once and benign once; b and d are malicious only, c benign only.
+    sentences = ["a", "a", "b", "c", "c", "d"]
+    y = [1, 0, 1, 0, 0, 1]
+    assert benign_twins(sentences, y) == {"malicious_with_benign_twin": 1, "twin_sentences": 1}
+    # Best order: {b, d} (share 1) > {a, a} (share 1/2) > {c, c} (share 0).
+    #   AUC: b and d beat all 3 benign (6); malicious a ties benign a (1/2) and beats c, c (2) -> 8.5 / 9.
+    #   AP: block {b, d}: P 1 at R 2/3; block {a, a}: P 3/4 at R 1 -> 2/3 + 1/3 * 3/4 = 11/12.
+    full = sentence_ceiling(sentences, y, range(6))
+    assert full["auc_roc"] == pytest.approx(8.5 / 9) and full["pr_auc"] == pytest.approx(11 / 12)
+    # On rows 0, 1, 3, 4 only a's share counts: malicious a ties benign a and beats c, c -> 2.5 / 3; AP 1/2.
+    part = sentence_ceiling(sentences, y, [0, 1, 3, 4])
+    assert part["auc_roc"] == pytest.approx(2.5 / 3) and part["pr_auc"] == pytest.approx(0.5)
+    assert benign_twins(["x", "y"], [0, 0]) == {"malicious_with_benign_twin": 0, "twin_sentences": 0}
+
+
+def test_no_score_of_the_sentence_passes_its_ceiling() -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        n = int(rng.integers(4, 40))
+        sentences = [f"s{k}" for k in rng.integers(0, 6, n)]
+        y = rng.integers(0, 2, n)
+        if y.min() == y.max():
+            continue
+        ceiling = sentence_ceiling(sentences, y, range(n))
+        by_sentence = {s: rng.random() for s in set(sentences)}  # any detector: one score per sentence
+        scores = [by_sentence[s] for s in sentences]
+        assert auc_roc(y, scores) <= ceiling["auc_roc"] + 1e-12
