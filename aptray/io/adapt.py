@@ -25,7 +25,7 @@ import posixpath
 import re
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pyarrow as pa
@@ -299,8 +299,9 @@ def _plans(uri: str | Selection, aspect: Aspect | None, cfg: IngestConfig) -> tu
     system folder of a folder tree."""
     import pyarrow.fs as pafs
 
-    if isinstance(uri, Selection):
-        return uri.fs, _plan(list(uri.files), aspect, uri.root)
+    if isinstance(uri, Selection):  # a batch job's group: its folders' ground truth may lie outside the group
+        return uri.fs, [p if p.truth else replace(p, truth=_folder_truth(uri.fs, p.chosen[0].path))
+                        for p in _plan(list(uri.files), aspect, uri.root)]
     fs, path = resolve(uri)
     info = fs.get_file_info(path)
     if info.type == pafs.FileType.NotFound:
@@ -310,9 +311,7 @@ def _plans(uri: str | Selection, aspect: Aspect | None, cfg: IngestConfig) -> tu
         if aspect is not None and named is not None and named is not aspect:
             raise ValueError(f"{uri!r} is a Process{named.value} file but aspect {aspect.value} was asked")
         this = InputFile(info.path, posixpath.basename(info.path), info.size or 0)
-        truth = [f for f in _list_folder(fs, posixpath.dirname(path))
-                 if file_aspect(f.rel) is None and f.path != info.path and f.rel.lower().endswith(SUFFIXES)]
-        return fs, [_Folder((this,), tuple(truth), named or aspect or Aspect.ALL)]
+        return fs, [_Folder((this,), _folder_truth(fs, info.path), named or aspect or Aspect.ALL)]
     _, files = list_input(uri, SUFFIXES, cfg)
     return fs, _plan(files, aspect, uri)
 
@@ -376,6 +375,12 @@ def parse_request(request: Request, cfg: IngestConfig) -> pa.Table:
         i = table.schema.get_field_index("malicious")
         table = table.set_column(i, table.schema.field(i), pa.nulls(table.num_rows, pa.int8()))
     return table
+
+
+def _folder_truth(fs: pafs.FileSystem, context_file: str) -> tuple[InputFile, ...]:
+    """The ground truth beside one context file: the other CSVs of its folder that name no aspect."""
+    return tuple(f for f in _list_folder(fs, posixpath.dirname(context_file))
+                 if file_aspect(f.rel) is None and f.path != context_file and f.rel.lower().endswith(SUFFIXES))
 
 
 def _list_folder(fs: pafs.FileSystem, path: str) -> list[InputFile]:

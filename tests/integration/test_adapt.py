@@ -48,7 +48,7 @@ def _adapt_dir(shared_data: Path, folder: str) -> Path:
     return path
 
 
-def _read(uri: str, aspect: str | None = None, **kw: Any) -> pa.Table:
+def _read(uri: Any, aspect: str | None = None, **kw: Any) -> pa.Table:
     import ray
 
     from aptray.io import adapt
@@ -195,6 +195,22 @@ def test_garbage_through_the_job(tmp_path: Path, ray_cluster: None) -> None:
     with pytest.raises(Exception) as info:
         run_templatize("adapt", str(data), str(tmp_path / "strict"), strict)
     assert "strict" in str(info.value) or isinstance(info.value, QuarantinedRowError)
+
+
+def test_one_context_file_keeps_its_folders_ground_truth(shared_data: Path, ray_cluster: None) -> None:
+    """Given one Process<Aspect>.csv, alone or as a batch job's group of files (a Selection holding it only, as
+    ``aptray score`` reads), the folder's ground-truth CSV still labels its rows."""
+    import pyarrow.fs as pafs
+
+    from aptray.io.fs import InputFile, Selection
+
+    folder = _adapt_dir(shared_data, "bovia/trace")
+    path = str(folder / "ProcessParent.csv")
+    alone = _read(path)
+    group = Selection(pafs.LocalFileSystem(), (InputFile(path, "ProcessParent.csv", 0),), path)
+    grouped = _read(group, "Parent")
+    for table in (alone, grouped):
+        assert (table.num_rows, pc.sum(table.column("malicious")).as_py()) == (9671, 27)
 
 
 def test_missing_aspect_file(shared_data: Path, ray_cluster: None) -> None:
