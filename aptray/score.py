@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from aptray.config import AptrayConfig, Aspect, EmbedConfig, Source
 from aptray.embed.cache import embedding_matrix
-from aptray.errors import FormatMismatchError
+from aptray.errors import AptrayError, FormatMismatchError
 from aptray.io.files import check_lines, list_input
 from aptray.io.fs import InputFile, Selection, join, resolve
 from aptray.io.quarantine import count_rows
@@ -323,6 +323,7 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
     fs, root = resolve(out_uri)
     fs.create_dir(join(root, "_done"), recursive=True)
     markers = _done_markers(fs, root)
+    check_markers(markers, artifact_hashes(meta), out_uri)
     live_groups = {m["group"] for m in markers.values()}
     removed = _remove_orphans(fs, root, live_groups)
     if removed:
@@ -361,7 +362,8 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
             for f in group:
                 _write_json(fs, join(root, "_done", f"{file_key(f)}.json"),
                             {"file": f.rel, "size": f.size, "version": file_version(fs_in, f), "group": gid,
-                             "group_counts": group_counts, "artifact": artifact, "finished": time.time()})
+                             "group_counts": group_counts, "artifact": artifact,
+                             "artifact_sha256": artifact_hashes(meta), "finished": time.time()})
             log.info("group %s: %d file(s), %d rows read, %d scored, %d quarantined, %d alert(s)", gid, len(group),
                      group_counts["rows_read"], group_counts["rows_scored"], group_counts["rows_quarantined"],
                      group_counts["alerts"])
@@ -498,6 +500,24 @@ def write_incidents(out_uri: str, window_s: float) -> int:
     log.info("%d alert(s) in %d incident(s); the largest holds %d", alerts.num_rows, incidents.num_rows,
              int(pc.max(incidents.column("alerts")).as_py() or 0) if incidents.num_rows else 0)
     return int(incidents.num_rows)
+
+
+class ScoreConflictError(AptrayError, ValueError):
+    """The output folder holds scores made with another detector artifact."""
+
+
+def check_markers(markers: dict[str, dict[str, Any]], hashes: dict[str, str], out_uri: str) -> None:
+    """Refuse to add scores to an output whose files were scored with another artifact (a retrained or another
+    model): one output holds one model's scores. Markers written before the hashes were recorded pass.
+
+    Raises:
+        ScoreConflictError: naming the output, how many files and the artifact they were scored with.
+    """
+    other = [m for m in markers.values() if m.get("artifact_sha256") not in (None, hashes)]
+    if other:
+        raise ScoreConflictError(f"{out_uri} holds scores of {len(other)} file(s) made with another detector artifact "
+                                 f"({other[0].get('artifact')}, other files or config): score into another --out, "
+                                 "or delete that folder first")
 
 
 def artifact_hashes(meta: dict[str, Any]) -> dict[str, str]:

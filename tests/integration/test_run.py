@@ -80,6 +80,11 @@ def test_run_is_quiet_resumable_and_refuses_other_settings(fresh_run: FreshRun, 
     assert second["evaluation"] == result["evaluation"]
     code, refused = again("--detector", "pca")
     assert code == 2 and refused["kind"] == "RunConflictError" and "differs in train" in str(refused["error"])
+    # --fresh runs every stage again: the score stage scores every file with the new model, keeping no old score
+    code, redone = again("--fresh", "--epochs", "1")
+    assert code == 0 and not any(s["skipped"] for s in redone["stages"].values())  # type: ignore[attr-defined]
+    rescored = redone["stages"]["score"]  # type: ignore[index]
+    assert (rescored["files_skipped"], rescored["rows_read"]) == (0, 2000)
 
 
 @pytest.mark.slow

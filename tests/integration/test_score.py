@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow.dataset as pads
@@ -96,6 +97,16 @@ def test_score_accounts_for_every_row_and_resumes(artifact: str, tmp_path: Path)
     rescored = _scores(out)
     assert [r["record_id"] for r in rescored] == ids
     assert [r["score"] for r in rescored] == pytest.approx([r["score"] for r in scores], rel=1e-4, abs=1e-6)
+
+    # A file scored with another artifact (as a retrained model would have): the output is refused, not mixed.
+    from aptray.score import ScoreConflictError
+
+    marker = next((out / "_done").glob("*.json"))
+    record = json.loads(marker.read_text())
+    assert set(record["artifact_sha256"]) >= {"config.json"}  # every marker names the artifact's files and config
+    marker.write_text(json.dumps({**record, "artifact_sha256": {"config.json": "0" * 64}}))
+    with pytest.raises(ScoreConflictError, match="made with another detector artifact"):
+        run_score(str(d), str(out), cfg)
 
 
 def test_alerts_carry_sentences_above_threshold(artifact: str, tmp_path: Path) -> None:
