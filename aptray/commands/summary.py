@@ -81,8 +81,11 @@ def run_lines(result: Mapping[str, Any]) -> list[str]:
              f"{_n(sc['alerts'])} alert(s) in {_n(sc.get('incidents', 0))} incident(s)"]
     ev = result.get("evaluation") or {}
     if ev.get("auc_roc") is not None:
+        ceiling = (f"; any score of the sentence alone reaches at most AUC-ROC {ev['sentence_ceiling']:.3f} here "
+                   f"({_n(ev['malicious_with_benign_twin'])} malicious rows share a benign row's sentence)"
+                   if ev.get("malicious_with_benign_twin") else "")
         lines.append(f"labelled: {_n(ev['malicious'])} malicious of {_n(ev['scored'])}: AUC-ROC {ev['auc_roc']:.3f}, "
-                     f"PR-AUC {ev['pr_auc']:.3f}")
+                     f"PR-AUC {ev['pr_auc']:.3f}{ceiling}")
     lines += alert_lines(result.get("top_alerts") or [])
     if done:
         lines.append(f"done earlier and skipped: {', '.join(done)}")

@@ -141,31 +141,46 @@ def benign_twins(sentences: Any, y: Any) -> dict[str, int]:
     """How many malicious rows have the exact sentence of a benign row (``malicious_with_benign_twin``), and
     how many distinct sentences they are (``twin_sentences``): a detector that sees only the sentence scores a
     row and its twin alike, so the labels themselves disagree there."""
-    text = np.asarray(sentences, dtype=object)
-    t = np.asarray(y) == 1
-    twin = np.isin(text[t], np.unique(text[~t]))
-    return {"malicious_with_benign_twin": int(twin.sum()), "twin_sentences": len(np.unique(text[t][twin]))}
+    return twins_of_counts(*sentence_label_counts(sentences, y))
 
 
 def sentence_ceiling(sentences: Any, y: Any, rows: Any) -> dict[str, float]:
-    """The best AUC-ROC that any score of the sentence alone can reach on ``rows``, and that order's PR-AUC.
+    """The best AUC-ROC that any score of the sentence alone can reach on ``rows`` (row indexes, e.g. a test
+    split), and that order's PR-AUC: :func:`ceiling_of_counts` of the rows' sentences."""
+    idx = np.asarray(rows, dtype=np.int64)
+    return ceiling_of_counts(*sentence_label_counts(np.asarray(sentences, dtype=object)[idx], np.asarray(y)[idx]))
+
+
+def sentence_label_counts(sentences: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Per distinct sentence (any hashable key: text or hash), its malicious and its benign row counts."""
+    t = (np.asarray(y) == 1).astype(np.float64)
+    _, inverse = np.unique(np.asarray(sentences, dtype=object).astype(str), return_inverse=True)
+    malicious = np.bincount(inverse, weights=t)
+    return malicious, np.bincount(inverse) - malicious
+
+
+def twins_of_counts(malicious: Any, benign: Any) -> dict[str, int]:
+    """:func:`benign_twins` from per-sentence malicious and benign row counts."""
+    pos, neg = np.asarray(malicious, dtype=np.float64), np.asarray(benign, dtype=np.float64)
+    both = (pos > 0) & (neg > 0)
+    return {"malicious_with_benign_twin": int(pos[both].sum()), "twin_sentences": int(both.sum())}
+
+
+def ceiling_of_counts(malicious: Any, benign: Any) -> dict[str, float]:
+    """The sentence ceiling from per-sentence malicious and benign row counts.
 
     Rows with one sentence get one score whatever the detector, so the best any of them can do is rank each
-    sentence by its share of malicious rows among ``rows`` (the likelihood-ratio order, whose ROC curve lies on
-    or above every other order's): its ``auc_roc`` bounds every detector's. Its ``pr_auc`` is that order's
-    average precision, close to the best one but not a strict bound (where tie blocks fall moves the steps).
-    Computed from the labels: a diagnostic of the data and the template, never a choice of model or threshold.
-
-    Args:
-        sentences: one sentence per row of the target.
-        y: 0/1 labels of the same rows.
-        rows: the row indexes to measure on (a test split).
+    sentence by its share of malicious rows (the likelihood-ratio order, whose ROC curve lies on or above every
+    other order's): its ``auc_roc`` bounds every such detector's. Its ``pr_auc`` is that order's average
+    precision, close to the best one but not a strict bound (where tie blocks fall moves the steps). Computed
+    from the labels: a diagnostic of the data and the template, never a choice of model or threshold. NaN where
+    the rows hold one class only.
     """
-    idx = np.asarray(rows, dtype=np.int64)
-    t = (np.asarray(y)[idx] == 1).astype(np.float64)
-    _, inverse = np.unique(np.asarray(sentences, dtype=object)[idx].astype(str), return_inverse=True)
-    share = np.bincount(inverse, weights=t) / np.bincount(inverse)
-    return {"auc_roc": auc_roc(t, share[inverse]), "pr_auc": average_precision(t, share[inverse])}
+    pos, neg = np.asarray(malicious, dtype=np.float64), np.asarray(benign, dtype=np.float64)
+    total = pos + neg
+    share = np.divide(pos, total, out=np.zeros_like(pos), where=total > 0)
+    labels, scores, weights = np.r_[np.ones(len(pos)), np.zeros(len(neg))], np.r_[share, share], np.r_[pos, neg]
+    return {"auc_roc": auc_roc(labels, scores, weights), "pr_auc": average_precision(labels, scores, weights)}
 
 
 def confusion(y: Any, predicted: Any) -> dict[str, int]:

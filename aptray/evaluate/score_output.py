@@ -29,13 +29,17 @@ def top_alerts(out_uri: str, n: int = 5) -> list[dict[str, Any]]:
 
 def evaluate_scores(out_uri: str) -> dict[str, Any]:
     """Rows scored and, where the scored trace has labels of both kinds, AUC-ROC and PR-AUC of its scores
-    (:mod:`aptray.evaluate.metrics`, the experiment's own metrics)."""
+    (:mod:`aptray.evaluate.metrics`, the experiment's own metrics). Where the detector scored each sentence
+    alike (one score per ``sentence_hash``; not so for window models), also what the labels allow any such
+    detector: ``sentence_ceiling`` (AUC-ROC) and ``malicious_with_benign_twin`` / ``twin_sentences``."""
     import pyarrow.dataset as pads
 
     from aptray.evaluate.metrics import auc_roc, average_precision
 
     fs, root = resolve(join(out_uri, "scores"))
-    table = pads.dataset(root, filesystem=fs, format="parquet").to_table(columns=["score", "malicious"])
+    dataset = pads.dataset(root, filesystem=fs, format="parquet")
+    cols = [c for c in ("score", "malicious", "sentence_hash") if c in dataset.schema.names]
+    table = dataset.to_table(columns=cols)
     labels = table.column("malicious")
     result: dict[str, Any] = {"scored": table.num_rows, "labelled": table.num_rows - labels.null_count}
     if labels.null_count == 0 and table.num_rows:
@@ -45,4 +49,25 @@ def evaluate_scores(out_uri: str) -> dict[str, Any]:
             s = np.asarray(table.column("score").to_numpy(zero_copy_only=False), dtype=float)
             result["auc_roc"] = round(auc_roc(y, s), 4)
             result["pr_auc"] = round(average_precision(y, s), 4)
+            result.update(_ceiling(table))
     return result
+
+
+def _ceiling(table: Any) -> dict[str, Any]:
+    """The sentence ceiling of a labelled score table, grouped by ``sentence_hash`` in Arrow (no sentence text
+    reaches the driver); empty where a sentence got several scores or the hashes are missing."""
+    import pyarrow.compute as pc
+
+    from aptray.evaluate.metrics import ceiling_of_counts, twins_of_counts
+
+    if "sentence_hash" not in table.column_names or table.column("sentence_hash").null_count:
+        return {}
+    table = table.set_column(table.schema.get_field_index("malicious"), "malicious",
+                             pc.cast(table.column("malicious"), "int64"))
+    groups = table.group_by("sentence_hash").aggregate(
+        [("malicious", "sum"), ("malicious", "count"), ("score", "min"), ("score", "max")])
+    if not pc.all(pc.equal(groups.column("score_min"), groups.column("score_max"))).as_py():
+        return {}
+    pos = groups.column("malicious_sum").to_numpy().astype(np.float64)
+    neg = groups.column("malicious_count").to_numpy().astype(np.float64) - pos
+    return {"sentence_ceiling": round(ceiling_of_counts(pos, neg)["auc_roc"], 4), **twins_of_counts(pos, neg)}

@@ -14,6 +14,7 @@ from aptray.evaluate.metrics import (
     auc_roc,
     average_precision,
     benign_twins,
+    ceiling_of_counts,
     confusion,
     curves,
     finite_or_none,
@@ -163,6 +164,8 @@ def test_benign_twins_and_the_sentence_ceiling_by_hand() -> None:
     part = sentence_ceiling(sentences, y, [0, 1, 3, 4])
     assert part["auc_roc"] == pytest.approx(2.5 / 3) and part["pr_auc"] == pytest.approx(0.5)
     assert benign_twins(["x", "y"], [0, 0]) == {"malicious_with_benign_twin": 0, "twin_sentences": 0}
+    # From counts alone (what a score output's sentence hashes give): a 1/1, b 1/0, c 0/2, d 1/0.
+    assert ceiling_of_counts([1, 1, 0, 1], [1, 0, 2, 0]) == pytest.approx(full)
 
 
 def test_no_score_of_the_sentence_passes_its_ceiling() -> None:

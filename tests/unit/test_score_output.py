@@ -1,0 +1,54 @@
+"""A labelled score output's evaluation: its metrics and, where each sentence got one score, its sentence ceiling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from aptray.evaluate.score_output import evaluate_scores
+
+# Sentence hashes a (1 malicious, 1 benign), b and d (malicious), c (2 benign); the ceiling is 8.5 / 9
+# (worked out in tests/unit/test_metrics.py::test_benign_twins_and_the_sentence_ceiling_by_hand).
+HASHES = ["a", "a", "b", "c", "c", "d"]
+LABELS = [True, False, True, False, False, True]
+
+
+def _write(root: Path, scores: list[float]) -> str:
+    part = root / "scores" / "group=x"
+    part.mkdir(parents=True)
+    pq.write_table(pa.table({"record_id": [f"r{i}" for i in range(6)], "score": scores, "sentence_hash": HASHES,
+                             "malicious": LABELS}), part / "part-0.parquet")
+    return str(root)
+
+
+def test_one_score_per_sentence_gives_the_ceiling_and_the_twins(tmp_path: Path) -> None:
+    result = evaluate_scores(_write(tmp_path, [0.5, 0.5, 0.9, 0.1, 0.1, 0.2]))
+    assert (result["scored"], result["malicious"]) == (6, 3)
+    assert result["sentence_ceiling"] == pytest.approx(8.5 / 9, abs=1e-4)
+    assert result["auc_roc"] <= result["sentence_ceiling"]
+    assert (result["malicious_with_benign_twin"], result["twin_sentences"]) == (1, 1)
+
+
+def test_a_sentence_scored_twice_differently_gives_no_ceiling(tmp_path: Path) -> None:
+    # a window model scores an event by its neighbours: the sentence alone does not bound it
+    result = evaluate_scores(_write(tmp_path, [0.5, 0.7, 0.9, 0.1, 0.1, 0.2]))
+    assert "auc_roc" in result and "sentence_ceiling" not in result and "malicious_with_benign_twin" not in result
+
+
+def test_run_summary_says_what_the_sentences_allow_only_where_labels_disagree() -> None:
+    from aptray.commands.summary import run_lines
+
+    stages = {"embed": {"rows": 10, "distinct_sentences": 4}, "train": {"model": "ae"},
+              "score": {"rows_scored": 6, "rows_read": 6, "rows_quarantined": 0, "alerts": 2, "incidents": 1}}
+    ev = {"scored": 6, "malicious": 3, "auc_roc": 0.8, "pr_auc": 0.7, "sentence_ceiling": 0.9444,
+          "malicious_with_benign_twin": 1, "twin_sentences": 1}
+    result = {"stages": stages, "evaluation": ev, "outputs": {"report": "out/scores/report.html"}}
+    (line,) = [ln for ln in run_lines(result) if ln.startswith("labelled:")]
+    assert line.endswith("AUC-ROC 0.800, PR-AUC 0.700; any score of the sentence alone reaches at most AUC-ROC "
+                         "0.944 here (1 malicious rows share a benign row's sentence)")
+    clean = {**result, "evaluation": {**ev, "sentence_ceiling": 1.0, "malicious_with_benign_twin": 0}}
+    (line,) = [ln for ln in run_lines(clean) if ln.startswith("labelled:")]
+    assert line.endswith("PR-AUC 0.700")
