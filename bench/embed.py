@@ -18,7 +18,9 @@ It prints events/s of the three and the ratios. On all-distinct sentences it pri
 ``--backends torch,onnx,onnx-int8,openvino`` first puts the encoder backends side by side in this process:
 the same all-distinct real sentences through each (exported once if missing), in interleaved rounds so a
 busy machine slows them alike; it prints sentences/s (median round), the ratio to torch fp32 and the min/mean
-cosine against it. ``--backends-only`` stops after that table.
+cosine against it. ``--backends-only`` stops after that table. ``openvino-static`` adds OpenVINO static int8
+(sentence-transformers' own export, calibrated on 300 of the same sentences; needs ``pip install datasets``),
+which aptray does not offer: it is measured here to say why.
 
 Usage::
 
@@ -103,12 +105,15 @@ def backends_side_by_side(model: str, variants: list[str], sentences: list[str],
     rows: dict[str, dict[str, Any]] = {}
     for text in variants:
         name, _, dtype = text.partition("@")  # torch@bfloat16: a dtype for the torch backend
-        backend, quantize = _variant(name)
+        static = name == STATIC
+        backend, quantize = _variant("openvino" if static else name)
         if not available(backend):
             rows[text] = {"variant": text, "skipped": f"{backend.value} extra not installed"}
             continue
         t0 = time.perf_counter()
         spec = resolve(model, backend, quantize)
+        if static:
+            spec = static_openvino(spec, sentences)
         t1 = time.perf_counter()
         enc = SentenceEncoder(spec, device=device, dtype=dtype or "float32", threads=threads, lru_size=0,
                               batch_size=batch_size)
@@ -130,6 +135,37 @@ def backends_side_by_side(model: str, variants: list[str], sentences: list[str],
                           min_cosine=round(float(c.min()), 5), mean_cosine=round(float(c.mean()), 6))
     out = [{"model": model, **rows[text]} for text in variants]
     return out
+
+
+#: Not an aptray backend: OpenVINO static int8, built here for the comparison only (:func:`static_openvino`).
+STATIC = "openvino-static"
+
+
+def static_openvino(spec: Any, sentences: list[str], samples: int = 300) -> Any:
+    """The OpenVINO export of ``spec`` quantised to static int8 by sentence-transformers'
+    ``export_static_quantized_openvino_model`` (NNCF post-training quantisation, its default config, calibrated
+    on ``samples`` of ``sentences`` instead of the hub's GLUE set), in a temporary copy; needs ``datasets``."""
+    import dataclasses
+
+    from optimum.intel import OVQuantizationConfig
+    from sentence_transformers import SentenceTransformer, export_static_quantized_openvino_model
+
+    samples = min(samples, len(sentences))
+    root = Path(tempfile.mkdtemp(prefix="aptray-bench-ovstatic-"))
+    target = root / "model"
+    shutil.copytree(spec.path, target)
+    calib = root / "calibration"
+    calib.mkdir()
+    with (calib / "train.jsonl").open("w") as fh:
+        for text in sentences[:: max(1, len(sentences) // samples)][:samples]:
+            fh.write(json.dumps({"sentence": text}) + "\n")
+    model = SentenceTransformer(str(target), backend="openvino", device="cpu", local_files_only=True,
+                                model_kwargs={"file_name": spec.file_name})
+    export_static_quantized_openvino_model(model, OVQuantizationConfig(num_samples=samples), str(target),
+                                           dataset_name=str(calib), dataset_config_name="default",
+                                           dataset_split="train", column_name="sentence")
+    return dataclasses.replace(spec, path=str(target), file_name="openvino/openvino_model_qint8_quantized.xml",
+                               revision=f"{spec.revision}-static")
 
 
 def _variant(text: str) -> tuple[Any, Any]:
