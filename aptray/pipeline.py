@@ -115,7 +115,7 @@ def run_pipeline(out: str, cfg: AptrayConfig, input_uri: str | None = None, sour
             from aptray.embed.pool import stop_warm
             from aptray.templating.job import effective_aspect
 
-            aspect = effective_aspect(source, cfg.ingest.aspect)
+            aspect = effective_aspect(source, cfg.ingest.aspect, train_uri)  # what the embed stage read
             stop_warm(model_for(cfg.embed, aspect, cfg.template.model_dump(mode="json")), cfg.embed)
     from aptray.evaluate.score_output import evaluate_scores, top_alerts
 

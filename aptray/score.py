@@ -304,7 +304,7 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
     artifact = cfg.score.artifact
     detector = load_detector(artifact, expect_template_version=TEMPLATE_VERSION, trusted=cfg.score.trusted)
     meta: dict[str, Any] = getattr(detector, "meta_", {})
-    source, aspect = input_format(cfg, meta)
+    source, aspect = input_format(cfg, meta, input_uri)
     spec = source_spec(source)
     spec.check_aspect(aspect)
     check_format(meta, source, aspect, cfg.score.allow_format_mismatch, where=f"{input_uri} (read as {spec.title})",
@@ -528,8 +528,10 @@ def artifact_hashes(meta: dict[str, Any]) -> dict[str, str]:
     return hashes
 
 
-def input_format(cfg: AptrayConfig, meta: dict[str, Any]) -> tuple[Source, Aspect | None]:
-    """The source and process context to read: the config's where set, else the artifact's (else BETH)."""
+def input_format(cfg: AptrayConfig, meta: dict[str, Any], input_uri: str | None = None
+                 ) -> tuple[Source, Aspect | None]:
+    """The source and process context to read: the config's where set, else the artifact's (else BETH); an ADAPT
+    input without an aspect reads as the one its ``Process<Aspect>.csv`` name says, else All."""
     from aptray.artifacts import recorded_format
     from aptray.templating.job import effective_aspect
 
@@ -540,7 +542,7 @@ def input_format(cfg: AptrayConfig, meta: dict[str, Any]) -> tuple[Source, Aspec
         aspect = cfg.ingest.aspect
     else:
         aspect = trained_aspect
-    return source, effective_aspect(source, aspect)
+    return source, effective_aspect(source, aspect, input_uri)
 
 
 def _align_template(cfg: AptrayConfig, meta: dict[str, Any]) -> AptrayConfig:

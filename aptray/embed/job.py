@@ -436,6 +436,11 @@ def run_embed(input_uri: str, out_uri: str, cfg: AptrayConfig, source: str | Non
     from aptray.runtime import init_ray
 
     start = time.perf_counter()
+    if source is not None:  # a raw trace: one ProcessParent.csv reads as Parent
+        from aptray.templating.job import effective_aspect
+
+        aspect = effective_aspect(Source(source), cfg.ingest.aspect, input_uri)
+        cfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"aspect": aspect})})
     ecfg = cfg.embed
     base = resolve_model(ecfg.model, ecfg.backend, ecfg.quantize)  # a missing model fails before any input is read
     made_of = upstream_manifest(input_uri, cfg, source)

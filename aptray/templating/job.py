@@ -57,6 +57,8 @@ def run_templatize(source: Source | str, uri: str, out: str, cfg: AptrayConfig |
     from aptray.runtime import init_ray
 
     cfg = cfg or AptrayConfig()
+    aspect = effective_aspect(Source(source), cfg.ingest.aspect, uri)  # one ProcessParent.csv reads as Parent
+    cfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"aspect": aspect})})
     fs_in, files = list_input(uri, source_spec(Source(source)).suffixes, cfg.ingest)  # a missing input: before Ray
     selection = Selection(fs_in, tuple(files), uri)
     init_ray(cfg.ray)
@@ -76,7 +78,6 @@ def run_templatize(source: Source | str, uri: str, out: str, cfg: AptrayConfig |
     counts["lines"] = line_counts(lines_uri)
     counts["quarantine_reasons"] = quarantine_reasons(quarantine_uri)
     counts["seconds"] = round(time.perf_counter() - start, 3)
-    aspect = effective_aspect(Source(source), cfg.ingest.aspect)
     manifest = {"source": str(Source(source)), "input": uri, "aspect": aspect.value if aspect else None,
                 "template_version": TEMPLATE_VERSION, "template": cfg.template.model_dump(mode="json"),
                 "counts": counts}
@@ -109,11 +110,16 @@ def ensure_parquet(uri: str, schema: pa.Schema) -> None:
     pq.write_table(schema.empty_table(), join(path, "part-empty.parquet"), filesystem=fs)
 
 
-def effective_aspect(source: Source, aspect: Aspect | None) -> Aspect | None:
-    """The context a read builds: ``aspect``, or All for a source of process contexts only (ADAPT)."""
+def effective_aspect(source: Source, aspect: Aspect | None, uri: str | None = None) -> Aspect | None:
+    """The context a read builds: ``aspect``; for a source of process contexts only (ADAPT) without one, the
+    aspect a single ``Process<Aspect>.csv`` input ``uri`` names, else All."""
     from aptray.io.sources import source_spec
 
-    return aspect if aspect is not None or source_spec(source).events else Aspect.ALL
+    if aspect is not None or source_spec(source).events:
+        return aspect
+    from aptray.io.adapt import file_aspect
+
+    return (file_aspect(uri) if uri else None) or Aspect.ALL
 
 
 def sentence_counts(uri: str) -> dict[str, Any]:

@@ -254,3 +254,31 @@ def test_templatize_job_done_when(shared_data: Path, ray_cluster: None, tmp_path
     assert counts["malicious"] == 18
     assert counts["quarantined"] == 0
     assert 1 < counts["distinct_sentences"] < counts["rows"]
+
+
+def test_one_context_file_is_its_named_aspect(shared_data: Path, ray_cluster: None, tmp_path: Path) -> None:
+    """``ProcessParent.csv`` given alone without an aspect is read as Parent (not as a one-aspect All), so its
+    sentences embed as plain Parent sentences, and a folder without an aspect is still All."""
+    import json
+
+    import pyarrow.dataset as pads
+
+    from aptray.templating.job import effective_aspect, run_templatize
+
+    path = _adapt_dir(shared_data, "bovia/5dir") / "ProcessParent.csv"
+    cfg = AptrayConfig(ingest=IngestConfig(source=Source.ADAPT))
+    counts = run_templatize("adapt", str(path), str(tmp_path / "t"), cfg)
+    assert (counts["rows"], counts["malicious"]) == (2352, 14)
+    assert json.loads((tmp_path / "t" / "manifest.json").read_text())["aspect"] == "Parent"
+    rows = pads.dataset(str(tmp_path / "t" / "sentences"), format="parquet").to_table(columns=["aspect"])
+    assert set(rows.column("aspect").to_pylist()) == {"Parent"}
+    assert effective_aspect(Source.ADAPT, None, str(path.parent)) is Aspect.ALL
+    assert effective_aspect(Source.ADAPT, Aspect.EXEC, str(path)) is Aspect.EXEC  # an aspect asked for wins
+    assert effective_aspect(Source.BETH, None, str(path)) is None  # event sources have no aspect
+    # the score job: an ADAPT file given without an aspect (as aptray run passes it) reads as its name says
+    from aptray.config import load_config
+    from aptray.score import input_format
+
+    given = load_config(None, {"ingest.source": "adapt", "ingest.aspect": None})
+    assert input_format(given, {}, str(path)) == (Source.ADAPT, Aspect.PARENT)
+    assert input_format(given, {}, str(path.parent)) == (Source.ADAPT, Aspect.ALL)

@@ -82,7 +82,8 @@ def test_run_is_quiet_resumable_and_refuses_other_settings(fresh_run: FreshRun, 
     assert code == 2 and refused["kind"] == "RunConflictError" and "differs in train" in str(refused["error"])
     # --fresh runs every stage again: the score stage scores every file with the new model, keeping no old score
     code, redone = again("--fresh", "--epochs", "1")
-    assert code == 0 and not any(s["skipped"] for s in redone["stages"].values())  # type: ignore[attr-defined]
+    assert code == 0, redone
+    assert not any(s["skipped"] for s in redone["stages"].values())  # type: ignore[attr-defined]
     rescored = redone["stages"]["score"]  # type: ignore[index]
     assert (rescored["files_skipped"], rescored["rows_read"]) == (0, 2000)
 
