@@ -88,7 +88,9 @@ def run_pipeline(out: str, cfg: AptrayConfig, input_uri: str | None = None, sour
                                "run every stage again")
     done: dict[str, Any] = dict(state.get("stages", {}))
     if fresh:  # the score job resumes file by file: a new model must not find the old one's scores
-        _clear(paths["scores"])
+        from aptray.templating.job import clear_dir
+
+        clear_dir(paths["scores"])
     init_ray(cfg.ray)
     log.info("run: %s -> %s", data_note, out)
 
@@ -127,15 +129,6 @@ def run_pipeline(out: str, cfg: AptrayConfig, input_uri: str | None = None, sour
         "outputs": {**paths, "report": join(paths["scores"], "report.html")},
         "seconds": round(time.perf_counter() - start, 1),
     }
-
-
-def _clear(uri: str) -> None:
-    """Delete the folder ``uri`` (local or ``s3://``) where it exists."""
-    import pyarrow.fs as pafs
-
-    fs, path = resolve(uri)
-    if fs.get_file_info(path).type == pafs.FileType.Directory:
-        fs.delete_dir(path)
 
 
 #: Seconds the run keeps its encoder actors between its embed and score stages (they wait out the train stage).
