@@ -170,7 +170,7 @@ def _target_section(w: _Writer, doc: dict[str, Any], target: dict[str, Any]) -> 
     w.add("p", f"{target.get('rows')} rows, {target.get('malicious')} malicious, "
                f"{target.get('distinct_sentences')} distinct sentences.")
     ceiling = target.get("sentence_ceiling")
-    if ceiling:
+    if ceiling and target.get("malicious_with_benign_twin"):  # otherwise every sentence's label is one-sided
         w.add("p", f"{target.get('malicious_with_benign_twin')} malicious row(s) share their exact sentence with a "
                    f"benign row ({target.get('twin_sentences')} distinct sentence(s)). No score of the sentence "
                    f"alone can pass test AUC-ROC {fmt(ceiling, 'auc_roc').split(' ')[0]} here; ranking each "
