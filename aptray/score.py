@@ -323,7 +323,8 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
     fs, root = resolve(out_uri)
     fs.create_dir(join(root, "_done"), recursive=True)
     markers = _done_markers(fs, root)
-    check_markers(markers, artifact_hashes(meta), out_uri)
+    hashes = artifact_hashes(meta)
+    check_markers(markers, hashes, out_uri)
     live_groups = {m["group"] for m in markers.values()}
     removed = _remove_orphans(fs, root, live_groups)
     if removed:
@@ -363,7 +364,7 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
                 _write_json(fs, join(root, "_done", f"{file_key(f)}.json"),
                             {"file": f.rel, "size": f.size, "version": file_version(fs_in, f), "group": gid,
                              "group_counts": group_counts, "artifact": artifact,
-                             "artifact_sha256": artifact_hashes(meta), "finished": time.time()})
+                             "artifact_sha256": hashes, "finished": time.time()})
             log.info("group %s: %d file(s), %d rows read, %d scored, %d quarantined, %d alert(s)", gid, len(group),
                      group_counts["rows_read"], group_counts["rows_scored"], group_counts["rows_quarantined"],
                      group_counts["alerts"])
@@ -389,7 +390,7 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
         "input": input_uri,
         "files": [{"file": f.rel, "size": f.size} for f in files],
         "artifact": artifact,
-        "artifact_sha256": artifact_hashes(meta),
+        "artifact_sha256": hashes,
         "source": source.value,
         "aspect": aspect.value if aspect else None,
         "template_version": TEMPLATE_VERSION,

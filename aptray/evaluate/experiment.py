@@ -580,7 +580,8 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
         write_json(join(out_uri, "metrics.json"), doc)  # after every target: a long run shows progress
 
     for group in _folders(targets, source):
-        prepared: list[tuple[Target, Prepared, dict[str, Any]]] = []
+        prepared: list[tuple[Target, Prepared]] = []
+        entries: dict[Target, dict[str, Any]] = {}
         for target in group:
             aspect = target.aspect.value if target.aspect else "-"
             entry: dict[str, Any] = {"dataset": target.name, "aspect": target.aspect.value if target.aspect else None,
@@ -600,16 +601,17 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
                 entry["skipped"] = f"only {train_benign} benign training rows (< min_train_rows {exp.min_train_rows})"
                 log.warning("target %s %s skipped: %s", target.name, aspect, entry["skipped"])
                 continue
-            prepared.append((target, prep, entry))
-        universe = (aligned_splits([(p.record_ids, p.y) for _, p, _ in prepared], exp.seeds, exp.test_fraction,
+            prepared.append((target, prep))
+            entries[target] = entry
+        universe = (aligned_splits([(p.record_ids, p.y) for _, p in prepared], exp.seeds, exp.test_fraction,
                                    exp.val_fraction) if len(prepared) > 1 else None)
         fused: dict[str, Member] = {}
-        for target, prep, entry in prepared:
+        for target, prep in prepared:
             aspect = target.aspect.value if target.aspect else "-"
             own = universe.restrict(prep.record_ids, prep.y) if universe is not None else None
             runs, scores, candidates = run_target(prep, target, cfg, own)
             doc["runs"].extend(runs)
-            entry.update(label_conflicts(prep.sentences, prep.y, scores))
+            entries[target].update(label_conflicts(prep.sentences, prep.y, scores))
             if universe is not None and own is not None:
                 fused[aspect] = Member(universe.rows_of(prep.record_ids), own, _by_model(candidates, prep.models))
             sdir = join(out_uri, "scores", *target.name.split("/"), aspect)
@@ -619,7 +621,7 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
                 write_parquet(join(sdir, "tsne.parquet"), tsne)
             checkpoint()
         if universe is not None and len(fused) > 1 and exp.fusion_size:
-            _per_aspect(doc, out_uri, group[0].name, universe, fused, [(t, p) for t, p, _ in prepared], cfg)
+            _per_aspect(doc, out_uri, group[0].name, universe, fused, prepared, cfg)
             checkpoint()
     doc["summary"] = summarize(doc["runs"])
     doc["best"] = best(doc["summary"], (*APTRAY_DETECTORS, FUSION))

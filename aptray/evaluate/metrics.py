@@ -148,15 +148,19 @@ def sentence_ceiling(sentences: Any, y: Any, rows: Any) -> dict[str, float]:
     """The best AUC-ROC that any score of the sentence alone can reach on ``rows`` (row indexes, e.g. a test
     split), and that order's PR-AUC: :func:`ceiling_of_counts` of the rows' sentences."""
     idx = np.asarray(rows, dtype=np.int64)
-    return ceiling_of_counts(*sentence_label_counts(np.asarray(sentences, dtype=object)[idx], np.asarray(y)[idx]))
+    return ceiling_of_counts(*sentence_label_counts([sentences[i] for i in idx], np.asarray(y)[idx]))
 
 
 def sentence_label_counts(sentences: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Per distinct sentence (any hashable key: text or hash), its malicious and its benign row counts."""
-    t = (np.asarray(y) == 1).astype(np.float64)
-    _, inverse = np.unique(np.asarray(sentences, dtype=object).astype(str), return_inverse=True)
-    malicious = np.bincount(inverse, weights=t)
-    return malicious, np.bincount(inverse) - malicious
+    """Per distinct sentence (text or ``sentence_hash``; a list, an array or an Arrow column), its malicious and
+    its benign row counts, grouped in Arrow."""
+    import pyarrow as pa
+
+    keys = sentences if isinstance(sentences, pa.ChunkedArray | pa.Array) else pa.array(list(sentences))
+    groups = pa.table({"key": keys, "malicious": (np.asarray(y) == 1).astype(np.int64)}).group_by("key").aggregate(
+        [("malicious", "sum"), ("malicious", "count")])
+    malicious = groups.column("malicious_sum").to_numpy().astype(np.float64)
+    return malicious, groups.column("malicious_count").to_numpy().astype(np.float64) - malicious
 
 
 def twins_of_counts(malicious: Any, benign: Any) -> dict[str, int]:

@@ -49,25 +49,23 @@ def evaluate_scores(out_uri: str) -> dict[str, Any]:
             s = np.asarray(table.column("score").to_numpy(zero_copy_only=False), dtype=float)
             result["auc_roc"] = round(auc_roc(y, s), 4)
             result["pr_auc"] = round(average_precision(y, s), 4)
-            result.update(_ceiling(table))
+            result.update(_ceiling(table, y))
     return result
 
 
-def _ceiling(table: Any) -> dict[str, Any]:
-    """The sentence ceiling of a labelled score table, grouped by ``sentence_hash`` in Arrow (no sentence text
-    reaches the driver); empty where a sentence got several scores or the hashes are missing."""
+def _ceiling(table: Any, y: np.ndarray) -> dict[str, Any]:
+    """The sentence ceiling and benign twins of a labelled score table, its sentences keyed by ``sentence_hash``
+    (no sentence text reaches the driver); empty where a sentence got several scores or the hashes are missing."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    from aptray.evaluate.metrics import ceiling_of_counts, twins_of_counts
+    from aptray.evaluate.metrics import ceiling_of_counts, sentence_label_counts, twins_of_counts
 
     if "sentence_hash" not in table.column_names or table.column("sentence_hash").null_count:
         return {}
-    table = table.set_column(table.schema.get_field_index("malicious"), "malicious",
-                             pc.cast(table.column("malicious"), "int64"))
-    groups = table.group_by("sentence_hash").aggregate(
-        [("malicious", "sum"), ("malicious", "count"), ("score", "min"), ("score", "max")])
-    if not pc.all(pc.equal(groups.column("score_min"), groups.column("score_max"))).as_py():
+    hashes = table.column("sentence_hash")
+    pairs = pa.table({"hash": hashes, "score": table.column("score")}).group_by(["hash", "score"]).aggregate([])
+    if pairs.num_rows != pc.count_distinct(hashes).as_py():  # a window model: one sentence, several scores
         return {}
-    pos = groups.column("malicious_sum").to_numpy().astype(np.float64)
-    neg = groups.column("malicious_count").to_numpy().astype(np.float64) - pos
+    pos, neg = sentence_label_counts(hashes, y)
     return {"sentence_ceiling": round(ceiling_of_counts(pos, neg)["auc_roc"], 4), **twins_of_counts(pos, neg)}
