@@ -62,6 +62,40 @@ def file_aspect(name: str) -> Aspect | None:
     return next(a for a in Aspect if a.value.lower() == m.group(1).lower())
 
 
+def header_mismatch(names: list[str], aspect: Aspect) -> str | None:
+    """Why a header's attribute columns cannot be ``aspect``'s, or None when they can (or there are none).
+
+    Each ADAPT context names its columns its own way: ``ProcessAll.csv`` prefixes every one with ``X0_``..``X3_``,
+    ``ProcessEvent.csv`` names CDM event types (``EVENT_READ``), the other three executables, parents or network
+    peers. Read as another aspect, a file's rows would all become "no recorded activity" (All ignores unprefixed
+    columns) or nonsense (an event type read as an executable), so a header with no column of the aspect's kind
+    is refused, naming the aspect its columns are.
+    """
+    if not names:
+        return None
+    kinds = Counter(_column_kind(n) for n in names)
+    if kinds[_column_kind_of(aspect)]:
+        return None
+    likely, _ = kinds.most_common(1)[0]
+    example = ", ".join(names[:2]) + (", ..." if len(names) > 2 else "")
+    return (f"its columns ({example}) are those of {_KIND_FILES[likely]}, not of Process{aspect.value}.csv: "
+            f"read it as {_KIND_ASPECTS[likely]}")
+
+
+#: Column kinds of the ADAPT contexts (:func:`header_mismatch`) and what each means to a user.
+_KIND_FILES = {"all": "ProcessAll.csv (X0_..X3_ prefixes)", "event": "ProcessEvent.csv (EVENT_* types)",
+               "other": "ProcessExec, ProcessParent or ProcessNetflow.csv"}
+_KIND_ASPECTS = {"all": "All", "event": "Event", "other": "Exec, Parent or Netflow"}
+
+
+def _column_kind(name: str) -> str:
+    return "all" if name[:3] in ALL_PREFIXES else "event" if name.startswith("EVENT_") else "other"
+
+
+def _column_kind_of(aspect: Aspect) -> str:
+    return "all" if aspect is Aspect.ALL else "event" if aspect is Aspect.EVENT else "other"
+
+
 def record_id(uuid: str) -> str:
     """The stable id of a process row (equal across aspects, so aspects join on it)."""
     return f"{SOURCE}:{uuid}"
@@ -101,6 +135,11 @@ class AdaptParser:
             log.warning("%s: empty file", file.rel)
             return
         counts["header"] += used
+        mismatch = header_mismatch(header[1:], aspect)
+        if mismatch is not None and cfg.check_format:
+            from aptray.errors import WrongSourceError
+
+            raise WrongSourceError(f"{file.rel}: {mismatch} (--aspect). Nothing was written for it.")
         columns = _column_map(header[1:], aspect, file.rel)
         present = sorted({col for col, _ in columns if col is not None})
         ncols = len(header)
@@ -119,6 +158,8 @@ class AdaptParser:
                 reason = f"oversized field: UUID of {len(uuid)} characters"
             if reason is None and uuid in seen:
                 reason = f"duplicate UUID {uuid}"
+            if reason is None and mismatch is not None:
+                reason = f"header: {mismatch}"
             if reason is not None or uuid is None or ones is None:
                 counts["quarantined"] += 1
                 yield quarantine_row(SOURCE, file, line, raw, reason or "unparseable row")
@@ -370,7 +411,8 @@ def parse_request(request: Request, cfg: IngestConfig) -> pa.Table:
     ``X0_``..``X3_`` prefixes as in the file. Labels are unknown online."""
     aspect = cfg.aspect or Aspect.ALL
     data = request.csv(is_header, None, "ADAPT")
-    table = parse_stream(AdaptParser(frozenset(), aspect), data, cfg)
+    # a header of another aspect rejects the request's lines with the reason (never a 5xx)
+    table = parse_stream(AdaptParser(frozenset(), aspect), data, cfg.model_copy(update={"check_format": False}))
     if table.num_rows:  # no ground truth online: unknown, not benign
         i = table.schema.get_field_index("malicious")
         table = table.set_column(i, table.schema.field(i), pa.nulls(table.num_rows, pa.int8()))

@@ -14,7 +14,8 @@ joins, process contexts), here on the request alone; the rows then go through th
   to the Subject, object and Principal records it also carries; records that are not events are context:
   neither scored nor rejected.
 * ``adapt``: CSV lines of a ``Process<Aspect>.csv`` (header first, or in ``request.header``), read as the
-  artifact's aspect.
+  artifact's aspect; lines under another aspect's header (``ProcessEvent.csv`` lines sent to a ProcessAll model)
+  are rejected, the reason naming the aspect they are (:func:`aptray.io.adapt.header_mismatch`).
 * ``sentence``: sentences already templated by the client (no parsing).
 
 Each parsed row is mapped back to the request item it came from by its line number in the stream; rows

@@ -206,3 +206,26 @@ def test_requests_that_cannot_share_a_parse_are_prepared_alone(shared_data: Path
         assert not isinstance(answer, Exception)
         _same(prepare(job.fmt, job.events, template, job.header), answer)
     assert [a.index for a in answers if not isinstance(a, Exception)] == [[1], [], [0], [0]]
+
+
+def test_adapt_lines_of_another_aspect_are_rejected_with_the_aspect_they_are(shared_data: Path) -> None:
+    """A ProcessAll model sent ProcessEvent lines (or the reverse) rejects them, naming the aspect they are; before,
+    All read every unprefixed column as nothing and scored each process as "no recorded activity"."""
+    from aptray.config import Aspect
+
+    folder = shared_data / "darpa_tc_adapt" / "bovia" / "clearscope"
+    lines = {a: (folder / f"Process{a}.csv").read_text().splitlines()[:4] for a in ("All", "Event", "Exec")}
+    for model, sent, named in (("All", "Event", "read it as Event"), ("Event", "All", "read it as All"),
+                               ("Exec", "Event", "read it as Event"), ("Event", "Exec", "Exec, Parent or Netflow")):
+        out = prepare(EventFormat.ADAPT, lines[sent], TemplateConfig(),
+                      ingest=IngestConfig(source=Source.ADAPT, aspect=Aspect(model)))
+        assert out.sentences == [], (model, sent)
+        assert [i for i, _ in out.rejected] == [1, 2, 3]
+        reason = out.rejected[0][1]
+        assert reason.startswith(f"header: its columns ({lines[sent][0].split(',')[1]}, ") and named in reason, reason
+        assert f"not of Process{model}.csv" in reason
+    for aspect in ("All", "Event", "Exec"):  # each file's own aspect still reads all of it
+        out = prepare(EventFormat.ADAPT, lines[aspect], TemplateConfig(),
+                      ingest=IngestConfig(source=Source.ADAPT, aspect=Aspect(aspect)))
+        assert out.rejected == [] and len(out.sentences) == 3
+        assert not any("no recorded activity" in s for s in out.sentences), out.sentences
