@@ -78,7 +78,7 @@ def main() -> None:
 
             traceback.print_exception(exc, file=sys.stderr)
         sys.stderr.write(f"aptray: error: {_first_line(err, 600)}\n")
-        emit({"error": str(err), "kind": type(err).__name__})
+        emit({"error": _first_line(err, 4000), "kind": type(err).__name__})  # not Ray's retry advice after it
         raise SystemExit(USER_ERROR) from None
     raise SystemExit(code if isinstance(code, int) else 0)  # as a console script ends (typer's own way)
 

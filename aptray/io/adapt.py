@@ -341,6 +341,8 @@ def _plans(uri: str | Selection, aspect: Aspect | None, cfg: IngestConfig) -> tu
     import pyarrow.fs as pafs
 
     if isinstance(uri, Selection):  # a batch job's group: its folders' ground truth may lie outside the group
+        if len(uri.files) == 1 and resolve(uri.root)[1] == uri.files[0].path:  # one file given as the input
+            return uri.fs, [_file_plan(uri.fs, uri.files[0], aspect, uri.root)]
         return uri.fs, [p if p.truth else replace(p, truth=_folder_truth(uri.fs, p.chosen[0].path))
                         for p in _plan(list(uri.files), aspect, uri.root)]
     fs, path = resolve(uri)
@@ -348,13 +350,19 @@ def _plans(uri: str | Selection, aspect: Aspect | None, cfg: IngestConfig) -> tu
     if info.type == pafs.FileType.NotFound:
         raise FileNotFoundError(f"no ADAPT input at {uri!r}")
     if info.type == pafs.FileType.File:
-        named = file_aspect(path)
-        if aspect is not None and named is not None and named is not aspect:
-            raise ValueError(f"{uri!r} is a Process{named.value} file but aspect {aspect.value} was asked")
-        this = InputFile(info.path, posixpath.basename(info.path), info.size or 0)
-        return fs, [_Folder((this,), _folder_truth(fs, info.path), named or aspect or Aspect.ALL)]
+        return fs, [_file_plan(fs, InputFile(info.path, posixpath.basename(info.path), info.size or 0), aspect, uri)]
     _, files = list_input(uri, SUFFIXES, cfg)
     return fs, _plan(files, aspect, uri)
+
+
+def _file_plan(fs: pafs.FileSystem, file: InputFile, aspect: Aspect | None, uri: str) -> _Folder:
+    """One context file given as the input, read directly or as a job's group: its name's aspect, else the one
+    asked for (a file named otherwise, ``host1_events.csv --aspect Event``), else All; its folder's other CSVs are
+    the ground truth."""
+    named = file_aspect(file.path)
+    if aspect is not None and named is not None and named is not aspect:
+        raise ValueError(f"{uri!r} is a Process{named.value} file but aspect {aspect.value} was asked")
+    return _Folder((file,), _folder_truth(fs, file.path), named or aspect or Aspect.ALL)
 
 
 def read(uri: str | Selection, cfg: IngestConfig) -> ray.data.Dataset:
