@@ -54,9 +54,23 @@ def score_lines(result: Mapping[str, Any], out: str, top: list[dict[str, Any]]) 
     lines = [f"scored {_n(result['rows_scored'])} of {_n(result['rows_read'])} rows from {_n(result['files'])} "
              f"file(s){skipped}, {_quarantined(result)}{_secs(result)}",
              f"{_n(result['alerts'])} alert(s) in {_n(result.get('incidents', 0))} incident(s)"]
+    lines += coverage_lines(result, "retrain with more of the normal behaviour")
     lines += alert_lines(top)
     lines.append(f"outputs: {out} (scores/, alerts/, incidents/, quarantine/, report.html)")
     return lines
+
+
+def coverage_lines(score: Mapping[str, Any], remedy: str) -> list[str]:
+    """A warning where ten times more rows alerted than the threshold lets through of normal behaviour (at least
+    ten alerts): the normal behaviour trained on most likely does not cover the input's (an input that is mostly
+    attack is the other reading, and the line says neither is certain)."""
+    expected = score.get("expected_alert_rate")
+    rows, alerts = int(score.get("rows_scored") or 0), int(score.get("alerts") or 0)
+    if not expected or not rows or alerts < 10 or alerts / rows < 10 * float(expected):
+        return []
+    return [f"warning: {alerts / rows:.0%} of the rows alerted, where the threshold lets through about "
+            f"{float(expected) * 100:.2g}% of normal behaviour: the training trace likely does not cover this input's "
+            f"normal behaviour ({remedy}), or the input is mostly attack"]
 
 
 def alert_lines(top: list[dict[str, Any]], width: int = 110) -> list[str]:
@@ -86,6 +100,7 @@ def run_lines(result: Mapping[str, Any]) -> list[str]:
                    if ev.get("malicious_with_benign_twin") else "")
         lines.append(f"labelled: {_n(ev['malicious'])} malicious of {_n(ev['scored'])}: AUC-ROC {ev['auc_roc']:.3f}, "
                      f"PR-AUC {ev['pr_auc']:.3f}{ceiling}")
+    lines += coverage_lines(sc, "give more of it with --train")
     lines += alert_lines(result.get("top_alerts") or [])
     if done:
         lines.append(f"done earlier and skipped: {', '.join(done)}")

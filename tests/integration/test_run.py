@@ -53,6 +53,7 @@ def test_run_is_quiet_resumable_and_refuses_other_settings(fresh_run: FreshRun, 
     assert stages["embed"]["rows"] == 3000 and stages["score"]["rows_read"] == 2000
     assert stages["score"]["rows_scored"] + stages["score"]["rows_quarantined"] == 2000
     assert result["evaluation"]["auc_roc"] > 0.9 and stages["score"]["alerts"] > 0
+    assert stages["score"]["expected_alert_rate"] == 0.01  # the 99th percentile of benign training scores
     tops = result["top_alerts"]  # the top distinct sentences, each with how many alerts share it
     assert len({t["sentence"] for t in tops}) == len(tops)
     assert sum(t["alerts"] for t in tops) <= stages["score"]["alerts"]
@@ -60,6 +61,7 @@ def test_run_is_quiet_resumable_and_refuses_other_settings(fresh_run: FreshRun, 
     summary = "\n".join(err)
     assert f"{stages['score']['alerts']} alert(s) in {stages['score']['incidents']} incident(s)" in summary
     assert f"AUC-ROC {result['evaluation']['auc_roc']:.3f}" in summary
+    assert "warning:" not in summary  # 5% of the rows alerted: attacks, not a training trace that misses the input
     assert (out / "scores" / "report.html").is_file() and f"report: {out}/scores/report.html" in summary
     from tests.browser import render
 

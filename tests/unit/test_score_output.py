@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -52,3 +53,29 @@ def test_run_summary_says_what_the_sentences_allow_only_where_labels_disagree() 
     clean = {**result, "evaluation": {**ev, "sentence_ceiling": 1.0, "malicious_with_benign_twin": 0}}
     (line,) = [ln for ln in run_lines(clean) if ln.startswith("labelled:")]
     assert line.endswith("PR-AUC 0.700")
+
+
+def test_a_flood_of_alerts_is_called_out_against_the_thresholds_rate() -> None:
+    """Far more alerts than a percentile threshold lets through of normal behaviour (BETH's 100-row head sample:
+    every row of the test file alerted with the rarity detector) gets one warning line; an alert rate near the
+    expected one, an F1 threshold (no promised rate) or a handful of alerts gets none."""
+    from aptray.commands.summary import run_lines, score_lines
+
+    def score(alerts: int, rows: int = 100, expected: float | None = 0.01) -> dict[str, Any]:
+        return {"rows_scored": rows, "rows_read": rows, "rows_quarantined": 0, "alerts": alerts, "incidents": 1,
+                "files": 1, "expected_alert_rate": expected}
+
+    def warned(lines: list[str]) -> list[str]:
+        return [ln for ln in lines if ln.startswith("warning:")]
+
+    run = {"stages": {"embed": {"rows": 100, "distinct_sentences": 30}, "train": {"model": "rarity"},
+                      "score": score(100)}, "outputs": {"report": "r.html"}}
+    (line,) = warned(run_lines(run))
+    assert line == ("warning: 100% of the rows alerted, where the threshold lets through about 1% of normal "
+                    "behaviour: the training trace likely does not cover this input's normal behaviour (give more "
+                    "of it with --train), or the input is mostly attack")
+    (line,) = warned(score_lines(score(300, 1000), "out", []))
+    assert line.startswith("warning: 30% of the rows alerted") and "(retrain with more of the normal" in line
+    assert not warned(score_lines(score(99, 1000), "out", []))  # 9.9%: under ten times the expected 1%
+    assert not warned(score_lines(score(9, 10), "out", []))  # fewer than ten alerts: too few to say
+    assert not warned(score_lines(score(100, expected=None), "out", []))  # F1 threshold: no promised rate
