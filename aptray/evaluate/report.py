@@ -78,7 +78,7 @@ def _ceiling(target: dict[str, Any]) -> str:
     if not ceiling:
         return "n/a"
     twins = target.get("malicious_with_benign_twin")
-    return fmt(ceiling, "auc_roc").split(" ")[0] + (f" ({twins} twins)" if twins else "")
+    return fmt(ceiling, "auc_roc").split(" ")[0] + (f" ({twins} twin{'s' if twins != 1 else ''})" if twins else "")
 
 
 def merge_metrics(docs: list[dict[str, Any]]) -> dict[str, Any]:
