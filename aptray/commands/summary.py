@@ -74,14 +74,18 @@ def coverage_lines(score: Mapping[str, Any], remedy: str) -> list[str]:
 
 
 def alert_lines(top: list[dict[str, Any]], width: int = 110) -> list[str]:
-    """The top distinct alert sentences, one line each: score, tier, the start of the sentence and, where several
-    alerts share it, how many."""
+    """The top distinct alert sentences, one line each: score, tier, the start of the sentence (its start and end
+    where two of them begin alike beyond the cut) and, where several alerts share it, how many."""
+    shown = top[:3]
+    texts = [str(a.get("sentence") or "") for a in shown]
+    heads = [t if len(t) <= width else t[: width - 3] + "..." for t in texts]
     out = []
-    for a in top[:3]:
-        text = str(a.get("sentence") or "")
-        text = text if len(text) <= width else text[: width - 3] + "..."
+    for a, text, head in zip(shown, texts, heads, strict=True):
+        if heads.count(head) > 1 and len(text) > width:  # they differ after the cut: show the start and the end
+            keep = (width - 3) // 2
+            head = text[:keep] + "..." + text[-(width - 3 - keep):]
         repeats = f" (x{a['alerts']})" if int(a.get("alerts") or 1) > 1 else ""
-        out.append(f"  {float(a['score']):.4g} {a.get('tier') or '':6} {text}{repeats}")
+        out.append(f"  {float(a['score']):.4g} {a.get('tier') or '':6} {head}{repeats}")
     return out
 
 

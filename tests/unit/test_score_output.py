@@ -79,3 +79,18 @@ def test_a_flood_of_alerts_is_called_out_against_the_thresholds_rate() -> None:
     assert not warned(score_lines(score(99, 1000), "out", []))  # 9.9%: under ten times the expected 1%
     assert not warned(score_lines(score(9, 10), "out", []))  # fewer than ten alerts: too few to say
     assert not warned(score_lines(score(100, expected=None), "out", []))  # F1 threshold: no promised rate
+
+
+def test_top_alerts_that_begin_alike_show_where_they_differ() -> None:
+    """Two BETH sentences alike for their first 110 characters were both printed as the same cut line."""
+    from aptray.commands.summary import alert_lines
+
+    start = "Process <pid> (systemd-resolve), child of process <pid>, as user 101, opened /run/systemd/netif/links/5"
+    top = [{"sentence": f"{start} with flags O_RDONLY|{flag}.", "score": 0.0036, "tier": "high", "alerts": 11}
+           for flag in ("O_CLOEXEC", "O_LARGEFILE")]
+    top.append({"sentence": "Process <pid> (sshd) " + "x" * 120, "score": 0.001, "tier": "low", "alerts": 1})
+    lines = alert_lines(top)
+    assert len(set(lines[:2])) == 2 and lines[0].endswith("O_RDONLY|O_CLOEXEC. (x11)")
+    assert lines[1].endswith("O_RDONLY|O_LARGEFILE. (x11)") and lines[0].startswith("  0.0036 high   Process <pid>")
+    assert lines[2].endswith("x...")  # alone beyond its cut: the start, as before
+    assert all(len(ln) < 140 for ln in lines)
