@@ -41,8 +41,10 @@ def register(app: typer.Typer) -> None:
                              "score.allow_format_mismatch": allow_format_mismatch or None})
         result = run_score(input, out, cfg)
         from aptray.commands.summary import score_lines
-        from aptray.evaluate.score_output import top_alerts
+        from aptray.evaluate.score_output import evaluate_scores, top_alerts
 
-        emit({k: result[k] for k in ("rows_read", "rows_scored", "rows_quarantined", "alerts", "incidents", "files",
-                                     "files_skipped", "source", "aspect", "lines", "distinct_sentences",
-                                     "encoded", "seconds")}, score_lines(result, out, top_alerts(out, 3)))
+        evaluation = evaluate_scores(out)  # AUC-ROC / PR-AUC where the trace carries labels, as aptray run gives
+        emit({**{k: result[k] for k in ("rows_read", "rows_scored", "rows_quarantined", "alerts", "incidents",
+                                        "files", "files_skipped", "source", "aspect", "lines", "distinct_sentences",
+                                        "encoded", "seconds")}, "evaluation": evaluation},
+             score_lines(result, out, top_alerts(out, 3), evaluation))

@@ -48,16 +48,32 @@ def train_lines(result: Mapping[str, Any]) -> list[str]:
     return [line + _secs(result), f"artifact: {result['artifact']}"]
 
 
-def score_lines(result: Mapping[str, Any], out: str, top: list[dict[str, Any]]) -> list[str]:
-    """``aptray score``: rows, quarantine, alerts and incidents, the top alerts, where."""
+def score_lines(result: Mapping[str, Any], out: str, top: list[dict[str, Any]],
+                evaluation: Mapping[str, Any] | None = None) -> list[str]:
+    """``aptray score``: rows, quarantine, alerts and incidents, the evaluation where labelled, the top alerts,
+    where."""
     skipped = f", {_n(result['files_skipped'])} done earlier" if result.get("files_skipped") else ""
     lines = [f"scored {_n(result['rows_scored'])} of {_n(result['rows_read'])} rows from {_n(result['files'])} "
              f"file(s){skipped}, {_quarantined(result)}{_secs(result)}",
              f"{_n(result['alerts'])} alert(s) in {_n(result.get('incidents', 0))} incident(s)"]
+    lines += evaluation_lines(evaluation or {})
     lines += coverage_lines(result, "retrain with more of the normal behaviour")
     lines += alert_lines(top)
     lines.append(f"outputs: {out} (scores/, alerts/, incidents/, quarantine/, report.html)")
     return lines
+
+
+def evaluation_lines(ev: Mapping[str, Any]) -> list[str]:
+    """The ``labelled:`` line of a scored trace with labels of both kinds
+    (:func:`aptray.evaluate.score_output.evaluate_scores`): AUC-ROC, PR-AUC and, where benign rows share attacks'
+    sentences, what any score of the sentence alone can reach; nothing for an unlabelled trace."""
+    if ev.get("auc_roc") is None:
+        return []
+    ceiling = (f"; any score of the sentence alone reaches at most AUC-ROC {ev['sentence_ceiling']:.3f} here "
+               f"({_n(ev['malicious_with_benign_twin'])} malicious rows share a benign row's sentence)"
+               if ev.get("malicious_with_benign_twin") else "")
+    return [f"labelled: {_n(ev['malicious'])} malicious of {_n(ev['scored'])}: AUC-ROC {ev['auc_roc']:.3f}, "
+            f"PR-AUC {ev['pr_auc']:.3f}{ceiling}"]
 
 
 def coverage_lines(score: Mapping[str, Any], remedy: str) -> list[str]:
@@ -97,13 +113,7 @@ def run_lines(result: Mapping[str, Any]) -> list[str]:
     lines = [f"trained {tr['model']} on {_n(emb['rows'])} rows ({_n(emb['distinct_sentences'])} distinct sentences)"
              f"; scored {_n(sc['rows_scored'])} of {_n(sc['rows_read'])} rows, {_quarantined(sc)}",
              f"{_n(sc['alerts'])} alert(s) in {_n(sc.get('incidents', 0))} incident(s)"]
-    ev = result.get("evaluation") or {}
-    if ev.get("auc_roc") is not None:
-        ceiling = (f"; any score of the sentence alone reaches at most AUC-ROC {ev['sentence_ceiling']:.3f} here "
-                   f"({_n(ev['malicious_with_benign_twin'])} malicious rows share a benign row's sentence)"
-                   if ev.get("malicious_with_benign_twin") else "")
-        lines.append(f"labelled: {_n(ev['malicious'])} malicious of {_n(ev['scored'])}: AUC-ROC {ev['auc_roc']:.3f}, "
-                     f"PR-AUC {ev['pr_auc']:.3f}{ceiling}")
+    lines += evaluation_lines(result.get("evaluation") or {})
     lines += coverage_lines(sc, "give more of it with --train")
     lines += alert_lines(result.get("top_alerts") or [])
     if done:

@@ -321,6 +321,8 @@ def test_score_cli_on_an_unseen_adapt_folder(pipeline: Pipeline, tmp_path: Path,
     assert code == 0, line
     assert line["rows_read"] == line["rows_scored"] + line["rows_quarantined"] == 69  # bovia/clearscope processes
     assert line["aspect"] == "Event"
+    ev = line["evaluation"]  # the folder's ground truth labels it: how the scores rank its 4 attacks, as run says
+    assert (ev["scored"], ev["labelled"], ev["malicious"]) == (69, 69, 4) and 0 <= ev["auc_roc"] <= 1
 
 
 def test_a_mismatched_artifact_is_one_clear_error(pipeline: Pipeline, server: str, tmp_path: Path,

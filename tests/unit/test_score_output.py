@@ -94,3 +94,19 @@ def test_top_alerts_that_begin_alike_show_where_they_differ() -> None:
     assert lines[1].endswith("O_RDONLY|O_LARGEFILE. (x11)") and lines[0].startswith("  0.0036 high   Process <pid>")
     assert lines[2].endswith("x...")  # alone beyond its cut: the start, as before
     assert all(len(ln) < 140 for ln in lines)
+
+
+def test_score_summary_has_the_labelled_line_of_run() -> None:
+    """``aptray score`` of a labelled trace says how its scores rank the attacks, in the line ``aptray run`` prints
+    (one implementation); an unlabelled trace gets none."""
+    from aptray.commands.summary import run_lines, score_lines
+
+    ev = {"scored": 84, "labelled": 84, "malicious": 22, "auc_roc": 0.905, "pr_auc": 0.759}
+    result = {"rows_scored": 84, "rows_read": 84, "rows_quarantined": 0, "alerts": 1, "incidents": 1, "files": 1}
+    lines = score_lines(result, "out", [], ev)
+    assert "labelled: 22 malicious of 84: AUC-ROC 0.905, PR-AUC 0.759" in lines
+    run = {"stages": {"embed": {"rows": 84, "distinct_sentences": 9}, "train": {"model": "ae"}, "score": result},
+           "evaluation": ev, "outputs": {"report": "r.html"}}
+    assert [ln for ln in run_lines(run) if ln.startswith("labelled:")] == [ln for ln in lines
+                                                                          if ln.startswith("labelled:")]
+    assert not [ln for ln in score_lines(result, "out", [], {"scored": 84, "labelled": 0}) if "labelled" in ln]
