@@ -276,15 +276,6 @@ def _remove_orphans(fs: pafs.FileSystem, root: str, live_groups: set[str]) -> in
     return removed
 
 
-def expected_alert_rate(detector: Any) -> float | None:
-    """The share of normal rows a percentile threshold alerts on (1% at the 99th percentile of benign training
-    scores); None for a threshold chosen otherwise (F1 on validation), which promises no rate."""
-    method = str(getattr(detector, "threshold_method_", ""))
-    if not method.startswith("percentile"):
-        return None
-    return round(1.0 - float(detector.percentile) / 100.0, 6)
-
-
 def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]:
     """Score every file under ``input_uri`` with the artifact ``cfg.score.artifact``; resumable.
 
@@ -392,7 +383,7 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
         "files_skipped": skipped,
         "source": source.value,
         "aspect": aspect.value if aspect else None,
-        "expected_alert_rate": expected_alert_rate(detector),
+        "expected_alert_rate": detector.expected_alert_rate(),
         **embedded,
         "seconds": round(time.perf_counter() - start, 3),
     }

@@ -159,6 +159,13 @@ class Detector(ABC):
         self.threshold_method_ = "f1"
         return self
 
+    def expected_alert_rate(self) -> float | None:
+        """The share of normal rows the threshold alerts on (1% at the 99th percentile of benign training scores);
+        None for a threshold chosen otherwise (F1 on validation), which promises no rate."""
+        if not self.threshold_method_.startswith("percentile"):  # as set_threshold_percentile names it
+            return None
+        return round(1.0 - float(self.percentile) / 100.0, 6)
+
     def predict(self, X: np.ndarray) -> np.ndarray:
         """1 where the score reaches ``threshold_``, else 0."""
         return (self.decision_function(X) >= self.threshold_).astype(np.int8)

@@ -74,26 +74,20 @@ def header_mismatch(names: list[str], aspect: Aspect) -> str | None:
     if not names:
         return None
     kinds = Counter(_column_kind(n) for n in names)
-    if kinds[_column_kind_of(aspect)]:
+    if kinds[{Aspect.ALL: "all", Aspect.EVENT: "event"}.get(aspect, "other")]:
         return None
-    likely, _ = kinds.most_common(1)[0]
+    files, read_as = _KINDS[kinds.most_common(1)[0][0]]
     example = ", ".join(names[:2]) + (", ..." if len(names) > 2 else "")
-    return (f"its columns ({example}) are those of {_KIND_FILES[likely]}, not of Process{aspect.value}.csv: "
-            f"read it as {_KIND_ASPECTS[likely]}")
+    return f"its columns ({example}) are those of {files}, not of Process{aspect.value}.csv: read it as {read_as}"
 
 
-#: Column kinds of the ADAPT contexts (:func:`header_mismatch`) and what each means to a user.
-_KIND_FILES = {"all": "ProcessAll.csv (X0_..X3_ prefixes)", "event": "ProcessEvent.csv (EVENT_* types)",
-               "other": "ProcessExec, ProcessParent or ProcessNetflow.csv"}
-_KIND_ASPECTS = {"all": "All", "event": "Event", "other": "Exec, Parent or Netflow"}
+#: Column kinds of the ADAPT contexts (:func:`header_mismatch`): the files that have them, the aspects they are.
+_KINDS = {"all": ("ProcessAll.csv (X0_..X3_ prefixes)", "All"), "event": ("ProcessEvent.csv (EVENT_* types)", "Event"),
+          "other": ("ProcessExec, ProcessParent or ProcessNetflow.csv", "Exec, Parent or Netflow")}
 
 
 def _column_kind(name: str) -> str:
     return "all" if name[:3] in ALL_PREFIXES else "event" if name.startswith("EVENT_") else "other"
-
-
-def _column_kind_of(aspect: Aspect) -> str:
-    return "all" if aspect is Aspect.ALL else "event" if aspect is Aspect.EVENT else "other"
 
 
 def record_id(uuid: str) -> str:
