@@ -11,7 +11,9 @@ import html
 import json
 import re
 import shutil
+import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +38,32 @@ function check() {{
 </script></body></html>"""
 
 
-def chromium() -> str:
-    """The browser's path; skips the test (with the install command) where it is absent."""
+#: How long a browser check waits for an install still running (``.ci/run`` installs chromium beside the tests).
+INSTALL_WAIT_S = 900
+
+
+def _installed() -> str | None:
     for name in ("chromium", "chromium-browser", "google-chrome"):
         path = shutil.which(name)
         if path:
             return path
+    return None
+
+
+def chromium() -> str:
+    """The browser's path; skips the test (with the install command) where it is absent.
+
+    Where ``$APTRAY_BROWSER_PENDING`` names a file that does not exist yet, an install is still running (``.ci/run``
+    starts one beside the tests): the check waits for that file, at most :data:`INSTALL_WAIT_S`, and looks again.
+    """
+    pending = os.environ.get("APTRAY_BROWSER_PENDING")
+    deadline = time.monotonic() + INSTALL_WAIT_S
+    while (path := _installed()) is None and pending and not Path(pending).exists() and time.monotonic() < deadline:
+        time.sleep(2)
+    if path is None:
+        path = _installed()
+    if path:
+        return path
     pytest.skip("no headless browser: apt-get install -y chromium (.ci/run installs it)")
 
 
