@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import shutil
-import os
 import subprocess
 import time
 from pathlib import Path
