@@ -284,7 +284,9 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
     ``cfg.score.allow_format_mismatch``.
 
     Returns:
-        ``rows_read``, ``rows_scored``, ``rows_quarantined``, ``alerts``, ``files``, ``files_skipped``,
+        ``rows_read``, ``rows_scored``, ``rows_quarantined``, ``alerts``, ``files`` (listed, each resumed on its
+        own), ``files_read`` (parsed: an ADAPT folder's ground truth and other contexts are listed, not read),
+        ``files_skipped``,
         ``source``, ``aspect``, ``distinct_sentences``, ``encoded`` (this run), ``attributed_alerts`` (this run),
         ``incidents``, ``seconds`` — the row counts are totals over all files, including those done by earlier runs.
     """
@@ -365,9 +367,9 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
                             {"file": f.rel, "size": f.size, "version": file_version(fs_in, f), "group": gid,
                              "group_counts": group_counts, "artifact": artifact,
                              "artifact_sha256": hashes, "finished": time.time()})
-            log.info("group %s: %d file(s), %d rows read, %d scored, %d quarantined, %d alert(s)", gid, len(group),
-                     group_counts["rows_read"], group_counts["rows_scored"], group_counts["rows_quarantined"],
-                     group_counts["alerts"])
+            log.info("group %s: %d file(s) read of %d, %d rows read, %d scored, %d quarantined, %d alert(s)", gid,
+                     group_counts["files_read"], len(group), group_counts["rows_read"], group_counts["rows_scored"],
+                     group_counts["rows_quarantined"], group_counts["alerts"])
         if cfg.score.write_alerts and cfg.score.attribute_alerts and window is None:
             explained, pool = attribute_alerts(out_uri, cfg, detector, model, pool)
     finally:
@@ -559,18 +561,19 @@ def _align_template(cfg: AptrayConfig, meta: dict[str, Any]) -> AptrayConfig:
 
 
 def _group_counts(out_uri: str, gid: str) -> dict[str, Any]:
-    from aptray.io.files import line_counts
+    from aptray.io.files import file_line_counts, sum_line_counts
 
     scored = count_rows(join(out_uri, "scores", f"group={gid}"))
     quarantined = count_rows(join(out_uri, "quarantine", f"group={gid}"))
     alerts = count_rows(join(out_uri, "alerts", f"group={gid}"))
+    per_file = file_line_counts(join(out_uri, "lines", f"group={gid}"))
     return {"rows_read": scored + quarantined, "rows_scored": scored, "rows_quarantined": quarantined,
-            "alerts": alerts, "lines": line_counts(join(out_uri, "lines", f"group={gid}"))}
+            "alerts": alerts, "files_read": len(per_file), "lines": sum_line_counts(per_file)}
 
 
 def _totals(fs: pafs.FileSystem, root: str, out_uri: str) -> dict[str, Any]:
     groups = {m["group"] for m in _done_markers(fs, root).values()}
-    totals: dict[str, Any] = {"rows_read": 0, "rows_scored": 0, "rows_quarantined": 0, "alerts": 0}
+    totals: dict[str, Any] = {"rows_read": 0, "rows_scored": 0, "rows_quarantined": 0, "alerts": 0, "files_read": 0}
     lines: dict[str, int] = {}
     for gid in sorted(groups):
         for k, v in _group_counts(out_uri, gid).items():

@@ -53,14 +53,20 @@ def score_lines(result: Mapping[str, Any], out: str, top: list[dict[str, Any]],
     """``aptray score``: rows, quarantine, alerts and incidents, the evaluation where labelled, the top alerts,
     where."""
     skipped = f", {_n(result['files_skipped'])} done earlier" if result.get("files_skipped") else ""
-    lines = [f"scored {_n(result['rows_scored'])} of {_n(result['rows_read'])} rows from {_n(result['files'])} "
-             f"file(s){skipped}, {_quarantined(result)}{_secs(result)}",
+    read, listed = result.get("files_read", result["files"]), result["files"]
+    files = f"{_n(read)} file(s)" if read == listed else f"{_n(read)} of {_n(listed)} file(s) listed"
+    lines = [f"scored {_n(result['rows_scored'])} of {_n(result['rows_read'])} rows from {files}{skipped}, "
+             f"{_quarantined(result)}{_secs(result)}",
              f"{_n(result['alerts'])} alert(s) in {_n(result.get('incidents', 0))} incident(s)"]
     lines += evaluation_lines(evaluation or {})
     lines += coverage_lines(result, "retrain with more of the normal behaviour")
     lines += alert_lines(top)
     lines.append(f"outputs: {out} (scores/, alerts/, incidents/, quarantine/, report.html)")
     return lines
+
+
+def _twins(n: int) -> str:
+    return f"{_n(n)} malicious row shares" if n == 1 else f"{_n(n)} malicious rows share"
 
 
 def evaluation_lines(ev: Mapping[str, Any]) -> list[str]:
@@ -70,7 +76,7 @@ def evaluation_lines(ev: Mapping[str, Any]) -> list[str]:
     if ev.get("auc_roc") is None:
         return []
     ceiling = (f"; any score of the sentence alone reaches at most AUC-ROC {ev['sentence_ceiling']:.3f} here "
-               f"({_n(ev['malicious_with_benign_twin'])} malicious rows share a benign row's sentence)"
+               f"({_twins(int(ev['malicious_with_benign_twin']))} a benign row's sentence)"
                if ev.get("malicious_with_benign_twin") else "")
     return [f"labelled: {_n(ev['malicious'])} malicious of {_n(ev['scored'])}: AUC-ROC {ev['auc_roc']:.3f}, "
             f"PR-AUC {ev['pr_auc']:.3f}{ceiling}"]

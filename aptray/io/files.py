@@ -132,22 +132,43 @@ def record_lines(file: InputFile, physical: int, lines: Counter[str], counts_dir
     return counts
 
 
-def line_counts(counts_dir: str) -> dict[str, int]:
-    """The sums of the per-file line counts under ``counts_dir`` (empty when none were written)."""
+def size_text(nbytes: int) -> str:
+    """A byte count for a log line: ``812 B``, ``5.4 kB``, ``2.5 MB``, ``1.2 GB``."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes} B"
+
+
+def file_line_counts(counts_dir: str) -> list[dict[str, Any]]:
+    """The line counts under ``counts_dir``, one dict per file a reader parsed (``file`` and the counts; none when
+    none were written): the files read, e.g. an ADAPT folder's context files, not its ground truth."""
     import pyarrow.fs as pafs_
 
     from aptray.io.fs import resolve
 
     fs, root = resolve(counts_dir)
-    totals = {"lines": 0, **dict.fromkeys(LINE_CLASSES, 0), "unaccounted": 0}
     if fs.get_file_info(root).type == pafs_.FileType.NotFound:
-        return totals
+        return []
+    out = []
     for info in fs.get_file_info(pafs_.FileSelector(root, recursive=True)):
         if info.path.endswith(".json"):
             with fs.open_input_stream(info.path) as fh:
-                one = json.loads(fh.read())
-            for k in totals:
-                totals[k] += int(one.get(k, 0))
+                out.append(json.loads(fh.read()))
+    return out
+
+
+def line_counts(counts_dir: str) -> dict[str, int]:
+    """The sums of the per-file line counts under ``counts_dir`` (zeros when none were written)."""
+    return sum_line_counts(file_line_counts(counts_dir))
+
+
+def sum_line_counts(per_file: list[dict[str, Any]]) -> dict[str, int]:
+    """The sums of per-file line counts (``lines``, each of :data:`LINE_CLASSES`, ``unaccounted``)."""
+    totals = {"lines": 0, **dict.fromkeys(LINE_CLASSES, 0), "unaccounted": 0}
+    for one in per_file:
+        for k in totals:
+            totals[k] += int(one.get(k, 0))
     return totals
 
 
@@ -192,7 +213,7 @@ def files_dataset(
         fs, files = list_input(uri, suffixes, cfg)
     items = [{"path": f.path, "rel": f.rel, "size": f.size} for f in files]
     where = getattr(uri, "root", uri)  # a Selection names its root
-    log.info("reading %d file(s), %.1f MB from %s", len(files), sum(f.size for f in files) / 1e6, where)
+    log.info("reading %d file(s), %s from %s", len(files), size_text(sum(f.size for f in files)), where)
     return ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(
         _ReadFiles(fs, parser, cfg),  # type: ignore[arg-type]
         batch_size=1,

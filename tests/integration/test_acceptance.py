@@ -253,6 +253,9 @@ def test_pipeline(cell: tuple[Case, DetectorName], pipeline: Pipeline, server: s
     assert scored["aspect"] == (case.aspect.value if case.aspect else None)
     assert scored["rows_scored"] > 0
     assert scored["rows_read"] == scored["rows_scored"] + scored["rows_quarantined"]
+    # the files parsed: an ADAPT folder lists its ground truth and every context file, and reads one of them
+    read = 1 if case.source is Source.ADAPT else scored["files"]
+    assert (scored["files_read"], scored["files"] > read) == (read, case.source is Source.ADAPT)
     batch = _scores(Path(scored["out"]))
     assert len(batch) == scored["rows_scored"]
     manifest = json.loads((Path(scored["out"]) / "manifest.json").read_text())

@@ -49,7 +49,7 @@ def test_run_summary_says_what_the_sentences_allow_only_where_labels_disagree() 
     result = {"stages": stages, "evaluation": ev, "outputs": {"report": "out/scores/report.html"}}
     (line,) = [ln for ln in run_lines(result) if ln.startswith("labelled:")]
     assert line.endswith("AUC-ROC 0.800, PR-AUC 0.700; any score of the sentence alone reaches at most AUC-ROC "
-                         "0.944 here (1 malicious rows share a benign row's sentence)")
+                         "0.944 here (1 malicious row shares a benign row's sentence)")
     clean = {**result, "evaluation": {**ev, "sentence_ceiling": 1.0, "malicious_with_benign_twin": 0}}
     (line,) = [ln for ln in run_lines(clean) if ln.startswith("labelled:")]
     assert line.endswith("PR-AUC 0.700")
@@ -110,3 +110,22 @@ def test_score_summary_has_the_labelled_line_of_run() -> None:
     assert [ln for ln in run_lines(run) if ln.startswith("labelled:")] == [ln for ln in lines
                                                                           if ln.startswith("labelled:")]
     assert not [ln for ln in score_lines(result, "out", [], {"scored": 84, "labelled": 0}) if "labelled" in ln]
+
+
+def test_score_summary_names_the_files_read_where_more_were_listed() -> None:
+    """An ADAPT folder lists five files (four contexts and the ground truth) and reads one: the summary said "from 5
+    file(s)"."""
+    from aptray.commands.summary import score_lines
+
+    result = {"rows_scored": 69, "rows_read": 69, "rows_quarantined": 0, "alerts": 3, "incidents": 3, "files": 5,
+              "files_read": 1, "files_skipped": 0}
+    assert score_lines(result, "out", [])[0] == "scored 69 of 69 rows from 1 of 5 file(s) listed, none quarantined"
+    same = {**result, "files": 3, "files_read": 3, "files_skipped": 1}
+    assert score_lines(same, "out", [])[0] == "scored 69 of 69 rows from 3 file(s), 1 done earlier, none quarantined"
+
+
+def test_sizes_in_log_lines_keep_small_inputs_visible() -> None:
+    from aptray.io.files import size_text
+
+    assert [size_text(n) for n in (0, 812, 21_504, 2_500_000, 1_234_000_000)] == [
+        "0 B", "812 B", "21.5 kB", "2.5 MB", "1.2 GB"]
