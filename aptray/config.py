@@ -368,6 +368,14 @@ class ServeConfig(_Section):
         "2-core machine one replica on 2 threads did 131.7 events/s at concurrency 32 against 63.8 on one, and with "
         "another process keeping a core busy 71.2 against 66.4 (bench/serve.py). The raw model on 2 threads "
         "collapses at batch 1 under such load (OpenMP threads spin-wait on a preempted one); a replica did not.")
+    omp_passive: bool = Field(
+        True, description="OMP_WAIT_POLICY=PASSIVE in the replica's environment: torch's OpenMP threads sleep when a "
+        "forward pass ends instead of spinning, so the replica's event loop (parsing, templating, answering) and Ray's "
+        "threads get the cores between passes. A/B on a 2-core machine, two runs each (bench/serve.py --levels 1 32 "
+        "[--omp-active], one BETH event per request): at concurrency 1 p50 30.7 and 31.2 ms against 34.4 and 33.4 "
+        "spinning, p99 43.9 and 47.4 against 53.8 and 51.7, the replica's CPU per request 37.2 and 37.6 ms against "
+        "41.6; at 32 the same within noise (106.5 and 113.6 events/s against 98.4 and 116.1). False leaves the "
+        "nodes' setting (the embed job's actors keep spinning: their passes follow each other).")
     access_log: bool = Field(True, description="Ray Serve's access log line per request, in the replica's log file "
                                                "under Ray's log folder (never on the terminal); off saves its cost "
                                                "per request (bench/serve.py measures both).")

@@ -260,6 +260,8 @@ def main() -> None:
     ap.add_argument("--max-batch-size", type=int, default=64)
     ap.add_argument("--wait", type=float, default=None, help="batch_wait_timeout_s (default: the config's)")
     ap.add_argument("--refill", type=float, default=None, help="batch_refill (default: the config's)")
+    ap.add_argument("--omp-active", action="store_true",
+                    help="leave the replica's OpenMP threads spinning between passes (serve.omp_passive false)")
     ap.add_argument("--cache", action="store_true", help="keep the replica's embedding LRU on")
     ap.add_argument("--no-access-log", action="store_true", help="turn Serve's per-request access log off")
     ap.add_argument("--paths", nargs="+", choices=["default", "proxy"], default=["default", "proxy"],
@@ -299,7 +301,7 @@ def main() -> None:
     key_file.write_text(KEY + "\n")
     port = free_port()
     chosen = {"batch_wait_timeout_s": args.wait, "batch_refill": args.refill, "torch_threads": args.threads,
-              "num_cpus": args.num_cpus}
+              "num_cpus": args.num_cpus, "omp_passive": False if args.omp_active else None}
     overrides: dict[str, Any] = {k: v for k, v in chosen.items() if v is not None}
     cfg = ServeConfig(artifact=artifact, port=port, proxy_port=free_port(), api_key_file=str(key_file),
                       max_batch_size=args.max_batch_size,
@@ -315,7 +317,7 @@ def main() -> None:
     run(cfg)
     print(json.dumps({"serve_ready_s": round(time.perf_counter() - t0, 1), "batch_wait_timeout_s":
                       cfg.batch_wait_timeout_s, "batch_refill": cfg.batch_refill, "max_batch_size": cfg.max_batch_size,
-                      "access_log": cfg.access_log, "num_cpus": cfg.num_cpus,
+                      "access_log": cfg.access_log, "num_cpus": cfg.num_cpus, "omp_passive": cfg.omp_passive,
                       "torch_threads": node_threads(cfg.replicas_per_node(), cfg.torch_threads)}), flush=True)
     urls = serve_urls(cfg)
     paths = {"default": f"{urls['url']}/v1/score", "proxy": f"{urls['proxy_url']}/v1/score"}

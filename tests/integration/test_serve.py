@@ -97,6 +97,22 @@ def _auth(key: str = KEY) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+def test_replica_openmp_threads_sleep_between_passes(server: str) -> None:
+    """The replica starts with OMP_WAIT_POLICY=PASSIVE (serve.omp_passive): its torch threads do not spin on the
+    cores its event loop needs between forward passes."""
+    import subprocess
+
+    pids = subprocess.run(["pgrep", "-f", "ServeReplica:"], capture_output=True, text=True).stdout.split()
+    envs = []
+    for pid in pids:
+        try:
+            envs.append(Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"))
+        except OSError:  # exited meanwhile (another worker's app)
+            continue
+    assert envs, "no Serve replica process found"
+    assert all(b"OMP_WAIT_POLICY=PASSIVE" in env for env in envs)
+
+
 def test_scores_equal_batch_scorer(server: str, trained: dict[str, Any], shared_data: Path) -> None:
     import httpx
 

@@ -34,7 +34,10 @@ def test_deployment_options_from_config() -> None:
     fixed = deployment_options(ServeConfig(replicas=3, max_ongoing_requests=16, num_cpus=1, num_gpus=0.5))
     assert fixed["num_replicas"] == 3 and "autoscaling_config" not in fixed
     assert fixed["max_ongoing_requests"] == 16
-    assert fixed["ray_actor_options"] == {"num_cpus": 1, "num_gpus": 0.5}
+    assert fixed["ray_actor_options"] == {"num_cpus": 1, "num_gpus": 0.5,
+                                          "runtime_env": {"env_vars": {"OMP_WAIT_POLICY": "PASSIVE"}}}
+    spinning = deployment_options(ServeConfig(num_cpus=1, omp_passive=False))
+    assert spinning["ray_actor_options"] == {"num_cpus": 1, "num_gpus": 0}
     auto = deployment_options(ServeConfig(autoscaling=ServeAutoscaling(min_replicas=0, max_replicas=5)))
     assert "num_replicas" not in auto
     assert auto["autoscaling_config"]["max_replicas"] == 5 and auto["autoscaling_config"]["initial_replicas"] == 1
