@@ -134,15 +134,23 @@ def register(app: typer.Typer) -> None:
              [f"serving {sc.artifact} at {info['url']}/v1/score ({info['path']})",
               f"API keys from {keys_from}; send one as X-API-Key or Authorization: Bearer",
               f"docs: {info['docs']}   (Ctrl-C stops)"])
+        import signal
         import time
 
         from ray import serve as ray_serve
 
+        def _stop(signum: int, _frame: object) -> None:
+            raise KeyboardInterrupt(signal.Signals(signum).name)
+
+        # SIGTERM (docker stop, systemd, kill) stops it as Ctrl-C does; Ray's own handler dumped a stack trace instead
+        signal.signal(signal.SIGTERM, _stop)
         try:
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
+            log.info("stopping: in-flight requests finish, then the replicas and the local cluster stop")
             ray_serve.shutdown()
+            log.info("stopped")
 
     @app.command("serve-config")
     def serve_config(

@@ -130,11 +130,12 @@ def test_serve_the_run(fresh_run: FreshRun) -> None:
         assert scores[0] == scores[1] and len(scores[0]) == len(events) - 1  # the header line is not an event
         assert httpx.get(info["docs"], timeout=30).status_code == 200
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)  # what docker stop and systemd send: stops as Ctrl-C does
         try:
             _, err = proc.communicate(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
             _, err = proc.communicate()
         time.sleep(1)
-    assert key not in err and "serving " in err and len(err.splitlines()) <= 12, err
+    assert proc.returncode == 0 and err.rstrip().endswith("stopped") and "logging.cc" not in err, err
+    assert key not in err and "serving " in err and len(err.splitlines()) <= 14, err
