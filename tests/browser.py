@@ -58,10 +58,9 @@ def chromium() -> str:
     """
     pending = os.environ.get("APTRAY_BROWSER_PENDING")
     deadline = time.monotonic() + INSTALL_WAIT_S
-    while (path := _installed()) is None and pending and not Path(pending).exists() and time.monotonic() < deadline:
+    while pending and not Path(pending).exists() and _installed() is None and time.monotonic() < deadline:
         time.sleep(2)
-    if path is None:
-        path = _installed()
+    path = _installed()
     if path:
         return path
     pytest.skip("no headless browser: apt-get install -y chromium (.ci/run installs it)")

@@ -432,11 +432,12 @@ def _score_windows(loaded: LoadedDetector, X: np.ndarray, prepared: Any) -> tupl
 def deployment_options(cfg: ServeConfig) -> dict[str, Any]:
     """Serve deployment options from the config: replicas or autoscaling, concurrency, CPUs/GPUs, the replica's
     OpenMP wait policy (``cfg.omp_passive``)."""
+    actor: dict[str, Any] = {"num_cpus": cfg.num_cpus, "num_gpus": cfg.num_gpus}
+    if cfg.omp_passive:
+        actor["runtime_env"] = {"env_vars": {"OMP_WAIT_POLICY": "PASSIVE"}}
     opts: dict[str, Any] = {
         "max_ongoing_requests": cfg.max_ongoing_requests,
-        "ray_actor_options": {"num_cpus": cfg.num_cpus, "num_gpus": cfg.num_gpus,
-                              **({"runtime_env": {"env_vars": {"OMP_WAIT_POLICY": "PASSIVE"}}} if cfg.omp_passive
-                                 else {})},
+        "ray_actor_options": actor,
         "health_check_period_s": 10,
         "logging_config": {"enable_access_log": cfg.access_log},
     }
