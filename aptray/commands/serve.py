@@ -127,13 +127,6 @@ def register(app: typer.Typer) -> None:
             log.warning("direct ingress on a running cluster needs %s in its nodes' environment",
                         ", ".join(f"{k}={v}" for k, v in env.items()))
         os.environ.update(env)  # read by the local cluster's processes when they start
-        init_ray(cfg.ray)
-        run(sc)
-        info, keys_from = serve_urls(sc), key_source(sc)
-        emit({**info, "app": sc.app_name, "artifact": sc.artifact, "api_key_from": keys_from},
-             [f"serving {sc.artifact} at {info['url']}/v1/score ({info['path']})",
-              f"API keys from {keys_from}; send one as X-API-Key or Authorization: Bearer",
-              f"docs: {info['docs']}   (Ctrl-C stops)"])
         import signal
         import time
 
@@ -142,9 +135,17 @@ def register(app: typer.Typer) -> None:
         def _stop(signum: int, _frame: object) -> None:
             raise KeyboardInterrupt(signal.Signals(signum).name)
 
-        # SIGTERM (docker stop, systemd, kill) stops it as Ctrl-C does; Ray's own handler dumped a stack trace instead
+        init_ray(cfg.ray)
+        # SIGTERM (docker stop, systemd, kill) stops it as Ctrl-C does, from here on (Ray's own handler, set by
+        # init_ray, dumped a stack trace instead): while the app deploys too, not only once it is ready
         signal.signal(signal.SIGTERM, _stop)
         try:
+            run(sc)
+            info, keys_from = serve_urls(sc), key_source(sc)
+            emit({**info, "app": sc.app_name, "artifact": sc.artifact, "api_key_from": keys_from},
+                 [f"serving {sc.artifact} at {info['url']}/v1/score ({info['path']})",
+                  f"API keys from {keys_from}; send one as X-API-Key or Authorization: Bearer",
+                  f"docs: {info['docs']}   (Ctrl-C stops)"])
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
