@@ -387,6 +387,14 @@ class ServeConfig(_Section):
         "RAY_SERVE_ENABLE_DIRECT_INGRESS=1 (and HAProxy, RAY_SERVE_ENABLE_HA_PROXY=1, to spread clients over "
         "several replicas) in the nodes' environment.",
     )
+    direct_ingress_drain_s: float = Field(
+        2.0, ge=0,
+        description="With direct ingress, how long a stopping replica keeps answering before it closes (Ray "
+        "Serve's RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S, 30 s by default, meant for a cloud load balancer "
+        "to deregister the replica first); requests in flight finish either way. Set with direct_ingress_port for "
+        "the cluster `aptray serve` starts, where clients reach the replica directly: Ctrl-C or SIGTERM stopped it in "
+        "about 30 s before, so `docker stop`'s 10 s grace killed it first. Behind a load balancer, raise it to the "
+        "balancer's deregistration delay.")
     proxy_port: int | None = Field(
         None, gt=0, lt=65536,
         description="Port of Serve's own HTTP proxy when it must not be `port`: where `aptray serve` lets the "

@@ -470,7 +470,8 @@ def build_app(args: ServeConfig) -> serve.Application:
 
 
 def direct_ingress_env(cfg: ServeConfig) -> dict[str, str]:
-    """Environment that turns on Ray Serve direct ingress on ``cfg.direct_ingress_port`` (empty when unset).
+    """Environment that turns on Ray Serve direct ingress on ``cfg.direct_ingress_port`` (empty when unset), with
+    ``cfg.direct_ingress_drain_s`` as the replica's drain period when it stops.
 
     It must be in the environment of the Ray processes when they start (the driver's, for a local cluster).
     """
@@ -478,7 +479,8 @@ def direct_ingress_env(cfg: ServeConfig) -> dict[str, str]:
         return {}
     port = cfg.direct_ingress_port
     return {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1", "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(port),
-            "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(port + 999)}
+            "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(port + 999),
+            "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": str(cfg.direct_ingress_drain_s)}
 
 
 def run(cfg: ServeConfig, loader: Loader | None = None, blocking: bool = False) -> DeploymentHandle:

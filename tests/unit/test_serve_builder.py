@@ -93,6 +93,10 @@ def test_direct_ingress_is_cluster_environment_not_builder_args() -> None:
     assert env["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "1"
     assert int(env["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"]) == 31234
     assert int(env["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"]) > 31234
+    # the replica's drain when it stops: ours, not Ray's 30 s meant for a cloud load balancer
+    assert float(env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"]) == 2.0
+    drained = ServeConfig(artifact="a", direct_ingress_port=31234, direct_ingress_drain_s=30)
+    assert float(direct_ingress_env(drained)["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"]) == 30.0
     # Ray reads it from the environment when the cluster starts; the builder must not receive it
     (application,) = serve_config_yaml(cfg)["applications"]
     assert "direct_ingress_port" not in application["args"]
