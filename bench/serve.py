@@ -213,7 +213,10 @@ async def load(url: str, payloads: list[dict[str, Any]], concurrency: int, max_r
             "events_per_s": round(events / wall, 1), "status": codes, **percentiles(latencies),
             "replica_p50_ms": round(float(np.percentile(replica_ms, 50)), 2) if replica_ms else None,
             "events_per_micro_batch": round((after["events"] - before["events"]) / batches, 1) if batches else None,
-            **cpu}
+            "model_busy": round((after["model_busy_s"] - before["model_busy_s"]) / wall, 2),
+            "model_ms_per_event": round(1000 * (after["model_busy_s"] - before["model_busy_s"])
+                                        / max(1, after["events"] - before["events"]), 2),
+            "parse_busy": round((after["parse_busy_s"] - before["parse_busy_s"]) / wall, 2), **cpu}
 
 
 def raw_throughput(artifact: str, sentences: list[str], batches: list[int], threads: list[int],
@@ -340,6 +343,7 @@ def main() -> None:
                 res = {"path": path, **asyncio.run(load(url, payloads, c, max(args.requests, 4 * c), args.seconds))}
                 res["vs_raw"] = round(res["events_per_s"] / raw["events_per_s"], 2)
                 res["vs_raw_at_fill"] = round(res["events_per_s"] / raws[fill[c]]["events_per_s"], 2)
+                res["raw_ms_at_fill"] = round(1000 / raws[fill[c]]["events_per_s"], 2)
                 # latency against the raw model's own time for one request's events (the c=1 target's reference)
                 res["p50_vs_raw"] = (round(res["p50_ms"] * raws[args.events]["events_per_s"] / 1000 / args.events, 2)
                                      if c == 1 else None)
@@ -360,13 +364,15 @@ def main() -> None:
               f"{r['vs_raw']:>7} {r['vs_raw_at_fill']:>7}  {r['status']}")
     print(f"'p50/raw' = p50 / the raw model's time for one request's events (batch {args.events}); CPU ms per "
           "request of each process (client: this process, the load generator); 'other' = cores busy with work not "
-          "ours (another user's jobs)")
+          "ours (another user's jobs); 'busy' = share of the time the replica's model passes ran, 'ms/ev' = their "
+          "milliseconds per event (the raw model's at the level's fill in brackets): near 1 busy and ms/ev above "
+          "raw is the model slowed by the request path on its cores")
     print(f"{'path':>6} {'conc':>5} {'p50/raw':>7} {'client':>7} {'replica':>7} {'proxy':>6} {'ray':>6} "
-          f"{'cores':>5} {'other':>5}")
+          f"{'cores':>5} {'other':>5} {'busy':>5} {'ms/ev (raw)':>14}")
     for r in results:
         print(f"{r['path']:>6} {r['concurrency']:>5} {r['p50_vs_raw']!s:>7} {r['cpu_ms_client']:>7} "
               f"{r['cpu_ms_replica']:>7} {r['cpu_ms_proxy']:>6} {r['cpu_ms_ray']:>6} {r['cores_ours']:>5} "
-              f"{r['other_cores']:>5}")
+              f"{r['other_cores']:>5} {r['model_busy']:>5} {r['model_ms_per_event']:>6} ({r['raw_ms_at_fill']})")
 
 
 if __name__ == "__main__":

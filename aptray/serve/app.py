@@ -404,7 +404,9 @@ class OnlineDetector:
                 "micro_batches": sum(st.batches for st in stats),
                 "largest_micro_batch": max((st.largest for st in stats), default=0),
                 "mean_recent_micro_batch": round(sum(recent) / len(recent), 2) if recent else 0.0,
-                "parses": self._preparer.stats.batches, "largest_parse": self._preparer.stats.largest}
+                "parses": self._preparer.stats.batches, "largest_parse": self._preparer.stats.largest,
+                "model_busy_s": round(sum(st.busy_s for st in stats), 3),
+                "parse_busy_s": round(self._preparer.stats.busy_s, 3)}
 
 
 def _invalid(field: str, msg: str, kind: str) -> Any:

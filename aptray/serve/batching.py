@@ -28,6 +28,7 @@ class BatchStats:
     items: int = 0
     batches: int = 0
     largest: int = 0
+    busy_s: float = 0.0  # wall seconds ``fn`` ran (busy_s / elapsed: how much of the time the model worked)
     sizes: deque[int] = field(default_factory=lambda: deque(maxlen=1000))
 
 
@@ -144,6 +145,7 @@ class MicroBatcher(Generic[ItemT, T]):
                 continue
             ended = loop.time()
             expect, until = self._queued() + len(flat), ended + self.refill * (ended - started)
+            self.stats.busy_s += ended - started
             self.stats.items += len(flat)
             self.stats.batches += 1
             self.stats.largest = max(self.stats.largest, len(flat))

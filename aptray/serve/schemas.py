@@ -189,6 +189,10 @@ class Health(_Model):
     mean_recent_micro_batch: float = Field(0.0, description="Mean events per pass over the last 1,000 passes.")
     parses: int = Field(0, description="Parse passes (each may hold several requests' events).")
     largest_parse: int = Field(0, description="Most requests in one parse pass.")
+    model_busy_s: float = Field(0.0, description="Seconds the encoder/detector passes ran: its change over an "
+                                "interval, divided by the interval, is the share of the time the model worked "
+                                "(near 1: the model is the limit; well below under load: the requests' path is).")
+    parse_busy_s: float = Field(0.0, description="Seconds the parse passes ran (parsing and templating).")
 
 
 class ErrorResponse(_Model):

@@ -333,6 +333,8 @@ def test_concurrent_burst_has_no_5xx(server: str, shared_data: Path) -> None:
     assert after["largest_micro_batch"] > 4  # the largest request has 4 events
     assert 0 < after["parses"] - before["parses"] < 64  # and requests that queued together shared one parse
     assert after["largest_parse"] > 1
+    # the busy seconds say how much of the time the model and the parser worked (bench/serve.py's model_busy)
+    assert after["model_busy_s"] > before["model_busy_s"] and after["parse_busy_s"] > before["parse_busy_s"]
 
 
 def test_auditd_online_parse_equals_the_batch_reader(shared_data: Path, ray_cluster: None) -> None:

@@ -45,6 +45,7 @@ def test_requests_arriving_while_the_model_is_busy_share_the_next_batch() -> Non
         model.release.set()
         out = [await first] + [await r for r in rest]
         assert batcher.stats.batches == 2 and batcher.stats.items == 21 and batcher.stats.largest == 20
+        assert 0.09 <= batcher.stats.busy_s < 5  # the first pass was held in the model for 0.1 s
         return out
 
     out = asyncio.run(main())
