@@ -59,10 +59,13 @@ def configure(level: str | int | None = None) -> None:
 
 
 def quiet_ray_console() -> None:
-    """Raise Ray's console handlers (not its log files) to ERROR unless verbose.
+    """Raise Ray's console handlers (not its log files) to CRITICAL unless verbose.
 
     Ray, Ray Data, Ray Train and Ray Serve each attach their own stream handlers to their loggers; the file
-    handlers that write the session logs keep their levels, so nothing is lost, it is only not printed.
+    handlers that write the session logs keep their levels, so nothing is lost, it is only not printed. Errors
+    too: a failed task reaches aptray as an exception, which it reports in a line or two (a user's mistake, such
+    as a file of another source, named with its fix); Ray Data's ERROR records of the same failure printed three
+    tracebacks and "please open an issue on the Ray project" before that line.
     """
     if verbose():
         return
@@ -70,9 +73,9 @@ def quiet_ray_console() -> None:
         logger = logging.getLogger(name)
         for handler in logger.handlers:
             if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
-                handler.setLevel(logging.ERROR)
+                handler.setLevel(logging.CRITICAL)
         if not logger.handlers and logger.propagate is False:
-            logger.setLevel(logging.ERROR)
+            logger.setLevel(logging.CRITICAL)
 
 
 def progress_bars_enabled() -> bool:

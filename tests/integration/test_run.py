@@ -92,6 +92,20 @@ def test_run_is_quiet_resumable_and_refuses_other_settings(fresh_run: FreshRun, 
     assert (redone["stages"]["score"]["files_skipped"], redone["stages"]["score"]["rows_read"]) == (0, 2000)
 
 
+def test_a_wrong_source_is_one_line_not_rays_tracebacks(fresh_run: FreshRun, tmp_path: Path) -> None:
+    """A user's mistake found inside a Ray Data task (a BETH CSV read as auditd) reaches the terminal as aptray's
+    one-line error; Ray Data's ERROR records of it (three tracebacks and "please open an issue on the Ray project",
+    121 lines before) go to Ray's session logs only."""
+    out, env, _ = fresh_run
+    beth = out / "data" / "synthetic_test.csv"
+    proc = subprocess.run([sys.executable, "-m", "aptray", "run", str(beth), "--source", "auditd", "--out",
+                           str(tmp_path / "wrong")], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert err[-1].startswith("aptray: error: ") and "is it BETH CSV (--source beth)?" in err[-1], proc.stderr
+    assert len(err) <= 8 and not [ln for ln in err if any(s in ln for s in (*RAY_INTERNALS, "ERROR"))], proc.stderr
+
+
 @pytest.mark.slow
 def test_serve_the_run(fresh_run: FreshRun) -> None:
     """``aptray serve`` on the run's model, as a user starts it: its default URL answers straight from the replica
