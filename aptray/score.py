@@ -286,9 +286,10 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
     Returns:
         ``rows_read``, ``rows_scored``, ``rows_quarantined``, ``alerts``, ``files`` (listed, each resumed on its
         own), ``files_read`` (parsed: an ADAPT folder's ground truth and other contexts are listed, not read),
-        ``files_skipped``,
-        ``source``, ``aspect``, ``distinct_sentences``, ``encoded`` (this run), ``attributed_alerts`` (this run),
-        ``incidents``, ``seconds`` — the row counts are totals over all files, including those done by earlier runs.
+        ``files_skipped``, ``source``, ``aspect``, ``distinct_sentences``, ``encoded`` (this run),
+        ``attributed_alerts`` (this run), ``incidents``, ``seconds``, ``outputs`` (what the output folder holds) —
+        the row counts are totals over every file the output folder holds, including those done by earlier runs
+        (of this input or, into the same folder, another: ``files_in_output``).
     """
     import pyarrow.fs as pafs_
 
@@ -403,7 +404,15 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
     }
     _write_json(fs, join(root, "manifest.json"), manifest)
     check_lines(result["lines"], f"score {input_uri}")
+    # what the output folder holds (no alerts/ where nothing alerted, no quarantine/ where no row was quarantined)
+    result["outputs"] = [f"{name}/" if info.type == pafs_.FileType.Directory else name
+                         for name in OUTPUTS
+                         if (info := fs.get_file_info(join(root, name))).type != pafs_.FileType.NotFound]
     return result
+
+
+#: What a score output folder may hold, in the order the summary names them.
+OUTPUTS: tuple[str, ...] = ("scores", "alerts", "incidents", "quarantine", "report.html")
 
 
 def _alert_files(out_uri: str) -> tuple[pafs.FileSystem, list[str]]:
@@ -572,8 +581,10 @@ def _group_counts(out_uri: str, gid: str) -> dict[str, Any]:
 
 
 def _totals(fs: pafs.FileSystem, root: str, out_uri: str) -> dict[str, Any]:
-    groups = {m["group"] for m in _done_markers(fs, root).values()}
-    totals: dict[str, Any] = {"rows_read": 0, "rows_scored": 0, "rows_quarantined": 0, "alerts": 0, "files_read": 0}
+    markers = _done_markers(fs, root)
+    groups = {m["group"] for m in markers.values()}
+    totals: dict[str, Any] = {"rows_read": 0, "rows_scored": 0, "rows_quarantined": 0, "alerts": 0, "files_read": 0,
+                              "files_in_output": len(markers)}
     lines: dict[str, int] = {}
     for gid in sorted(groups):
         for k, v in _group_counts(out_uri, gid).items():

@@ -54,14 +54,21 @@ def score_lines(result: Mapping[str, Any], out: str, top: list[dict[str, Any]],
     where."""
     skipped = f", {_n(result['files_skipped'])} done earlier" if result.get("files_skipped") else ""
     read, listed = result.get("files_read", result["files"]), result["files"]
-    files = f"{_n(read)} file(s)" if read == listed else f"{_n(read)} of {_n(listed)} file(s) listed"
+    held = result.get("files_in_output", listed)
+    if held > listed:  # the folder also holds files scored into it from another input: the counts are the folder's
+        files = (f"{_n(read)} of {_n(held)} file(s) in the output folder ({_n(listed)} listed now{skipped})"
+                 if read != held else f"{_n(read)} file(s) in the output folder ({_n(listed)} listed now{skipped})")
+        skipped = ""
+    else:
+        files = f"{_n(read)} file(s)" if read == listed else f"{_n(read)} of {_n(listed)} file(s) listed"
     lines = [f"scored {_n(result['rows_scored'])} of {_n(result['rows_read'])} rows from {files}{skipped}, "
              f"{_quarantined(result)}{_secs(result)}",
              f"{_n(result['alerts'])} alert(s) in {_n(result.get('incidents', 0))} incident(s)"]
     lines += evaluation_lines(evaluation or {})
     lines += coverage_lines(result, "retrain with more of the normal behaviour")
     lines += alert_lines(top)
-    lines.append(f"outputs: {out} (scores/, alerts/, incidents/, quarantine/, report.html)")
+    held = result.get("outputs", ["scores/", "alerts/", "incidents/", "quarantine/", "report.html"])
+    lines.append(f"outputs: {out} ({', '.join(held)})")
     return lines
 
 

@@ -81,12 +81,19 @@ def test_score_accounts_for_every_row_and_resumes(artifact: str, tmp_path: Path)
     assert first["alerts"] > 0
 
     assert first["attributed_alerts"] == first["alerts"]
+    assert {"scores/", "alerts/", "quarantine/"} <= set(first["outputs"])  # alerts and two quarantined rows
     again = run_score(str(d), str(out), cfg)  # everything done: nothing re-scored, nothing duplicated
     assert again["files_skipped"] == 3 and again["attributed_alerts"] == 0  # nor attributed again
     assert {k: again[k] for k in ("rows_read", "rows_scored", "rows_quarantined", "alerts")} == {
         k: first[k] for k in ("rows_read", "rows_scored", "rows_quarantined", "alerts")
     }
     assert _scores(out) == scores
+    assert first["files_in_output"] == again["files_in_output"] == 3
+    # one of the files given alone, into the same folder: done earlier; the counts are still the folder's three files,
+    # and files_in_output says so (the summary said "from 3 of 1 file(s) listed")
+    one = run_score(str(sorted(p for p in d.rglob("*") if p.is_file())[0]), str(out), cfg)
+    assert (one["files"], one["files_skipped"], one["files_in_output"]) == (1, 1, 3)
+    assert one["rows_read"] == first["rows_read"]
 
     # A crash after writing a group but before its markers: the group folder is an orphan and is redone.
     marker = next((out / "_done").glob("*.json"))
@@ -216,6 +223,9 @@ def test_score_of_inputs_that_keep_no_row(artifact: str, tmp_path: Path, capsys:
                             "unaccounted": 0}
     assert pads.dataset(str(tmp_path / "out" / "scores"), format="parquet").schema.remove_metadata().equals(
         scores_schema())
+    # the summary names what the folder holds: no alerts/ or quarantine/ here (it named both whatever was written)
+    assert "scores/" in out["outputs"] and not {"alerts/", "quarantine/"} & set(out["outputs"])
+    assert all((tmp_path / "out" / name).exists() for name in out["outputs"])
     config = tmp_path / "cfg.yaml"
     config.write_text("embed:\n  cpus_per_actor: 0.5\n  actors: 1\n")
     monkeypatch.setattr(sys, "argv", ["aptray", "score", str(d / "synthetic_header.csv"), "--artifact", artifact,

@@ -122,6 +122,14 @@ def test_score_summary_names_the_files_read_where_more_were_listed() -> None:
     assert score_lines(result, "out", [])[0] == "scored 69 of 69 rows from 1 of 5 file(s) listed, none quarantined"
     same = {**result, "files": 3, "files_read": 3, "files_skipped": 1}
     assert score_lines(same, "out", [])[0] == "scored 69 of 69 rows from 3 file(s), 1 done earlier, none quarantined"
+    # one file scored into a folder that already held five (scored from their folder): the counts are the folder's,
+    # and the line says so (it said "from 5 of 1 file(s) listed")
+    more = {**result, "rows_scored": 769, "rows_read": 769, "files": 1, "files_read": 5, "files_in_output": 5,
+            "files_skipped": 1}
+    assert score_lines(more, "out", [])[0] == ("scored 769 of 769 rows from 5 file(s) in the output folder (1 listed "
+                                               "now, 1 done earlier), none quarantined")
+    adapt = {**more, "files_read": 1}
+    assert score_lines(adapt, "out", [])[0].startswith("scored 769 of 769 rows from 1 of 5 file(s) in the output")
 
 
 def test_sizes_in_log_lines_keep_small_inputs_visible() -> None:
