@@ -156,8 +156,8 @@ def _fit_distinct(embeddings_uri: str, cfg: AptrayConfig, spec: Any) -> Fitted:
         raise ValueError(f"{embeddings_uri}: no benign rows to train on")
     keep = usable > 0
     local = tc.workers == 1 and not tc.use_gpu and int(keep.sum()) <= tc.local_max_rows
-    log.info("%s: %d training rows (%d distinct sentences), %d excluded as malicious, %d validation rows; "
-             "training %s", tc.model, int(train_c.sum()), int(keep.sum()), n_excluded, int(val_c.sum()),
+    log.info("%s: %d training rows (%d distinct sentences; %d labelled malicious left out), %d validation rows; "
+             "training %s", tc.model, benign_rows, int(keep.sum()), n_excluded, int(val_c.sum()),
              "in this process" if local else f"on Ray ({tc.workers} worker(s))")
     history: dict[str, Any] = {}
     facts: dict[str, Any] = {"distinct_sentences": len(data), "weighting": "row counts"}
