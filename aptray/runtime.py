@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from aptray.config import RayConfig
@@ -56,8 +56,38 @@ def init_ray(cfg: RayConfig | None = None) -> None:
         )
     ray.data.DataContext.get_current().enable_progress_bars = _progress_bars()
     quiet_ray_console()
+    keep_errors_off_stdout()
     if not loud:
         log.info("Ray's own logs: %s (aptray -v prints them)", ray_logs_dir())
+
+
+def keep_errors_off_stdout() -> None:
+    """Keep the error messages Ray's driver thread prints for the cluster (``(raylet) Task ... failed``) off stdout,
+    which holds the command's one JSON line: on stderr when verbose, else only in this module's debug log.
+
+    Ray prints them to stdout whatever ``log_to_driver`` says (``ray._private.worker.listen_error_messages``);
+    ``aptray serve`` wrote ``(raylet) Task ServeController.graceful_shutdown failed ... killed by ray.kill`` there,
+    with terminal colour codes, after its JSON line at every stop. A failed task that matters reaches aptray as its
+    exception anyway. Patches that module's ``print_to_stdstream`` once, for the cluster's error messages only.
+    """
+    from ray._private import worker
+
+    from aptray.logs import verbose
+
+    printer = worker.print_to_stdstream
+    if getattr(printer, "aptray_routed", False):
+        return
+
+    def route(data: dict[str, Any], ignore_prefix: bool) -> None:
+        if data.get("pid") != "raylet" or data.get("is_err"):
+            printer(data, ignore_prefix)
+        elif verbose():
+            printer({**data, "is_err": True}, ignore_prefix)
+        else:
+            log.debug("Ray: %s", " ".join(str(line) for line in data.get("lines") or []))
+
+    route.aptray_routed = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = route
 
 
 def local_system_config(cfg: RayConfig) -> dict[str, object] | None:

@@ -67,6 +67,37 @@ def key_source(sc: ServeConfig) -> str:
     return " and ".join(where) if where else "nowhere (keys are not required)"
 
 
+def port_in_use(host: str, port: int) -> bool:
+    """Whether another process listens on ``host:port`` (bound as the servers bind: address reuse on, so a port
+    that only has connections closing is free)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def check_ports(sc: ServeConfig) -> None:
+    """Refuse ports another process holds before the cluster starts: Ray would move the replica to the next free port
+    and start a second proxy on the same one, so the ready line named a port that another server answered (a second
+    ``aptray serve`` on the same ``--port`` did, with clients spread over both servers' models on the proxy's).
+
+    Raises:
+        typer.BadParameter: naming the port and the fix.
+    """
+    ports = {"--port": sc.direct_ingress_port or sc.port}
+    if sc.proxy_port and sc.proxy_port != ports["--port"]:
+        ports["Serve's proxy (--port + 1000)"] = sc.proxy_port
+    for what, port in ports.items():
+        if port_in_use(sc.host, port):
+            raise typer.BadParameter(f"{sc.host}:{port} is in use by another process (another aptray serve?); "
+                                     "stop it or pick another --port", param_hint=what)
+
+
 def _named(pairs: list[str] | None) -> dict[str, str] | None:
     """``["cdm=art/cdm", "auditd=art/auditd"]`` -> ``{"cdm": "art/cdm", ...}``."""
     if not pairs:
@@ -122,6 +153,13 @@ def register(app: typer.Typer) -> None:
         joining = bool(cfg.ray.address or os.environ.get("RAY_ADDRESS"))
         if not proxy and not joining:
             default_ingress(sc)
+        if not joining:  # a running cluster's own Serve holds its ports already
+            check_ports(sc)
+        from aptray.artifacts import load_detector
+        from aptray.templating.base import TEMPLATE_VERSION
+
+        for path in [sc.artifact, *sc.models.values()]:  # a missing or bad artifact: its error here, in a line, not
+            load_detector(path, expect_template_version=TEMPLATE_VERSION, trusted=sc.trusted)  # Ray's after 36 s
         env = direct_ingress_env(sc)
         if env and joining:
             log.warning("direct ingress on a running cluster needs %s in its nodes' environment",

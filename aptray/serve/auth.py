@@ -74,7 +74,7 @@ class ApiKeys:
         short = sum(1 for k in keys if len(k) < MIN_KEY_CHARS)
         if short:
             raise ApiKeyError(f"{short} API key(s) from {', '.join(sources)} are shorter than {MIN_KEY_CHARS} chars")
-        log.info("API keys: %d loaded from %s; required=%s", len(keys), ", ".join(sources) or "nowhere", required)
+        log.debug("API keys: %d loaded from %s; required=%s", len(keys), ", ".join(sources) or "nowhere", required)
         return cls([_digest(k) for k in keys], required=required)
 
     @staticmethod

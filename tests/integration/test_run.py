@@ -160,10 +160,10 @@ def test_serve_the_run(fresh_run: FreshRun) -> None:
         signalled = time.monotonic()
         proc.send_signal(signal.SIGTERM)  # what docker stop and systemd send: stops as Ctrl-C does
         try:
-            _, err = proc.communicate(timeout=60)
+            rest, err = proc.communicate(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
-            _, err = proc.communicate()
+            rest, err = proc.communicate()
         stopped_s = time.monotonic() - signalled
         time.sleep(1)
     poster.join(timeout=120)
@@ -171,4 +171,5 @@ def test_serve_the_run(fresh_run: FreshRun) -> None:
     # within docker stop's 10 s grace on a quiet machine (Ray's 30 s direct-ingress drain took 32 s here before)
     assert stopped_s < 15, f"stopping took {stopped_s:.1f} s"
     assert proc.returncode == 0 and err.rstrip().endswith("stopped") and "logging.cc" not in err, err
+    assert rest == "", rest  # stdout holds the ready line only (Ray printed "(raylet) Task ... failed" there)
     assert key not in err and "serving " in err and len(err.splitlines()) <= 14, err

@@ -112,3 +112,29 @@ def test_verbose_shows_the_traceback(artifact_dir: Path, tmp_path: Path, capsys:
                             str(tmp_path / "o")], capsys, monkeypatch)
     assert code == 2 and "Traceback (most recent call last)" in "\n".join(err)
     assert err[-1].startswith("aptray: error: ")
+
+
+def test_serve_refuses_a_port_in_use_and_a_missing_artifact_before_ray(
+        artifact_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second ``aptray serve`` on a port another server holds printed that port as its URL while Ray moved its
+    replica to the next one (and shared the proxy's port with the first server); a missing artifact was Ray's
+    "Deploying application aptray failed" after 36 s, exit 1. Both are now one line, exit 2, before Ray starts."""
+    import socket
+
+    monkeypatch.setenv("APTRAY_API_KEY", "cli-errors-key-0123456789")
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        code, err, _ = _aptray(["serve", str(artifact_dir), "--port", str(port)], capsys, monkeypatch)
+        msg = _one_error(err)
+        assert code == 2 and f"127.0.0.1:{port} is in use by another process" in msg and "--port" in msg
+        # Serve's proxy port (--port + 1000) is checked too
+        code, err, _ = _aptray(["serve", str(artifact_dir), "--port", str(port - 1000)], capsys, monkeypatch)
+        assert code == 2 and f"127.0.0.1:{port} is in use" in _one_error(err)
+    code, err, line = _aptray(["serve", str(tmp_path / "nope"), "--port", str(port)], capsys, monkeypatch)
+    assert code == 2 and line is not None and line["kind"] == "ArtifactError"
+    assert "nope" in _one_error(err)
+    code, err, line = _aptray(["serve", str(artifact_dir), "--port", str(port)], capsys, monkeypatch)
+    assert code == 2 and "config.json is missing" in _one_error(err)

@@ -98,3 +98,27 @@ def test_mask_makes_volatile_tokens_equal() -> None:
     assert mask(a, kinds).to_pylist()[0] == "Process <pid> (bash) read <hex> from <ip>:<port> id <uuid>"
     with pytest.raises(ValueError, match="unknown mask kinds"):
         mask(a, ["colour"])
+
+
+def test_rays_cluster_error_messages_stay_off_stdout(capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray's driver prints the cluster's error messages (``(raylet) Task ... failed``) to stdout whatever
+    ``log_to_driver`` says; ``aptray serve`` wrote one after its JSON line at every stop. Quiet: not printed;
+    verbose: on stderr; a worker's own stdout lines (verbose runs) are left as they were."""
+    from ray._private import worker
+
+    from aptray.runtime import keep_errors_off_stdout
+
+    keep_errors_off_stdout()
+    keep_errors_off_stdout()  # once only: not wrapped twice
+    message = {"lines": ["Task ServeController.graceful_shutdown failed."], "pid": "raylet", "is_err": False}
+    monkeypatch.delenv("APTRAY_VERBOSE", raising=False)
+    worker.print_to_stdstream(dict(message), ignore_prefix=False)
+    assert capsys.readouterr() == ("", "")
+    monkeypatch.setenv("APTRAY_VERBOSE", "1")
+    worker.print_to_stdstream(dict(message), ignore_prefix=False)
+    out, err = capsys.readouterr()
+    assert out == "" and "graceful_shutdown failed" in err
+    worker.print_to_stdstream({"lines": ["a worker's print"], "pid": 1234, "is_err": False, "ip": "127.0.0.1",
+                               "task_name": "t", "actor_name": ""}, ignore_prefix=False)
+    assert "a worker's print" in capsys.readouterr().out
