@@ -158,8 +158,9 @@ def register(app: typer.Typer) -> None:
         from aptray.artifacts import load_detector
         from aptray.templating.base import TEMPLATE_VERSION
 
-        for path in [sc.artifact, *sc.models.values()]:  # a missing or bad artifact: its error here, in a line, not
-            load_detector(path, expect_template_version=TEMPLATE_VERSION, trusted=sc.trusted)  # Ray's after 36 s
+        # a missing or bad artifact: its own error here, in a line, not Ray's deployment failure 36 s later
+        for path in [p for p in (sc.artifact, *sc.models.values()) if p]:
+            load_detector(path, expect_template_version=TEMPLATE_VERSION, trusted=sc.trusted)
         env = direct_ingress_env(sc)
         if env and joining:
             log.warning("direct ingress on a running cluster needs %s in its nodes' environment",
