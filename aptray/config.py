@@ -14,6 +14,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from aptray.errors import ConfigError
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", use_enum_values=False, validate_assignment=True)
@@ -479,9 +481,15 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         if not Path(path).is_file():
             raise FileNotFoundError(f"config file {path} not found (the --config option)")
         with open(path, encoding="utf-8") as fh:
-            loaded = yaml.safe_load(fh) or {}
+            try:
+                loaded = yaml.safe_load(fh) or {}
+            except yaml.YAMLError as exc:  # a user's file: where and what, not the parser's traceback
+                mark = getattr(exc, "problem_mark", None)
+                where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+                problem = getattr(exc, "problem", None) or type(exc).__name__
+                raise ConfigError(f"{path}{where}: not valid YAML ({problem}); fix the --config file") from None
         if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: a config file must hold a mapping at the top level")
+            raise ConfigError(f"{path}: a config file must hold a mapping at the top level (section: keys)")
         data = loaded
     for key, value in (overrides or {}).items():
         if value is None:

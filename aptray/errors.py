@@ -15,6 +15,10 @@ class FormatMismatchError(AptrayError, ValueError):
     """Events of one format (or process context) scored with an artifact trained on another."""
 
 
+class EmptyInputError(AptrayError, ValueError):
+    """A stage that needs rows got none (an empty input, or one whose lines are all headers, labels or context)."""
+
+
 class LineAccountingError(AptrayError, RuntimeError):
     """The readers accounted for fewer (or more) lines than the input has: a reader bug, never silent."""
 

@@ -86,6 +86,7 @@ def run_pipeline(out: str, cfg: AptrayConfig, input_uri: str | None = None, sour
         what = "differs in " + ", ".join(changed) if changed else "another version"
         raise RunConflictError(f"{out} holds a run with other settings ({what}): pass another --out, or --fresh to "
                                "run every stage again")
+    _check_plan(cfg, source, aspect, input_uri)
     done: dict[str, Any] = dict(state.get("stages", {}))
     if fresh:  # the score job resumes file by file: a new model must not find the old one's scores
         from aptray.templating.job import clear_dir
@@ -133,6 +134,19 @@ def run_pipeline(out: str, cfg: AptrayConfig, input_uri: str | None = None, sour
 
 #: Seconds the run keeps its encoder actors between its embed and score stages (they wait out the train stage).
 SHARED_ENCODER_S = 600.0
+
+
+def _check_plan(cfg: AptrayConfig, source: Source, aspect: Aspect | None, input_uri: str) -> None:
+    """A context the source does not build, or a windowed detector for rows without event order: refused before
+    Ray starts (they failed as a crash after the embedding stage)."""
+    from aptray.detectors.registry import detector_spec
+    from aptray.io.sources import source_spec
+    from aptray.templating.job import effective_aspect
+    from aptray.train import check_windowed
+
+    effective = effective_aspect(source, aspect, input_uri)
+    source_spec(source).check_aspect(effective)
+    check_windowed(detector_spec(cfg.train.model), source, effective, f"{input_uri} is read as")
 
 
 def _share_encoders(cfg: AptrayConfig, encoding: list[str]) -> bool:

@@ -94,11 +94,20 @@ class SourceSpec:
         return self.family or self.source
 
     def check_aspect(self, aspect: Aspect | None) -> None:
-        """Raise ValueError when this source cannot build ``aspect`` (None: single events)."""
+        """Refuse an ``aspect`` this source cannot build (None: single events).
+
+        Raises:
+            ConfigError: naming the contexts it builds (a user's ``--aspect``, found before Ray starts).
+        """
         if aspect is None and not self.events:
             return  # ADAPT: no aspect means All
         if aspect is not None and aspect not in self.aspects:
-            raise ValueError(f"{self.source.value} does not build the {aspect.value} context")
+            from aptray.errors import ConfigError
+
+            can = [a.value for a in self.aspects]
+            builds = (f"the {', '.join(can)} context(s)" if can else "no process context") + (
+                ", or single events without --aspect" if self.events else "")
+            raise ConfigError(f"{self.source.value} does not build the {aspect.value} context: it builds {builds}")
 
     def windows_possible(self, aspect: Aspect | None) -> bool:
         """Whether rows of ``aspect`` are ordered single events (so windowed detectors apply)."""

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from aptray.config import Aspect, ThresholdMethod
+from aptray.config import Aspect, Source, ThresholdMethod
+from aptray.errors import EmptyInputError
 
 if TYPE_CHECKING:
     from aptray.config import AptrayConfig
@@ -108,7 +109,7 @@ def _fit_rows(embeddings_uri: str, cfg: AptrayConfig, spec: Any) -> Fitted:
     tc = cfg.train
     data = load_embeddings(embeddings_uri)
     if len(data) == 0:
-        raise ValueError(f"{embeddings_uri}: no embeddings to train on")
+        raise _nothing_to_train(embeddings_uri)
     _check_windows(spec, data.manifest, embeddings_uri)
     X, y_row = data.X, data.y
     y_fit = y_row
@@ -146,14 +147,14 @@ def _fit_distinct(embeddings_uri: str, cfg: AptrayConfig, spec: Any) -> Fitted:
     tc = cfg.train
     data = load_distinct(embeddings_uri)
     if data.rows == 0:
-        raise ValueError(f"{embeddings_uri}: no embeddings to train on")
+        raise _nothing_to_train(embeddings_uri)
     train_c, val_c = split_counts(data.counts, tc.val_fraction, tc.seed)
     det = spec.build(tc, cfg.threshold)
     usable = train_c[:, BENIGN] + train_c[:, UNLABELLED]  # unlabelled rows count as benign, as row-level
     n_excluded = int(train_c[:, MALICIOUS].sum())
     benign_rows = int(usable.sum())
     if benign_rows == 0:
-        raise ValueError(f"{embeddings_uri}: no benign rows to train on")
+        raise EmptyInputError(f"{embeddings_uri}: no benign rows to train on: every row is labelled malicious")
     keep = usable > 0
     local = tc.workers == 1 and not tc.use_gpu and int(keep.sum()) <= tc.local_max_rows
     log.info("%s: %d training rows (%d distinct sentences; %d labelled malicious left out), %d validation rows; "
@@ -253,19 +254,36 @@ def _fit_network(det: Any, benign_train: np.ndarray, val_benign: np.ndarray, cfg
     return res.network, {**res.history, "seconds": res.seconds}
 
 
+def _nothing_to_train(uri: str) -> EmptyInputError:
+    return EmptyInputError(f"{uri}: no embeddings to train on: its input kept no row (see the embed stage's counts; "
+                           "an ADAPT ground-truth file lists labels, not events)")
+
+
 def _check_windows(spec: Any, manifest: dict[str, Any], uri: str) -> None:
     """Windowed detectors need ordered single events: refuse process contexts (ADAPT, or an aspect)."""
-    if not spec.windowed or not manifest.get("source"):
-        return
+    if spec.windowed and manifest.get("source"):
+        aspect = manifest.get("aspect")
+        check_windowed(spec, Source(manifest["source"]), Aspect(aspect) if aspect else None, f"{uri} holds")
+
+
+def check_windowed(spec: Any, source: Source, aspect: Aspect | None, where: str) -> None:
+    """Refuse a windowed detector (``spec``) for rows without event order: process contexts (ADAPT, or an aspect).
+
+    Args:
+        where: how the message names the rows' place (``"OUT/embed holds"``, ``"INPUT is read as"``).
+
+    Raises:
+        ConfigError: naming the detector, the rows and what to train it on.
+    """
+    from aptray.errors import ConfigError
     from aptray.io.sources import source_spec
 
-    source = source_spec(manifest["source"])
-    aspect = manifest.get("aspect")
-    if not source.windows_possible(Aspect(aspect) if aspect else None):
-        what = f"{source.source.value} {aspect} process contexts" if aspect else f"{source.source.value} rows"
-        raise ValueError(f"{spec.name.value} trains on windows of a process's consecutive events, but {uri} holds "
-                         f"{what}, which have no event order; train it on single events (BETH, CDM or auditd "
-                         "without --aspect)")
+    if not spec.windowed or source_spec(source).windows_possible(aspect):
+        return
+    what = f"{source.value} {aspect.value} process contexts" if aspect else f"{source.value} rows"
+    raise ConfigError(f"{spec.name.value} trains on windows of a process's consecutive events, but {where} {what}, "
+                      "which have no event order; train it on single events (BETH, CDM or auditd without --aspect), "
+                      "or pick another --detector")
 
 
 def _validate(det: Any, X_val: np.ndarray, y_val: np.ndarray, w_val: np.ndarray | None = None) -> dict[str, Any]:

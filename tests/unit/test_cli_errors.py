@@ -138,3 +138,35 @@ def test_serve_refuses_a_port_in_use_and_a_missing_artifact_before_ray(
     assert "nope" in _one_error(err)
     code, err, line = _aptray(["serve", str(artifact_dir), "--port", str(port)], capsys, monkeypatch)
     assert code == 2 and "config.json is missing" in _one_error(err)
+
+
+def test_a_context_or_detector_the_input_cannot_have_is_refused_before_ray(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--aspect Exec`` on BETH events and ``--detector lstm-ae`` on ADAPT process contexts were crashes ("aptray:
+    failed: ValueError", exit 1) after Ray had started and the input was embedded."""
+    beth = tmp_path / "events.csv"
+    beth.write_text("timestamp,processId\n1,2\n")
+    code, err, line = _aptray(["run", str(beth), "--source", "beth", "--aspect", "Exec", "--out", str(tmp_path / "a")],
+                              capsys, monkeypatch)
+    msg = _one_error(err)
+    assert code == 2 and line is not None and line["kind"] == "ConfigError"
+    assert "beth does not build the Exec context: it builds no process context, or single events without --aspect" \
+        in msg
+    adapt = tmp_path / "ProcessEvent.csv"
+    adapt.write_text("UUID,EVENT_READ\nx,1\n")
+    code, err, line = _aptray(["run", str(adapt), "--source", "adapt", "--detector", "lstm-ae", "--out",
+                               str(tmp_path / "b")], capsys, monkeypatch)
+    msg = _one_error(err)
+    assert code == 2 and "lstm-ae trains on windows" in msg and "adapt Event process contexts" in msg
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b" / "embed").exists()  # nothing ran
+
+
+def test_malformed_yaml_names_the_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """It was the YAML parser's ParserError, exit 1, naming neither file nor line."""
+    config = tmp_path / "bad.yaml"
+    config.write_text("embed:\n  actors: 1\ntrain: [1, 2\n")
+    code, err, line = _aptray(["run", "--out", str(tmp_path / "o"), "--config", str(config)], capsys, monkeypatch)
+    msg = _one_error(err)
+    assert code == 2 and line is not None and line["kind"] == "ConfigError"
+    assert f"{config} line 4, column 1: not valid YAML" in msg and "--config" in msg
