@@ -27,7 +27,7 @@ from aptray.embed.cache import embedding_matrix
 from aptray.errors import AptrayError, FormatMismatchError
 from aptray.io.files import check_lines, list_input
 from aptray.io.fs import InputFile, Selection, join, resolve
-from aptray.io.quarantine import count_rows
+from aptray.io.quarantine import count_rows, quarantine_reasons
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
@@ -287,9 +287,10 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
         ``rows_read``, ``rows_scored``, ``rows_quarantined``, ``alerts``, ``files`` (listed, each resumed on its
         own), ``files_read`` (parsed: an ADAPT folder's ground truth and other contexts are listed, not read),
         ``files_skipped``, ``source``, ``aspect``, ``distinct_sentences``, ``encoded`` (this run),
-        ``attributed_alerts`` (this run), ``incidents``, ``seconds``, ``outputs`` (what the output folder holds) —
-        the row counts are totals over every file the output folder holds, including those done by earlier runs
-        (of this input or, into the same folder, another: ``files_in_output``).
+        ``quarantine_reasons`` (the most frequent kinds), ``attributed_alerts`` (this run), ``incidents``,
+        ``seconds``, ``outputs`` (what the output folder holds) — the row counts are totals over every file the
+        output folder holds, including those done by earlier runs (of this input or, into the same folder, another:
+        ``files_in_output``).
     """
     import pyarrow.fs as pafs_
 
@@ -378,6 +379,7 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
             pool.close()
 
     totals = _totals(fs, root, out_uri)
+    totals["quarantine_reasons"] = quarantine_reasons(join(out_uri, "quarantine"))
     totals["attributed_alerts"] = explained
     totals["incidents"] = write_incidents(out_uri, cfg.score.incident_window_s) if cfg.score.write_alerts else 0
     result = {

@@ -46,6 +46,7 @@ def register(app: typer.Typer) -> None:
         evaluation = evaluate_scores(out)  # AUC-ROC / PR-AUC where the trace carries labels, as aptray run gives
         emit({**{k: result[k] for k in ("rows_read", "rows_scored", "rows_quarantined", "alerts", "incidents",
                                         "files", "files_read", "files_in_output", "files_skipped", "source",
-                                        "aspect", "lines", "distinct_sentences", "encoded", "seconds", "outputs")},
+                                        "aspect", "lines", "quarantine_reasons", "distinct_sentences", "encoded",
+                                        "seconds", "outputs")},
               "evaluation": evaluation},
              score_lines(result, out, top_alerts(out, 3), evaluation))

@@ -69,7 +69,7 @@ def test_score_accounts_for_every_row_and_resumes(artifact: str, tmp_path: Path)
     cfg = _cfg(**{"score.artifact": artifact, "score.group_bytes": 40_000})
     first = run_score(str(d), str(out), cfg)
     assert first["rows_read"] == _data_lines(d)
-    assert first["rows_quarantined"] == 2
+    assert first["rows_quarantined"] == 2 and sum(first["quarantine_reasons"].values()) == 2  # as the README says
     assert first["rows_read"] == first["rows_scored"] + first["rows_quarantined"]
     lines = first["lines"]  # counted from the input streams, not from the outputs
     assert lines["lines"] == first["rows_read"] + 3 and lines["header"] == 3 and lines["unaccounted"] == 0
