@@ -384,12 +384,15 @@ class OnlineDetector:
         from aptray.errors import FormatMismatchError
         from aptray.serve.parse import format_source
 
+        from aptray.io.sources import source_spec
+
         source = format_source(body.format)
         msg = None
         if source is not None:
+            aspect = self._ingest[name].aspect  # the model's context, where the request's source builds it
             try:
-                check_format(loaded.meta, source, self._ingest[name].aspect, self.settings.allow_format_mismatch,
-                             where="this request")
+                check_format(loaded.meta, source, aspect if aspect in source_spec(source).aspects else None,
+                             self.settings.allow_format_mismatch, where="this request")
             except FormatMismatchError as exc:
                 msg = f"{exc}; send {loaded.info.source} events (or sentences) to model {name!r}"
         elif loaded.window is not None:

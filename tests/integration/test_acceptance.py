@@ -346,6 +346,10 @@ def test_a_mismatched_artifact_is_one_clear_error(pipeline: Pipeline, server: st
     events = (pipeline.data / CASES[5].online).read_text().splitlines()[:20]
     r = _post(server, {"format": "auditd", "events": events, "model": _id((beth, DetectorName.AE))})
     assert r.status_code == 422 and "body.format" in r.json()["message"] and "beth" in r.json()["message"]
+    # BETH events sent to an ADAPT ProcessAll model are single events (it said "beth All process contexts")
+    lines = (pipeline.data / beth.online).read_text().splitlines()[:3]
+    r = _post(server, {"format": "beth", "events": lines, "model": _id((CASES[1], DetectorName.AE))})
+    assert r.status_code == 422 and "this request holds beth events" in r.json()["message"], r.json()
 
 
 def test_a_wrong_source_names_the_likely_one(pipeline: Pipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str],
