@@ -113,7 +113,9 @@ def alert_lines(top: list[dict[str, Any]], width: int = 110) -> list[str]:
         if heads.count(head) > 1 and len(text) > width:  # they differ after the cut: show the start and the end
             keep = (width - 3) // 2
             head = text[:keep] + "..." + text[-(width - 3 - keep):]
-        repeats = f" (x{a['alerts']})" if int(a.get("alerts") or 1) > 1 else ""
+        spread = int(a.get("incidents") or 1)
+        repeats = (f" (x{a['alerts']}" + (f", in {spread} incidents" if spread > 1 else "") + ")"
+                   if int(a.get("alerts") or 1) > 1 else "")
         out.append(f"  {float(a['score']):.4g} {a.get('tier') or '':6} {head}{repeats}")
     return out
 

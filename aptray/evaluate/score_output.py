@@ -12,7 +12,8 @@ from aptray.io.fs import join, resolve
 
 def top_alerts(out_uri: str, n: int = 5) -> list[dict[str, Any]]:
     """The ``n`` highest-scored distinct alert sentences of a score output, best first: each the top alert of its
-    sentence (sentence, score, tier, label, incident) with ``alerts``, how many alerts share the sentence."""
+    sentence (sentence, score, tier, label, its ``incident_id``) with ``alerts``, how many alerts share the sentence,
+    and ``incidents``, how many incidents those alerts fall in (``incident_id`` is the top alert's only)."""
     import pyarrow.dataset as pads
 
     fs, root = resolve(join(out_uri, "alerts"))
@@ -21,10 +22,16 @@ def top_alerts(out_uri: str, n: int = 5) -> list[dict[str, Any]]:
     table = pads.dataset(root, filesystem=fs, format="parquet")
     cols = [c for c in ("sentence", "score", "tier", "malicious", "incident_id") if c in table.schema.names]
     top: dict[str, dict[str, Any]] = {}
+    incidents: dict[str, set[Any]] = {}
     for alert in table.to_table(columns=cols).sort_by([("score", "descending")]).to_pylist():
         first = top.setdefault(alert["sentence"], {**alert, "alerts": 0})
         first["alerts"] += 1
-    return list(top.values())[:n]
+        incidents.setdefault(alert["sentence"], set()).add(alert.get("incident_id"))
+    best = list(top.values())[:n]
+    for entry in best:
+        if "incident_id" in entry:
+            entry["incidents"] = len(incidents[entry["sentence"]] - {None})
+    return best
 
 
 def evaluate_scores(out_uri: str) -> dict[str, Any]:

@@ -382,9 +382,8 @@ class OnlineDetector:
         """422 for events of another format than the artifact's (None when they fit, or mismatches are allowed)."""
         from aptray.artifacts import check_format
         from aptray.errors import FormatMismatchError
-        from aptray.serve.parse import format_source
-
         from aptray.io.sources import source_spec
+        from aptray.serve.parse import format_source
 
         source = format_source(body.format)
         msg = None

@@ -57,6 +57,7 @@ def test_run_is_quiet_resumable_and_refuses_other_settings(fresh_run: FreshRun, 
     tops = result["top_alerts"]  # the top distinct sentences, each with how many alerts share it
     assert len({t["sentence"] for t in tops}) == len(tops)
     assert sum(t["alerts"] for t in tops) <= stages["score"]["alerts"]
+    assert all(1 <= t["incidents"] <= t["alerts"] for t in tops)  # the incidents a sentence's alerts fall in
     # the human summary: the counts, the AUC of the labelled trace, the top alerts, where the report is
     summary = "\n".join(err)
     assert f"{stages['score']['alerts']} alert(s) in {stages['score']['incidents']} incident(s)" in summary

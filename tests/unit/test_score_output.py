@@ -98,6 +98,9 @@ def test_top_alerts_that_begin_alike_show_where_they_differ() -> None:
     assert lines[1].endswith("O_RDONLY|O_LARGEFILE. (x11)") and lines[0].startswith("  0.0036 high   Process <pid>")
     assert lines[2].endswith("x...")  # alone beyond its cut: the start, as before
     assert all(len(ln) < 140 for ln in lines)
+    # alerts of one sentence spread over incidents: said, so "(x3)" is not read as one incident of three alerts
+    spread = alert_lines([{**top[0], "alerts": 3, "incidents": 3, "incident_id": "inc-1"}])
+    assert spread[0].endswith(" (x3, in 3 incidents)")
 
 
 def test_score_summary_has_the_labelled_line_of_run() -> None:
