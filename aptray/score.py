@@ -313,7 +313,7 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
     spec.check_aspect(aspect)
     if aspect is not None and not spec.events:  # an ADAPT folder lists every context file and reads one
         log.info("reading the %s context (Process%s.csv)%s", aspect.value, aspect.value,
-                 ", as --aspect asks" if "aspect" in cfg.ingest.model_fields_set else "; --aspect reads another")
+                 ", as --aspect asks" if cfg.ingest.aspect is not None else "; --aspect reads another")
     check_format(meta, source, aspect, cfg.score.allow_format_mismatch, where=f"{input_uri} (read as {spec.title})",
                  remedy="score it with the artifact's --source/--aspect, or pass --allow-format-mismatch")
     window = window_of(meta)
