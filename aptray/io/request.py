@@ -87,6 +87,10 @@ class Request:
         if isinstance(first, str) and (parsed := csv_fields(first)) is not None and is_header(parsed):
             columns = parsed
             items = items[1:]
+        if columns is None and items and all(isinstance(item, dict) for _, item in items):
+            # a format without default columns (ADAPT): JSON objects name their own (a misspelt column of a format
+            # with defaults, BETH, is still refused as unknown)
+            columns = list(dict.fromkeys(key for _, item in items for key in item))
         if columns is None:
             self.rejected += [(i, f"no {what} header: send it as the first line or in 'header'") for i, _ in items]
             return b""

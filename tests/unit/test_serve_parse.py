@@ -229,3 +229,19 @@ def test_adapt_lines_of_another_aspect_are_rejected_with_the_aspect_they_are(sha
                       ingest=IngestConfig(source=Source.ADAPT, aspect=Aspect(aspect)))
         assert out.rejected == [] and len(out.sentences) == 3
         assert not any("no recorded activity" in s for s in out.sentences), out.sentences
+
+
+def test_adapt_rows_sent_as_json_objects_read_as_their_csv_lines(shared_data: Path) -> None:
+    """ADAPT lines as JSON objects (csv.DictReader rows) were all rejected with "no ADAPT header: send it as the first
+    line or in 'header'", though each object names its columns."""
+    from aptray.config import Aspect
+    from aptray.serve.parse import Job
+
+    lines = (shared_data / "darpa_tc_adapt" / "bovia" / "clearscope" / "ProcessAll.csv").read_text().splitlines()[:8]
+    objects = list(csv.DictReader(io.StringIO("\n".join(lines))))
+    ingest = IngestConfig(aspect=Aspect.ALL)
+    as_csv = Job(EventFormat.ADAPT, lines, TemplateConfig(), None, ingest).run()
+    as_json = Job(EventFormat.ADAPT, objects, TemplateConfig(), None, ingest).run()
+    assert not isinstance(as_json, Exception) and not isinstance(as_csv, Exception)
+    assert as_json.rejected == [] and len(as_json.sentences) == len(objects) == 7
+    assert (as_json.sentences, as_json.record_ids) == (as_csv.sentences, as_csv.record_ids)
