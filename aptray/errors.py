@@ -19,6 +19,10 @@ class EmptyInputError(AptrayError, ValueError):
     """A stage that needs rows got none (an empty input, or one whose lines are all headers, labels or context)."""
 
 
+class MissingBucketError(AptrayError, FileNotFoundError):
+    """An ``s3://`` output names a bucket that does not exist: aptray never creates one (a misspelt name would)."""
+
+
 class LineAccountingError(AptrayError, RuntimeError):
     """The readers accounted for fewer (or more) lines than the input has: a reader bug, never silent."""
 

@@ -57,6 +57,9 @@ def run_pipeline(out: str, cfg: AptrayConfig, input_uri: str | None = None, sour
         ``stages`` (each stage's counts; ``skipped`` for those done earlier), ``evaluation`` (AUC-ROC, PR-AUC
         where the scored trace has labels), ``top_alerts``, ``outputs`` and ``seconds``.
     """
+    from aptray.io.fs import check_output
+
+    check_output(out, cfg.embed.cache)  # a missing s3 bucket: refused before any work
     from aptray.runtime import init_ray
 
     start = time.perf_counter()

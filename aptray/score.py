@@ -292,6 +292,9 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
         output folder holds, including those done by earlier runs (of this input or, into the same folder, another:
         ``files_in_output``).
     """
+    from aptray.io.fs import check_output
+
+    check_output(out_uri, cfg.embed.cache)  # a missing s3 bucket: refused before any work
     import pyarrow.fs as pafs_
 
     from aptray.artifacts import check_format, describe_format, load_detector, window_of

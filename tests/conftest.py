@@ -101,14 +101,20 @@ def s3_server() -> Iterator[str]:
                 os.environ[k] = v
 
 
-def upload_dir(local: Path, bucket: str, prefix: str = "") -> str:
-    """Copy a local folder into a bucket on the loopback S3 server; returns the ``s3://`` URI."""
+def make_bucket(bucket: str) -> Any:
+    """Create ``bucket`` on the loopback S3 server if it is not there (aptray never creates one); returns a client."""
     import boto3
 
     s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
     existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
     if bucket not in existing:
         s3.create_bucket(Bucket=bucket)
+    return s3
+
+
+def upload_dir(local: Path, bucket: str, prefix: str = "") -> str:
+    """Copy a local folder into a bucket on the loopback S3 server; returns the ``s3://`` URI."""
+    s3 = make_bucket(bucket)
     for path in sorted(local.rglob("*")):
         if path.is_file():
             key = "/".join(p for p in (prefix, str(path.relative_to(local))) if p)

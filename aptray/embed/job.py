@@ -431,6 +431,9 @@ def run_embed(input_uri: str, out_uri: str, cfg: AptrayConfig, source: str | Non
     Returns:
         ``rows``, ``distinct_sentences``, ``encoded``, ``cache_hits``, ``hit_rate``, ``seconds``.
     """
+    from aptray.io.fs import check_output
+
+    check_output(out_uri, cfg.embed.cache)  # a missing s3 bucket: refused before any work
     from aptray.embed.parity import embedder_record
     from aptray.embed.registry import resolve as resolve_model
     from aptray.runtime import init_ray

@@ -550,6 +550,9 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
     Returns:
         A summary: targets run and skipped, runs, errors, seconds, and the output paths.
     """
+    from aptray.io.fs import check_output
+
+    check_output(out_uri, cfg.embed.cache)  # a missing s3 bucket: refused before any work
     from aptray.detectors.registry import APTRAY_DETECTORS
     from aptray.evaluate.fusion import FUSION
     from aptray.evaluate.report import write_report

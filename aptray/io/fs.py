@@ -53,7 +53,26 @@ def s3_filesystem() -> pafs.S3FileSystem:
     region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
     if region:
         kwargs["region"] = region
-    return pafs.S3FileSystem(allow_bucket_creation=True, **kwargs)  # type: ignore[arg-type]
+    # never creates a bucket: an output under a misspelt bucket name fails (check_output) instead of making one
+    return pafs.S3FileSystem(allow_bucket_creation=False, **kwargs)  # type: ignore[arg-type]
+
+
+def check_output(*uris: str | None) -> None:
+    """Refuse ``s3://`` outputs (an output folder, an embedding cache) whose bucket does not exist, before any work.
+
+    Raises:
+        MissingBucketError: naming the bucket and the fix.
+    """
+    from aptray.errors import MissingBucketError
+
+    for uri in uris:
+        if not uri or not is_s3(uri):
+            continue
+        fs, path = resolve(uri)
+        bucket = path.split("/", 1)[0]
+        if fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+            raise MissingBucketError(f"s3 bucket {bucket!r} of {uri} does not exist (or these credentials cannot see "
+                                     "it): create it first; aptray does not create buckets")
 
 
 def resolve(uri: str) -> tuple[pafs.FileSystem, str]:

@@ -52,6 +52,9 @@ def run_templatize(source: Source | str, uri: str, out: str, cfg: AptrayConfig |
 
     The counts are also written to ``out/manifest.json`` with the template version.
     """
+    from aptray.io.fs import check_output
+
+    check_output(out)  # a missing s3 bucket: refused before any work
     from aptray.io.files import list_input
     from aptray.io.sources import source_spec
     from aptray.runtime import init_ray

@@ -173,7 +173,7 @@ def test_alerts_carry_sentences_above_threshold(artifact: str, tmp_path: Path) -
 def test_score_reads_and_writes_s3(artifact: str, tmp_path: Path, s3_server: str,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from aptray.score import run_score
-    from tests.conftest import upload_dir
+    from tests.conftest import make_bucket, upload_dir
 
     d = _inputs(tmp_path)
     uri = upload_dir(d, "score-in")
@@ -183,6 +183,12 @@ def test_score_reads_and_writes_s3(artifact: str, tmp_path: Path, s3_server: str
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)  # an s3:// job writes nothing locally (a bucket path once became a local folder)
+    from aptray.errors import MissingBucketError
+
+    with pytest.raises(MissingBucketError, match="s3 bucket 'score-out' of s3://score-out/run1 does not exist"):
+        run_score(uri, "s3://score-out/run1", cfg)  # a misspelt bucket is refused, not created
+    assert "score-out" not in {b["Name"] for b in make_bucket("score-in").list_buckets()["Buckets"]}
+    make_bucket("score-out")
     remote = run_score(uri, "s3://score-out/run1", cfg)
     assert list(cwd.iterdir()) == []
     assert {k: remote[k] for k in ("rows_read", "rows_scored", "rows_quarantined", "alerts")} == {

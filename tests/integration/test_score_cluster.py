@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, upload_dir
+from tests.conftest import REPO, make_bucket, upload_dir
 
 pytestmark = pytest.mark.timeout(1200)
 
@@ -144,6 +144,7 @@ def job_inputs(ray_cluster: None, two_nodes: TwoNodes, tmp_path_factory: pytest.
     run_train(str(root / "emb"), str(root / "model"), cfg)
     for i in range(3):
         generate(root / "in" / f"synthetic_{i}.csv", 400, seed=20 + i, attack_fraction=0.05)
+    make_bucket("jobs-out")  # the jobs' output bucket (aptray creates none)
     return {"input": upload_dir(root / "in", "jobs-in"), "artifact": upload_dir(root / "model", "jobs-model")}
 
 
