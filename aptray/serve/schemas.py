@@ -90,7 +90,11 @@ class Explanation(_Model):
     similarity: list[float] = Field(default_factory=list, description="Their cosine similarity to the event's "
                                                                       "sentence.")
     attribution: Attribution | None = Field(None, description="The part whose change lowers the score "
-                                                              "most (None when no part could be tried).")
+                                                              "most, among the parts benign training never had "
+                                                              "beside their condition where any was tried (so its "
+                                                              "score_without may be above the score: the unseen "
+                                                              "part is named even where changing it alone does not "
+                                                              "lower the score); None when no part could be tried.")
     unseen_attributes: list[str] | None = Field(
         None, description="What benign training never had (at most 20): a process context's attribute values, "
         "as '<aspect>: <value>'; a single event's parts whose value benign training never had beside their "
