@@ -127,7 +127,8 @@ def run_lines(result: Mapping[str, Any]) -> list[str]:
     done = [k for k, v in stages.items() if v.get("skipped")]
     used = tr.get("rows_used", emb["rows"])  # the benign training rows: no labelled attack, no validation row
     of = f" of {_n(emb['rows'])}" if used != emb["rows"] else ""
-    lines = [f"trained {tr['model']} on {_n(used)}{of} rows ({_n(emb['distinct_sentences'])} distinct sentences)"
+    lines = [f"trained {tr['model']} on {_n(used)}{of} rows embedded ({_n(emb['distinct_sentences'])} distinct "
+             "sentences)"
              f"; scored {_n(sc['rows_scored'])} of {_n(sc['rows_read'])} rows, {_quarantined(sc)}",
              f"{_n(sc['alerts'])} alert(s) in {_n(sc.get('incidents', 0))} incident(s)"]
     lines += evaluation_lines(result.get("evaluation") or {})

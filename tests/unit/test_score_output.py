@@ -54,9 +54,9 @@ def test_run_summary_says_what_the_sentences_allow_only_where_labels_disagree() 
     (line,) = [ln for ln in run_lines(clean) if ln.startswith("labelled:")]
     assert line.endswith("PR-AUC 0.700")
     # the rows the detector trained on, not every embedded row (labelled attacks and validation rows are not)
-    assert run_lines(result)[0].startswith("trained ae on 10 rows (4 distinct sentences); scored 6 of 6 rows")
+    assert run_lines(result)[0].startswith("trained ae on 10 rows embedded (4 distinct sentences); scored 6 of 6")
     used = {**result, "stages": {**stages, "train": {"model": "ae", "rows_used": 7}}}
-    assert run_lines(used)[0].startswith("trained ae on 7 of 10 rows (4 distinct sentences)")
+    assert run_lines(used)[0].startswith("trained ae on 7 of 10 rows embedded (4 distinct sentences)")
 
 
 def test_a_flood_of_alerts_is_called_out_against_the_thresholds_rate() -> None:
