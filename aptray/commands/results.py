@@ -18,7 +18,9 @@ def register(app: typer.Typer) -> None:
                                                         "file (README.md).")] = None,
     ) -> None:
         """Print the results table (aptray chosen on validation, best on test, baselines, published anchors) as
-        markdown; with ``--readme``, write it into that file."""
+        markdown on stderr (stdout keeps its JSON line, which also holds the table); with ``--readme``, write it
+        into that file. Only benign-split results make the table: a run of the unsupervised protocol alone is
+        refused rather than written as an empty table."""
         import json
 
         from aptray.commands.common import emit
@@ -32,9 +34,15 @@ def register(app: typer.Typer) -> None:
             fs, path = resolve(uri)
             with fs.open_input_stream(path) as fh:
                 docs.append(json.loads(fh.read()))
-        table = markdown_table(*results_table(merge_metrics(docs)))
+        header, rows = results_table(merge_metrics(docs))
+        if not rows:  # an empty table would erase the README's (unsupervised-only runs have no chosen model)
+            from aptray.errors import ConfigError
+
+            raise ConfigError(f"{', '.join(metrics)}: no benign-split results to tabulate (a run of --protocols "
+                              "unsupervised alone has none); nothing written")
+        table = markdown_table(header, rows)
         if readme:
             write_readme_table(readme, table)
         else:
             typer.echo(table, err=True)
-        emit({"experiments": len(metrics), "rows": table.count("\n") - 1, "readme": readme})
+        emit({"experiments": len(metrics), "rows": len(rows), "readme": readme, "table": table})

@@ -121,6 +121,15 @@ def test_experiment_on_real_adapt_file(ray_cluster: None, shared_data: Path, tmp
     assert row.endswith("| 0.912 / 0.624 | 0.935 / 0.497 (Attention AE) |")  # XAI-APT's clearscope ProcessEvent
     assert f"| {ceiling['auc_roc']['mean']:.3f} (3 twins) |" in row
     assert "XAI-APT AE (E3)" in text
+    # a run of the unsupervised protocol alone has no chosen model: refused, the README's table left as it was
+    doc = json.loads((out / "metrics.json").read_text())
+    doc["summary"] = [x for x in doc["summary"] if x.get("protocol") == "unsupervised"]
+    (tmp_path / "unsupervised.json").write_text(json.dumps(doc))
+    res = CliRunner().invoke(app, ["results", str(tmp_path / "unsupervised.json"), "--readme", str(readme)])
+    from aptray.errors import ConfigError  # the console script prints it in one line and exits 2
+
+    assert isinstance(res.exception, ConfigError) and "no benign-split results" in str(res.exception)
+    assert readme.read_text() == text
 
 
 def test_discover_walks_the_adapt_root(shared_data: Path) -> None:
