@@ -553,6 +553,10 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
     from aptray.io.fs import check_output
 
     check_output(out_uri, cfg.embed.cache)  # a missing s3 bucket: refused before any work
+    from aptray.embed.registry import resolve as resolve_model
+
+    for name in cfg.experiment.embedders:  # a model not installed: its install command now, not a run that skips it
+        resolve_model(name)                # and reports nothing skipped
     from aptray.detectors.registry import APTRAY_DETECTORS
     from aptray.evaluate.fusion import FUSION
     from aptray.evaluate.report import write_report

@@ -93,6 +93,10 @@ def test_missing_model_names_the_install(tmp_path: Path, capsys: pytest.CaptureF
                                str(tmp_path / "no-model")], capsys, monkeypatch)
     assert code == 2 and line is not None and line["kind"] == "ModelNotFoundError"
     assert "no-model" in _one_error(err)
+    # the experiment checks every embedder first (it skipped a missing one and reported nothing skipped, exit 0)
+    code, err, line = _aptray(["experiment", str(tmp_path), "--embedders", f"minilm,{tmp_path / 'no-model'}",
+                               "--out", str(tmp_path / "x")], capsys, monkeypatch)
+    assert code == 2 and line is not None and line["kind"] == "ModelNotFoundError" and "no-model" in _one_error(err)
 
 
 def test_bad_artifact_says_what_to_pass(artifact_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
