@@ -72,6 +72,12 @@ def results_table(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _cut(sentence: str, limit: int = 300) -> str:
+    """A sentence for a report table: whole, or its first ``limit`` characters and an ellipsis (a bare cut read as
+    real values: "206.92.60." for an address, "ports 443 and 121" for 12132)."""
+    return sentence if len(sentence) <= limit else sentence[: limit - 1].rstrip() + "…"
+
+
 def _ceiling(target: dict[str, Any]) -> str:
     """A target's sentence ceiling (test AUC-ROC), with its malicious rows that have a benign twin."""
     ceiling = target.get("sentence_ceiling")
@@ -251,7 +257,7 @@ def _target_section(w: _Writer, doc: dict[str, Any], target: dict[str, Any]) -> 
         part = part.sort_values("score", ascending=False).head(int(doc["config"]["top_k"]))
         w.add("p", f"Top {len(part)} test anomalies of {b['embedder']} {b['detector']} (seed 0):")
         w.add("table", ["rank", "score", "malicious", "sentence"],
-              [[str(i + 1), f"{sc:.4g}", str(int(labels[r])), str(rows['sentence'].iloc[r])[:300]]
+              [[str(i + 1), f"{sc:.4g}", str(int(labels[r])), _cut(str(rows['sentence'].iloc[r]))]
                for i, (r, sc) in enumerate(zip(part["row"], part["score"], strict=True))])
         thr = (runs.get((b["embedder"], b["detector"])) or {}).get("threshold", {}).get("value")
         if "pid" in rows.columns and thr is not None:
@@ -289,7 +295,7 @@ def _incidents_section(w: _Writer, rows: Any, scores: Any, threshold: float, lab
         members = sorted((by_id[r] for r in inc["record_ids"]), key=lambda i: -float(picked["score"].iloc[i]))[:20]
         w.add("table", ["score", "malicious", "sentence"],
               [[f"{float(picked['score'].iloc[i]):.4g}", str(picked["malicious"].iloc[i]),
-                str(picked["sentence"].iloc[i])[:300]] for i in members])
+                _cut(str(picked["sentence"].iloc[i]))] for i in members])
 
 
 def _markdown(blocks: list[Block]) -> str:

@@ -38,3 +38,14 @@ def test_explanation_cells() -> None:
     assert explanation_cells(alert) == ["object_addr = 203.0.113.9:4444 (0.25)", "execs: /tmp/.x",
                                         "Process <pid> (nginx) accepted a connection. (0.812)"]
     assert explanation_cells({}) == ["n/a", "n/a", "n/a"]
+
+
+def test_report_sentences_cut_with_an_ellipsis() -> None:
+    """Report tables cut long sentences at 300 characters; a bare cut read as real values ("on ports 443 and 121"
+    for 12132)."""
+    from aptray.evaluate.report import _cut
+
+    long = "It communicated with " + ", ".join(f"10.0.0.{i}" for i in range(60)) + " on ports 443 and 12132."
+    cut = _cut(long)
+    assert len(cut) == 300 and cut.endswith("…") and long.startswith(cut[:-1])
+    assert _cut("short sentence.") == "short sentence."
