@@ -144,6 +144,7 @@ def experiment_lines(result: Mapping[str, Any], out: str) -> list[str]:
     """``aptray experiment``: targets, runs, failed runs, where the report is."""
     failed = f", {_n(result['errors'])} failed (see metrics.json)" if result.get("errors") else ""
     skipped = f" ({_n(result['skipped'])} skipped)" if result.get("skipped") else ""
-    return [f"experiment: {_n(result['runs'])} runs over {_n(result['targets'])} dataset x context targets{skipped}"
+    runs = f"{_n(result['runs'])} run{'' if result['runs'] == 1 else 's'}"
+    return [f"experiment: {runs} over {_n(result['targets'])} dataset x context target(s){skipped}"
             f"{failed}{_secs(result)}",
             f"report: {result.get('report_html', out)}; metrics: {result['metrics']}"]

@@ -571,8 +571,8 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
     source = Source(cfg.ingest.source)
     exp = cfg.experiment
     targets = discover(input_uri, source, exp.aspects)
-    log.info("experiment: %d target(s), embedders %s, detectors %s, %d seed(s)", len(targets), exp.embedders,
-             exp.detectors, exp.seeds)
+    log.info("experiment: %d dataset x context target(s) found, embedders %s, detectors %s, %d seed(s)", len(targets),
+             ", ".join(exp.embedders), ", ".join(str(d) for d in exp.detectors), exp.seeds)
     init_ray(cfg.ray)
     doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION, "input": input_uri, "source": source.value,
@@ -605,7 +605,8 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
             train_benign = min(len(split_rows(prep.y, seed, exp.test_fraction, exp.val_fraction).train)
                                for seed in range(exp.seeds))
             if train_benign < exp.min_train_rows:
-                entry["skipped"] = f"only {train_benign} benign training rows (< min_train_rows {exp.min_train_rows})"
+                entry["skipped"] = (f"only {train_benign} benign training row{'' if train_benign == 1 else 's'} "
+                                    f"(< min_train_rows {exp.min_train_rows})")
                 log.warning("target %s %s skipped: %s", target.name, aspect, entry["skipped"])
                 continue
             prepared.append((target, prep))
