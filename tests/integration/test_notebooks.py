@@ -50,7 +50,7 @@ def test_notebooks_execute(ray_cluster: None, shared_data: Path, tmp_path: Path,
                            monkeypatch: pytest.MonkeyPatch) -> None:
     import ray
 
-    from aptray.config import AptrayConfig, Aspect, Source
+    from aptray.config import AptrayConfig, Aspect, Protocol, Source
     from aptray.evaluate import run_experiment
 
     folder = shared_data / "darpa_tc_adapt" / "bovia" / "clearscope"
@@ -70,7 +70,9 @@ def test_notebooks_execute(ray_cluster: None, shared_data: Path, tmp_path: Path,
     cfg.experiment.detectors = ["avf"]
     cfg.experiment.aspects = [Aspect.EVENT]
     cfg.experiment.seeds = 2
+    cfg.experiment.protocols = [Protocol.BENIGN_SPLIT, Protocol.UNSUPERVISED]
     run_experiment(str(folder), str(tmp_path / "exp"), cfg)
     nb = _run("02_compare_detectors.ipynb", f"EXPERIMENT = {str(tmp_path / 'exp')!r}", tmp_path)
     outputs = json.dumps([c.outputs for c in nb.cells if c.cell_type == "code"])  # type: ignore[attr-defined]
-    assert "bovia/clearscope" in outputs and "avf" in outputs
+    assert "bovia/clearscope" in outputs and "avf" in outputs and "benign-split" in outputs
+    assert "unsupervised" not in outputs  # its tables and means are the benign-split protocol's (they mixed both)
