@@ -47,7 +47,7 @@ FAILED = 1
 def main() -> None:
     """The console script: run :data:`app`, turning user errors into one clear line (exit code 2) and other
     errors into one line (exit code 1) unless verbose."""
-    from aptray.errors import config_error, user_error
+    from aptray.errors import config_error, first_line, user_error
     from aptray.logs import verbose
 
     try:
@@ -69,22 +69,15 @@ def main() -> None:
         if err is None:
             if verbose():
                 raise
-            sys.stderr.write(f"aptray: failed: {type(exc).__name__}: {_first_line(exc)}\n"
+            sys.stderr.write(f"aptray: failed: {type(exc).__name__}: {first_line(exc)}\n"
                              "aptray: run it again with -v for the traceback and Ray's own output\n")
-            emit({"error": _first_line(exc), "kind": type(exc).__name__})
+            emit({"error": first_line(exc), "kind": type(exc).__name__})
             raise SystemExit(FAILED) from None
         if verbose():
             import traceback
 
             traceback.print_exception(exc, file=sys.stderr)
-        sys.stderr.write(f"aptray: error: {_first_line(err, 600)}\n")
-        emit({"error": _first_line(err, 4000), "kind": type(err).__name__})  # not Ray's retry advice after it
+        sys.stderr.write(f"aptray: error: {first_line(err, 600)}\n")
+        emit({"error": first_line(err, 4000), "kind": type(err).__name__})  # not Ray's retry advice after it
         raise SystemExit(USER_ERROR) from None
     raise SystemExit(code if isinstance(code, int) else 0)  # as a console script ends (typer's own way)
-
-
-def _first_line(exc: BaseException, limit: int = 300) -> str:
-    """The first line of an error's message, shortened (Ray wraps task errors in pages of context)."""
-    text = str(exc).strip().splitlines()
-    line = text[0] if text else type(exc).__name__
-    return line if len(line) <= limit else line[: limit - 3] + "..."

@@ -84,3 +84,10 @@ def _section_keys(model_name: str, loc: tuple[int | str, ...]) -> list[str]:
         field = getattr(model, "model_fields", {}).get(part)
         model = getattr(field, "annotation", None) if field is not None else None
     return sorted(getattr(model, "model_fields", {}))
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an error's message, shortened (Ray wraps task errors in pages of context)."""
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."

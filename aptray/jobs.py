@@ -87,7 +87,17 @@ def main(stage: str, argv: Sequence[str] | None = None) -> int:
         from aptray.runtime import preload_torch
 
         preload_torch()  # before any S3 access in this driver
-    cfg = load_config(args.config, parse_sets(args.set))
-    result = run_stage(stage, cfg)
+    try:
+        cfg = load_config(args.config, parse_sets(args.set))
+        result = run_stage(stage, cfg)
+    except Exception as exc:  # a user's mistake: one line and a JSON line, exit 2 (as the aptray command does)
+        from aptray.errors import config_error, first_line, user_error
+
+        err = user_error(exc) or config_error(exc) or (exc if isinstance(exc, FileNotFoundError) else None)
+        if err is None:
+            raise  # a failure that is no user's mistake keeps its traceback in the job's log
+        sys.stderr.write(f"jobs/{stage}.py: error: {first_line(err, 600)}\n")
+        sys.stdout.write(json.dumps({"error": first_line(err, 4000), "kind": type(err).__name__}) + "\n")
+        return 2
     sys.stdout.write(json.dumps(result, default=str) + "\n")
     return 0

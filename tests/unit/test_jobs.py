@@ -32,3 +32,14 @@ def test_templatize_job_runs_from_its_config(
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["rows"] == 100 and result["quarantined"] == 0
     assert (tmp_path / "o" / "manifest.json").is_file()
+
+
+def test_a_jobs_user_error_is_one_line_and_a_json_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--set inptu=...`` was a pydantic traceback without "did you mean", exit 1, and no JSON line."""
+    code = main("score", ["--config", str(REPO / "jobs" / "configs" / "score.yaml"), "--set", "inptu=/x",
+                          "--set", "out=/tmp/never-written"])
+    out, err = capsys.readouterr()
+    assert code == 2 and json.loads(out) == {"error": "unknown config key inptu: did you mean input?",
+                                             "kind": "ConfigError"}
+    assert [ln for ln in err.splitlines() if ln.strip()] == [
+        "jobs/score.py: error: unknown config key inptu: did you mean input?"]
