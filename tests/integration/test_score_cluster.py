@@ -233,6 +233,8 @@ def test_job_api_two_nodes_s3(two_nodes: TwoNodes, job_inputs: dict[str, str], t
     assert clean["rows_read"] == 1200 == clean["rows_scored"] + clean["rows_quarantined"]
     lines = clean["lines"]
     assert lines["lines"] == 1203 and lines["header"] == 3 and lines["unaccounted"] == 0  # counted from the input
+    ev = clean["evaluation"]  # as aptray score reports it (the job had none)
+    assert ev["scored"] == clean["rows_scored"] and 0 <= ev["auc_roc"] <= 1
     a = _read_scores("s3://jobs-out/clean", tmp_path / "a")
     assert len({r for r, _ in a}) == len(a) == clean["rows_scored"]
     _CLEAN.update(clean=clean, scores=a)
