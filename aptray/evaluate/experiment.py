@@ -571,6 +571,15 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
     source = Source(cfg.ingest.source)
     exp = cfg.experiment
     targets = discover(input_uri, source, exp.aspects)
+    import pyarrow.fs as pafs
+
+    from aptray.templating.job import clear_dir
+
+    previous = resolve(join(out_uri, "metrics.json"))
+    if previous[0].get_file_info(previous[1]).type == pafs.FileType.File:  # a rerun into the same folder
+        log.info("%s holds an earlier experiment: its metrics, report, plots and scores are replaced", out_uri)
+    for stale in ("plots", "scores"):  # an earlier run's targets would stay beside this run's (and in its report)
+        clear_dir(join(out_uri, stale))
     log.info("experiment: %d dataset x context target(s) found, embedders %s, detectors %s, %d seed(s)", len(targets),
              ", ".join(exp.embedders), ", ".join(str(d) for d in exp.detectors), exp.seeds)
     init_ray(cfg.ray)

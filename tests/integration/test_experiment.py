@@ -44,7 +44,12 @@ def test_experiment_on_real_adapt_file(ray_cluster: None, shared_data: Path, tmp
     cfg.experiment.epochs = 3
     cfg.experiment.tsne_points = 100
     out = tmp_path / "exp"
+    for stale in (out / "plots" / "bovia_5dir-Exec-hist.png", out / "scores" / "bovia" / "5dir" / "Exec" / "x.parquet"):
+        stale.parent.mkdir(parents=True)  # an earlier experiment's outputs in the same folder: replaced, not kept
+        stale.write_bytes(b"old")
     result = run_experiment(str(folder), str(out), cfg)
+    assert not (out / "plots" / "bovia_5dir-Exec-hist.png").exists()
+    assert not (out / "scores" / "bovia" / "5dir").exists()
     # 5 detectors x 2 protocols, plus the seed's fusion of the 3 best of aptray's own on validation
     assert result["targets"] == 1 and result["errors"] == 0 and result["runs"] == 11
 
