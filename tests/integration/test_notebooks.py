@@ -61,7 +61,7 @@ def test_notebooks_execute(ray_cluster: None, shared_data: Path, tmp_path: Path,
     nb = _run("01_explore_trace.ipynb", f"INPUT = {str(folder)!r}\nSOURCE = 'adapt'\nASPECT = 'Event'\n"
               f"OUT = {str(tmp_path / 'nb01')!r}", tmp_path)
     text = json.dumps(nb.cells[-1].outputs)  # type: ignore[attr-defined]
-    assert "rows_with_this_sentence" in text and "The process performed" in text
+    assert "benign_rows_with_this_sentence" in text and "The process performed" in text  # twins: benign rows only
 
     # A real (small) experiment for notebook 02: AVF on the raw attributes, two seeds, no embedder.
     cfg = AptrayConfig()
