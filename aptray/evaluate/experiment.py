@@ -611,10 +611,14 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
                 entry["skipped"] = f"{type(exc).__name__}: {exc}"
                 continue
             entry.update(prep.info)
-            train_benign = min(len(split_rows(prep.y, seed, exp.test_fraction, exp.val_fraction).train)
-                               for seed in range(exp.seeds))
+            if Protocol.BENIGN_SPLIT in exp.protocols:
+                train_benign = min(len(split_rows(prep.y, seed, exp.test_fraction, exp.val_fraction).train)
+                                   for seed in range(exp.seeds))
+                what = "benign training row"
+            else:  # the unsupervised protocol alone fits every row
+                train_benign, what = len(prep.y), "row"
             if train_benign < exp.min_train_rows:
-                entry["skipped"] = (f"only {train_benign} benign training row{'' if train_benign == 1 else 's'} "
+                entry["skipped"] = (f"only {train_benign} {what}{'' if train_benign == 1 else 's'} "
                                     f"(< min_train_rows {exp.min_train_rows})")
                 log.warning("target %s %s skipped: %s", target.name, aspect, entry["skipped"])
                 continue

@@ -209,3 +209,22 @@ def test_aspects_of_a_folder_share_one_split_and_fuse_per_process(ray_cluster: N
     event, exec_, both = test_processes("Event", 0), test_processes("Exec", 0), test_processes("PerAspect", 0)
     assert event and exec_ and event | exec_ | test_processes("All", 0) == both
     assert "Per-aspect fusion of All, Event, Exec" in (out / "report.md").read_text()
+
+
+def test_unsupervised_protocol_alone_fits_every_row(ray_cluster: None, shared_data: Path, tmp_path: Path) -> None:
+    """pandex/clearscope's Netflow context has 8 processes: the benign split leaves too few to train on, but the
+    unsupervised protocol fits all 8; run alone it was skipped as "only 1 benign training rows"."""
+    from aptray.evaluate import run_experiment
+
+    cfg = AptrayConfig()
+    cfg.ingest.source = Source.ADAPT
+    cfg.experiment.embedders = []
+    cfg.experiment.detectors = ["avf"]
+    cfg.experiment.aspects = [Aspect.NETFLOW]
+    cfg.experiment.protocols = [Protocol.UNSUPERVISED]
+    cfg.experiment.seeds = 1
+    folder = shared_data / "darpa_tc_adapt" / "pandex" / "clearscope"
+    result = run_experiment(str(folder), str(tmp_path / "u"), cfg)
+    assert result["skipped"] == 0 and result["errors"] == 0 and result["runs"] == 1, result
+    cfg.experiment.protocols = [Protocol.BENIGN_SPLIT]
+    assert run_experiment(str(folder), str(tmp_path / "b"), cfg)["skipped"] == 1  # too few to split
