@@ -63,7 +63,7 @@ from aptray.evaluate.metrics import aggregate, finite_or_none
 from aptray.evaluate.per_aspect import PER_ASPECT, Member, Universe, aligned_splits, per_aspect_runs
 from aptray.evaluate.runs import ScoreRows
 from aptray.evaluate.splits import Split
-from aptray.io.fs import join, resolve
+from aptray.io.fs import is_s3, join, resolve
 from aptray.logs import Progress
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,15 @@ def discover(input_uri: str, source: Source, aspects: list[Aspect] | None) -> li
     from aptray.io.adapt import file_aspect
 
     fs, root = resolve(input_uri)
+    if any(ch in root for ch in "*?["):  # a glob of system folders or files: each match as if given alone
+        from aptray.io.fs import glob_paths
+
+        matches = glob_paths(fs, root)
+        if not matches:
+            raise FileNotFoundError(f"no input matches {input_uri!r}")
+        scheme = input_uri.split("://", 1)[0] + "://" if is_s3(input_uri) else ""
+        found = [t for m in matches for t in discover(scheme + m, source, aspects)]
+        return list(dict.fromkeys(found))
     info = fs.get_file_info(root)
     if info.type == pafs.FileType.NotFound:
         raise FileNotFoundError(f"no input at {input_uri!r}")
@@ -555,8 +564,9 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
     check_output(out_uri, cfg.embed.cache)  # a missing s3 bucket: refused before any work
     from aptray.embed.registry import resolve as resolve_model
 
-    for name in cfg.experiment.embedders:  # a model not installed: its install command now, not a run that skips it
-        resolve_model(name)                # and reports nothing skipped
+    if "embedders" in cfg.experiment.model_fields_set:  # named by the user: a model not installed is its install
+        for name in cfg.experiment.embedders:           # command now, not a run that skips it and reports nothing
+            resolve_model(name)                         # skipped (the default list skips one with a log line)
     from aptray.detectors.registry import APTRAY_DETECTORS
     from aptray.evaluate.fusion import FUSION
     from aptray.evaluate.report import write_report

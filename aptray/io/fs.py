@@ -139,6 +139,16 @@ def list_files(
     return fs, sorted(files, key=lambda f: f.rel)
 
 
+def glob_paths(fs: pafs.FileSystem, pattern: str) -> list[str]:
+    """Files and folders whose whole path matches the glob ``pattern`` (a path inside ``fs``; ``*`` does not cross
+    ``/``), sorted."""
+    parts = pattern.split("/")
+    fixed = next(i for i, part in enumerate(parts) if any(ch in part for ch in "*?["))
+    root = "/".join(parts[:fixed]) or "/"
+    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
+    return sorted(i.path for i in infos if _glob_match(i.path, PurePosixPath(pattern)))
+
+
 def _rel(path: str, root: str) -> str:
     """``path`` relative to ``root`` by plain string arithmetic (no cwd: S3 keys are not local paths)."""
     root = root.rstrip("/")

@@ -147,6 +147,12 @@ def test_discover_walks_the_adapt_root(shared_data: Path) -> None:
     assert ("pandex/trace", "Netflow") in names and ("bovia/cadets", "Exec") not in names
     # ProcessAll by join is a default context wherever two or more aspects exist, not where only one does
     assert ("bovia/cadets", "All") in names and ("bovia/5dir", "All") in names
+    # a glob of system folders, as every other command takes (it was "no input at '.../*/clearscope'")
+    globbed = discover(str(root / "*" / "clearscope"), Source.ADAPT, [Aspect.EVENT])
+    assert [(t.name, t.aspect) for t in globbed] == [("bovia/clearscope", Aspect.EVENT),
+                                                     ("pandex/clearscope", Aspect.EVENT)]
+    with pytest.raises(FileNotFoundError, match="no input matches"):
+        discover(str(root / "*" / "nothing-here"), Source.ADAPT, None)
     assert ("pandex/trace", "All") not in names
     # raw traces: single events and, where the reader builds process contexts, their ProcessAll
     cdm = str(shared_data / "cdm" / "cadets_cdm20")
