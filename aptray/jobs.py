@@ -39,14 +39,12 @@ def _train(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]:
 def _score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]:
     """The score stage with what ``aptray score`` adds: the evaluation where the trace is labelled, and the
     summary on stderr (counts, the alert-flood warning, the top alerts)."""
-    from aptray.commands.summary import score_lines
-    from aptray.evaluate.score_output import evaluate_scores, top_alerts
+    from aptray.commands.summary import score_report
     from aptray.score import run_score
 
     result = run_score(input_uri, out_uri, cfg)
-    result["evaluation"] = evaluate_scores(out_uri)
-    for line in score_lines(result, out_uri, top_alerts(out_uri, 3), result["evaluation"]):
-        sys.stderr.write(line + "\n")
+    result["evaluation"], lines = score_report(result, out_uri)
+    sys.stderr.write("".join(line + "\n" for line in lines))
     return result
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from aptray.config import AptrayConfig, Aspect, Source
 from aptray.errors import AptrayError
-from aptray.io.fs import join, resolve
+from aptray.io.fs import check_output, join, resolve
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +57,9 @@ def run_pipeline(out: str, cfg: AptrayConfig, input_uri: str | None = None, sour
         ``stages`` (each stage's counts; ``skipped`` for those done earlier), ``evaluation`` (AUC-ROC, PR-AUC
         where the scored trace has labels), ``top_alerts``, ``outputs`` and ``seconds``.
     """
-    from aptray.io.fs import check_output
-
-    check_output(out, cfg.embed.cache)  # a missing s3 bucket: refused before any work
     from aptray.runtime import init_ray
 
+    check_output(out, cfg.embed.cache)  # a missing s3 bucket: refused before any work
     start = time.perf_counter()
     if input_uri is None:
         from aptray.io.synthetic import default_demo_input

@@ -26,7 +26,7 @@ from aptray.config import AptrayConfig, Aspect, EmbedConfig, Source
 from aptray.embed.cache import embedding_matrix
 from aptray.errors import AptrayError, FormatMismatchError
 from aptray.io.files import check_lines, list_input
-from aptray.io.fs import InputFile, Selection, join, resolve
+from aptray.io.fs import InputFile, Selection, check_output, join, resolve
 from aptray.io.quarantine import count_rows, quarantine_reasons
 
 if TYPE_CHECKING:
@@ -292,9 +292,6 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
         output folder holds, including those done by earlier runs (of this input or, into the same folder, another:
         ``files_in_output``).
     """
-    from aptray.io.fs import check_output
-
-    check_output(out_uri, cfg.embed.cache)  # a missing s3 bucket: refused before any work
     import pyarrow.fs as pafs_
 
     from aptray.artifacts import check_format, describe_format, load_detector, window_of
@@ -305,6 +302,7 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
     from aptray.templating.base import TEMPLATE_VERSION
     from aptray.templating.job import ensure_parquet, sentences_dataset
 
+    check_output(out_uri, cfg.embed.cache)  # a missing s3 bucket: refused before any work
     if not cfg.score.artifact:
         raise ValueError("score.artifact is required (a detector artifact folder, local or s3://)")
     start = time.perf_counter()
@@ -413,14 +411,12 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
     _write_json(fs, join(root, "manifest.json"), manifest)
     check_lines(result["lines"], f"score {input_uri}")
     # what the output folder holds (no alerts/ where nothing alerted, no quarantine/ where no row was quarantined)
+    from aptray.evaluate.score_output import OUTPUTS
+
     result["outputs"] = [f"{name}/" if info.type == pafs_.FileType.Directory else name
                          for name in OUTPUTS
                          if (info := fs.get_file_info(join(root, name))).type != pafs_.FileType.NotFound]
     return result
-
-
-#: What a score output folder may hold, in the order the summary names them.
-OUTPUTS: tuple[str, ...] = ("scores", "alerts", "incidents", "quarantine", "report.html")
 
 
 def _alert_files(out_uri: str) -> tuple[pafs.FileSystem, list[str]]:

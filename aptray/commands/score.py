@@ -40,13 +40,11 @@ def register(app: typer.Typer) -> None:
                              "score.trusted": trusted or None,
                              "score.allow_format_mismatch": allow_format_mismatch or None})
         result = run_score(input, out, cfg)
-        from aptray.commands.summary import score_lines
-        from aptray.evaluate.score_output import evaluate_scores, top_alerts
+        from aptray.commands.summary import score_report
 
-        evaluation = evaluate_scores(out)  # AUC-ROC / PR-AUC where the trace carries labels, as aptray run gives
+        evaluation, lines = score_report(result, out)  # AUC-ROC / PR-AUC where labelled, as aptray run gives
         emit({**{k: result[k] for k in ("rows_read", "rows_scored", "rows_quarantined", "alerts", "incidents",
                                         "files", "files_read", "files_in_output", "files_skipped", "source",
                                         "aspect", "lines", "quarantine_reasons", "distinct_sentences", "encoded",
                                         "seconds", "outputs")},
-              "evaluation": evaluation},
-             score_lines(result, out, top_alerts(out, 3), evaluation))
+              "evaluation": evaluation}, lines)

@@ -53,23 +53,33 @@ def score_lines(result: Mapping[str, Any], out: str, top: list[dict[str, Any]],
     """``aptray score``: rows, quarantine, alerts and incidents, the evaluation where labelled, the top alerts,
     where."""
     skipped = f", {_n(result['files_skipped'])} done earlier" if result.get("files_skipped") else ""
-    read, listed = result.get("files_read", result["files"]), result["files"]
-    held = result.get("files_in_output", listed)
+    listed = result["files"]
+    read, held = result.get("files_read", listed), max(result.get("files_in_output", listed), listed)
+    files = f"{_n(read)} file(s)" if read == held else f"{_n(read)} of {_n(held)} file(s)"
     if held > listed:  # the folder also holds files scored into it from another input: the counts are the folder's
-        files = (f"{_n(read)} of {_n(held)} file(s) in the output folder ({_n(listed)} listed now{skipped})"
-                 if read != held else f"{_n(read)} file(s) in the output folder ({_n(listed)} listed now{skipped})")
-        skipped = ""
-    else:
-        files = f"{_n(read)} file(s)" if read == listed else f"{_n(read)} of {_n(listed)} file(s) listed"
+        files, skipped = f"{files} in the output folder ({_n(listed)} listed now{skipped})", ""
+    elif read != held:
+        files += " listed"
     lines = [f"scored {_n(result['rows_scored'])} of {_n(result['rows_read'])} rows from {files}{skipped}, "
              f"{_quarantined(result)}{_secs(result)}",
              f"{_n(result['alerts'])} alert(s) in {_n(result.get('incidents', 0))} incident(s)"]
     lines += evaluation_lines(evaluation or {})
     lines += coverage_lines(result, "retrain with more of the normal behaviour")
     lines += alert_lines(top)
-    held = result.get("outputs", ["scores/", "alerts/", "incidents/", "quarantine/", "report.html"])
-    lines.append(f"outputs: {out} ({', '.join(held)})")
+    from aptray.evaluate.score_output import OUTPUTS
+
+    written = result.get("outputs") or [name if "." in name else f"{name}/" for name in OUTPUTS]
+    lines.append(f"outputs: {out} ({', '.join(written)})")
     return lines
+
+
+def score_report(result: Mapping[str, Any], out: str) -> tuple[dict[str, Any], list[str]]:
+    """What ``aptray score`` and the score job add to a score result: the evaluation where the trace is labelled
+    (:func:`aptray.evaluate.score_output.evaluate_scores`) and the summary lines with the top alerts."""
+    from aptray.evaluate.score_output import evaluate_scores, top_alerts
+
+    evaluation = evaluate_scores(out)
+    return evaluation, score_lines(result, out, top_alerts(out, 3), evaluation)
 
 
 def _twins(n: int) -> str:

@@ -40,7 +40,7 @@ from aptray.embed.cache import (
     to_embedding_array,
 )
 from aptray.embed.encoder import node_threads
-from aptray.io.fs import join, read_parquet, resolve
+from aptray.io.fs import check_output, join, read_parquet, resolve
 
 if TYPE_CHECKING:
     import ray.data
@@ -431,13 +431,11 @@ def run_embed(input_uri: str, out_uri: str, cfg: AptrayConfig, source: str | Non
     Returns:
         ``rows``, ``distinct_sentences``, ``encoded``, ``cache_hits``, ``hit_rate``, ``seconds``.
     """
-    from aptray.io.fs import check_output
-
-    check_output(out_uri, cfg.embed.cache)  # a missing s3 bucket: refused before any work
     from aptray.embed.parity import embedder_record
     from aptray.embed.registry import resolve as resolve_model
     from aptray.runtime import init_ray
 
+    check_output(out_uri, cfg.embed.cache)  # a missing s3 bucket: refused before any work
     start = time.perf_counter()
     if source is not None:  # a raw trace: one ProcessParent.csv reads as Parent
         from aptray.templating.job import effective_aspect

@@ -559,20 +559,19 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
     Returns:
         A summary: targets run and skipped, runs, errors, seconds, and the output paths.
     """
-    from aptray.io.fs import check_output
-
-    check_output(out_uri, cfg.embed.cache)  # a missing s3 bucket: refused before any work
-    from aptray.embed.registry import resolve as resolve_model
-
-    if "embedders" in cfg.experiment.model_fields_set:  # named by the user: a model not installed is its install
-        for name in cfg.experiment.embedders:           # command now, not a run that skips it and reports nothing
-            resolve_model(name)                         # skipped (the default list skips one with a log line)
     from aptray.detectors.registry import APTRAY_DETECTORS
+    from aptray.embed.registry import resolve as resolve_model
     from aptray.evaluate.fusion import FUSION
     from aptray.evaluate.report import write_report
     from aptray.evaluate.splits import split_rows
+    from aptray.io.fs import check_output
     from aptray.runtime import init_ray
     from aptray.templating.base import TEMPLATE_VERSION
+
+    check_output(out_uri, cfg.embed.cache)  # a missing s3 bucket: refused before any work
+    if "embedders" in cfg.experiment.model_fields_set:  # named by the user: a model not installed is its install
+        for name in cfg.experiment.embedders:           # command now, not a run that skips it and reports nothing
+            resolve_model(name)                         # skipped (the default list skips one with a log line)
 
     start = time.perf_counter()
     cfg = cfg.model_copy(deep=True)
@@ -583,13 +582,11 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
     targets = discover(input_uri, source, exp.aspects)
     import pyarrow.fs as pafs
 
-    from aptray.templating.job import clear_dir
-
-    previous = resolve(join(out_uri, "metrics.json"))
-    if previous[0].get_file_info(previous[1]).type == pafs.FileType.File:  # a rerun into the same folder
+    fs, metrics_path = resolve(join(out_uri, "metrics.json"))
+    if fs.get_file_info(metrics_path).type == pafs.FileType.File:  # a rerun into the same folder
         log.info("%s holds an earlier experiment: its metrics, report, plots and scores are replaced", out_uri)
     for stale in ("plots", "scores"):  # an earlier run's targets would stay beside this run's (and in its report)
-        clear_dir(join(out_uri, stale))
+        _remove(join(out_uri, stale))
     log.info("experiment: %d dataset x context target(s) found, embedders %s, detectors %s, %d seed(s)", len(targets),
              ", ".join(exp.embedders), ", ".join(str(d) for d in exp.detectors), exp.seeds)
     init_ray(cfg.ray)

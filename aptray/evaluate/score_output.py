@@ -9,6 +9,9 @@ import pyarrow.fs as pafs_
 
 from aptray.io.fs import join, resolve
 
+#: What a score output folder may hold, in the order the summary names them (all folders but the report).
+OUTPUTS: tuple[str, ...] = ("scores", "alerts", "incidents", "quarantine", "report.html")
+
 
 def top_alerts(out_uri: str, n: int = 5) -> list[dict[str, Any]]:
     """The ``n`` highest-scored distinct alert sentences of a score output, best first: each the top alert of its

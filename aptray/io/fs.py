@@ -114,14 +114,8 @@ def list_files(
     files: list[InputFile] = []
     has_glob = any(ch in path for ch in "*?[")
     if has_glob:
-        parts = path.split("/")
-        fixed = next(i for i, part in enumerate(parts) if any(ch in part for ch in "*?["))
-        root = "/".join(parts[:fixed]) or "/"
-        pattern = PurePosixPath(path)
-        infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
-        for info in infos:
-            if info.type == pafs.FileType.File and _glob_match(info.path, pattern):
-                files.append(InputFile(info.path, _rel(info.path, root), info.size or 0))
+        root, matches = _glob(fs, path)
+        files += [InputFile(i.path, _rel(i.path, root), i.size or 0) for i in matches if i.type == pafs.FileType.File]
     else:
         info = fs.get_file_info(path)
         if info.type == pafs.FileType.File:
@@ -142,11 +136,16 @@ def list_files(
 def glob_paths(fs: pafs.FileSystem, pattern: str) -> list[str]:
     """Files and folders whose whole path matches the glob ``pattern`` (a path inside ``fs``; ``*`` does not cross
     ``/``), sorted."""
+    return sorted(i.path for i in _glob(fs, pattern)[1])
+
+
+def _glob(fs: pafs.FileSystem, pattern: str) -> tuple[str, list[pafs.FileInfo]]:
+    """The fixed folder above a glob ``pattern`` and the entries below it whose whole path matches."""
     parts = pattern.split("/")
     fixed = next(i for i, part in enumerate(parts) if any(ch in part for ch in "*?["))
     root = "/".join(parts[:fixed]) or "/"
     infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
-    return sorted(i.path for i in infos if _glob_match(i.path, PurePosixPath(pattern)))
+    return root, [i for i in infos if _glob_match(i.path, PurePosixPath(pattern))]
 
 
 def _rel(path: str, root: str) -> str:

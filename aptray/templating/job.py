@@ -13,7 +13,7 @@ import pyarrow.dataset as pads
 
 from aptray.config import AptrayConfig, Aspect, Source, TemplateConfig
 from aptray.io.files import check_lines, line_counts
-from aptray.io.fs import Selection, join, resolve
+from aptray.io.fs import Selection, check_output, join, resolve
 from aptray.io.quarantine import QuarantineSplit, count_rows, quarantine_reasons
 from aptray.schema import EVENT_SCHEMA
 from aptray.templating.base import SENTENCE_FIELDS, TEMPLATE_VERSION, templatize
@@ -52,13 +52,11 @@ def run_templatize(source: Source | str, uri: str, out: str, cfg: AptrayConfig |
 
     The counts are also written to ``out/manifest.json`` with the template version.
     """
-    from aptray.io.fs import check_output
-
-    check_output(out)  # a missing s3 bucket: refused before any work
     from aptray.io.files import list_input
     from aptray.io.sources import source_spec
     from aptray.runtime import init_ray
 
+    check_output(out)  # a missing s3 bucket: refused before any work
     cfg = cfg or AptrayConfig()
     aspect = effective_aspect(Source(source), cfg.ingest.aspect, uri)  # one ProcessParent.csv reads as Parent
     cfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"aspect": aspect})})

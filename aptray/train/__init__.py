@@ -56,11 +56,11 @@ def run_train(embeddings_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
         A summary: model, rows, rows used, benign rows, excluded malicious rows, epochs, final losses,
         thresholds, validation metrics, artifact path, seconds.
     """
+    from aptray.artifacts import save_detector
+    from aptray.detectors.registry import detector_spec
     from aptray.io.fs import check_output
 
     check_output(out_uri)  # a missing s3 bucket: refused before any work
-    from aptray.artifacts import save_detector
-    from aptray.detectors.registry import detector_spec
 
     t0 = time.perf_counter()
     tc = cfg.train

@@ -224,10 +224,10 @@ def train_ddp(
     from aptray.models import build_model
     from aptray.train.loop import epoch_rows
 
-    if cfg.use_gpu and ray.cluster_resources().get("GPU", 0) < cfg.workers:  # Ray Train waits for them, silently
+    gpus = ray.cluster_resources().get("GPU", 0) if cfg.use_gpu else 0
+    if cfg.use_gpu and gpus < cfg.workers:  # Ray Train waits for them, silently
         log.warning("train.use_gpu asks %d GPU worker(s) but the cluster has %g GPU(s) now: training waits until an "
-                    "autoscaling GPU pool adds them; on a CPU-only cluster set train.use_gpu=false", cfg.workers,
-                    ray.cluster_resources().get("GPU", 0))
+                    "autoscaling GPU pool adds them; on a CPU-only cluster set train.use_gpu=false", cfg.workers, gpus)
     dim = int(x_train.shape[-1])
     storage = storage_path or cfg.storage_path or os.path.join(tempfile.gettempdir(), "aptray-train")
     os.makedirs(storage, exist_ok=True) if "://" not in storage else None
