@@ -87,7 +87,7 @@ def run_pipeline(out: str, cfg: AptrayConfig, input_uri: str | None = None, sour
         what = "differs in " + ", ".join(changed) if changed else "another version"
         raise RunConflictError(f"{out} holds a run with other settings ({what}): pass another --out, or --fresh to "
                                "run every stage again")
-    _check_plan(cfg, source, aspect, input_uri)
+    _check_plan(cfg, source, aspect, input_uri, train_uri)
     done: dict[str, Any] = dict(state.get("stages", {}))
     if fresh:  # the score job resumes file by file: a new model must not find the old one's scores
         from aptray.templating.job import clear_dir
@@ -137,14 +137,18 @@ def run_pipeline(out: str, cfg: AptrayConfig, input_uri: str | None = None, sour
 SHARED_ENCODER_S = 600.0
 
 
-def _check_plan(cfg: AptrayConfig, source: Source, aspect: Aspect | None, input_uri: str) -> None:
-    """A context the source does not build, or a windowed detector for rows without event order: refused before
-    Ray starts (they failed as a crash after the embedding stage)."""
+def _check_plan(cfg: AptrayConfig, source: Source, aspect: Aspect | None, input_uri: str, train_uri: str) -> None:
+    """A missing input, a wrong ``--source``, a context the source does not build, or a windowed detector for rows
+    without event order: refused before Ray starts (the last two failed as a crash after the embedding stage, the
+    first two after Ray's start)."""
     from aptray.detectors.registry import detector_spec
+    from aptray.embed.job import check_input
     from aptray.io.sources import source_spec
     from aptray.templating.job import effective_aspect
     from aptray.train import check_windowed
 
+    for uri in dict.fromkeys((input_uri, train_uri)):  # a missing input or a wrong --source
+        check_input(uri, cfg, str(source))
     effective = effective_aspect(source, aspect, input_uri)
     source_spec(source).check_aspect(effective)
     check_windowed(detector_spec(cfg.train.model), source, effective, f"{input_uri} is read as")

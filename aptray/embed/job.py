@@ -172,6 +172,29 @@ class _Finish:
         return pa.Table.from_arrays(cols, schema=self.schema)
 
 
+def check_input(input_uri: str, cfg: AptrayConfig, source: str | None) -> None:
+    """Refuse an input the embed stage cannot read, before any work: a raw trace of ``source`` with no file of its
+    kind (:func:`aptray.io.files.list_input`), or a folder that is not a templatize output.
+
+    Raises:
+        FileNotFoundError: nothing at ``input_uri``, or no ``sentences/`` Parquet in it (and no ``source``).
+        WrongSourceError: files are there, none of the source's kind.
+    """
+    from aptray.io.files import list_input
+    from aptray.io.fs import list_files
+    from aptray.io.sources import source_spec
+
+    if source is not None:
+        list_input(input_uri, source_spec(Source(source)).suffixes, cfg.ingest)
+        return
+    try:
+        list_files(join(input_uri, "sentences"), (".parquet",))
+    except FileNotFoundError:
+        list_files(input_uri)  # nothing there at all: that error names the input
+        raise FileNotFoundError(f"{input_uri} is not a templatize output (no sentences/*.parquet in it): pass "
+                                "--source SRC to embed a raw trace") from None
+
+
 def upstream_manifest(input_uri: str, cfg: AptrayConfig, source: str | None) -> dict[str, Any]:
     """What the sentences to embed were made from: a templatize output's ``manifest.json``, or for a raw trace of
     ``source`` (templatized on the fly) the same keys from ``cfg`` (source, input, aspect, template version and
@@ -444,6 +467,7 @@ def run_embed(input_uri: str, out_uri: str, cfg: AptrayConfig, source: str | Non
         cfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"aspect": aspect})})
     ecfg = cfg.embed
     base = resolve_model(ecfg.model, ecfg.backend, ecfg.quantize)  # a missing model fails before any input is read
+    check_input(input_uri, cfg, source)  # a missing input or a wrong --source: before any work too
     made_of = upstream_manifest(input_uri, cfg, source)
     spec = base.composed(composition(ecfg, made_of.get("aspect"), made_of.get("template")))
     init_ray(cfg.ray)

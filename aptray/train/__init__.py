@@ -59,8 +59,10 @@ def run_train(embeddings_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
     from aptray.artifacts import save_detector
     from aptray.detectors.registry import detector_spec
     from aptray.io.fs import check_output
+    from aptray.train.data import check_embeddings
 
     check_output(out_uri)  # a missing s3 bucket: refused before any work
+    check_embeddings(embeddings_uri)
 
     t0 = time.perf_counter()
     tc = cfg.train

@@ -54,6 +54,21 @@ def read_manifest(uri: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def check_embeddings(uri: str) -> None:
+    """Refuse a folder that is not an embed output before any work.
+
+    Raises:
+        FileNotFoundError: no ``embeddings/*.parquet`` under ``uri``, naming the command that makes them.
+    """
+    from aptray.io.fs import list_files
+
+    try:
+        list_files(join(uri, "embeddings"), (".parquet",))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{uri} is not an embed output (no embeddings/*.parquet in it): run aptray embed "
+                                "and train on its --out folder") from None
+
+
 def load_embeddings(uri: str) -> EmbeddingData:
     """Read every ``*.parquet`` under ``uri/embeddings`` (local or ``s3://``)."""
     import pyarrow.dataset as pads

@@ -174,3 +174,27 @@ def test_malformed_yaml_names_the_file_and_line(tmp_path: Path, capsys: pytest.C
     msg = _one_error(err)
     assert code == 2 and line is not None and line["kind"] == "ConfigError"
     assert f"{config} line 4, column 1: not valid YAML" in msg and "--config" in msg
+
+
+def test_a_missing_input_or_a_folder_of_the_wrong_stage_is_refused_before_ray(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``aptray run`` and ``aptray embed --source`` on a missing input started Ray (7 s) and left an empty
+    ``OUT/embed``; ``aptray embed`` on a raw trace without ``--source`` and ``aptray train`` on anything but an embed
+    output failed inside the stage ("aptray: error: /tmp/x/embeddings")."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "audit.log").write_text('type=SYSCALL msg=audit(1.0:1): arch=c000003e syscall=59 success=yes pid=2\n')
+    missing = str(tmp_path / "nothing-here")
+    for args in (["run", missing, "--source", "beth"], ["embed", missing, "--source", "beth"],
+                 ["run", str(raw), "--source", "auditd", "--train", missing]):
+        code, err, line = _aptray([*args, "--out", str(tmp_path / "o")], capsys, monkeypatch)
+        assert code == 2 and line is not None and line["kind"] == "FileNotFoundError", args
+        assert "no input files found" in _one_error(err) and "nothing-here" in err[0], args
+    code, err, line = _aptray(["run", str(raw), "--source", "beth", "--out", str(tmp_path / "o")], capsys, monkeypatch)
+    assert code == 2 and line is not None and line["kind"] == "WrongSourceError"
+    assert "audit.log looks like Linux audit.log (--source auditd)" in _one_error(err)
+    code, err, _ = _aptray(["embed", str(raw), "--out", str(tmp_path / "o")], capsys, monkeypatch)
+    assert code == 2 and "is not a templatize output" in _one_error(err) and "--source" in err[0]
+    code, err, _ = _aptray(["train", str(raw), "--out", str(tmp_path / "o")], capsys, monkeypatch)
+    assert code == 2 and "is not an embed output" in _one_error(err) and "aptray embed" in err[0]
+    assert not (tmp_path / "o").exists()  # nothing written
