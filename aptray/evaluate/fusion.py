@@ -56,10 +56,15 @@ def place(reference: np.ndarray, scores: np.ndarray, weights: np.ndarray | None 
     return np.asarray(u)
 
 
+#: A fusion member's validation AUC-ROC must be above this.
+CHANCE = 0.5
+
+
 def fuse(scored: dict[str, tuple[np.ndarray, np.ndarray]], y_val: np.ndarray, size: int, top_k: int,
          percentile: float) -> dict[str, Any] | None:
     """The rank fusion of the ``size`` detectors of ``scored`` (name -> (validation, test) scores) with the best
-    validation AUC-ROC; None when fewer than two have a defined validation AUC.
+    validation AUC-ROC above chance (0.5: a detector that ranks the validation attacks below the benign rows only
+    adds noise); None when fewer than two qualify.
 
     Returns:
         ``members`` (with their validation AUC-ROC), ``threshold``, ``val`` and ``test`` metrics without the test
@@ -69,7 +74,7 @@ def fuse(scored: dict[str, tuple[np.ndarray, np.ndarray]], y_val: np.ndarray, si
     ranked = []
     for name, (val, _) in scored.items():
         auc = auc_roc(y, val) if 0 < int(y.sum()) < len(y) else float("nan")
-        if np.isfinite(auc):
+        if np.isfinite(auc) and auc > CHANCE:
             ranked.append((auc, name))
     ranked.sort(key=lambda t: (-t[0], t[1]))
     members = ranked[:size]

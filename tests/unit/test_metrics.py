@@ -180,3 +180,16 @@ def test_no_score_of_the_sentence_passes_its_ceiling() -> None:
         by_sentence = {s: rng.random() for s in set(sentences)}  # any detector: one score per sentence
         scores = [by_sentence[s] for s in sentences]
         assert auc_roc(y, scores) <= ceiling["auc_roc"] + 1e-12
+
+
+def test_fusion_leaves_out_members_below_chance_on_validation() -> None:
+    """The seed's rank fusion took its three best on validation even where one ranked the validation attacks
+    below every benign row (AUC 0), which only inverts part of the ranking."""
+    from aptray.evaluate.fusion import fuse
+
+    y = np.array([0, 0, 0, 0, 1, 1])
+    good = np.array([0.1, 0.2, 0.3, 0.4, 0.8, 0.9])
+    scored = {"a": (good, good), "b": (good * 2, good), "inverted": (-good, good)}
+    fused = fuse(scored, y, size=3, top_k=2, percentile=99.0)
+    assert fused is not None and set(fused["members"]) == {"a", "b"}
+    assert fuse({"a": (good, good), "inverted": (-good, good)}, y, size=3, top_k=2, percentile=99.0) is None
