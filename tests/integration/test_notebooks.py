@@ -60,7 +60,8 @@ def test_notebooks_execute(ray_cluster: None, shared_data: Path, tmp_path: Path,
 
     nb = _run("01_explore_trace.ipynb", f"INPUT = {str(folder)!r}\nSOURCE = 'adapt'\nASPECT = 'Event'\n"
               f"OUT = {str(tmp_path / 'nb01')!r}", tmp_path)
-    text = json.dumps(nb.cells[-1].outputs)  # type: ignore[attr-defined]
+    code = [c for c in nb.cells if c.cell_type == "code"]  # type: ignore[attr-defined]
+    text = json.dumps(code[-2].outputs)  # the malicious processes' table (the last cell ends the Ray session)
     assert "benign_rows_with_this_sentence" in text and "The process performed" in text  # twins: benign rows only
 
     # A real (small) experiment for notebook 02: AVF on the raw attributes, two seeds, no embedder.
