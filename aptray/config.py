@@ -327,6 +327,9 @@ class ServeConfig(_Section):
         bad = [n for n in value if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", n)]
         if bad:
             raise ValueError(f"model names are 1-64 letters, digits, '_', '.' or '-': {bad}")
+        if "default" in value:  # aptray.serve.loader.DEFAULT_MODEL: the artifact's own name (it was dropped)
+            raise ValueError("'default' names serve.artifact (the default model): give this one another name, or "
+                             "make it serve.artifact")
         return value
 
     artifact: str | None = Field(None, description="Detector artifact folder (local or s3://): the default model.")

@@ -71,8 +71,9 @@ def config_error(exc: Exception) -> ConfigError | None:
         hint = f"did you mean {' or '.join(close)}?" if close else f"known keys: {', '.join(known) or '-'}"
         return ConfigError(f"unknown config key {where}: {hint}{more}")
     given = first.get("input")
-    shown = repr(given) if not isinstance(given, dict | list | BaseModel) else type(given).__name__
-    return ConfigError(f"config value {where} = {shown}: {first['msg']}{more}; fix it in --config FILE or the option")
+    msg = str(first["msg"]).removeprefix("Value error, ")  # a validator's own message reads as it is
+    shown = "" if isinstance(given, dict | list | BaseModel) else f" = {given!r}"
+    return ConfigError(f"config value {where}{shown}: {msg}{more}; fix it in --config FILE or the option")
 
 
 def _section_keys(model_name: str, loc: tuple[int | str, ...]) -> list[str]:

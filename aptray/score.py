@@ -514,8 +514,11 @@ def write_incidents(out_uri: str, window_s: float) -> int:
     from aptray.evaluate.report import write_score_report
 
     write_score_report(out_uri, incidents, alerts.append_column("incident_id", incident_of))
-    log.info("%d alert(s) in %d incident(s); the largest holds %d", alerts.num_rows, incidents.num_rows,
-             int(pc.max(incidents.column("alerts")).as_py() or 0) if incidents.num_rows else 0)
+    if incidents.num_rows:
+        log.info("%d alert(s) in %d incident(s); the largest holds %d", alerts.num_rows, incidents.num_rows,
+                 int(pc.max(incidents.column("alerts")).as_py() or 0))
+    else:
+        log.info("no alerts: every scored row is below the threshold")
     return int(incidents.num_rows)
 
 

@@ -28,7 +28,8 @@ def register(app: typer.Typer) -> None:
         epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
         compose: Annotated[Compose | None, typer.Option(
             help="How sentences become vectors: auto (default: ProcessAll aspect by aspect), none, aspects.")] = None,
-        fresh: Annotated[bool, typer.Option(help="Run every stage again, even those OUT/run.json records.")] = False,
+        fresh: Annotated[bool, typer.Option(
+            "--fresh", help="Run every stage again, even those OUT/run.json records.")] = False,
         config: Annotated[str | None, typer.Option(help="YAML config.")] = None,
     ) -> None:
         """Templatize, embed, train, score and report in one go; a re-run skips the stages already done."""

@@ -21,12 +21,14 @@ def register(app: typer.Typer) -> None:
         aspect: Annotated[Aspect | None, typer.Option(
             help="Process context (ADAPT, CDM, auditd; default: the artifact's).")] = None,
         allow_format_mismatch: Annotated[bool, typer.Option(
+            "--allow-format-mismatch",
             help="Score events of another source or context than the artifact was trained on.")] = False,
         actors: Annotated[int | None, typer.Option(help="Embedding actors.")] = None,
         gpus_per_actor: Annotated[float | None, typer.Option(help="GPUs per embedding actor.")] = None,
         cache: Annotated[str | None, typer.Option(
             help="Embedding cache folder (local or s3://): read for known sentences, appended with new ones.")] = None,
         trusted: Annotated[bool, typer.Option(
+            "--trusted",
             help="Accept artifact files without a recorded sha256 (a recorded one must still match).")] = False,
         config: Annotated[str | None, typer.Option(help="YAML config.")] = None,
     ) -> None:

@@ -107,6 +107,9 @@ def _named(pairs: list[str] | None) -> dict[str, str] | None:
         name, sep, path = pair.partition("=")
         if not sep or not name or not path:
             raise typer.BadParameter(f"expected NAME=ARTIFACT, got {pair!r}", param_hint="--model")
+        if name in out:
+            raise typer.BadParameter(f"model name {name!r} given twice ({out[name]} and {path})",
+                                     param_hint="--model")
         out[name] = path
     return out
 
@@ -128,6 +131,7 @@ def register(app: typer.Typer) -> None:
             "--proxy", help="Answer on --port through Serve's proxy instead of from the replica itself (one more hop: "
             "about twice the latency of the default on one machine).")] = False,
         allow_format_mismatch: Annotated[bool, typer.Option(
+            "--allow-format-mismatch",
             help="Score requests of another format than the artifact was trained on (422 by default).")] = False,
         model: Annotated[list[str] | None, typer.Option(
             "--model", help="NAME=ARTIFACT: one more detector on the same replicas (repeatable); requests pick "
@@ -181,8 +185,9 @@ def register(app: typer.Typer) -> None:
         try:
             run(sc)
             info, keys_from = serve_urls(sc), key_source(sc)
-            emit({**info, "app": sc.app_name, "artifact": sc.artifact, "api_key_from": keys_from},
-                 [f"serving {sc.artifact} at {info['url']}/v1/score ({info['path']})",
+            named = "".join(f", {n}={p}" for n, p in sc.models.items())
+            emit({**info, "app": sc.app_name, "artifact": sc.artifact, "models": sc.models, "api_key_from": keys_from},
+                 [f"serving {sc.artifact}{named} at {info['url']}/v1/score ({info['path']})",
                   f"API keys from {keys_from}; send one as X-API-Key or Authorization: Bearer",
                   f"docs: {info['docs']}   (Ctrl-C stops)"])
             while True:

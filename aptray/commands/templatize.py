@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
         input: Annotated[str, typer.Argument(help="File, folder or glob; local or s3://.")],
         out: Annotated[str, typer.Option(help="Output folder (local or s3://).")],
         aspect: Annotated[Aspect | None, typer.Option(help="Process context (ADAPT, CDM, auditd).")] = None,
-        strict: Annotated[bool, typer.Option(help="Stop at the first bad row.")] = False,
+        strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad row.")] = False,
         labels: Annotated[str | None, typer.Option(help="Ground-truth file of malicious UUIDs.")] = None,
         config: Annotated[str | None, typer.Option(help="YAML config.")] = None,
     ) -> None:

@@ -160,10 +160,19 @@ def _json_response(content: dict[str, Any]) -> Any:
     return Response(body, media_type="application/json")
 
 
+def _field_error(e: dict[str, Any]) -> str:
+    """One error as ``body.field: message``; a body that is not JSON at all names the character where it broke
+    (FastAPI puts that offset where a field name goes: "body.27: JSON decode error")."""
+    if e["type"] == "json_invalid":
+        at = e["loc"][-1] if len(e["loc"]) > 1 else None
+        return "the body is not valid JSON" + (f" (at character {at})" if isinstance(at, int) else "")
+    return f"{'.'.join(str(x) for x in e['loc']) or 'body'}: {e['msg']}"
+
+
 def _field_errors(errors: Any) -> tuple[str, list[dict[str, Any]]]:
     """Pydantic/FastAPI errors -> a message naming each field, and the errors without the input echoed."""
     clean = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in errors]
-    parts = [f"{'.'.join(str(x) for x in e['loc']) or 'body'}: {e['msg']}" for e in clean[:5]]
+    parts = [_field_error(e) for e in clean[:5]]
     more = f" (+{len(clean) - 5} more)" if len(clean) > 5 else ""
     return "invalid request: " + "; ".join(parts) + more, clean
 
@@ -314,6 +323,8 @@ class OnlineDetector:
             log.error("request events could not be parsed", exc_info=prepared)
             return _invalid("events", f"the events could not be parsed ({type(prepared).__name__})", "unparseable")
         sentences = prepared.sentences
+        if not sentences and prepared.rejected and (hint := _other_format(body)) is not None:
+            return _invalid("format", hint, "format_mismatch")
         # single-event detectors score in the encoder's pass; a windowed one needs the request's whole order first
         X, scores = await self._encode(loaded, sentences, name if loaded.window is None else None)
         if loaded.window is None:
@@ -409,6 +420,23 @@ class OnlineDetector:
                 "parses": self._preparer.stats.batches, "largest_parse": self._preparer.stats.largest,
                 "model_busy_s": round(sum(st.busy_s for st in stats), 3),
                 "parse_busy_s": round(self._preparer.stats.busy_s, 3)}
+
+
+def _other_format(body: ScoreRequest) -> str | None:
+    """Where no event of a request parsed, the formats its items look like, when not the one it names (batch
+    stops a file the same way: :func:`aptray.io.files.check_first_block`); None otherwise."""
+    from aptray.io.sources import sniff, source_spec
+    from aptray.serve.parse import format_source
+
+    named = format_source(body.format)
+    if named is None:
+        return None
+    lines = [json.dumps(e) if isinstance(e, dict) else e.strip() for e in body.events[:20]]
+    found = [s for s in sniff([ln for ln in lines if ln]) if source_spec(s).format is not source_spec(named).format]
+    if not found:
+        return None
+    return (f"no event of this request parses as {body.format.value}; they look like "
+            f"{' or '.join(f'{source_spec(s).title} (format {s.value!r})' for s in found)}")
 
 
 def _invalid(field: str, msg: str, kind: str) -> Any:

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from aptray.config import ServeConfig, TemplateConfig
+from aptray.config import ServeConfig, Source, TemplateConfig
 from aptray.serve.schemas import EmbedderInfo, EventFormat, ModelInfo
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,7 @@ class ArtifactLoader:
             ``threads`` None: this node's cores shared by ``sharers`` replicas (counted on the replica's node).
         models: more artifacts, by the name requests use.
         sharers: replicas that may share a node.
+        allow_format_mismatch: the server scores events of any format (what each model's ``formats`` lists).
     """
 
     def __init__(
@@ -110,8 +111,10 @@ class ArtifactLoader:
         threads: int | None = None,
         models: dict[str, str] | None = None,
         sharers: int = 1,
+        allow_format_mismatch: bool = False,
     ) -> None:
         self.artifact = artifact
+        self.allow_format_mismatch = allow_format_mismatch
         self.trusted = trusted
         self.device = device
         self.dtype = dtype
@@ -127,7 +130,8 @@ class ArtifactLoader:
         if not cfg.artifact:
             raise ValueError("serve.artifact is required (a detector artifact folder, local or s3://)")
         return cls(cfg.artifact, cfg.trusted, "cuda" if cfg.num_gpus > 0 else "cpu", cfg.dtype,
-                   cfg.encode_batch_size, cfg.cache_size, cfg.torch_threads, cfg.models, cfg.replicas_per_node())
+                   cfg.encode_batch_size, cfg.cache_size, cfg.torch_threads, cfg.models, cfg.replicas_per_node(),
+                   cfg.allow_format_mismatch)
 
     def __call__(self) -> LoadedModels:
         paths = {DEFAULT_MODEL: self.artifact, **{k: v for k, v in self.models.items() if k != DEFAULT_MODEL}}
@@ -176,7 +180,7 @@ class ArtifactLoader:
             template_version=meta.get("template_version"),
             template=template.model_dump(),
             device=device,
-            formats=list(EventFormat),
+            formats=accepted_formats(source, window is not None, self.allow_format_mismatch),
             source=source.value if source else None,
             aspect=aspect.value if aspect else None,
             explanations=explanations_of(detector, window is not None),
@@ -184,6 +188,18 @@ class ArtifactLoader:
         )
         return LoadedDetector(encoder=encoders[key], detector=detector, template=template,  # type: ignore[arg-type]
                               info=info, meta=meta, window=window)
+
+
+def accepted_formats(source: Source | None, windowed: bool, allow_mismatch: bool) -> list[EventFormat]:
+    """The request formats a model answers (:meth:`OnlineDetector._refuse_format` refuses the others): its
+    source's raw events and sentences; every source's where the server allows mismatches or the artifact records
+    no source; no sentences for a windowed detector (it needs the events' process and order)."""
+    from aptray.io.sources import source_spec
+
+    raw: list[EventFormat] = [f for f in EventFormat if f is not EventFormat.SENTENCE]
+    if not allow_mismatch and source is not None:  # the synthetic trace is BETH CSV: it answers beth
+        raw = [f for f in raw if source_spec(Source(f.value)).format is source_spec(source).format]
+    return raw if windowed else [*raw, EventFormat.SENTENCE]
 
 
 def _resolve_embedder(recorded: dict[str, Any]) -> Any:

@@ -203,7 +203,7 @@ def choose(plan: Variants, variant_scores: dict[str, float], n: int, unseen: lis
     for i, k in enumerate(best):
         if k is not None:
             part[i], value[i] = plan.part[k], plan.value[k]
-            without[i] = round(float(variant_scores[plan.sentence[k]]), 6)
+            without[i] = float(f"{float(variant_scores[plan.sentence[k]]):.6g}")  # 6 significant digits (AE: ~1e-3)
     return part, value, without
 
 

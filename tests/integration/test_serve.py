@@ -212,6 +212,11 @@ def test_bad_events_are_rejected_per_item(server: str, shared_data: Path) -> Non
     body = r.json()
     assert [x["index"] for x in body["results"]] == [0, 2]
     assert body["rejected"] == [{"index": 1, "reason": "wrong column count: 3, expected 16"}]
+    # audit.log lines sent as BETH: every item rejected; the answer names the format they are (batch stops so too)
+    audit = (shared_data / "auditd" / "ait_lds_v2_russellmitchell" / "intranet_server_audit.log").read_text()
+    r = httpx.post(f"{server}/v1/score", json={"format": "beth", "events": audit.splitlines()[:3]},
+                   headers=_auth(), timeout=60)
+    assert r.status_code == 422 and "they look like Linux audit.log (format 'auditd')" in r.json()["message"], r.text
 
 
 def test_health_model_and_docs(server: str, trained: dict[str, Any]) -> None:
@@ -282,7 +287,8 @@ def test_422_names_the_field(server: str, body: dict[str, Any], field: str) -> N
     assert field in r.json()["message"]
     not_json = httpx.post(f"{server}/v1/score", content=b"{not json",
                           headers={**_auth(), "Content-Type": "application/json"}, timeout=30)
-    assert not_json.status_code == 422 and not_json.json()["message"]
+    assert not_json.status_code == 422
+    assert not_json.json()["message"] == "invalid request: the body is not valid JSON (at character 1)"  # was "body.1"
 
 
 @pytest.mark.parametrize("ctype", [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data"])

@@ -198,3 +198,14 @@ def test_a_missing_input_or_a_folder_of_the_wrong_stage_is_refused_before_ray(
     code, err, _ = _aptray(["train", str(raw), "--out", str(tmp_path / "o")], capsys, monkeypatch)
     assert code == 2 and "is not an embed output" in _one_error(err) and "aptray embed" in err[0]
     assert not (tmp_path / "o").exists()  # nothing written
+
+
+def test_a_second_model_named_default_or_a_name_given_twice_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``aptray serve A --model default=DIR`` dropped DIR without a word (ARTIFACT holds that name), and a name
+    given twice kept only its last artifact."""
+    monkeypatch.setenv("APTRAY_API_KEY", "cli-errors-key-0123456789")
+    code, err, _ = _aptray(["serve", str(tmp_path), "--model", f"default={tmp_path}"], capsys, monkeypatch)
+    assert code == 2 and "'default' names serve.artifact (the default model)" in _one_error(err)
+    code, err, _ = _aptray(["serve", str(tmp_path), "--model", "a=/x", "--model", "a=/y"], capsys, monkeypatch)
+    assert code == 2 and "model name 'a' given twice (/x and /y)" in _one_error(err)

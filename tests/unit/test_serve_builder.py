@@ -118,3 +118,19 @@ def test_replicas_share_the_node_cores_unless_threads_are_set() -> None:
     scaled = ServeConfig(artifact="a", replicas=1, autoscaling=ServeAutoscaling(max_replicas=5))
     assert ArtifactLoader.from_config(scaled).sharers == 5
     assert ArtifactLoader.from_config(ServeConfig(artifact="a", torch_threads=2)).threads == 2
+
+
+def test_models_list_the_formats_the_server_answers() -> None:
+    """``GET /v1/model`` listed all five formats for every model while the server answered 422 to all but the
+    model's own and sentences."""
+    from aptray.config import Source
+    from aptray.serve.loader import accepted_formats
+
+    def names(*args: Any) -> list[str]:
+        return [f.value for f in accepted_formats(*args)]
+
+    assert names(Source.AUDITD, False, False) == ["auditd", "sentence"]
+    assert names(Source.SYNTHETIC, False, False) == ["beth", "sentence"]  # the synthetic trace is BETH CSV
+    assert names(Source.BETH, True, False) == ["beth"]  # a windowed detector needs raw events
+    assert names(Source.CDM, False, True) == names(None, False, False) == ["adapt", "beth", "auditd", "cdm", "sentence"]
+

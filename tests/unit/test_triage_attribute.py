@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from aptray.artifacts import load_detector, save_detector
 from aptray.config import TemplateConfig, ThresholdConfig, TrainConfig
@@ -274,3 +275,11 @@ def test_parts_benign_training_never_had_beside_their_condition_are_named_and_tr
     loaded = back.benign_.values  # type: ignore[attr-defined]
     assert loaded.mask == values.mask and loaded.unseen(alerts) == values.unseen(alerts)
     assert explanations_of(back, windowed=False) == ["nearest_benign", "attribution", "unseen_attributes"]
+
+
+def test_score_without_keeps_six_significant_digits_of_small_scores() -> None:
+    """Autoencoder scores are about 1e-3: rounded to six decimals, "score_without" kept two to four digits."""
+    rows = _rows([SHELL])
+    weights = np.asarray([5.0, 1.0, 3.0, 0.5, 0.1]) * 1.23456789e-4
+    out = attribute(rows, lambda s: _bag(s, []), lambda X: X @ weights, TemplateConfig())
+    assert out.column("attribution_score_without").to_pylist()[0] == pytest.approx(1.6 * 1.23456789e-4, rel=1e-5)
