@@ -32,7 +32,9 @@ This module does not use ``from __future__ import annotations``: Serve reads the
 import asyncio
 import json
 import logging
+import re
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -296,20 +298,26 @@ class OnlineDetector:
             return [self.models[self.default].info] + [m.info for n, m in self.models.items() if n != self.default]
 
         @app.post("/v1/score", response_model=ScoreResponse, responses=errors, tags=["detector"])  # PostGate: key
-        async def score(body: ScoreRequest) -> Any:
-            """Score a batch of raw events (or sentences): per event its sentence, score, threshold, tier and flag."""
+        async def score(body: ScoreRequest, request: Request) -> Any:
+            """Score a batch of raw events (or sentences): per event its sentence, score, threshold, tier and flag.
+
+            The answer's ``request_id`` is the request's ``X-Request-ID`` (one is made when it has none or an
+            unusable one); events known by their line in the request have record ids ``<source>:<request_id>:<line>``.
+            """
             if len(body.events) > self.settings.max_events_per_request:
                 msg = f"at most {self.settings.max_events_per_request} events per request, got {len(body.events)}"
                 return _invalid("events", msg, "too_long")
             if body.model is not None and body.model not in self.models:
                 return _invalid("model", f"no model {body.model!r}; this server has "
                                          f"{', '.join(sorted(self.models))}", "unknown_model")
-            return await self.score_request(body)
+            return await self.score_request(body, request_id_of(request.headers.get("x-request-id")))
 
         return app
 
-    async def score_request(self, body: ScoreRequest) -> Any:
-        """Parse, templatize and score one request (the route's work, callable through a handle too)."""
+    async def score_request(self, body: ScoreRequest, request_id: str | None = None) -> Any:
+        """Parse, templatize and score one request (the route's work, callable through a handle too); ``request_id``
+        names it in the answer and in its events' record ids (None: a new one)."""
+        request_id = request_id or request_id_of(None)
         start = time.perf_counter()
         name = body.model or self.default
         loaded = self.models[name]
@@ -322,6 +330,7 @@ class OnlineDetector:
         if isinstance(prepared, Exception):  # a parser bug must not answer 5xx to a client's events; logged in full
             log.error("request events could not be parsed", exc_info=prepared)
             return _invalid("events", f"the events could not be parsed ({type(prepared).__name__})", "unparseable")
+        prepared.named(request_id)
         sentences = prepared.sentences
         if not sentences and prepared.rejected and (hint := _other_format(body)) is not None:
             return _invalid("format", hint, "format_mismatch")
@@ -349,7 +358,7 @@ class OnlineDetector:
         self.requests += 1
         if rejected:
             log.info("request: %d event(s) scored, %d rejected", len(results), len(rejected))
-        return _json_response({"artifact_id": aid, "results": results, "rejected": rejected,
+        return _json_response({"artifact_id": aid, "request_id": request_id, "results": results, "rejected": rejected,
                                "counts": prepared.counts(),
                                "took_ms": round((time.perf_counter() - start) * 1000, 3)})
 
@@ -420,6 +429,14 @@ class OnlineDetector:
                 "parses": self._preparer.stats.batches, "largest_parse": self._preparer.stats.largest,
                 "model_busy_s": round(sum(st.busy_s for st in stats), 3),
                 "parse_busy_s": round(self._preparer.stats.busy_s, 3)}
+
+
+def request_id_of(header: str | None) -> str:
+    """The request's id: its ``X-Request-ID`` when that is 1-64 letters, digits, '.', '_' or '-' (Serve's own ids
+    are UUIDs), else a new UUID."""
+    if header is not None and re.fullmatch(r"[A-Za-z0-9._-]{1,64}", header):
+        return header
+    return str(uuid.uuid4())
 
 
 def _other_format(body: ScoreRequest) -> str | None:

@@ -85,6 +85,16 @@ class Prepared:
             t = t.set_column(c, t.schema.field(c), pa.array([values[i] for i in sentences], t.schema.field(c).type))
         return t
 
+    def named(self, request_id: str) -> None:
+        """Name the request in the record ids of events known by their line: ``<source>:<request id>:<line>``
+        instead of ``<source>:request:<line>``, unique across requests as a file's name makes them across files
+        (sources' own ids, CDM and ADAPT UUIDs, stay)."""
+        mid = f":{REQUEST_FILE}:"
+        for n, rid in enumerate(self.record_ids):
+            src, sep, line = rid.partition(mid)
+            if sep and ":" not in src and line.isdigit():
+                self.record_ids[n] = line_record_id(src, request_id, int(line))
+
     def counts(self) -> dict[str, int]:
         """What became of the request's items: scored (an item of several events counts once), rejected, or
         context (records that only inform others: CDM subjects and objects, an event's later auditd records)."""

@@ -106,7 +106,9 @@ class EventScore(_Model):
     """The detector's verdict on one event."""
 
     index: int = Field(description="Position in the request's events of the (first) item this event came from.")
-    record_id: str = Field(description="The event's id: '<source>:request:<line>' or the source's own UUID.")
+    record_id: str = Field(description="The event's id: the source's own UUID (CDM, ADAPT), else "
+                                       "'<source>:<request_id>:<line>' (its line in the request's events, a header "
+                                       "line counted), or 'sentence:<request_id>:<n>' for sentences.")
     sentence: str = Field(description="The templated sentence that was embedded.")
     score: float = Field(description="Anomaly score, higher = more anomalous.")
     threshold: float = Field(description="The artifact's alert threshold.")
@@ -138,6 +140,7 @@ class ScoreResponse(_Model):
     """Scores of every parsed event, and the events that were rejected."""
 
     artifact_id: str
+    request_id: str = Field(description="The request's X-Request-ID, or the one made for it.")
     results: list[EventScore]
     rejected: list[RejectedEvent]
     counts: ItemCounts

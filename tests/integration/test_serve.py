@@ -212,6 +212,13 @@ def test_bad_events_are_rejected_per_item(server: str, shared_data: Path) -> Non
     body = r.json()
     assert [x["index"] for x in body["results"]] == [0, 2]
     assert body["rejected"] == [{"index": 1, "reason": "wrong column count: 3, expected 16"}]
+    # the request names its events' ids (they were 'beth:request:2' in every request): its X-Request-ID, or a new id
+    named = httpx.post(f"{server}/v1/score", json={"format": "beth", "events": [good]},
+                       headers={**_auth(), "X-Request-ID": "soc-42"}, timeout=60).json()
+    assert named["request_id"] == "soc-42" and named["results"][0]["record_id"] == "beth:soc-42:2"
+    again = httpx.post(f"{server}/v1/score", json={"format": "beth", "events": [good]}, headers=_auth(),
+                       timeout=60).json()
+    assert again["results"][0]["record_id"] == f"beth:{again['request_id']}:2" != body["results"][0]["record_id"]
     # audit.log lines sent as BETH: every item rejected; the answer names the format they are (batch stops so too)
     audit = (shared_data / "auditd" / "ait_lds_v2_russellmitchell" / "intranet_server_audit.log").read_text()
     r = httpx.post(f"{server}/v1/score", json={"format": "beth", "events": audit.splitlines()[:3]},
@@ -323,6 +330,7 @@ def test_concurrent_burst_has_no_5xx(server: str, shared_data: Path) -> None:
                     events = [lines[(i * 3 + j) % len(lines)] for j in range(1 + i % 4)]
                     r = await client.post(f"{server}/v1/score", json={"format": "beth", "events": events})
                     alone = prepare(EventFormat.BETH, events, TemplateConfig())  # parsed with others, answered alone
+                    alone.named(r.json()["request_id"])
                     assert [(x["index"], x["record_id"], x["sentence"]) for x in r.json()["results"]] == list(
                         zip(alone.index, alone.record_ids, alone.sentences, strict=True))
                     return r.status_code

@@ -245,3 +245,20 @@ def test_adapt_rows_sent_as_json_objects_read_as_their_csv_lines(shared_data: Pa
     assert not isinstance(as_json, Exception) and not isinstance(as_csv, Exception)
     assert as_json.rejected == [] and len(as_json.sentences) == len(objects) == 7
     assert (as_json.sentences, as_json.record_ids) == (as_csv.sentences, as_csv.record_ids)
+
+
+def test_record_ids_name_the_request(shared_data: Path) -> None:
+    """Events known by their line were '<source>:request:<line>' in every request: two requests' ids collided."""
+    from aptray.serve.app import request_id_of
+
+    lines = (shared_data / "auditd" / "go-libaudit" / "testdata__normal.log").read_text().splitlines()
+    out = prepare(EventFormat.AUDITD, lines, TemplateConfig())
+    before = list(out.record_ids)
+    out.named("req-1")
+    assert out.record_ids == [r.replace(":request:", ":req-1:") for r in before] and before[0].startswith("auditd:")
+    said = prepare(EventFormat.SENTENCE, ["a sentence."], TemplateConfig())
+    said.named("req-1")
+    assert said.record_ids == ["sentence:req-1:1"]
+    assert request_id_of("soc-42") == "soc-42"
+    made = request_id_of("a:b")  # not usable inside an id: a new one
+    assert made != "a:b" and len(made) == 36 and request_id_of(None) != made
