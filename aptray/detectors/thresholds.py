@@ -71,9 +71,18 @@ def f1_threshold(scores: np.ndarray, y: np.ndarray, weights: np.ndarray | None =
 
 
 def assign_tiers(scores: np.ndarray, tiers: dict[str, float]) -> list[str | None]:
-    """For each score, the name of the highest tier whose threshold it reaches (None below all tiers)."""
-    ranked = sorted(tiers.items(), key=lambda kv: kv[1], reverse=True)
+    """For each score, the name of the highest tier whose threshold it reaches (None below all tiers).
+
+    Tiers come least severe first (:data:`DEFAULT_TIERS`). Where a tier's threshold equals a less severe one's
+    (many benign rows share the top scores: their percentiles coincide), the more severe tier needs a score above
+    it: a benign training sentence scored again lands in the lower tier, and only what scores past it in the
+    higher (they all read "high" before).
+    """
+    order = list(tiers)
+    ranked = sorted(tiers.items(), key=lambda kv: (kv[1], order.index(kv[0])), reverse=True)
+    strict = {name for name, thr in ranked if any(t == thr and order.index(n) < order.index(name)
+                                                   for n, t in tiers.items())}
     out: list[str | None] = []
     for s in np.asarray(scores, dtype=np.float64):
-        out.append(next((name for name, thr in ranked if s >= thr), None))
+        out.append(next((name for name, thr in ranked if s > thr or (s == thr and name not in strict)), None))
     return out

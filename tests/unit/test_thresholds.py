@@ -46,3 +46,13 @@ def test_tiers() -> None:
     tiers = tier_thresholds(s, {"low": 90, "medium": 99, "high": 99.9})
     assert tiers["low"] < tiers["medium"] < tiers["high"]
     assert assign_tiers(np.array([0.0, 950.0, 995.0, 999.5]), tiers) == [None, "low", "medium", "high"]
+
+
+def test_tiers_that_coincide_keep_benign_scores_in_the_lower_one() -> None:
+    """Many benign rows share the top score (one frequent sentence): the 99th and 99.9th percentiles coincide, and
+    every alert, a benign training sentence scored again included, read "high"."""
+    benign = np.r_[np.arange(900, dtype=float), np.full(100, 950.0)]
+    tiers = tier_thresholds(benign, {"low": 90, "medium": 99, "high": 99.9})
+    assert tiers["medium"] == tiers["high"] == 950.0 > tiers["low"]
+    assert assign_tiers(np.array([910.0, 950.0, 950.1]), tiers) == ["low", "medium", "high"]
+    assert assign_tiers(np.array([5.0, 6.0]), {"low": 5.0, "medium": 5.0, "high": 5.0}) == ["low", "high"]
