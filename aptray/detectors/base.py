@@ -20,6 +20,7 @@ import numpy as np
 from aptray.detectors.thresholds import (
     DEFAULT_TIERS,
     assign_tiers,
+    by_severity,
     f1_threshold,
     percentile_threshold,
     tier_thresholds,
@@ -192,6 +193,7 @@ class Detector(ABC):
         self._load_state(arrays, learned)
         self.threshold_ = float(thresholds["threshold"])
         self.threshold_method_ = str(thresholds.get("method", "stored"))
-        self.tiers_ = {k: float(v) for k, v in thresholds.get("tiers", {}).items()}
+        self.tiers_ = by_severity({k: float(v) for k, v in thresholds.get("tiers", {}).items()},
+                                  thresholds.get("tier_percentiles"))
         if thresholds.get("val_f1") is not None:
             self.val_f1_ = float(thresholds["val_f1"])

@@ -38,8 +38,17 @@ def percentile_threshold(scores: np.ndarray, percentile: float, weights: np.ndar
 
 def tier_thresholds(scores: np.ndarray, tiers: dict[str, float], weights: np.ndarray | None = None
                     ) -> dict[str, float]:
-    """Each tier's threshold: the tier's percentile of the benign scores (``weights``: row counts)."""
-    return {name: percentile_threshold(scores, p, weights) for name, p in tiers.items()}
+    """Each tier's threshold: the tier's percentile of the benign scores (``weights``: row counts), least severe
+    (lowest percentile) first, the order :func:`assign_tiers` reads."""
+    return {name: percentile_threshold(scores, p, weights) for name, p in sorted(tiers.items(), key=lambda kv: kv[1])}
+
+
+def by_severity(thresholds: dict[str, float], percentiles: dict[str, float] | None) -> dict[str, float]:
+    """Tier thresholds least severe first, by their ``percentiles`` (an artifact's ``config.json`` stores them with
+    sorted keys: high, low, medium); without percentiles, :data:`DEFAULT_TIERS`' order, then unknown names by
+    threshold."""
+    known = percentiles or DEFAULT_TIERS
+    return dict(sorted(thresholds.items(), key=lambda kv: (kv[0] not in known, known.get(kv[0], 0.0), kv[1])))
 
 
 def f1_threshold(scores: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> tuple[float, float]:

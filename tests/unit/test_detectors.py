@@ -76,6 +76,7 @@ def test_artifact_round_trip(name: str, tmp_path: Path) -> None:
     back = load_detector(str(tmp_path / "a"), expect_embedder=META["embedder"]["model_id"], expect_template_version="1")
     np.testing.assert_allclose(back.decision_function(X), det.decision_function(X), rtol=1e-6)
     assert back.threshold_ == det.threshold_ and back.tiers_ == det.tiers_
+    assert list(back.tiers_) == list(det.tiers_) == ["low", "medium", "high"]  # config.json sorts its keys
     cfg = json.loads((tmp_path / "a" / "config.json").read_text())
     assert cfg["embedder"]["dim"] == DIM and cfg["template_version"] == "1" and "torch" in cfg["libraries"]
 

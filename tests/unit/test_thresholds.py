@@ -56,3 +56,17 @@ def test_tiers_that_coincide_keep_benign_scores_in_the_lower_one() -> None:
     assert tiers["medium"] == tiers["high"] == 950.0 > tiers["low"]
     assert assign_tiers(np.array([910.0, 950.0, 950.1]), tiers) == ["low", "medium", "high"]
     assert assign_tiers(np.array([5.0, 6.0]), {"low": 5.0, "medium": 5.0, "high": 5.0}) == ["low", "high"]
+
+
+def test_a_loaded_artifact_keeps_its_tiers_least_severe_first() -> None:
+    """config.json stores the tiers with sorted keys (high, low, medium): read in that order, a loaded artifact
+    named "medium" the alerts that training and ``aptray run`` named "high"."""
+    from aptray.detectors.thresholds import by_severity
+
+    stored = {"high": 5.0, "low": 3.0, "medium": 5.0}
+    for percentiles in ({"high": 99.9, "low": 95.0, "medium": 99.0}, None):
+        tiers = by_severity(stored, percentiles)
+        assert list(tiers) == ["low", "medium", "high"]
+        assert assign_tiers(np.array([4.0, 5.0, 6.0]), tiers) == ["low", "medium", "high"]
+    assert list(by_severity({"zeta": 1.0, "high": 9.0, "alpha": 2.0}, None)) == ["high", "zeta", "alpha"]
+    assert list(tier_thresholds(np.arange(100.0), {"b": 99.0, "a": 90.0})) == ["a", "b"]
