@@ -23,6 +23,10 @@ class MissingBucketError(AptrayError, FileNotFoundError):
     """An ``s3://`` output names a bucket that does not exist: aptray never creates one (a misspelt name would)."""
 
 
+class UriError(AptrayError, ValueError):
+    """A path that is neither a local path nor an ``s3://`` URI (another scheme, ``s3:/`` with one slash)."""
+
+
 class LineAccountingError(AptrayError, RuntimeError):
     """The readers accounted for fewer (or more) lines than the input has: a reader bug, never silent."""
 

@@ -33,6 +33,11 @@ def set_verbose(on: bool) -> None:
         os.environ.pop(VERBOSE_ENV, None)
 
 
+#: Loggers of S3 clients whose DEBUG records hold credentials (botocore's signed headers; aiobotocore, which s3fs
+#: uses, logs "Found credentials in environment variables." at INFO on every client).
+SIGNING_LOGGERS: tuple[str, ...] = ("botocore", "aiobotocore", "boto3", "s3transfer")
+
+
 def configure(level: str | int | None = None) -> None:
     """Send log records to stderr (stdout is reserved for the one-line JSON results of the CLI).
 
@@ -49,9 +54,12 @@ def configure(level: str | int | None = None) -> None:
         datefmt=None if loud else "%H:%M:%S",
         force=True,
     )
+    # S3 clients log signed request headers (the access key id, signatures) at DEBUG: never below INFO, even with -v
+    for name in SIGNING_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO if loud else logging.WARNING)
     if not loud:
         # libraries that log at INFO through the root logger (httpx, filelock, urllib3, ...) stay quiet
-        for name in ("httpx", "httpcore", "filelock", "urllib3", "botocore", "s3fs", "fsspec", "asyncio",
+        for name in ("httpx", "httpcore", "filelock", "urllib3", "s3fs", "fsspec", "asyncio",
                      "sentence_transformers", "transformers", "torch"):
             logging.getLogger(name).setLevel(logging.WARNING)
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -11,6 +11,7 @@ import gzip
 import io
 import os
 import posixpath
+import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, BinaryIO
@@ -58,14 +59,18 @@ def s3_filesystem() -> pafs.S3FileSystem:
 
 
 def check_output(*uris: str | None) -> None:
-    """Refuse ``s3://`` outputs (an output folder, an embedding cache) whose bucket does not exist, before any work.
+    """Refuse outputs (an output folder, an embedding cache) that are no local path or ``s3://`` URI
+    (:func:`check_uri`), or name an ``s3://`` bucket that does not exist, before any work.
 
     Raises:
+        UriError: a malformed URI.
         MissingBucketError: naming the bucket and the fix.
     """
     from aptray.errors import MissingBucketError
 
     for uri in uris:
+        if uri and not is_s3(uri):
+            check_uri(uri)
         if not uri or not is_s3(uri):
             continue
         fs, path = resolve(uri)
@@ -75,12 +80,32 @@ def check_output(*uris: str | None) -> None:
                                      "it): create it first; aptray does not create buckets")
 
 
+def check_uri(uri: str) -> None:
+    """Refuse what is neither a local path nor ``s3://``: another scheme, a scheme in capitals, or ``s3:/x``
+    (one slash), which would otherwise be written to a local folder named ``s3:``.
+
+    Raises:
+        UriError: naming the URI and the form to use.
+    """
+    from aptray.errors import UriError
+
+    m = re.match(r"([A-Za-z][A-Za-z0-9+.-]*):(/*)", uri)
+    if m is None or uri.startswith("file://"):
+        return
+    scheme, slashes = m.group(1), m.group(2)
+    if scheme.lower() in ("s3", "s3a"):
+        raise UriError(f"{uri!r} is not an S3 URI: write it s3://bucket/key (lower case, two slashes)")
+    if slashes == "//":
+        raise UriError(f"unsupported URI scheme {scheme!r} in {uri!r}: use a local path or s3://")
+    if slashes:  # "gs:/x": a scheme with a slash missing; a local name with a colon has none ("a:b")
+        raise UriError(f"{uri!r} looks like a URI with a slash missing: use a local path or s3://bucket/key")
+
+
 def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
     """Map a local path or ``s3://bucket/key`` to ``(filesystem, path)``."""
     if is_s3(uri):
         return s3_filesystem(), uri.split("://", 1)[1].rstrip("/")
-    if "://" in uri and not uri.startswith("file://"):
-        raise ValueError(f"unsupported URI scheme in {uri!r}: use a local path or s3://")
+    check_uri(uri)
     path = uri[len("file://") :] if uri.startswith("file://") else uri
     return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(path))
 
@@ -115,7 +140,10 @@ def list_files(
     has_glob = any(ch in path for ch in "*?[")
     if has_glob:
         root, matches = _glob(fs, path)
-        files += [InputFile(i.path, _rel(i.path, root), i.size or 0) for i in matches if i.type == pafs.FileType.File]
+        for i in matches:  # a matched folder stands for the files under it ('darpa_tc_adapt/*/clearscope')
+            inner = (fs.get_file_info(pafs.FileSelector(i.path, recursive=True)) if i.type == pafs.FileType.Directory
+                     else [i])
+            files += [InputFile(f.path, _rel(f.path, root), f.size or 0) for f in inner if f.type == pafs.FileType.File]
     else:
         info = fs.get_file_info(path)
         if info.type == pafs.FileType.File:

@@ -63,6 +63,24 @@ def test_list_files_dir_glob_and_missing(tmp_path: Path) -> None:
         list_files(str(tmp_path / "nothing-here"))
     with pytest.raises(ValueError, match="unsupported URI scheme"):
         resolve("gs://bucket/x")
+    # a glob that matches folders stands for the files under them (it matched nothing: 'no input files found')
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "y.csv").write_text("5")
+    _, files = list_files(str(tmp_path / "[ad]"), (".csv",))
+    assert [f.rel for f in files] == ["a/x.csv", "d/y.csv"]
+
+
+@pytest.mark.parametrize("uri", ["s3:/out/run", "S3://out/run", "s3:out", "gs:/b/x", "gs://b/x"])
+def test_a_malformed_uri_is_a_user_error_not_a_local_folder(uri: str, tmp_path: Path) -> None:
+    """``--out s3:/out/run`` (one slash) wrote to a local folder named 's3:'; ``S3://`` failed as a crash."""
+    from aptray.errors import UriError
+    from aptray.io.fs import check_output
+
+    with pytest.raises(UriError, match=r"s3://|URI"):
+        check_output(uri)
+    with pytest.raises(UriError):
+        resolve(uri)
+    assert resolve(str(tmp_path / "a:b"))[1].endswith("a:b")  # a local name with a colon is still a local path
 
 
 def _rows() -> pa.Table:
@@ -122,3 +140,21 @@ def test_rays_cluster_error_messages_stay_off_stdout(capsys: pytest.CaptureFixtu
     worker.print_to_stdstream({"lines": ["a worker's print"], "pid": 1234, "is_err": False, "ip": "127.0.0.1",
                                "task_name": "t", "actor_name": ""}, ignore_prefix=False)
     assert "a worker's print" in capsys.readouterr().out
+
+
+def test_s3_clients_never_log_signed_headers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore's DEBUG records hold the access key id and signatures (they reached the terminal with -v), and
+    aiobotocore printed "Found credentials in environment variables." on every S3 command."""
+    import logging
+
+    from aptray.logs import configure, set_verbose
+
+    try:
+        for loud, level in ((True, logging.INFO), (False, logging.WARNING)):
+            set_verbose(loud)
+            configure()
+            for name in ("botocore", "aiobotocore"):
+                assert logging.getLogger(name).getEffectiveLevel() == level, (loud, name)
+    finally:
+        set_verbose(False)
+        configure()
