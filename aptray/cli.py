@@ -47,7 +47,7 @@ FAILED = 1
 def main() -> None:
     """The console script: run :data:`app`, turning user errors into one clear line (exit code 2) and other
     errors into one line (exit code 1) unless verbose."""
-    from aptray.errors import config_error, first_line, user_error
+    from aptray.errors import as_user_error, first_line
     from aptray.logs import verbose
 
     try:
@@ -62,8 +62,7 @@ def main() -> None:
         sys.stderr.write(f"aptray: error: {message}{where}\n")
         raise SystemExit(int(getattr(exc, "exit_code", USER_ERROR))) from None
     except Exception as exc:
-        err: BaseException | None = user_error(exc) or config_error(exc) or (
-            exc if isinstance(exc, FileNotFoundError) else None)
+        err = as_user_error(exc)
         from aptray.commands.common import emit
 
         if err is None:

@@ -31,19 +31,54 @@ class LineAccountingError(AptrayError, RuntimeError):
     """The readers accounted for fewer (or more) lines than the input has: a reader bug, never silent."""
 
 
-def user_error(exc: BaseException) -> AptrayError | None:
-    """The :class:`AptrayError` behind ``exc`` (Ray wraps task errors: its cause chain is searched), or None."""
+class S3AccessError(AptrayError, PermissionError):
+    """S3 refused the request: missing or wrong credentials, or a policy that denies the bucket or key."""
+
+
+#: Texts of S3 clients' errors that mean the credentials or the policy, not aptray (pyarrow, botocore, s3fs).
+_ACCESS_DENIED = ("ACCESS_DENIED", "AccessDenied", "Unable to locate credentials", "InvalidAccessKeyId",
+                  "SignatureDoesNotMatch", "NoCredentialsError", "ExpiredToken")
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it wraps (causes, contexts, and a Ray task error's ``cause``: the exception in the task)."""
     seen: set[int] = set()
+    out: list[BaseException] = []
     todo: list[BaseException | None] = [exc]
     while todo:
         e = todo.pop()
         if e is None or id(e) in seen:
             continue
         seen.add(id(e))
+        out.append(e)
+        cause = getattr(e, "cause", None)
+        todo += [e.__cause__, e.__context__, cause if isinstance(cause, BaseException) else None]
+    return out
+
+
+def user_error(exc: BaseException) -> AptrayError | None:
+    """The :class:`AptrayError` behind ``exc`` (Ray wraps task errors: its cause chain is searched), or None."""
+    for e in _chain(exc):
         cause = getattr(e, "cause", None)  # a Ray task error: the exception raised in the task
         if isinstance(e, AptrayError) and not isinstance(cause, AptrayError):
             return e
-        todo += [e.__cause__, e.__context__, cause if isinstance(cause, BaseException) else None]
+    return None
+
+
+def as_user_error(exc: Exception) -> BaseException | None:
+    """What the CLI and the jobs print as one line with exit code 2: an :class:`AptrayError`, a config that does
+    not validate, a missing file, or S3 refusing the credentials; None for a failure that is no user's mistake."""
+    found = user_error(exc) or config_error(exc)
+    if found is not None:
+        return found
+    if isinstance(exc, FileNotFoundError):
+        return exc
+    for e in _chain(exc):
+        text = str(e)
+        if isinstance(e, OSError) and any(t in text or t in type(e).__name__ for t in _ACCESS_DENIED):
+            return S3AccessError(f"S3 refused access: {first_line(e, 300)}; check the credentials "
+                                 "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE or the node's role) and the "
+                                 "bucket's policy")
     return None
 
 

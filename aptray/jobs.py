@@ -25,9 +25,12 @@ def _templatize(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, An
 
 
 def _embed(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]:
+    """A templatize output, or a raw trace where the config names its ``ingest.source`` (``aptray embed --source``;
+    the job ignored it)."""
     from aptray.embed.job import run_embed
 
-    return run_embed(input_uri, out_uri, cfg)
+    return run_embed(input_uri, out_uri, cfg,
+                     source=str(cfg.ingest.source) if "source" in cfg.ingest.model_fields_set else None)
 
 
 def _train(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]:
@@ -61,9 +64,11 @@ STAGES: dict[str, Stage] = {"templatize": _templatize, "embed": _embed, "train":
 
 def run_stage(stage: str, cfg: AptrayConfig) -> dict[str, Any]:
     """Run ``stage`` on ``cfg.input`` into ``cfg.out``."""
+    from aptray.errors import ConfigError
+
     missing = [f for f in ("input", "out") if getattr(cfg, f) is None]
     if missing:
-        raise SystemExit(f"config is missing {', '.join(missing)} (set it in the YAML or with --set {missing[0]}=...)")
+        raise ConfigError(f"config is missing {', '.join(missing)} (set it in the YAML or with --set {missing[0]}=...)")
     return STAGES[stage](str(cfg.input), str(cfg.out), cfg)
 
 
@@ -75,7 +80,9 @@ def parse_sets(pairs: Sequence[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise SystemExit(f"--set takes KEY=VALUE, got {pair!r}")
+            from aptray.errors import ConfigError
+
+            raise ConfigError(f"--set takes KEY=VALUE, got {pair!r}")
         out[key.strip()] = yaml.safe_load(value)
     return out
 
@@ -97,9 +104,9 @@ def main(stage: str, argv: Sequence[str] | None = None) -> int:
         cfg = load_config(args.config, parse_sets(args.set))
         result = run_stage(stage, cfg)
     except Exception as exc:  # a user's mistake: one line and a JSON line, exit 2 (as the aptray command does)
-        from aptray.errors import config_error, first_line, user_error
+        from aptray.errors import as_user_error, first_line
 
-        err = user_error(exc) or config_error(exc) or (exc if isinstance(exc, FileNotFoundError) else None)
+        err = as_user_error(exc)
         if err is None:
             raise  # a failure that is no user's mistake keeps its traceback in the job's log
         sys.stderr.write(f"jobs/{stage}.py: error: {first_line(err, 600)}\n")

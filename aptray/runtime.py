@@ -12,6 +12,35 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+#: Whether the Ray cluster of this process was started by :func:`init_ray` (a local one: no autoscaler).
+_STARTED_HERE: dict[str, bool] = {"local": False}
+
+
+def check_gpus(asked: float, key: str, fix: str) -> None:
+    """Refuse work that asks more GPUs than the local cluster :func:`init_ray` started has: nothing can add one,
+    and Ray waits for them for ever (the shipped job configs ask GPUs; on a CPU-only machine the embed and train
+    jobs hung). On a joined cluster an autoscaling GPU pool may add them: the stages log while they wait.
+
+    Args:
+        asked: GPUs one actor or worker needs.
+        key: the config key that asks them (named in the error).
+        fix: the setting that runs on CPU instead.
+
+    Raises:
+        ConfigError: naming the key, the GPUs the cluster has and the fix.
+    """
+    import ray
+
+    from aptray.errors import ConfigError
+
+    if asked <= 0 or not _STARTED_HERE["local"]:
+        return
+    have = float(ray.cluster_resources().get("GPU", 0.0))
+    if have < asked:
+        raise ConfigError(f"{key} asks {asked:g} GPU(s) but the local Ray cluster aptray started has {have:g}: {fix}, "
+                          "or join a cluster with GPUs (ray.address / RAY_ADDRESS)")
+
+
 def init_ray(cfg: RayConfig | None = None) -> None:
     """Connect to ``cfg.address`` (or env ``RAY_ADDRESS``), else start a local cluster on loopback.
 
@@ -44,6 +73,7 @@ def init_ray(cfg: RayConfig | None = None) -> None:
         ray.init(address=address, log_to_driver=loud, logging_level=level)
     else:
         log.info("starting a local Ray cluster on %s", cfg.node_ip_address)
+        _STARTED_HERE["local"] = True
         ray.init(
             address="local",
             _node_ip_address=cfg.node_ip_address,
@@ -58,7 +88,7 @@ def init_ray(cfg: RayConfig | None = None) -> None:
     quiet_ray_console()
     keep_errors_off_stdout()
     if not loud:
-        log.info("Ray's own logs: %s (aptray -v prints them)", ray_logs_dir())
+        log.info("Ray's own logs: %s (aptray -v or APTRAY_VERBOSE=1 prints them)", ray_logs_dir())
 
 
 def keep_errors_off_stdout() -> None:

@@ -298,13 +298,16 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
     from aptray.embed.job import early_pool
     from aptray.embed.registry import resolve_recorded
     from aptray.io.sources import source_spec
-    from aptray.runtime import init_ray
+    from aptray.runtime import check_gpus, init_ray
     from aptray.templating.base import TEMPLATE_VERSION
     from aptray.templating.job import ensure_parquet, sentences_dataset
 
     check_output(out_uri, cfg.embed.cache)  # a missing s3 bucket: refused before any work
     if not cfg.score.artifact:
-        raise ValueError("score.artifact is required (a detector artifact folder, local or s3://)")
+        from aptray.errors import ConfigError
+
+        raise ConfigError("score.artifact is required: a detector artifact folder, local or s3:// (aptray score "
+                          "--artifact DIR; a job: --set score.artifact=DIR)")
     start = time.perf_counter()
     artifact = cfg.score.artifact
     detector = load_detector(artifact, expect_template_version=TEMPLATE_VERSION, trusted=cfg.score.trusted)
@@ -327,6 +330,7 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
     model = resolve_recorded(meta.get("embedder"), (cfg.embed.backend, cfg.embed.quantize) if asked else None)
     fs_in, files = list_input(input_uri, spec.suffixes, cfg.ingest)  # a missing input fails before Ray starts
     init_ray(cfg.ray)
+    check_gpus(cfg.embed.gpus_per_actor, "embed.gpus_per_actor", "set embed.gpus_per_actor=0 to encode on CPU")
 
     fs, root = resolve(out_uri)
     fs.create_dir(join(root, "_done"), recursive=True)

@@ -192,7 +192,7 @@ def check_input(input_uri: str, cfg: AptrayConfig, source: str | None) -> None:
     except FileNotFoundError:
         list_files(input_uri)  # nothing there at all: that error names the input
         raise FileNotFoundError(f"{input_uri} is not a templatize output (no sentences/*.parquet in it): pass "
-                                "--source SRC to embed a raw trace") from None
+                                "--source SRC to embed a raw trace (a job: --set ingest.source=SRC)") from None
 
 
 def upstream_manifest(input_uri: str, cfg: AptrayConfig, source: str | None) -> dict[str, Any]:
@@ -456,7 +456,7 @@ def run_embed(input_uri: str, out_uri: str, cfg: AptrayConfig, source: str | Non
     """
     from aptray.embed.parity import embedder_record
     from aptray.embed.registry import resolve as resolve_model
-    from aptray.runtime import init_ray
+    from aptray.runtime import check_gpus, init_ray
 
     check_output(out_uri, cfg.embed.cache)  # a missing s3 bucket: refused before any work
     start = time.perf_counter()
@@ -471,6 +471,7 @@ def run_embed(input_uri: str, out_uri: str, cfg: AptrayConfig, source: str | Non
     made_of = upstream_manifest(input_uri, cfg, source)
     spec = base.composed(composition(ecfg, made_of.get("aspect"), made_of.get("template")))
     init_ray(cfg.ray)
+    check_gpus(ecfg.gpus_per_actor, "embed.gpus_per_actor", "set embed.gpus_per_actor=0 to encode on CPU")
     out_fs, out_root = resolve(out_uri)
     out_fs.create_dir(out_root, recursive=True)
     pool = early_pool(spec, ecfg)

@@ -222,8 +222,11 @@ def train_ddp(
     from ray.train.torch import TorchTrainer
 
     from aptray.models import build_model
+    from aptray.runtime import check_gpus
     from aptray.train.loop import epoch_rows
 
+    check_gpus(float(cfg.workers) if cfg.use_gpu else 0.0, "train.use_gpu (one GPU per worker)",
+               "set train.use_gpu=false to train on CPU")
     gpus = ray.cluster_resources().get("GPU", 0) if cfg.use_gpu else 0
     if cfg.use_gpu and gpus < cfg.workers:  # Ray Train waits for them, silently
         log.warning("train.use_gpu asks %d GPU worker(s) but the cluster has %g GPU(s) now: training waits until an "
