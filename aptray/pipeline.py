@@ -97,9 +97,12 @@ def run_pipeline(out: str, cfg: AptrayConfig, input_uri: str | None = None, sour
     log.info("run: %s -> %s", data_note, out)
 
     def stage(name: str, fn: Any) -> None:
-        if name in done:
+        if name in done and _exists(join(paths[OUTPUT_OF[name]], MARKER_OF[name])):
             log.info("%s: done earlier, skipped", name)
             return
+        if name in done:  # recorded, but its output is gone (deleted, or replaced by another command)
+            log.warning("%s: done earlier, but %s is gone: running it again", name, paths[OUTPUT_OF[name]])
+            state.get("stages", {}).pop(name, None)
         log.info("%s ...", name)
         done[name] = fn()
         _write_state(out, {"fingerprint": fingerprint, "settings": settings, "stages": done})
@@ -135,6 +138,18 @@ def run_pipeline(out: str, cfg: AptrayConfig, input_uri: str | None = None, sour
 
 #: Seconds the run keeps its encoder actors between its embed and score stages (they wait out the train stage).
 SHARED_ENCODER_S = 600.0
+
+
+#: Per stage, its folder in ``paths`` and the file that says it finished.
+OUTPUT_OF = {"embed": "embed", "train": "model", "score": "scores"}
+MARKER_OF = {"embed": "manifest.json", "train": "config.json", "score": "manifest.json"}
+
+
+def _exists(uri: str) -> bool:
+    import pyarrow.fs as pafs
+
+    fs, path = resolve(uri)
+    return bool(fs.get_file_info(path).type == pafs.FileType.File)
 
 
 def _check_plan(cfg: AptrayConfig, source: Source, aspect: Aspect | None, input_uri: str, train_uri: str) -> None:

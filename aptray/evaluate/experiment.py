@@ -546,6 +546,30 @@ def _per_aspect(doc: dict[str, Any], out_uri: str, dataset: str, universe: Unive
     log.info("%s: per-aspect fusion of %s", dataset, ", ".join(sorted(members)))
 
 
+#: What an experiment writes in its output folder; a folder holding anything else is another command's.
+OWN_ENTRIES = frozenset({"metrics.json", "report.html", "report.md", "plots", "scores", "work", "cache"})
+
+
+def _check_own_folder(fs: Any, root: str, out_uri: str) -> None:
+    """Refuse an output folder that holds another command's outputs: a rerun replaces ``plots/`` and ``scores/``,
+    which deleted an ``aptray run``'s scores (and its next rerun then failed on them).
+
+    Raises:
+        ConfigError: naming the entries that are not an experiment's.
+    """
+    import pyarrow.fs as pafs
+
+    from aptray.errors import ConfigError
+
+    if fs.get_file_info(root).type != pafs.FileType.Directory:
+        return
+    others = sorted(i.base_name for i in fs.get_file_info(pafs.FileSelector(root))
+                    if i.base_name not in OWN_ENTRIES and not i.base_name.startswith("."))
+    if others:
+        raise ConfigError(f"{out_uri} holds other outputs than an experiment's ({', '.join(others[:5])}): an "
+                          "experiment replaces its scores/; pass an empty folder or an earlier experiment's as --out")
+
+
 def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]:
     """Run the whole experiment on ``input_uri`` and write ``out_uri``/metrics.json, report.html and report.md.
 
@@ -583,6 +607,7 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
     import pyarrow.fs as pafs
 
     fs, metrics_path = resolve(join(out_uri, "metrics.json"))
+    _check_own_folder(fs, metrics_path.rsplit("/", 1)[0], out_uri)
     if fs.get_file_info(metrics_path).type == pafs.FileType.File:  # a rerun into the same folder
         log.info("%s holds an earlier experiment: its metrics, report, plots and scores are replaced", out_uri)
     for stale in ("plots", "scores"):  # an earlier run's targets would stay beside this run's (and in its report)

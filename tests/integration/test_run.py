@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +82,16 @@ def test_run_is_quiet_resumable_and_refuses_other_settings(fresh_run: FreshRun, 
     code, second = again()
     assert code == 0 and all(s["skipped"] for s in second["stages"].values())  # type: ignore[attr-defined]
     assert second["evaluation"] == result["evaluation"]
+    # an experiment into the run's folder is refused: it replaced the run's scores/ without a word
+    code, line, _ = run_aptray(["experiment", str(out / "data"), "--source", "beth", "--out", str(out)], capsys,
+                               monkeypatch)
+    assert code == 2 and line is not None and "holds other outputs than an experiment's" in str(line["error"])
+    assert "run.json" in str(line["error"]) and (out / "scores" / "manifest.json").is_file()
+    # a stage recorded as done whose output is gone runs again ("aptray: error: out/run2/scores/scores" before)
+    shutil.rmtree(out / "scores")
+    code, third = again()
+    assert code == 0 and [k for k, s in third["stages"].items() if not s["skipped"]] == ["score"]  # type: ignore
+    assert third["evaluation"] == result["evaluation"]
     code, refused = again("--detector", "pca")
     assert code == 2 and refused["kind"] == "RunConflictError" and "differs in train" in str(refused["error"])
     # --fresh runs every stage again: the score stage scores every file with the new model, keeping no old score
