@@ -194,7 +194,9 @@ def _settings(cfg: AptrayConfig, input_uri: str, train_uri: str) -> dict[str, An
     from aptray.templating.base import TEMPLATE_VERSION
 
     return {
-        "input": input_uri, "train_input": train_uri, "source": str(cfg.ingest.source),
+        # 'x/' and 'x' are one input ('differs in input' refused the rerun)
+        "input": input_uri.rstrip("/") or input_uri, "train_input": train_uri.rstrip("/") or train_uri,
+        "source": str(cfg.ingest.source),
         "aspect": str(cfg.ingest.aspect) if cfg.ingest.aspect else None, "model": cfg.embed.model,
         "compose": cfg.embed.compose.value,
         "template_version": TEMPLATE_VERSION, "template": cfg.template.model_dump(mode="json"),

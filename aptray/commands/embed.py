@@ -70,4 +70,7 @@ def register(app: typer.Typer) -> None:
         result: dict[str, Any] = whole.compact(rows_per_shard)
         if composed.shards():
             result[Compose.ASPECTS.value] = composed.compact(rows_per_shard)
-        emit(result)
+        parts = [(whole.uri, result)] + ([(composed.uri, result[Compose.ASPECTS.value])]
+                                               if Compose.ASPECTS.value in result else [])
+        emit(result, [f"{root}: {r['shards_before']} shard(s) of {r['rows_before']:,} rows -> {r['shards_after']} "
+                      f"shard(s) of {r['rows_after']:,} rows" for root, r in parts])

@@ -378,13 +378,13 @@ def write_report(out_uri: str) -> dict[str, str]:
 
 
 #: The explanation columns of an alert in a report (:func:`explanation_cells`).
-EXPLANATION_HEADER = ("top part (score without it)", "never seen in benign training",
+EXPLANATION_HEADER = ("top part (score once changed)", "never seen in benign training",
                       "nearest benign sentence (cosine)")
 
 
 def explanation_cells(alert: dict[str, Any]) -> list[str]:
-    """An alert's explanation as report cells: its top attributed part with the score without it, its unseen
-    context attributes, its nearest benign training sentence ("n/a" where the alert has none)."""
+    """An alert's explanation as report cells: its top attributed part with the score of its changed sentence, its
+    unseen context attributes, its nearest benign training sentence ("n/a" where the alert has none)."""
     part, without = alert.get("attribution_part"), alert.get("attribution_score_without")
     top = f"{part} = {alert.get('attribution_value')} ({without:.4g})" if part and without is not None else "n/a"
     unseen = "; ".join(alert.get("unseen_attributes") or []) or "n/a"
@@ -410,8 +410,10 @@ def write_score_report(out_uri: str, incidents: Any, alerts: Any, top: int = 10)
     w.add("p", f"{alerts.num_rows} alert(s) in {n_inc} incident(s); the top {min(top, n_inc)} by their highest "
                "score. An incident is the alerts of one process lineage (a process, its parent and children on one "
                "host) without an hour's gap; process contexts without a pid are one incident each. An alert's top "
-               "part is the event field or context aspect whose removal from its sentence lowers its score most "
-               "(shown with the score without it).")
+               "part is, first, a part benign training never had beside its condition (a program never seen, an action "
+               "the program never performed, a value the action never had), else the event field or context aspect "
+               "whose change (removed, or replaced by its benign value) lowers its score most; shown with the score "
+               "of that changed sentence, which may be higher for a never-seen part.")
     rows = incidents.slice(0, top).to_pylist()
     w.add("table", ["rank", "incident", "alerts", "top score", "tier", "hosts", "summary"],
           [[str(r["rank"]), r["incident_id"], str(r["alerts"]), f"{r['top_score']:.4g}", str(r["top_tier"]),

@@ -158,3 +158,12 @@ def test_s3_clients_never_log_signed_headers(monkeypatch: pytest.MonkeyPatch) ->
     finally:
         set_verbose(False)
         configure()
+
+
+def test_a_run_reads_x_and_x_slash_as_one_input() -> None:
+    """``aptray run s3://raw/x/`` after ``aptray run s3://raw/x`` was refused: 'differs in input'."""
+    from aptray.config import AptrayConfig
+    from aptray.pipeline import _settings
+
+    cfg = AptrayConfig()
+    assert _settings(cfg, "s3://raw/x/", "s3://raw/x/") == _settings(cfg, "s3://raw/x", "s3://raw/x")
