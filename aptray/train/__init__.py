@@ -57,7 +57,7 @@ def run_train(embeddings_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
         thresholds, validation metrics, artifact path, seconds.
     """
     from aptray.artifacts import save_detector
-    from aptray.detectors.registry import detector_spec
+    from aptray.detectors.registry import Family, detector_spec
     from aptray.io.fs import check_output
     from aptray.train.data import check_embeddings
 
@@ -71,7 +71,8 @@ def run_train(embeddings_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
         embeddings_uri, cfg, spec)
     det, history = fit.det, fit.history
     m = fit.manifest
-    trainer = "local" if fit.local else "ray-train"
+    # where it was fitted: here, Ray Train's DDP workers (torch), or a Ray task (baselines, ensembles)
+    trainer = "local" if fit.local else "ray-train" if spec.family is Family.TORCH else "ray-task"
     meta = {
         "embedder": m.get("embedder") or {"model_id": m.get("model_id"), "revision": m.get("revision"),
                                           "dim": m.get("dim")},

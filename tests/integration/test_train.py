@@ -157,6 +157,7 @@ def test_run_train_ddp_two_workers(ray_cluster: None, adapt_emb: dict[str, Any],
     cfg = _ddp_cfg(tmp_path)
     out = run_train(str(adapt_emb["path"]), str(tmp_path / "artifact"), cfg)
     assert out["model"] == "ae" and out["epochs"] == 3 and out["rows"] == len(adapt_emb["y"])
+    assert out["trainer"] == "ray-train"
     # 10% stratified validation: 1-2 of the 14 attacks are held out; the rest are excluded from training
     assert out["excluded_malicious"] == int(adapt_emb["y"].sum()) - out["validation"]["labelled_malicious"]
     assert out["benign_rows"] + out["excluded_malicious"] + out["validation_rows"] == out["rows"]
@@ -201,6 +202,7 @@ def test_cli_train_baseline_prints_one_json_line(ray_cluster: None, adapt_emb: d
     assert len(lines) == 1
     out = json.loads(lines[0])
     assert out["model"] == "pca" and out["artifact"] == str(tmp_path / "pca")
+    assert out["trainer"] in ("local", "ray-task")  # a baseline is never fitted by Ray Train (it said "ray-train")
     assert (tmp_path / "pca" / "model.safetensors").exists()
 
 
