@@ -202,7 +202,8 @@ def register(app: typer.Typer) -> None:
         artifact: Annotated[str, typer.Argument(help="Detector artifact folder (local or s3://).")],
         out: Annotated[Path, typer.Option(help="YAML file to write.")] = Path("serve.yaml"),
         port: Annotated[int | None, typer.Option(help="HTTP port.")] = None,
-        host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
+        host: Annotated[str | None, typer.Option(help="Bind address (default 0.0.0.0: every interface of the "
+                                                      "cluster's nodes).")] = None,
         replicas: Annotated[int | None, typer.Option(help="Replica count.")] = None,
         gpus: Annotated[float | None, typer.Option(help="GPUs per replica.")] = None,
         config: Annotated[str | None, typer.Option(help="YAML config (its serve section).")] = None,
@@ -214,6 +215,8 @@ def register(app: typer.Typer) -> None:
 
         cfg = setup(config, {"serve.artifact": artifact, "serve.port": port, "serve.host": host,
                              "serve.replicas": replicas, "serve.num_gpus": gpus})
+        if "host" not in cfg.serve.model_fields_set:  # a cluster's pods answer on every interface (loopback, the
+            cfg.serve.host = "0.0.0.0"                 # aptray serve default, left the Service without traffic)
         doc = serve_config_yaml(cfg.serve)
         out.write_text(yaml.safe_dump(doc, sort_keys=False))
         emit({"config": str(out), "import_path": IMPORT_PATH})

@@ -267,7 +267,8 @@ def test_pipeline(cell: tuple[Case, DetectorName], pipeline: Pipeline, server: s
     assert r.status_code == 200, r.text
     body = r.json()
     rel = online_file.name
-    online = {res["record_id"].replace(":request:", f":{rel}:"): res["score"] for res in body["results"]}
+    # the request is the file: '<source>:<request_id>:<line>' online is '<source>:<file>:<line>' in batch
+    online = {res["record_id"].replace(f":{body['request_id']}:", f":{rel}:"): res["score"] for res in body["results"]}
     expected = {rid: score for (f, rid), score in batch.items() if f == rel}
     assert online.keys() == expected.keys(), "online and batch scored different events"
     for rid, score in expected.items():

@@ -470,3 +470,34 @@ def test_readme_runbook_covers_every_manifest() -> None:
         "bench/score.py",
     ):
         assert topic in readme, f"README lacks {topic!r}"
+
+
+def _bytes(value: Any) -> float:
+    """A Kubernetes quantity of bytes (``12Gi``, ``512Mi``, ``8G``)."""
+    m = re.fullmatch(r"([\d.]+)([KMGT]i?)?", str(value))
+    assert m is not None, value
+    unit = m.group(2) or ""
+    base = 1024 if unit.endswith("i") else 1000
+    return float(m.group(1)) * base ** (" KMGT".index(unit[:1]) if unit else 0)
+
+
+def test_shared_memory_holds_the_object_store() -> None:
+    """Ray sizes its object store at 30% of the pod's memory; /dev/shm below that (8Gi against 0.3 x 28Gi) sends the
+    store to /tmp on disk ("This will harm performance")."""
+    for path, doc in _resources():
+        for name, pod in _pod_specs(_cluster_spec(doc)):
+            limit = pod["containers"][0].get("resources", {}).get("limits", {}).get("memory")
+            shm = [v["emptyDir"].get("sizeLimit") for v in pod.get("volumes", []) if v.get("name") == "dshm"]
+            if limit and shm and shm[0]:
+                assert _bytes(shm[0]) >= 0.3 * _bytes(limit), (path.name, name, shm[0], limit)
+    assert "--shm-size" not in LAUNCHER.read_text()  # the launcher sizes /dev/shm itself when it is not set
+
+
+def test_service_names_and_train_checkpoints() -> None:
+    """A RayService named like the RayCluster shares its head Service name (aptray-head-svc); Ray Train checkpoints
+    on the head's local disk are refused once the workers are on other nodes."""
+    clusters = {d["metadata"]["name"] for _, d in _of_kind("RayCluster")}
+    services = {d["metadata"]["name"] for _, d in _of_kind("RayService")}
+    assert clusters and services and not clusters & services
+    (train,) = [d for _, d in _of_kind("RayJob") if _entrypoint(d)[0] == "train"]
+    assert str(_entrypoint(train)[3].get("train.storage_path", "")).startswith("s3://")

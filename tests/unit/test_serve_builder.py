@@ -63,7 +63,7 @@ def test_serve_config_command_writes_a_deployable_yaml(tmp_path: Path) -> None:
                                    "--port", "9000"])
     assert res.exit_code == 0, res.output
     doc = yaml.safe_load(out.read_text())
-    assert doc["http_options"] == {"host": "127.0.0.1", "port": 9000}
+    assert doc["http_options"] == {"host": "0.0.0.0", "port": 9000}  # pods: every interface (loopback got no traffic)
     (application,) = doc["applications"]
     assert application["import_path"] == IMPORT_PATH
     args = ServeConfig.model_validate(application["args"])  # what Serve does with the builder's args
