@@ -42,7 +42,23 @@ def node_threads(sharers: int, configured: int | None = None) -> int:
     if configured:
         return configured
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = cgroup_cpus()
+    if quota is not None:  # a pod's CPU limit: the affinity is every core of the host
+        cores = min(cores, max(1, int(quota)))
     return max(1, cores // max(1, sharers))
+
+
+def cgroup_cpus(path: str = "/sys/fs/cgroup/cpu.max") -> float | None:
+    """The CPUs this process's cgroup (v2) may use, from ``cpu.max`` (``"700000 100000"``: 7), or None without a
+    limit (``"max 100000"``) or without cgroup v2. A Kubernetes CPU limit sets it; the CPU affinity does not show it."""
+    try:
+        with open(path, encoding="ascii") as fh:
+            quota, period = fh.read().split()[:2]
+    except (OSError, ValueError):
+        return None
+    if quota == "max" or not quota.isdigit() or not period.isdigit() or int(period) == 0:
+        return None
+    return int(quota) / int(period)
 
 
 def torch_dtype(dtype: str, device: str) -> Any:

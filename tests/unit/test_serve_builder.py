@@ -134,3 +134,16 @@ def test_models_list_the_formats_the_server_answers() -> None:
     assert names(Source.BETH, True, False) == ["beth"]  # a windowed detector needs raw events
     assert names(Source.CDM, False, True) == names(None, False, False) == ["adapt", "beth", "auditd", "cdm", "sentence"]
 
+
+
+def test_a_pods_cpu_limit_caps_the_torch_threads(tmp_path: Path) -> None:
+    """In a CPU-limited pod the affinity lists every core of the host: replicas started more threads than the
+    limit allows and were throttled."""
+    from aptray.embed.encoder import cgroup_cpus
+
+    limit = tmp_path / "cpu.max"
+    limit.write_text("700000 100000\n")
+    assert cgroup_cpus(str(limit)) == 7.0
+    limit.write_text("max 100000\n")
+    assert cgroup_cpus(str(limit)) is None
+    assert cgroup_cpus(str(tmp_path / "none")) is None
