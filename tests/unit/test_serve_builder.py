@@ -108,10 +108,11 @@ def test_replicas_share_the_node_cores_unless_threads_are_set() -> None:
     import os
 
     from aptray.config import ServeAutoscaling, ServeConfig
-    from aptray.embed.encoder import node_threads
+    from aptray.embed.encoder import cgroup_cpus, node_threads
     from aptray.serve.loader import ArtifactLoader
 
-    cores = len(os.sched_getaffinity(0))
+    quota = cgroup_cpus()  # a container's CPU limit, below the affinity's cores
+    cores = min(len(os.sched_getaffinity(0)), max(1, int(quota)) if quota is not None else 1 << 30)
     assert node_threads(1) == cores and node_threads(4 * cores) == 1 and node_threads(2) == max(1, cores // 2)
     fixed = ArtifactLoader.from_config(ServeConfig(artifact="a", replicas=3))
     assert (fixed.threads, fixed.sharers) == (None, 3)
