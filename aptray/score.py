@@ -508,9 +508,10 @@ def write_incidents(out_uri: str, window_s: float) -> int:
     alerts = pa.concat_tables(parts, promote_options="permissive") if parts else pa.table({"record_id": [],
                                                                                           "score": []})
     incidents, incident_of = group_incidents(alerts, window_s)
-    lookup = dict(zip(alerts.column("record_id").to_pylist(), incident_of.to_pylist(), strict=True))
-    for path, part in zip(files, parts, strict=True):
-        ids = pa.array([lookup.get(r) for r in part.column("record_id").to_pylist()], pa.string())
+    start = 0  # each file's alerts are its rows of the concatenation, in order (a record id may repeat across
+    for path, part in zip(files, parts, strict=True):  # files: CDM UUIDs of replayed traces; a lookup by id mixed them)
+        ids = incident_of.slice(start, part.num_rows)
+        start += part.num_rows
         pq.write_table(part.append_column("incident_id", ids), path, filesystem=fs)
     ifs, iroot = resolve(join(out_uri, "incidents"))
     ifs.create_dir(iroot, recursive=True)

@@ -99,8 +99,23 @@ def count_rows(uri: str) -> int:
     return total
 
 
+def reason_kind(reason: str, limit: int = 80) -> str:
+    """A reason's kind: its text up to the first ``": "`` outside brackets ("bad line: 'x'" -> "bad line"), the
+    whole reason where that would cut a bracket open ("not a CDM datum (expected {'datum': ...})")."""
+    depth = 0
+    for i, ch in enumerate(reason):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth = max(0, depth - 1)
+        elif ch == ":" and depth == 0 and reason[i + 1 : i + 2] == " ":
+            reason = reason[:i]
+            break
+    return reason if len(reason) <= limit else reason[: limit - 3] + "..."
+
+
 def quarantine_reasons(uri: str, top: int = 10) -> dict[str, int]:
-    """The most frequent kinds of quarantine reason under ``uri`` (the reason up to its first ``": "``), counted."""
+    """The most frequent kinds of quarantine reason under ``uri`` (:func:`reason_kind`), counted."""
     import pyarrow.dataset as pads
     import pyarrow.fs as pafs
 
@@ -110,6 +125,6 @@ def quarantine_reasons(uri: str, top: int = 10) -> dict[str, int]:
     kinds: dict[str, int] = {}
     for batch in pads.dataset(path, filesystem=fs, format="parquet").to_batches(columns=["reason"]):
         for reason in batch.column("reason").to_pylist():
-            kind = str(reason).split(": ", 1)[0][:80]
+            kind = reason_kind(str(reason))
             kinds[kind] = kinds.get(kind, 0) + 1
     return dict(sorted(kinds.items(), key=lambda kv: -kv[1])[:top])

@@ -96,11 +96,13 @@ def summarize(sentences: Sequence[str], scores: Sequence[float], hosts: Sequence
     where = f" on {', '.join(hosts)}" if hosts else ""
     when = ""
     if first is not None and last is not None:
-        when = f" at {first:.0f}" if last == first else f" between {first:.0f} and {last:.0f} ({last - first:.0f} s)"
+        span = last - first
+        when = (f" at {_time(first)}" if span < 0.5 else
+                f" between {_time(first)} and {_time(last)} ({span:.0f} s)")
     who = ""
     if processes:
         shown = ", ".join(processes[:5]) + (f" and {len(processes) - 5} more" if len(processes) > 5 else "")
-        who = f" from {len(processes)} process{'es' if len(processes) != 1 else ''} ({shown})"
+        who = f" from {len(processes)} process{'es' if len(processes) != 1 else ''}: {shown}"
     n = len(sentences)
     text = f"{n} alert{'s' if n != 1 else ''}{where}{when}{who}."
     if distinct:
@@ -108,9 +110,20 @@ def summarize(sentences: Sequence[str], scores: Sequence[float], hosts: Sequence
         rest = distinct[1:max_sentences]
         if rest:
             text += " Also: " + " / ".join(rest)
-        if len(distinct) > max_sentences:
-            text += f" (and {len(distinct) - max_sentences} other distinct behaviours)"
+        more = len(distinct) - max_sentences
+        if more > 0:
+            text += f" And {more} other distinct behaviour{'s' if more != 1 else ''}."
     return text
+
+
+def _time(t: float) -> str:
+    """A timestamp as an analyst reads it: UTC date and time for epoch seconds (after 2001), else the trace's own
+    clock in seconds (BETH counts from boot)."""
+    import datetime as dt
+
+    if t >= 1e9:
+        return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"t={t:.0f} s"
 
 
 def group_incidents(alerts: pa.Table, window_s: float = 3600.0) -> tuple[pa.Table, pa.Array]:

@@ -167,3 +167,13 @@ def test_a_run_reads_x_and_x_slash_as_one_input() -> None:
 
     cfg = AptrayConfig()
     assert _settings(cfg, "s3://raw/x/", "s3://raw/x/") == _settings(cfg, "s3://raw/x", "s3://raw/x")
+
+
+def test_a_reason_kind_never_cuts_a_bracket_open() -> None:
+    """The quarantine summary cut reasons at their first ': ', leaving "not a CDM datum (expected {'datum'"."""
+    from aptray.io.quarantine import reason_kind
+
+    assert reason_kind("wrong column count: 3, expected 16") == "wrong column count"
+    cdm = "not a CDM datum (expected {'datum': ...})"
+    assert reason_kind(f"{cdm}: got x") == cdm
+    assert reason_kind("x" * 100).endswith("...") and len(reason_kind("x" * 100)) == 80

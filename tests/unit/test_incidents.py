@@ -29,7 +29,7 @@ def test_lineage_and_time_window_make_the_incidents() -> None:
     assert [r["top_score"] for r in rows] == [9.0, 4.0, 3.0, 2.0]
     top = rows[0]
     assert (top["first_time"], top["last_time"], top["hosts"], top["top_tier"]) == (100.0, 130.0, ["h1"], "high")
-    assert top["summary"].startswith("2 alerts on h1 between 100 and 130 (30 s)")
+    assert top["summary"].startswith("2 alerts on h1 between t=100 s and t=130 s (30 s)")  # a boot clock (BETH)
     assert "Most unusual: curl connected to 1.2.3.4 Also: bash ran curl" in top["summary"]
     # incidents read to reach all 3 malicious alerts: 2 of 4 (the raw alerts would need 3 of 5: b, a, e)
     assert items_to_full_recall(incidents, 3) == {"incidents_read": 2, "malicious_alerts": 3}
@@ -41,3 +41,40 @@ def test_lineage_and_time_window_make_the_incidents() -> None:
 def test_no_alerts_no_incidents() -> None:
     incidents, of = group_incidents(_alerts().slice(0, 0))
     assert incidents.num_rows == 0 and len(of) == 0
+
+
+def test_summaries_read_as_english() -> None:
+    """Epoch seconds were printed raw ("between 1642746582 and 1642746582 (0 s)"), the count of further behaviours
+    came after the full stop with a wrong plural, and process names nested brackets."""
+    from aptray.triage.incidents import summarize
+
+    text = summarize(["a.", "b.", "c.", "d."], [4.0, 3.0, 2.0, 1.0], ["h1"], ["sshd (22)"], 1642746582.1,
+                     1642746582.3)
+    assert text.startswith("4 alerts on h1 at 2022-01-21 06:29:42 UTC from 1 process: sshd (22). Most unusual: a.")
+    assert text.endswith("Also: b. / c. And 1 other distinct behaviour.")
+    assert " between 2022-01-21 06:29:42 UTC and 2022-01-21 06:30:12 UTC (30 s)" in summarize(
+        ["a."], [1.0], [], [], 1642746582.0, 1642746612.0)
+
+
+def test_each_alert_file_gets_its_own_rows_incidents(tmp_path: object) -> None:
+    """CDM UUIDs repeat across replayed trace files: the incident ids, looked up by record id, put one file's alert
+    under another file's incident (the parquet held 7 alerts for an incident of 6)."""
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    from aptray.score import write_incidents
+
+    out = Path(str(tmp_path))
+    for group, host in (("a", "h1"), ("b", "h2")):  # the same record id on two hosts, in two files
+        (out / "alerts" / f"group={group}").mkdir(parents=True)
+        pq.write_table(pa.table({"record_id": ["uuid-1", f"uuid-{group}"], "score": [2.0, 1.0], "host": [host] * 2,
+                                 "pid": [1, 1], "ppid": [0, 0], "timestamp": [1.0, 2.0],
+                                 "sentence": ["x.", "y."], "tier": ["high", "low"]}),
+                       out / "alerts" / f"group={group}" / "part-0.parquet")
+    assert write_incidents(str(out), 3600.0) == 2
+    incidents = pq.read_table(out / "incidents" / "incidents.parquet").to_pylist()
+    for group, host in (("a", "h1"), ("b", "h2")):
+        ids = pq.read_table(out / "alerts" / f"group={group}" / "part-0.parquet").column("incident_id").to_pylist()
+        (mine,) = [i for i in incidents if i["hosts"] == [host]]
+        assert ids == [mine["incident_id"]] * 2
