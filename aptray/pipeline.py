@@ -128,6 +128,7 @@ def run_pipeline(out: str, cfg: AptrayConfig, input_uri: str | None = None, sour
 
     return {
         "data": data_note,
+        "trained_on_input": train_uri == input_uri,
         "evaluation": evaluate_scores(paths["scores"]),
         "top_alerts": top_alerts(paths["scores"], 5),
         "stages": {k: {**done[k], "skipped": k in state.get("stages", {})} for k in STAGES},

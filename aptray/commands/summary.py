@@ -142,6 +142,10 @@ def run_lines(result: Mapping[str, Any]) -> list[str]:
              f"; scored {_n(sc['rows_scored'])} of {_n(sc['rows_read'])} rows, {_quarantined(sc)}",
              f"{_n(sc['alerts'])} alert(s) in {_n(sc.get('incidents', 0))} incident(s)"]
     lines += evaluation_lines(result.get("evaluation") or {})
+    labelled = tr.get("excluded_malicious", 0) or (tr.get("validation") or {}).get("labelled_malicious", 0)
+    if result.get("trained_on_input") and not labelled:  # nothing was left out of training: attacks included
+        lines.append("note: INPUT has no malicious labels, so the model learned all of it as normal: an attack in it "
+                     "scores as seen, and its nearest benign sentence can be itself; pass a clean trace with --train")
     lines += coverage_lines(sc, "give more of it with --train")
     lines += alert_lines(result.get("top_alerts") or [])
     if done:

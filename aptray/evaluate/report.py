@@ -388,8 +388,14 @@ def explanation_cells(alert: dict[str, Any]) -> list[str]:
     part, without = alert.get("attribution_part"), alert.get("attribution_score_without")
     top = f"{part} = {alert.get('attribution_value')} ({without:.4g})" if part and without is not None else "n/a"
     unseen = "; ".join(alert.get("unseen_attributes") or []) or "n/a"
-    near, sims = alert.get("nearest_benign") or [], alert.get("nearest_similarity") or []
-    nearest = f"{near[0]} ({sims[0]:.3f})" if len(near) and len(sims) else "n/a"
+    near, sims = list(alert.get("nearest_benign") or []), list(alert.get("nearest_similarity") or [])
+    same = bool(near) and near[0] == alert.get("sentence")  # the alert's own sentence was in benign training
+    if same and len(near) > 1 and len(sims) > 1:
+        nearest = f"this very sentence is in benign training; next: {near[1]} ({sims[1]:.3f})"
+    elif same:
+        nearest = "this very sentence is in benign training"
+    else:
+        nearest = f"{near[0]} ({sims[0]:.3f})" if near and sims else "n/a"
     return [top, unseen, nearest]
 
 

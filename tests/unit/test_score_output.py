@@ -144,3 +144,17 @@ def test_sizes_in_log_lines_keep_small_inputs_visible() -> None:
 
     assert [size_text(n) for n in (0, 812, 21_504, 2_500_000, 1_234_000_000)] == [
         "0 B", "812 B", "21.5 kB", "2.5 MB", "1.2 GB"]
+
+
+def test_run_summary_warns_when_an_unlabelled_input_trained_on_itself() -> None:
+    """On an unlabelled audit log the model learned the attack as normal and every explanation named the alert's
+    own sentence as its nearest benign one, without a word why."""
+    from aptray.commands.summary import run_lines
+
+    stages = {"embed": {"rows": 10, "distinct_sentences": 4}, "train": {"model": "ae", "excluded_malicious": 0},
+              "score": {"rows_scored": 6, "rows_read": 6, "rows_quarantined": 0, "alerts": 2, "incidents": 1}}
+    result = {"stages": stages, "evaluation": {}, "outputs": {"report": "r"}, "trained_on_input": True}
+    assert any(ln.startswith("note: INPUT has no malicious labels") for ln in run_lines(result))
+    labelled = {**result, "stages": {**stages, "train": {"model": "ae", "excluded_malicious": 3}}}
+    separate = {**result, "trained_on_input": False}
+    assert not [ln for r in (labelled, separate) for ln in run_lines(r) if ln.startswith("note:")]

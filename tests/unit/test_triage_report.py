@@ -38,6 +38,9 @@ def test_explanation_cells() -> None:
     assert explanation_cells(alert) == ["object_addr = 203.0.113.9:4444 (0.25)", "execs: /tmp/.x",
                                         "Process <pid> (nginx) accepted a connection. (0.812)"]
     assert explanation_cells({}) == ["n/a", "n/a", "n/a"]
+    # trained on an unlabelled input, the alert's own sentence is its nearest benign one (it read "x. (1.000)")
+    own = {"sentence": "x.", "nearest_benign": ["x.", "y."], "nearest_similarity": [1.0, 0.9]}
+    assert explanation_cells(own)[2] == "this very sentence is in benign training; next: y. (0.900)"
 
 
 def test_report_sentences_cut_with_an_ellipsis() -> None:
