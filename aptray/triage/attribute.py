@@ -163,8 +163,9 @@ def variants(rows: pa.Table, template: TemplateConfig, benign: BenignValues | No
 
 def unseen_of(rows: pa.Table, vocabulary: AttributeVocabulary | None, benign: BenignValues | None
               ) -> tuple[list[set[str]], list[list[str] | None]]:
-    """Per row, what benign training never had: the parts whose value is unseen beside its condition (single
-    events, :meth:`BenignValues.unseen`; attribution tries them first) and the texts an alert names
+    """Per row, what benign training never had: the parts whose value is unseen (single events beside their
+    condition, :meth:`BenignValues.unseen`; process contexts, an aspect with a value outside the vocabulary;
+    attribution tries them first) and the texts an alert names
     (``unseen_attributes``: a process context's values outside the benign vocabulary, a single event's unseen
     parts; None where the artifact keeps neither)."""
     n = rows.num_rows
@@ -172,6 +173,8 @@ def unseen_of(rows: pa.Table, vocabulary: AttributeVocabulary | None, benign: Be
     texts: list[list[str] | None] = [None] * n
     if vocabulary is not None:
         texts = vocabulary.unseen(rows)
+        for i, found in enumerate(texts):  # a process context's unseen aspects ("events: EVENT_BIND") come first
+            parts[i] = {t.split(": ", 1)[0] for t in found or ()}  # too (the top part was an ordinary parent set)
     if benign is not None and benign.seen:
         aspect = rows.column("aspect").to_pylist() if "aspect" in rows.column_names else [None] * n
         for i, found in enumerate(benign.unseen(rows)):

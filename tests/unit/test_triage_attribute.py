@@ -283,3 +283,19 @@ def test_score_without_keeps_six_significant_digits_of_small_scores() -> None:
     weights = np.asarray([5.0, 1.0, 3.0, 0.5, 0.1]) * 1.23456789e-4
     out = attribute(rows, lambda s: _bag(s, []), lambda X: X @ weights, TemplateConfig())
     assert out.column("attribution_score_without").to_pylist()[0] == pytest.approx(1.6 * 1.23456789e-4, rel=1e-5)
+
+
+def test_a_process_contexts_unseen_aspect_is_its_top_part() -> None:
+    """On bovia/cadets an attack with an event type benign training never had (EVENT_BIND) was attributed to its
+    ordinary parent set: the unseen-first rule held for single events only."""
+    from aptray.triage.attribute import choose, unseen_of
+
+    benign = _rows([{**CONTEXT, "ctx_events": ["EVENT_READ", "EVENT_CONNECT"]}])
+    vocab = AttributeVocabulary.build(benign, limit=10)
+    alert = _rows([{**CONTEXT, "ctx_events": ["EVENT_READ", "EVENT_BIND"], "ctx_execs": ["/tmp/.x"]}])
+    parts, texts = unseen_of(alert, vocab, None)
+    assert parts == [{"events"}] and texts == [["events: EVENT_BIND"]]
+    plan = variants(alert, TemplateConfig())
+    lowest = {s: (0.0 if p == "parents" else 5.0) for s, p in zip(plan.sentence, plan.part, strict=True)}
+    part, _, _ = choose(plan, lowest, 1, parts)  # the parents' removal lowers the score most, yet events come first
+    assert part == ["events"]
