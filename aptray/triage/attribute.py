@@ -173,8 +173,8 @@ def unseen_of(rows: pa.Table, vocabulary: AttributeVocabulary | None, benign: Be
     texts: list[list[str] | None] = [None] * n
     if vocabulary is not None:
         texts = vocabulary.unseen(rows)
-        for i, found in enumerate(texts):  # a process context's unseen aspects ("events: EVENT_BIND") come first
-            parts[i] = {t.split(": ", 1)[0] for t in found or ()}  # too (the top part was an ordinary parent set)
+        for i, named in enumerate(texts):  # a process context's unseen aspects ("events: EVENT_BIND") come first
+            parts[i] = {t.split(": ", 1)[0] for t in named or ()}  # too (the top part was an ordinary parent set)
     if benign is not None and benign.seen:
         aspect = rows.column("aspect").to_pylist() if "aspect" in rows.column_names else [None] * n
         for i, found in enumerate(benign.unseen(rows)):
