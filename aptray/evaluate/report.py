@@ -399,6 +399,24 @@ def explanation_cells(alert: dict[str, Any]) -> list[str]:
     return [top, unseen, nearest]
 
 
+def record_of(alert: dict[str, Any]) -> str:
+    """Where an analyst finds an alert's raw event: its record id (``<source>:<file>:<line>`` for BETH and auditd,
+    the source's UUID for CDM and ADAPT, with its file), and its time where it has one."""
+    rid = str(alert.get("record_id") or "")
+    where = alert.get("source_file")
+    text = rid if not where or str(where) in rid else f"{rid} ({where})"
+    ts = alert.get("timestamp")
+    if isinstance(ts, int | float) and ts >= 1e9:
+        import datetime as dt
+
+        text += " at " + dt.datetime.fromtimestamp(float(ts), dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return text or "n/a"
+
+
+def _label(value: Any) -> str:
+    return "n/a" if value is None else ("malicious" if int(value) == 1 else "benign")
+
+
 def write_score_report(out_uri: str, incidents: Any, alerts: Any, top: int = 10) -> dict[str, str]:
     """``report.md`` and ``report.html`` of a score job: its top incidents, each alert with its score, tier,
     sentence and explanation (:func:`explanation_cells`: top part, unseen attributes, nearest benign sentence,
@@ -430,9 +448,12 @@ def write_score_report(out_uri: str, incidents: Any, alerts: Any, top: int = 10)
     for r in rows:
         w.add("h2", f"#{r['rank']} {r['incident_id']}: {r['alerts']} alert(s)")
         members = sorted(by_incident.get(r["incident_id"], []), key=lambda a: -a["score"])[:50]
-        table = [[f"{a['score']:.4g}", str(a.get("tier")), str(a.get("sentence")), *explanation_cells(a)]
+        labelled = any(a.get("malicious") is not None for a in members)
+        table = [[f"{a['score']:.4g}", str(a.get("tier")), record_of(a),
+                  *([_label(a.get("malicious"))] if labelled else []), str(a.get("sentence")), *explanation_cells(a)]
                  for a in members]
-        w.add("table", ["score", "tier", "sentence", *EXPLANATION_HEADER], table)
+        w.add("table", ["score", "tier", "record", *(["label"] if labelled else []), "sentence", *EXPLANATION_HEADER],
+              table)
     with w.fs.open_output_stream(posixpath.join(w.root, "report.md")) as fh:
         fh.write(_markdown(w.blocks).encode())
     with w.fs.open_output_stream(posixpath.join(w.root, "report.html")) as fh:

@@ -52,3 +52,24 @@ def test_report_sentences_cut_with_an_ellipsis() -> None:
     cut = _cut(long)
     assert len(cut) == 300 and cut.endswith("…") and long.startswith(cut[:-1])
     assert _cut("short sentence.") == "short sentence."
+
+
+def test_the_score_report_says_where_each_alert_is_and_its_label(tmp_path: Path) -> None:
+    """The report's alert tables gave score, tier, sentence and explanation only: no record, file, time or label
+    to find the raw event by."""
+    import pyarrow as pa
+
+    from aptray.evaluate.report import record_of, write_score_report
+    from aptray.triage.incidents import group_incidents
+
+    alerts = pa.table({"record_id": ["cdm-uuid-1", "auditd:a.log:12"], "source_file": ["wget.cdm.json", "a.log"],
+                       "score": [2.0, 1.0], "timestamp": [1522294263.0, None], "malicious": [1, None],
+                       "sentence": ["x.", "y."], "tier": ["high", "low"], "host": ["h", "h"], "pid": [1, 2],
+                       "ppid": [0, 0]})
+    assert record_of(alerts.to_pylist()[0]) == "cdm-uuid-1 (wget.cdm.json) at 2018-03-29 03:31:03 UTC"
+    assert record_of(alerts.to_pylist()[1]) == "auditd:a.log:12"  # its file is in its id already
+    incidents, of = group_incidents(alerts)
+    write_score_report(str(tmp_path), incidents, alerts.append_column("incident_id", of))
+    md = (tmp_path / "report.md").read_text()
+    assert "| score | tier | record | label | sentence |" in md
+    assert "| 2 | high | cdm-uuid-1 (wget.cdm.json) at 2018-03-29 03:31:03 UTC | malicious | x. |" in md
