@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import posixpath
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -315,9 +316,7 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
     source, aspect = input_format(cfg, meta, input_uri)
     spec = source_spec(source)
     spec.check_aspect(aspect)
-    if aspect is not None and not spec.events:  # an ADAPT folder lists every context file and reads one
-        log.info("reading the %s context (Process%s.csv)%s", aspect.value, aspect.value,
-                 ", as --aspect asks" if cfg.ingest.aspect is not None else "; --aspect reads another")
+    aspect_asked = cfg.ingest.aspect is not None
     check_format(meta, source, aspect, cfg.score.allow_format_mismatch, where=f"{input_uri} (read as {spec.title})",
                  remedy="score it with the artifact's --source/--aspect, or pass --allow-format-mismatch")
     window = window_of(meta)
@@ -329,6 +328,12 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
     asked = {"backend", "quantize"} & cfg.embed.model_fields_set  # a backend asked for, else the recorded one
     model = resolve_recorded(meta.get("embedder"), (cfg.embed.backend, cfg.embed.quantize) if asked else None)
     fs_in, files = list_input(input_uri, spec.suffixes, cfg.ingest)  # a missing input fails before Ray starts
+    if aspect is not None and not spec.events:  # an ADAPT folder lists every context file and reads one
+        name = f"Process{aspect.value}.csv"
+        read = name if any(posixpath.basename(f.rel) == name for f in files) else (
+            "joined from the folder's Process<Aspect>.csv files" if aspect is Aspect.ALL else f"{name}, not found")
+        log.info("reading the %s context (%s)%s", aspect.value, read,
+                 ", as --aspect asks" if aspect_asked else "; --aspect reads another")
     init_ray(cfg.ray)
     check_gpus(cfg.embed.gpus_per_actor, "embed.gpus_per_actor", "set embed.gpus_per_actor=0 to encode on CPU")
 
