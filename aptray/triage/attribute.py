@@ -45,6 +45,7 @@ unseen parts ("action: socket (never with process_name bash)").
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -88,7 +89,18 @@ MAX_UNSEEN = 20
 
 
 def value_text(value: Any) -> str:
-    """A part's value as an alert names it: list items joined, cut to :data:`VALUE_CHARS`."""
+    """A part's value as an alert's sentence names it, cut to :data:`VALUE_CHARS`: list items joined, a JSON
+    command line (auditd and BETH ``args``) as its words, a CDM action without ``EVENT_`` in lower case (they read
+    ``["apparmor_parser", "-r", ...]`` and ``EVENT_ADD_OBJECT_ATTRIBUTE``)."""
+    if isinstance(value, str) and value.startswith("[") and value.endswith("]"):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, list) and all(isinstance(v, str | int | float) for v in parsed):
+            value = " ".join(str(v) for v in parsed)
+    if isinstance(value, str) and value.startswith("EVENT_") and value.replace("_", "").isalnum():
+        value = value[len("EVENT_"):].lower()
     text = ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
     return text if len(text) <= VALUE_CHARS else text[: VALUE_CHARS - 3] + "..."
 

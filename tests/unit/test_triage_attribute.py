@@ -299,3 +299,12 @@ def test_a_process_contexts_unseen_aspect_is_its_top_part() -> None:
     lowest = {s: (0.0 if p == "parents" else 5.0) for s, p in zip(plan.sentence, plan.part, strict=True)}
     part, _, _ = choose(plan, lowest, 1, parts)  # the parents' removal lowers the score most, yet events come first
     assert part == ["events"]
+
+
+def test_attributed_values_read_as_the_sentence_shows_them() -> None:
+    """Values were shown raw: ``["apparmor_parser", "-r", ...]`` and ``EVENT_ADD_OBJECT_ATTRIBUTE``."""
+    from aptray.triage.attribute import value_text
+
+    assert value_text('["apparmor_parser", "-r", "-T"]') == "apparmor_parser -r -T"
+    assert value_text("EVENT_ADD_OBJECT_ATTRIBUTE") == "add_object_attribute"
+    assert value_text(["/bin/sh", "/bin/ls"]) == "/bin/sh, /bin/ls" and value_text("[x") == "[x"
