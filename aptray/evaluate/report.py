@@ -433,11 +433,12 @@ def write_score_report(out_uri: str, incidents: Any, alerts: Any, top: int = 10)
     n_inc = incidents.num_rows
     w.add("p", f"{alerts.num_rows} alert(s) in {n_inc} incident(s); the top {min(top, n_inc)} by their highest "
                "score. An incident is the alerts of one process lineage (a process, its parent and children on one "
-               "host) without an hour's gap; process contexts without a pid are one incident each. An alert's top "
-               "part is, first, a part benign training never had beside its condition (a program never seen, an action "
-               "the program never performed, a value the action never had), else the event field or context aspect "
-               "whose change (removed, or replaced by its benign value) lowers its score most; shown with the score "
-               "of that changed sentence, which may be higher for a never-seen part.")
+               "host) without an hour's gap; alerts without a pid (process contexts) are one incident per sentence "
+               "and host. An alert's top part is, first, a part benign training never had beside its condition (a "
+               "program never seen, an action the program never performed, a value the action never had), else the "
+               "event field or context aspect whose change (removed, or replaced by its benign value) lowers its "
+               "score most; shown with the score of that changed sentence, which may be higher for a never-seen "
+               "part.")
     rows = incidents.slice(0, top).to_pylist()
     w.add("table", ["rank", "incident", "alerts", "top score", "tier", "hosts", "summary"],
           [[str(r["rank"]), r["incident_id"], str(r["alerts"]), f"{r['top_score']:.4g}", str(r["top_tier"]),

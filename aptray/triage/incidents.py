@@ -3,8 +3,9 @@
 Alerts are linked when they belong to the same process (host and pid) or to a parent and its child (an alert's
 ``ppid`` is another alerted process's ``pid`` on the same host: the lineage the source records), and the linked
 alerts of one lineage are cut into incidents wherever ``window_s`` seconds pass without an alert. Alerts that
-carry neither a pid nor a host (process contexts of ADAPT, whose rows are whole processes) are each their own
-incident. Incidents are ranked by their highest score, then by their alert count.
+carry no pid (process contexts of ADAPT, whose rows are whole processes; CDM events without their subject) are
+linked when they have the same sentence on the same host: one behaviour is read once, with its count. Incidents are
+ranked by their highest score, then by their alert count.
 
 Each incident has a stable id (a digest of its alerts' record ids), its alerts, the first and last time, the hosts
 and processes involved, its top score and tier, and a one-paragraph English summary built from its alerts'
@@ -63,12 +64,17 @@ def _column(table: pa.Table, name: str) -> list[Any]:
 
 
 def lineages(table: pa.Table) -> list[int]:
-    """Per alert, the index of its lineage's first alert: same host and pid, or parent and child."""
+    """Per alert, the index of its lineage's first alert: same host and pid, or parent and child; alerts without a
+    pid (process contexts, CDM events without their subject) when they say the same on the same host."""
     hosts, pids, ppids = _column(table, "host"), _column(table, "pid"), _column(table, "ppid")
+    sentences = _column(table, "sentence")
     links = _Links(table.num_rows)
     by_process: dict[tuple[Any, int], int] = {}
+    by_sentence: dict[tuple[Any, str], int] = {}
     for i, (h, p) in enumerate(zip(hosts, pids, strict=True)):
         if p is None:
+            if sentences[i]:  # one behaviour, read once (15 attack processes of one sentence were 15 incidents)
+                links.union(by_sentence.setdefault((h, sentences[i]), i), i)
             continue
         first = by_process.setdefault((h, p), i)
         links.union(first, i)
