@@ -165,6 +165,21 @@ class Compose(StrEnum):
     AUTO = "auto"  # aspects for ProcessAll contexts in prose, none for everything else
     NONE = "none"  # the whole sentence through the model
     ASPECTS = "aspects"  # each aspect clause of a process sentence through the model, the vectors side by side
+    # the same with one aspect left out (its slot zeros): a representation an experiment chooses on validation
+    ASPECTS_NO_EVENTS = "aspects-no-events"
+    ASPECTS_NO_EXECS = "aspects-no-execs"
+    ASPECTS_NO_PARENTS = "aspects-no-parents"
+    ASPECTS_NO_NETFLOWS = "aspects-no-netflows"
+
+    @property
+    def by_aspect(self) -> bool:
+        """Whether the sentence is encoded clause by clause (``aspects`` and its variants)."""
+        return self.value.startswith("aspects")
+
+    @property
+    def left_out(self) -> str | None:
+        """The aspect whose clause is left out (``events``, ``execs``, ``parents``, ``netflows``), or None."""
+        return self.value.removeprefix("aspects-no-") if self.value.startswith("aspects-no-") else None
 
 
 class EmbedConfig(_Section):
@@ -189,8 +204,9 @@ class EmbedConfig(_Section):
         Compose.AUTO,
         description="none: one vector per sentence. aspects: a process sentence's clauses (events, executables, "
         "parents, network peers; anything else in a fifth slot) are encoded one by one and their vectors laid side "
-        "by side (5 x the model's dimension), so no aspect drowns another. auto: aspects for ProcessAll contexts "
-        "templated as prose, none otherwise. Recorded in the embedder record; scoring and serving use the "
+        "by side (5 x the model's dimension), so no aspect drowns another. aspects-no-events, -no-execs, "
+        "-no-parents, -no-netflows: the same with that aspect left out (its slot zeros). auto: aspects for ProcessAll "
+        "contexts templated as prose, none otherwise. Recorded in the embedder record; scoring and serving use the "
         "artifact's.")
     output_float16: bool = False
     cache: str | None = Field(None, description="Embedding cache directory (local or s3://).")
@@ -424,7 +440,8 @@ class ExperimentConfig(_Section):
     compose: list[Compose] = Field(
         default_factory=lambda: [Compose.AUTO],
         description="Compositions to run per embedder (embed.compose); a composed embedder is reported as "
-        "<name>+aspects. [none, aspects] compares both on the ProcessAll targets.")
+        "<name>+aspects (+aspects-no-netflows...). [none, aspects] compares both on the ProcessAll targets; the "
+        "aspects-no-* variants add representations the choice on validation may pick.")
     detectors: list[DetectorName] = Field(
         default_factory=lambda: _unwindowed_detectors(),
         description="Detectors (torch models and baselines); windowed ones (lstm-ae) need ordered events.",

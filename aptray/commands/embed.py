@@ -65,12 +65,14 @@ def register(app: typer.Typer) -> None:
 
         cfg = setup(config, {"embed.model": model})
         init_ray(cfg.ray)
-        whole, composed = (EmbeddingCache(cache, resolve(cfg.embed.model, cfg.embed.backend, cfg.embed.quantize, c))
-                           for c in (Compose.NONE, Compose.ASPECTS))
+        caches = {c: EmbeddingCache(cache, resolve(cfg.embed.model, cfg.embed.backend, cfg.embed.quantize, c))
+                  for c in Compose if c is not Compose.AUTO}
+        whole = caches.pop(Compose.NONE)
         result: dict[str, Any] = whole.compact(rows_per_shard)
-        if composed.shards():
-            result[Compose.ASPECTS.value] = composed.compact(rows_per_shard)
-        parts = [(whole.uri, result)] + ([(composed.uri, result[Compose.ASPECTS.value])]
-                                               if Compose.ASPECTS.value in result else [])
+        parts = [(whole.uri, result)]
+        for c, composed in caches.items():  # each composition in its own folder
+            if composed.shards():
+                result[c.value] = composed.compact(rows_per_shard)
+                parts.append((composed.uri, result[c.value]))
         emit(result, [f"{root}: {r['shards_before']} shard(s) of {r['rows_before']:,} rows -> {r['shards_after']} "
                       f"shard(s) of {r['rows_after']:,} rows" for root, r in parts])

@@ -31,7 +31,8 @@ def register(app: typer.Typer) -> None:
         epochs: Annotated[int | None, typer.Option(help="Epochs of the torch detectors.")] = None,
         compose: Annotated[str | None, typer.Option(
             help="Comma-separated embed.compose values to compare on ProcessAll: auto (default), none, aspects "
-                 "(each aspect clause embedded on its own, reported as <embedder>+aspects).")] = None,
+                 "(each aspect clause embedded on its own, reported as <embedder>+aspects), aspects-no-events, "
+                 "-no-execs, -no-parents, -no-netflows (one aspect left out).")] = None,
         process_style: Annotated[str | None, typer.Option(
             help="Process sentences as prose (default) or terse (the APT-LLM papers' 'Process has event X and "
                  "exec Y'), reported as <embedder>/terse.")] = None,

@@ -27,7 +27,8 @@ def register(app: typer.Typer) -> None:
         model: Annotated[str | None, typer.Option(help="Embedder: minilm, mpnet or a local folder.")] = None,
         epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
         compose: Annotated[Compose | None, typer.Option(
-            help="How sentences become vectors: auto (default: ProcessAll aspect by aspect), none, aspects.")] = None,
+            help="How sentences become vectors: auto (default: ProcessAll aspect by aspect), none, aspects, "
+                 "aspects-no-<events|execs|parents|netflows>.")] = None,
         fresh: Annotated[bool, typer.Option(
             "--fresh", help="Run every stage again, even those OUT/run.json records.")] = False,
         config: Annotated[str | None, typer.Option(help="YAML config.")] = None,

@@ -42,7 +42,7 @@ def effective(compose: Compose, aspect: Aspect | str | None, style: ProcessStyle
     if compose is Compose.AUTO:
         all_prose = aspect is not None and Aspect(aspect) is Aspect.ALL and style is ProcessStyle.PROSE
         return Compose.ASPECTS if all_prose else Compose.NONE
-    if compose is Compose.ASPECTS and style is not ProcessStyle.PROSE:
+    if compose.by_aspect and style is not ProcessStyle.PROSE:
         raise ValueError("embed.compose aspects splits prose process sentences; template.process_style "
                          f"{style.value} has no clauses to split (use embed.compose none)")
     return compose
@@ -58,14 +58,17 @@ def slot_texts(sentence: str) -> list[tuple[int, str]]:
     return [(SLOTS.index(column), text) for column, text in clauses.items()]
 
 
-def compose(sentences: list[str], encode: Callable[[list[str]], np.ndarray], dim: int) -> np.ndarray:
+def compose(sentences: list[str], encode: Callable[[list[str]], np.ndarray], dim: int,
+            left_out: str | None = None) -> np.ndarray:
     """Composed vectors of ``sentences``: each distinct clause encoded once by ``encode`` (distinct texts in,
-    ``(n, dim)`` float32 out), placed in its slot.
+    ``(n, dim)`` float32 out), placed in its slot; the clauses of aspect ``left_out`` (``netflows``...) not at all
+    (their slot stays zeros: ``embed.compose: aspects-no-netflows``).
 
     Returns:
         float32 array of shape ``(len(sentences), len(SLOTS) * dim)``.
     """
-    placed = [slot_texts(s) for s in sentences]
+    skip = SLOTS.index(f"ctx_{left_out}") if left_out else None
+    placed = [[(slot, text) for slot, text in slot_texts(s) if slot != skip] for s in sentences]
     texts = list(dict.fromkeys(text for pairs in placed for _, text in pairs))
     vectors = encode(texts) if texts else np.zeros((0, dim), dtype=np.float32)
     row_of = {text: i for i, text in enumerate(texts)}

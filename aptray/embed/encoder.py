@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from aptray.config import Backend, Compose
+from aptray.config import Backend
 
 if TYPE_CHECKING:
     from aptray.embed.registry import ModelSpec
@@ -137,10 +137,10 @@ class SentenceEncoder:
         Returns:
             float32 array of shape ``(len(sentences), dim)``.
         """
-        if self.spec.compose is Compose.ASPECTS:
+        if self.spec.compose.by_aspect:
             from aptray.embed.compose import compose
 
-            return compose(sentences, self._through_model, self.spec.model_dim)
+            return compose(sentences, self._through_model, self.spec.model_dim, self.spec.compose.left_out)
         return self._through_model(sentences)
 
     def _through_model(self, sentences: list[str]) -> np.ndarray:

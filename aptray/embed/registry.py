@@ -84,10 +84,10 @@ class ModelSpec:
         """The dimension of one pass through the model (``dim`` divided by the composed slots)."""
         from aptray.embed.compose import SLOTS
 
-        return self.dim // len(SLOTS) if self.compose is Compose.ASPECTS else self.dim
+        return self.dim // len(SLOTS) if self.compose.by_aspect else self.dim
 
     def composed(self, compose: Compose) -> ModelSpec:
-        """This model with ``compose`` (``none`` or ``aspects``; ``auto`` must be resolved first,
+        """This model with ``compose`` (``none``, ``aspects`` or an ``aspects-no-*``; ``auto`` must be resolved first,
         :func:`aptray.embed.compose.effective`)."""
         from aptray.embed.compose import SLOTS
 
@@ -95,10 +95,11 @@ class ModelSpec:
             raise ValueError("embed.compose auto must be resolved against the input's aspect first")
         if compose is self.compose:
             return self
-        base_revision = self.revision.removesuffix("-" + Compose.ASPECTS.value)
+        plain = self.revision.removesuffix("-" + self.compose.value) if self.compose.by_aspect else self.revision
+        base = replace(self, compose=Compose.NONE, dim=self.model_dim, revision=plain)
         if compose is Compose.NONE:
-            return replace(self, compose=compose, dim=self.model_dim, revision=base_revision)
-        return replace(self, compose=compose, dim=self.dim * len(SLOTS), revision=f"{base_revision}-{compose.value}")
+            return base
+        return replace(base, compose=compose, dim=base.dim * len(SLOTS), revision=f"{base.revision}-{compose.value}")
 
     def record(self) -> dict[str, Any]:
         """The ``embedder`` record of manifests and artifacts."""

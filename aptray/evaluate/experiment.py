@@ -278,7 +278,7 @@ def compositions(asked: list[Compose], aspect: Aspect | None, style: ProcessStyl
 def representation(model: str, compose: Compose, style: ProcessStyle) -> str:
     """The name runs carry as their ``embedder``: the model, ``+aspects`` where composed, ``/terse`` for terse
     sentences (``minilm``, ``minilm+aspects``, ``mpnet/terse``)."""
-    return model + ("+" + compose.value if compose is Compose.ASPECTS else "") + (
+    return model + ("+" + compose.value if compose.by_aspect else "") + (
         "/" + style.value if style is not ProcessStyle.PROSE else "")
 
 

@@ -72,3 +72,27 @@ def test_composed_spec_is_keyed_apart_and_recorded() -> None:
     assert resolve_recorded(plain.record()) == plain
     with pytest.raises(ValueError, match="auto"):
         plain.composed(Compose.AUTO)
+
+
+def test_an_aspect_left_out_is_never_encoded_and_keyed_apart() -> None:
+    """``aspects-no-netflows``: the representation an experiment may choose on validation (the Netflow clause of
+    bovia/5dir's ProcessAll is mostly client ports); its slot stays zeros, its clauses never reach the model, and
+    its spec is keyed, recorded and resolved apart from ``aspects`` (scoring and serving compose as training)."""
+    from aptray.embed.registry import resolve, resolve_recorded
+
+    log: list[list[str]] = []
+    sentence = "The process performed read. It ran /bin/sh. It communicated on port 80."
+    full = compose([sentence], _fake_encoder([]), DIM).reshape(len(SLOTS), DIM)
+    out = compose([sentence], _fake_encoder(log), DIM, Compose.ASPECTS_NO_NETFLOWS.left_out).reshape(len(SLOTS), DIM)
+    assert not out[3].any() and np.array_equal(out[:3], full[:3])
+    assert "The process communicated on port 80." not in log[0]
+    assert Compose.ASPECTS_NO_EVENTS.left_out == "events" and Compose.ASPECTS.left_out is None
+    assert all(c.by_aspect for c in (Compose.ASPECTS, Compose.ASPECTS_NO_PARENTS)) and not Compose.NONE.by_aspect
+    plain = resolve("minilm")
+    no_net = resolve("minilm", compose=Compose.ASPECTS_NO_NETFLOWS)
+    assert no_net.revision == f"{plain.revision}-aspects-no-netflows" and no_net.dim == len(SLOTS) * plain.dim
+    assert resolve_recorded(no_net.record()) == no_net
+    assert no_net.composed(Compose.ASPECTS) == resolve("minilm", compose=Compose.ASPECTS)  # composed to composed
+    assert no_net.composed(Compose.NONE) == plain
+    with pytest.raises(ValueError, match="terse"):
+        effective(Compose.ASPECTS_NO_EVENTS, Aspect.ALL, ProcessStyle.TERSE)
