@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from aptray.config import AptrayConfig, load_config
+from aptray.errors import ConfigError
 from aptray.logs import configure
 
 Stage = Callable[[str, str, AptrayConfig], dict[str, Any]]
@@ -64,8 +65,6 @@ STAGES: dict[str, Stage] = {"templatize": _templatize, "embed": _embed, "train":
 
 def run_stage(stage: str, cfg: AptrayConfig) -> dict[str, Any]:
     """Run ``stage`` on ``cfg.input`` into ``cfg.out``."""
-    from aptray.errors import ConfigError
-
     missing = [f for f in ("input", "out") if getattr(cfg, f) is None]
     if missing:
         raise ConfigError(f"config is missing {', '.join(missing)} (set it in the YAML or with --set {missing[0]}=...)")
@@ -80,8 +79,6 @@ def parse_sets(pairs: Sequence[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            from aptray.errors import ConfigError
-
             raise ConfigError(f"--set takes KEY=VALUE, got {pair!r}")
         out[key.strip()] = yaml.safe_load(value)
     return out

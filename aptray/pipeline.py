@@ -96,13 +96,16 @@ def run_pipeline(out: str, cfg: AptrayConfig, input_uri: str | None = None, sour
     init_ray(cfg.ray)
     log.info("run: %s -> %s", data_note, out)
 
+    skipped: set[str] = set()
+
     def stage(name: str, fn: Any) -> None:
-        if name in done and _exists(join(paths[OUTPUT_OF[name]], MARKER_OF[name])):
+        folder, marker = FINISHED[name]
+        if name in done and _exists(join(paths[folder], marker)):
             log.info("%s: done earlier, skipped", name)
+            skipped.add(name)
             return
         if name in done:  # recorded, but its output is gone (deleted, or replaced by another command)
-            log.warning("%s: done earlier, but %s is gone: running it again", name, paths[OUTPUT_OF[name]])
-            state.get("stages", {}).pop(name, None)
+            log.warning("%s: done earlier, but %s is gone: running it again", name, paths[folder])
         log.info("%s ...", name)
         done[name] = fn()
         _write_state(out, {"fingerprint": fingerprint, "settings": settings, "stages": done})
@@ -131,7 +134,7 @@ def run_pipeline(out: str, cfg: AptrayConfig, input_uri: str | None = None, sour
         "trained_on_input": train_uri == input_uri,
         "evaluation": evaluate_scores(paths["scores"]),
         "top_alerts": top_alerts(paths["scores"], 5),
-        "stages": {k: {**done[k], "skipped": k in state.get("stages", {})} for k in STAGES},
+        "stages": {k: {**done[k], "skipped": k in skipped} for k in STAGES},
         "outputs": {**paths, "report": join(paths["scores"], "report.html")},
         "seconds": round(time.perf_counter() - start, 1),
     }
@@ -141,9 +144,9 @@ def run_pipeline(out: str, cfg: AptrayConfig, input_uri: str | None = None, sour
 SHARED_ENCODER_S = 600.0
 
 
-#: Per stage, its folder in ``paths`` and the file that says it finished.
-OUTPUT_OF = {"embed": "embed", "train": "model", "score": "scores"}
-MARKER_OF = {"embed": "manifest.json", "train": "config.json", "score": "manifest.json"}
+#: Per stage, its output folder (a key of the run's ``paths``) and the file there that says it finished.
+FINISHED = {"embed": ("embed", "manifest.json"), "train": ("model", "config.json"),
+            "score": ("scores", "manifest.json")}
 
 
 def _exists(uri: str) -> bool:

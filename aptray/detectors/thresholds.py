@@ -87,10 +87,9 @@ def assign_tiers(scores: np.ndarray, tiers: dict[str, float]) -> list[str | None
     it: a benign training sentence scored again lands in the lower tier, and only what scores past it in the
     higher (they all read "high" before).
     """
-    order = list(tiers)
-    ranked = sorted(tiers.items(), key=lambda kv: (kv[1], order.index(kv[0])), reverse=True)
-    strict = {name for name, thr in ranked if any(t == thr and order.index(n) < order.index(name)
-                                                   for n, t in tiers.items())}
+    names = list(tiers)
+    ranked = sorted(tiers.items(), key=lambda kv: (kv[1], names.index(kv[0])), reverse=True)
+    strict = {n for k, n in enumerate(names) if tiers[n] in [tiers[m] for m in names[:k]]}  # ties a milder tier
     out: list[str | None] = []
     for s in np.asarray(scores, dtype=np.float64):
         out.append(next((name for name, thr in ranked if s > thr or (s == thr and name not in strict)), None))

@@ -406,10 +406,10 @@ def record_of(alert: dict[str, Any]) -> str:
     where = alert.get("source_file")
     text = rid if not where or str(where) in rid else f"{rid} ({where})"
     ts = alert.get("timestamp")
-    if isinstance(ts, int | float) and ts >= 1e9:
-        import datetime as dt
+    if isinstance(ts, int | float) and ts >= 1e9:  # an epoch clock (BETH's counts from boot: no date to give)
+        from aptray.triage.incidents import time_text
 
-        text += " at " + dt.datetime.fromtimestamp(float(ts), dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        text += " at " + time_text(float(ts))
     return text or "n/a"
 
 

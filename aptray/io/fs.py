@@ -68,10 +68,9 @@ def check_output(*uris: str | None) -> None:
     """
     from aptray.errors import MissingBucketError
 
-    for uri in uris:
-        if uri and not is_s3(uri):
+    for uri in filter(None, uris):
+        if not is_s3(uri):
             check_uri(uri)
-        if not uri or not is_s3(uri):
             continue
         fs, path = resolve(uri)
         bucket = path.split("/", 1)[0]

@@ -148,7 +148,7 @@ def context_sentence(events: Items, execs: Items, parents: Items, netflows: Item
     return f"The process showed no recorded {enumerate_items(observed)} activity."
 
 
-def _raw_event(name: str) -> str:
+def raw_event(name: str) -> str:
     """``EVENT_CHECK_FILE_ATTRIBUTES`` -> ``check_file_attributes`` (the papers' spelling)."""
     base = name.strip()
     return (base[len("EVENT_") :] if base.upper().startswith("EVENT_") else base).lower()
@@ -161,7 +161,7 @@ def _terse(events: Items, execs: Items, parents: Items, netflows: Items) -> str:
     for column, values in zip(_ASPECT_WORDS, lists, strict=True):
         if not values:
             continue
-        shown = sorted({_raw_event(v) for v in values}) if column == "ctx_events" else _names(values)
+        shown = sorted({raw_event(v) for v in values}) if column == "ctx_events" else _names(values)
         named += [f"{_ASPECT_WORDS[column]} {v}" for v in shown]
     return "Process has " + " and ".join(named) if named else "Process has no recorded attribute"
 

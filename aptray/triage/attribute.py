@@ -100,7 +100,9 @@ def value_text(value: Any) -> str:
         if isinstance(parsed, list) and all(isinstance(v, str | int | float) for v in parsed):
             value = " ".join(str(v) for v in parsed)
     if isinstance(value, str) and value.startswith("EVENT_") and value.replace("_", "").isalnum():
-        value = value[len("EVENT_"):].lower()
+        from aptray.templating.process import raw_event
+
+        value = raw_event(value)
     text = ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
     return text if len(text) <= VALUE_CHARS else text[: VALUE_CHARS - 3] + "..."
 

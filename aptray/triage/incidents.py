@@ -103,8 +103,8 @@ def summarize(sentences: Sequence[str], scores: Sequence[float], hosts: Sequence
     when = ""
     if first is not None and last is not None:
         span = last - first
-        when = (f" at {_time(first)}" if span < 0.5 else
-                f" between {_time(first)} and {_time(last)} ({span:.0f} s)")
+        when = (f" at {time_text(first)}" if span < 0.5 else
+                f" between {time_text(first)} and {time_text(last)} ({span:.0f} s)")
     who = ""
     if processes:
         shown = ", ".join(processes[:5]) + (f" and {len(processes) - 5} more" if len(processes) > 5 else "")
@@ -122,7 +122,7 @@ def summarize(sentences: Sequence[str], scores: Sequence[float], hosts: Sequence
     return text
 
 
-def _time(t: float) -> str:
+def time_text(t: float) -> str:
     """A timestamp as an analyst reads it: UTC date and time for epoch seconds (after 2001), else the trace's own
     clock in seconds (BETH counts from boot)."""
     import datetime as dt
