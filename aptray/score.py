@@ -47,7 +47,8 @@ ALERT_COLUMNS = (
     "object_path", "object_addr", "sentence", "sentence_hash", "score", "tier", "malicious", "nearest_benign",
     "nearest_similarity",
     # what the attribution pass re-templates (:mod:`aptray.triage.attribute`): the event's other fields, its context
-    "uid", "parent_exe", "args", "return_value", "aspect", "ctx_events", "ctx_execs", "ctx_parents", "ctx_netflows",
+    "uid", "parent_exe", "args", "return_value", "extras", "aspect", "ctx_events", "ctx_execs", "ctx_parents",
+    "ctx_netflows",
 )
 #: Nearest benign training sentences named per alert (artifacts that keep them, :mod:`aptray.triage.explain`).
 EXPLAIN_K = 3

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from aptray.config import TemplateConfig
 from aptray.templating.mask import mask
 
-TEMPLATE_VERSION = "1"
+TEMPLATE_VERSION = "2"
 
 #: Columns a templatize output adds to the event schema.
 SENTENCE_FIELDS: tuple[pa.Field, ...] = (
@@ -28,6 +28,12 @@ SENTENCE_FIELDS: tuple[pa.Field, ...] = (
     pa.field("sentence_hash", pa.string()),
     pa.field("template_version", pa.string()),
 )
+
+
+def full_stop(text: str) -> str:
+    """``text`` ended by a full stop, unless it already ends with one (a value that ends the sentence: the path
+    ``.``, a cut ``...``), which would read doubled."""
+    return text if text.endswith(".") else f"{text}."
 
 
 def sentence_hash(sentences: pa.Array | pa.ChunkedArray | list[str]) -> pa.Array:

@@ -7,11 +7,21 @@ BETH, auditd and CDM rows share it, so actions are normalised first (``EVENT_REA
     Process 7 (nginx), child of process 1, as user 101, connected to 192.168.1.5:80 and failed with -111
     (ECONNREFUSED).
 
+A command line given as a plain list (auditd EXECVE or PROCTITLE, CDM ``cmdLine``) is the process's own: an
+execution reads it as what was executed, any other action as what the process is running; the auditd login user
+(``auid``, unless unset), working directory (``cwd``) and account name (``acct``) come from ``extras``, nothing
+else of it::
+
+    Process 9 (/usr/bin/cat), child of process 1, as user 1000, logged in as user 1000, working in /tmp,
+    executed /usr/bin/cat with the command line "cat notes.txt".
+    Process 4 (/usr/sbin/sshd), running "sshd: alice [priv]", as user 0, called user_login for the account alice.
+
 What is left out on purpose: host and timestamp (where and when, not what), the thread id, labels, and
 non-negative return values (mostly file descriptors and byte counts, which would only multiply sentences).
 Arguments are shown briefly: symbolic values (flags, options, argv) and a few meaningful integers (signal,
 capability), never descriptors, pointers, inodes or sizes; at most :data:`MAX_ARGS` of them, each cut to
-:data:`MAX_ARG_CHARS`. The function is pure and works per batch; masking of volatile tokens happens after
+:data:`MAX_ARG_CHARS`. A value that ends the sentence with a full stop of its own (the path ``.``, a cut
+``...``) gets no second one. The function is pure and works per batch; masking of volatile tokens happens after
 it, in :mod:`aptray.templating.mask`.
 """
 
@@ -20,9 +30,11 @@ from __future__ import annotations
 import errno
 import json
 import posixpath
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
+
+from aptray.templating.base import full_stop
 
 MAX_ARGS = 3
 MAX_ARG_CHARS = 60
@@ -32,6 +44,8 @@ _READ = ("read {obj}", "read data")
 _WRITE = ("wrote to {obj}", "wrote data")
 _OPEN = ("opened {obj}", "opened a file")
 _EXEC = ("executed {obj}", "executed a program")
+#: Actions that start a program: a command line given with them is the program's.
+EXEC = frozenset(("execve", "execveat", "execute", "exec"))
 _STAT = ("checked the status of {obj}", "checked the status of a file")
 _CLONE = ("created a child process {obj}", "created a child process")
 _UNLINK = ("deleted {obj}", "deleted a file")
@@ -58,7 +72,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "creat": ("created {obj}", "created a file"),
     "create_object": ("created {obj}", "created an object"),
     "close": ("closed {obj}", "closed a file descriptor"),
-    **dict.fromkeys(("execve", "execveat", "execute", "exec"), _EXEC),
+    **dict.fromkeys(EXEC, _EXEC),
     "security_bprm_check": ("was checked before executing {obj}", "was checked before executing a program"),
     "loadlibrary": ("loaded the library {obj}", "loaded a library"),
     "connect": ("connected to {obj}", "connected a socket"),
@@ -111,13 +125,18 @@ SKIP_ARGS = frozenset(
      "envp", "pathname", "filename", "path", "addr", "uservaddr", "sockaddr", "dest_addr", "src_addr",
      "answer_count", "ttl", "opcode", "arg2", "arg3", "arg4", "arg5")
 )
-#: Integer arguments worth a word (the rest are mostly descriptors and addresses).
 #: How some argument names read.
-DISPLAY: dict[str, str] = {"sig": "signal", "cap": "capability", "argv": "command line"}
+DISPLAY: dict[str, str] = {"sig": "signal", "cap": "capability", "argv": "the command line",
+                           "arguments": "the command line"}
 #: List arguments that are a command line (quoted, space-joined); other lists are comma-joined.
 ARGV_ARGS = frozenset(("argv", "arguments", "cmdline", "command"))
+#: Integer arguments worth a word (the rest are mostly descriptors and addresses).
 INT_ARGS = frozenset(("sig", "signal", "cap", "protocol", "rcode", "resource", "how", "ruid", "euid", "suid",
                       "rgid", "egid", "sgid", "uid", "gid"))
+#: The auditd login uid of a process no one logged in to (``auid`` unset: (uid_t)-1).
+UNSET_AUID = frozenset((4294967295, -1))
+#: Values auditd writes for an unknown name.
+_UNKNOWN_TEXT = frozenset(("", "?", "(null)", "(none)", "(unknown)"))
 
 
 def normalise_action(action: str) -> str:
@@ -153,10 +172,27 @@ def _arg_items(args: str | None) -> list[tuple[str, Any]]:
     return [("args", parsed)]
 
 
-def describe_args(args: str | None, action: str) -> tuple[str, int | None]:
-    """Short text for the arguments worth reading, and the target pid of a signal (for ``kill``)."""
+class Arguments(NamedTuple):
+    """What a sentence says of an event's arguments (:func:`describe_args`)."""
+
+    #: The arguments worth reading, as the verb's "with ..." part words them ("" for none).
+    text: str
+    #: The target pid of a signal (``kill``), named as the verb's object.
+    target: int | None
+    #: The process's own command line, quoted, where the event is no execution (the subject's "running ...").
+    running: str | None
+
+    def phrase(self) -> str | None:
+        """Everything the sentence says of the arguments, in its own words (None: nothing)."""
+        return ", ".join(p for p in (self.running and f"running {self.running}", self.text) if p) or None
+
+
+def describe_args(args: str | None, action: str) -> Arguments:
+    """The arguments worth reading, the target pid of a signal (for ``kill``) and, on any action but an execution,
+    the command line the process is running."""
     parts: list[str] = []
     target: int | None = None
+    running: str | None = None
     for name, value in _arg_items(args):
         if name in SKIP_ARGS or value is None or value == "":
             continue
@@ -171,10 +207,15 @@ def describe_args(args: str | None, action: str) -> tuple[str, int | None]:
             text = str(value)
         elif isinstance(value, list):
             items = [str(v) for v in value if v is not None]
-            if not items:
+            if not "".join(items).strip():  # nothing to read: not even a quoted blank
                 continue
-            text = (f'"{_cut(" ".join(items), MAX_ARGV_CHARS)}"' if name in ARGV_ARGS
-                    else _cut(",".join(items), MAX_ARG_CHARS))
+            if name in ARGV_ARGS:
+                text = f'"{_cut(" ".join(items), MAX_ARGV_CHARS)}"'
+                if action not in EXEC:  # not what the event did: what its process runs
+                    running = running or text
+                    continue
+            else:
+                text = _cut(",".join(items), MAX_ARG_CHARS)
         elif isinstance(value, str):
             if _is_pointer(value):
                 continue
@@ -184,7 +225,35 @@ def describe_args(args: str | None, action: str) -> tuple[str, int | None]:
         parts.append(f"{DISPLAY.get(name, name)} {text}")
         if len(parts) == MAX_ARGS:
             break
-    return ", ".join(parts), target
+    return Arguments(", ".join(parts), target, running)
+
+
+def _known(value: Any) -> str | None:
+    """A text value of ``extras``, None where absent, not text or one of auditd's words for unknown."""
+    text = value.strip() if isinstance(value, str) else ""
+    return None if text in _UNKNOWN_TEXT else text
+
+
+def _login_user(value: Any) -> int | None:
+    """The auditd login uid (``auid``), None where absent, unset or not a number."""
+    try:
+        auid = int(str(value), 10)
+    except ValueError:
+        return None
+    return None if auid in UNSET_AUID else auid
+
+
+def _session(extras: str | None) -> tuple[int | None, str | None, str | None]:
+    """``(login uid, working directory, account)`` of an event's ``extras`` (auditd ``auid``, ``cwd``, ``acct``)."""
+    if not extras or not any(f'"{k}"' in extras for k in ("auid", "cwd", "acct")):  # most rows: no JSON to parse
+        return None, None, None
+    try:
+        parsed = json.loads(extras)
+    except ValueError:
+        return None, None, None
+    if not isinstance(parsed, dict):
+        return None, None, None
+    return _login_user(parsed.get("auid")), _known(parsed.get("cwd")), _known(parsed.get("acct"))
 
 
 def _subject(pid: int | None, name: str | None, exe: str | None, action: str) -> str:
@@ -213,26 +282,34 @@ def sentence(
     object_addr: str | None = None,
     args: str | None = None,
     return_value: int | None = None,
+    extras: str | None = None,
 ) -> str:
     """One event's sentence; every argument may be None (see the module docstring for the form)."""
     act = normalise_action(action) if action else ""
     head = _subject(pid, process_name, exe, act)
+    described = describe_args(args, act)
+    login, cwd, account = _session(extras)
     clauses = []
+    if described.running:
+        clauses.append(f"running {described.running}")
     if ppid is not None:
         clauses.append(f"child of process {ppid}" + (f" ({parent_exe})" if parent_exe else ""))
     elif parent_exe:
         clauses.append(f"child of {parent_exe}")
     if uid is not None:
         clauses.append(f"as user {uid}")
+    if login is not None:
+        clauses.append(f"logged in as user {login}")
+    if cwd:
+        clauses.append(f"working in {cwd}")
     if clauses:
         head = f"{head}, {', '.join(clauses)},"
 
-    arg_text, target = describe_args(args, act)
     first, second = (object_addr, object_path) if act in NETWORK else (object_path, object_addr)
     if not first:
         first, second = second, None
-    if not first and target is not None:
-        first = f"process {target}"
+    if not first and described.target is not None:
+        first = f"process {described.target}"
     with_obj, alone = VERBS.get(act, ("", ""))
     if with_obj:
         verb = with_obj.format(obj=first) if first and "{obj}" in with_obj else alone
@@ -242,16 +319,18 @@ def sentence(
         verb = f"called {act or 'an unknown action'}" + (f" on {first}" if first else "")
     if second:
         verb += f" {OTHER_PREP.get(act, 'at')} {second}"
-    if arg_text:
-        verb += f" with {arg_text}"
+    if account:
+        verb += f" for the account {account}"
+    if described.text:
+        verb += f" with {described.text}"
     if return_value is not None and return_value < 0:
         code = errno.errorcode.get(-return_value)
         verb += f" and failed with {return_value}" + (f" ({code})" if code else "")
-    return f"{head} {verb}."
+    return full_stop(f"{head} {verb}")
 
 
 _COLUMNS = ("pid", "ppid", "uid", "process_name", "exe", "parent_exe", "action", "object_path", "object_addr",
-            "args", "return_value")
+            "args", "return_value", "extras")
 
 
 def event_sentences(table: pa.Table) -> pa.Array:

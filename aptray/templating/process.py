@@ -15,7 +15,9 @@ Terse, the form of the APT-LLM papers, every attribute named::
     Process has event read and event send-to and event write and exec /bin/bash and parent /usr/sbin/sshd
     and netflow 128.55.12.167 and netflow 80
 
-Every list is de-duplicated and sorted, so the sentence depends only on the set of attributes.
+Every list is de-duplicated and sorted, so the sentence depends only on the set of attributes. A peer the recorder
+did not know (ADAPT's ``<UNKNOWN>`` or a blank) reads "an unknown address", and a port outside 1-65535 (ADAPT's
+-1 and 0) is not named: ``<UNKNOWN>`` and ``-1`` read "It communicated with an unknown address."
 :func:`aspect_clauses` splits a prose sentence back into its aspects' clauses (what ``embed.compose: aspects``
 encodes one by one).
 """
@@ -29,6 +31,7 @@ import pyarrow as pa
 
 from aptray.config import ProcessStyle
 from aptray.schema import CONTEXT_COLUMNS
+from aptray.templating.base import full_stop
 
 #: At most this many items of one list are named; the rest are counted ("and 12 more").
 MAX_ITEMS = 10
@@ -40,6 +43,11 @@ MAX_EVENTS = 48
 _ASPECT_WORDS: dict[str, str] = {"ctx_events": "event", "ctx_execs": "exec", "ctx_parents": "parent",
                                  "ctx_netflows": "netflow"}
 _PORT = re.compile(r"-?\d{1,5}")
+#: The port numbers a netflow is named by; others (ADAPT's -1 and 0, beside unknown or local addresses) are no port.
+VALID_PORTS = range(1, 65536)
+#: An address the recorder did not know (ADAPT ClearScope's ``<UNKNOWN>``, 5dir's blank), and how it reads.
+_UNKNOWN_ADDRESSES = frozenset(("", "<unknown>"))
+UNKNOWN_ADDRESS = "an unknown address"
 _BLANK = "<unnamed>"
 #: The verb phrase that opens each aspect's prose clause ("The process <lead> ..." / "It <lead> ...").
 LEADS: dict[str, str] = {"ctx_events": "performed", "ctx_execs": "ran", "ctx_parents": "was started by",
@@ -93,20 +101,27 @@ def _names(values: Items) -> list[str]:
 def _netflow_part(values: tuple[str, ...]) -> str:
     ports: set[int] = set()
     addresses: set[str] = set()
+    unknown = False
     for v in values:
         s = v.strip()
         if _PORT.fullmatch(s):
-            ports.add(int(s))
+            if int(s) in VALID_PORTS:
+                ports.add(int(s))
+        elif s.lower() in _UNKNOWN_ADDRESSES:
+            unknown = True
         else:
-            addresses.add(s or _BLANK)
+            addresses.add(s)
     port_text = ""
     if ports:
         ordered = [str(p) for p in sorted(ports)]
         port_text = f"on port {ordered[0]}" if len(ordered) == 1 else f"on ports {enumerate_items(ordered)}"
+    named = sorted(addresses)
+    if unknown or not (named or ports):  # invalid ports alone: a flow to an unknown peer
+        named.append(UNKNOWN_ADDRESS)
     lead = LEADS["ctx_netflows"]
-    if addresses:
-        text = f"It {lead} with {enumerate_items(sorted(addresses))}"
-        return f"{text} {port_text}." if port_text else f"{text}."
+    if named:
+        text = f"It {lead} with {enumerate_items(named)}"
+        return f"{text} {port_text}." if port_text else full_stop(text)
     return f"It {lead} {port_text}."
 
 
@@ -128,11 +143,11 @@ def context_sentence(events: Items, execs: Items, parents: Items, netflows: Item
     parts: list[str] = []
     if events:
         names = enumerate_items(sorted({event_name(e) for e in events}), MAX_EVENTS)
-        parts.append(f"The process {LEADS['ctx_events']} {names}.")
+        parts.append(full_stop(f"The process {LEADS['ctx_events']} {names}"))
     if execs:
-        parts.append(f"It {LEADS['ctx_execs']} {enumerate_items(_names(execs))}.")
+        parts.append(full_stop(f"It {LEADS['ctx_execs']} {enumerate_items(_names(execs))}"))
     if parents:
-        parts.append(f"It {LEADS['ctx_parents']} {enumerate_items(_names(parents))}.")
+        parts.append(full_stop(f"It {LEADS['ctx_parents']} {enumerate_items(_names(parents))}"))
     if netflows:
         parts.append(_netflow_part(netflows))
     if parts:

@@ -43,16 +43,16 @@ NOVELTY: dict[str, str | None] = {"process_name": None, "action": "process_name"
 
 def shown(name: str, rows: pa.Table, mask_kinds: Sequence[str] = ()) -> list[str | None]:
     """Per row, what its sentence says of part ``name``, under the template's masking: the arguments as the template
-    reads them (:func:`aptray.templating.event.describe_args`; the path they repeat is the object's), a return
-    value where it is negative (the only one a sentence names), any other part's value as text; None where the
-    sentence says nothing of it."""
+    reads them (:meth:`aptray.templating.event.Arguments.phrase`: the command line the process is running and the
+    arguments worth reading; the path they repeat is the object's), a return value where it is negative (the only
+    one a sentence names), any other part's value as text; None where the sentence says nothing of it."""
     from aptray.templating.event import describe_args, normalise_action
     from aptray.templating.mask import mask
 
     values = rows.column(name).to_pylist()
     if name == "args":
         actions = rows.column("action").to_pylist() if "action" in rows.column_names else [None] * len(values)
-        text = [(describe_args(v, normalise_action(a) if a else "")[0] or None) if v else None
+        text = [describe_args(v, normalise_action(a) if a else "").phrase() if v else None
                 for v, a in zip(values, actions, strict=True)]
     elif name == "return_value":
         text = [str(v) if v is not None and v < 0 else None for v in values]

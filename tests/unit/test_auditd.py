@@ -109,3 +109,62 @@ def test_distributed_join_equals_the_one_task_join(ray_cluster: None, shared_dat
         return json.dumps(r, sort_keys=True, default=str)
 
     assert len(one) > 10 and sorted(map(key, one)) == sorted(map(key, distributed))
+
+
+def _sentences(lines: list[str]) -> list[str]:
+    """The masked sentences of raw audit.log lines, read as one online request (no Ray)."""
+    from aptray.config import TemplateConfig
+    from aptray.io.auditd import parse_request
+    from aptray.io.request import Request
+    from aptray.templating.base import templatize
+
+    table = parse_request(Request(lines), IngestConfig(source="auditd"))
+    return templatize(table.drop_columns(["quarantine_reason", "raw"]), TemplateConfig()).column("sentence").to_pylist()
+
+
+RECORDS_AND_SENTENCES = [
+    (  # an execution: its EXECVE argv is the command line executed; the login user and working directory known
+        ['type=SYSCALL msg=audit(1615114232.375:70): arch=c000003e syscall=59 success=yes exit=0 a0=1 a1=2 a2=3 a3=4 '
+         'items=1 ppid=10883 pid=10884 auid=1000 uid=0 gid=0 euid=0 tty=pts1 ses=1 comm="whoami" '
+         'exe="/usr/bin/whoami" key=(null)',
+         'type=EXECVE msg=audit(1615114232.375:70): argc=2 a0="whoami" a1="-a"',
+         'type=CWD msg=audit(1615114232.375:70): cwd="/home/user/tmp"',
+         'type=PATH msg=audit(1615114232.375:70): item=0 name="/usr/bin/whoami" inode=1 nametype=NORMAL',
+         'type=PROCTITLE msg=audit(1615114232.375:70): proctitle=77686F616D69002D61'],
+        'Process <pid> (/usr/bin/whoami), child of process <pid>, as user 0, logged in as user 1000, working in '
+        '/home/user/tmp, executed /usr/bin/whoami with the command line "whoami -a".'),
+    (  # any other syscall: its PROCTITLE is what the process is running
+        ['type=SYSCALL msg=audit(1615114233.000:71): arch=c000003e syscall=23 success=yes exit=1 a0=1 a1=2 a2=3 a3=4 '
+         'items=0 ppid=900 pid=901 auid=1000 uid=1000 gid=1000 tty=(none) ses=3 comm="sshd" exe="/usr/sbin/sshd" '
+         'key=(null)',
+         'type=PROCTITLE msg=audit(1615114233.000:71): proctitle=737368643A206275726E205B707269765D'],
+        'Process <pid> (/usr/sbin/sshd), running "sshd: burn [priv]", child of process <pid>, as user 1000, logged in '
+        'as user 1000, called select.'),
+    (  # a PAM record: the account it is about; auid unset (4294967295) is left out
+        ["type=USER_ACCT msg=audit(1642723741.072:375): pid=10125 uid=0 auid=4294967295 ses=4294967295 "
+         "msg='op=PAM:accounting acct=\"root\" exe=\"/usr/sbin/cron\" hostname=? addr=? terminal=cron res=success'"],
+        "Process <pid> (/usr/sbin/cron), as user 0, called user_acct for the account root."),
+    (  # a relative path "." under the working directory ends the sentence without a doubled full stop
+        ['type=SYSCALL msg=audit(1615114234.000:72): arch=c000003e syscall=257 success=yes exit=3 a0=1 a1=2 a2=3 '
+         'a3=4 items=1 ppid=1 pid=77 auid=4294967295 uid=0 gid=0 tty=(none) ses=4294967295 comm="ls" '
+         'exe="/usr/bin/ls" key=(null)',
+         'type=CWD msg=audit(1615114234.000:72): cwd="/srv"',
+         'type=PATH msg=audit(1615114234.000:72): item=0 name="." inode=2 nametype=NORMAL'],
+        "Process <pid> (/usr/bin/ls), child of process <pid>, as user 0, working in /srv, opened /srv/."),
+]
+
+
+@pytest.mark.parametrize(("lines", "expected"), RECORDS_AND_SENTENCES)
+def test_raw_records_read_as_sentences(lines: list[str], expected: str) -> None:
+    assert _sentences(lines) == [expected]
+
+
+def test_real_records_read_as_sentences(shared_data: Path) -> None:
+    """Real logs: the fields a reviewer missed (account, login user, working directory) and the command line."""
+    ait = (shared_data / "auditd" / "ait_lds_v2_russellmitchell" / "intranet_server_audit.log").read_text()
+    assert _sentences(ait.splitlines()[:1]) == [
+        "Process <pid> (/usr/sbin/cron), as user 0, called user_acct for the account root."]
+    laurel = (shared_data / "auditd" / "laurel" / "record-execve.txt").read_text().split("\n")
+    assert _sentences(laurel) == [
+        "Process <pid> (/usr/bin/whoami), child of process <pid>, as user 0, logged in as user 1000, working in "
+        '/home/user/tmp, executed /usr/bin/whoami with the command line "whoami".']

@@ -10,7 +10,7 @@ import pytest
 from aptray.config import TemplateConfig
 from aptray.schema import event_table
 from aptray.templating.base import templatize
-from aptray.templating.event import event_sentences, normalise_action, sentence
+from aptray.templating.event import describe_args, event_sentences, normalise_action, sentence
 
 GOLDEN = [
     (
@@ -36,7 +36,7 @@ GOLDEN = [
     (
         {"pid": 12, "process_name": "sh", "exe": "/bin/dash", "action": "EVENT_EXECUTE", "object_path": "/tmp/.x1",
          "args": json.dumps({"argv": ["/tmp/.x1", "-c", "y" * 200]})},
-        f'Process 12 (sh, /bin/dash) executed /tmp/.x1 with command line "/tmp/.x1 -c {"y" * 85}...".',
+        f'Process 12 (sh, /bin/dash) executed /tmp/.x1 with the command line "/tmp/.x1 -c {"y" * 85}...".',
     ),
     (  # auditd-style syscall name, BETH-style list of {name, value} args, pointer arguments dropped
         {"pid": 5, "action": "SYS_openat", "object_path": "/etc/shadow", "return_value": -13,
@@ -57,6 +57,35 @@ GOLDEN = [
     ({"uid": 0, "action": "EVENT_UNLINK", "object_path": "/var/log/auth.log"},
      "A process, as user 0, deleted /var/log/auth.log."),
     ({}, "A process called an unknown action."),
+    # a command line as a plain list (auditd EXECVE/PROCTITLE, CDM cmdLine): an execution's own, else the process's
+    ({"pid": 9, "ppid": 1, "uid": 1000, "exe": "/usr/bin/cat", "process_name": "cat", "action": "execve",
+      "object_path": "/usr/bin/cat", "args": json.dumps(["cat", "notes.txt"])},
+     'Process 9 (/usr/bin/cat), child of process 1, as user 1000, executed /usr/bin/cat with the command line '
+     '"cat notes.txt".'),
+    ({"pid": 4, "uid": 1000, "exe": "/usr/sbin/sshd", "process_name": "sshd", "action": "select",
+      "args": json.dumps(["sshd: burn [priv]"])},
+     'Process 4 (/usr/sbin/sshd), running "sshd: burn [priv]", as user 1000, called select.'),
+    ({"exe": "/usr/bin/vim", "action": "EVENT_READ", "object_path": "/etc/hosts", "args": json.dumps(["vim", "x"])},
+     'The process /usr/bin/vim, running "vim x", read /etc/hosts.'),
+    ({"pid": 2, "exe": "/usr/bin/true", "action": "syscall_221", "args": json.dumps([""])},
+     "Process 2 (/usr/bin/true) called syscall_221."),
+    # auditd's login user, working directory and account, from extras, where known
+    ({"pid": 9, "uid": 0, "exe": "/usr/bin/whoami", "action": "execve", "object_path": "/usr/bin/whoami",
+      "args": json.dumps(["whoami"]),
+      "extras": json.dumps({"auid": "1000", "cwd": "/home/user/tmp", "key": "x", "success": "yes", "ses": "1"})},
+     'Process 9 (/usr/bin/whoami), as user 0, logged in as user 1000, working in /home/user/tmp, executed '
+     '/usr/bin/whoami with the command line "whoami".'),
+    ({"pid": 10125, "uid": 0, "exe": "/usr/sbin/cron", "process_name": "cron", "action": "USER_ACCT",
+      "extras": json.dumps({"acct": "root", "auid": "4294967295", "op": "PAM:accounting", "res": "success"})},
+     "Process 10125 (/usr/sbin/cron), as user 0, called user_acct for the account root."),
+    ({"pid": 7, "uid": 0, "action": "USER_LOGIN", "object_addr": "10.0.0.9",
+      "extras": json.dumps({"acct": "?", "auid": "?", "cwd": "", "res": "failed"})},
+     "Process 7, as user 0, called user_login on 10.0.0.9."),
+    ({"pid": 7, "action": "read", "extras": json.dumps({"mountNamespace": 4026531840, "eventId": 0})},
+     "Process 7 read data."),
+    # a value that ends the sentence keeps its own full stop, not a second one
+    ({"pid": 3, "action": "newfstatat", "object_path": "."}, "Process 3 checked the status of ."),
+    ({"pid": 3, "action": "openat", "object_path": "/home/u/vim73/."}, "Process 3 opened /home/u/vim73/."),
 ]
 
 
@@ -93,3 +122,19 @@ def test_default_masking_makes_pid_and_hex_variants_equal() -> None:
     assert len(set(out.column("sentence_hash").to_pylist())) == 1
     unmasked = templatize(event_table(rows), TemplateConfig(mask=[])).column("sentence").to_pylist()
     assert unmasked[0] != unmasked[1]
+
+
+def test_full_stop_is_never_doubled() -> None:
+    from aptray.templating.base import full_stop
+
+    assert [full_stop(t) for t in ("read data", "opened .", "flags A|...")] == ["read data.", "opened .",
+                                                                               "flags A|..."]
+
+
+def test_what_a_sentence_says_of_the_arguments() -> None:
+    """Attribution judges the arguments by the words the sentence gives them: the command line where it is put."""
+    argv = json.dumps(["cat", "notes.txt"])
+    assert describe_args(argv, "execve").phrase() == 'the command line "cat notes.txt"'
+    assert describe_args(argv, "read").phrase() == 'running "cat notes.txt"'
+    assert describe_args(json.dumps({"flags": "O_RDONLY", "fd": 3}), "openat").phrase() == "flags O_RDONLY"
+    assert describe_args(json.dumps({"fd": 3}), "close").phrase() is None

@@ -41,9 +41,20 @@ GOLDEN: list[tuple[str, dict[str, Any], str]] = [
     ("Exec", {"ctx_execs": ["sh", "bash"]}, "The process ran bash and sh."),
     ("Parent", {"ctx_parents": ["/usr/sbin/sshd"]}, "The process was started by /usr/sbin/sshd."),
     ("Netflow", {"ctx_netflows": ["80", "128.55.12.167"]}, "The process communicated with 128.55.12.167 on port 80."),
-    ("Netflow", {"ctx_netflows": ["443", "22", "0"]}, "The process communicated on ports 0, 22 and 443."),
-    ("Netflow", {"ctx_netflows": ["www.cbs.com 216.66.26.25", "-1", "<UNKNOWN>"]},
-     "The process communicated with <UNKNOWN> and www.cbs.com 216.66.26.25 on port -1."),
+    ("Netflow", {"ctx_netflows": ["443", "22", "0"]}, "The process communicated on ports 22 and 443."),
+    # ADAPT ClearScope: the recorder's unknown peer and its port -1, beside a named one
+    ("Netflow", {"ctx_netflows": ["www.cbs.com 216.66.26.25", "-1", "<UNKNOWN>", "31337"]},
+     "The process communicated with www.cbs.com 216.66.26.25 and an unknown address on port 31337."),
+    ("Netflow", {"ctx_netflows": ["-1", "<UNKNOWN>"]}, "The process communicated with an unknown address."),
+    # ADAPT 5dir: a blank address beside port 0
+    ("Netflow", {"ctx_netflows": ["", "0", "10.0.50.160", "5672"]},
+     "The process communicated with 10.0.50.160 and an unknown address on port 5672."),
+    ("Netflow", {"ctx_netflows": ["0"]}, "The process communicated with an unknown address."),
+    ("Netflow", {"ctx_netflows": ["127.0.0.1", "0"]}, "The process communicated with 127.0.0.1."),
+    # a value that ends its clause keeps its own full stop, not a second one
+    ("Exec", {"ctx_execs": ["com.android.", "/system/bin/app_process"]},
+     "The process ran /system/bin/app_process and com.android."),
+    ("All", {"ctx_execs": ["."], "ctx_parents": ["sh"]}, "The process ran . It was started by sh."),
     ("Netflow", {"ctx_netflows": ["10.0.6.31", "::1"]}, "The process communicated with 10.0.6.31 and ::1."),
     ("All",
      {"ctx_events": ["EVENT_WRITE", "EVENT_READ", "EVENT_SENDTO"], "ctx_execs": ["/bin/bash"],

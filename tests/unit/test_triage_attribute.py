@@ -62,6 +62,24 @@ def test_without_benign_values_variants_remove_one_field_or_aspect_through_the_t
                                             "/usr/sbin/sshd.")
 
 
+def test_variants_keep_what_extras_say_and_the_command_line_where_the_sentence_puts_it() -> None:
+    """An auditd event's account, login user and working directory (``extras``) are in every variant: only the part
+    tried changes, never the rest of the sentence."""
+    event = {"pid": 5, "uid": 0, "exe": "/usr/sbin/sshd", "process_name": "sshd", "action": "USER_LOGIN",
+             "object_addr": "10.0.0.9", "args": json.dumps(["sshd: root [priv]"]),
+             "extras": json.dumps({"acct": "root", "auid": "1000", "cwd": "/", "res": "success"})}
+    rows = _rows([event])
+    assert rows.column("sentence").to_pylist() == [
+        'Process <pid> (/usr/sbin/sshd), running "sshd: root [priv]", as user 0, logged in as user 1000, working '
+        "in /, called user_login on 10.0.0.9 for the account root."]
+    plan = variants(rows, TemplateConfig())
+    got = dict(zip(plan.part, plan.sentence, strict=True))
+    assert got["args"] == ("Process <pid> (/usr/sbin/sshd), as user 0, logged in as user 1000, working in /, called "
+                           "user_login on 10.0.0.9 for the account root.")
+    assert all(s.endswith("for the account root.") and "logged in as user 1000, working in /," in s
+               for s in plan.sentence)
+
+
 def _bag(sentences: list[str], calls: list[list[str]]) -> np.ndarray:
     """A toy embedding: one dimension per word of a fixed vocabulary."""
     calls.append(list(sentences))
