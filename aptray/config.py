@@ -59,6 +59,7 @@ class DetectorName(StrEnum):
     DBSCAN = "dbscan"
     AVF = "avf"
     KNN = "knn"
+    KNN_WIDE = "knn-wide"
     RARITY = "rarity"
     ENSEMBLE = "ensemble"
 

@@ -23,6 +23,13 @@ from aptray.detectors.baselines import (
     RarityDetector,
 )
 
+#: The neighbourhood of ``knn-wide``. Where benign training holds a few rows with an attack's very sentence
+#: (bovia/5dir: 12 of 14 attacks), the 5 nearest are mostly those copies; 20 outvote them (bovia/5dir All,
+#: MiniLM aspects without events, 5 seeds, test AUC-ROC / PR-AUC: k=5 0.936 / 0.109, k=20 0.964 / 0.257), at
+#: some cost where repeats are the signal (bovia/trace All: 0.962 / 0.758 against 0.993 / 0.645). The
+#: experiment runs both and chooses on validation.
+WIDE_NEIGHBOURS = 20
+
 if TYPE_CHECKING:
     from aptray.config import ThresholdConfig, TrainConfig
     from aptray.detectors.base import Detector
@@ -56,6 +63,8 @@ class DetectorSpec:
         baseline: the baseline class (None for torch detectors).
         reference: a baseline from the literature, reported beside aptray's chosen detector in the experiment
             and never chosen itself; aptray's own detectors (the torch models, kNN, rarity) are the candidates.
+        preset: constructor arguments of ``baseline`` that make this detector what it is (``knn-wide`` is
+            :class:`KNNDetector` with ``n_neighbors`` 20); they take precedence over ``train.extra``.
     """
 
     name: DetectorName
@@ -64,6 +73,7 @@ class DetectorSpec:
     summary: str
     baseline: type[Baseline] | None = None
     reference: bool = False
+    preset: tuple[tuple[str, Any], ...] = ()
 
     @property
     def windowed(self) -> bool:
@@ -97,7 +107,7 @@ class DetectorSpec:
                 extra=extra, distinct_epoch_rows=train.distinct_epoch_rows, **thr,
             )
         cls = self.baseline
-        kwargs = {k: v for k, v in train.extra.items() if k in cls._params}
+        kwargs = {k: v for k, v in train.extra.items() if k in cls._params} | dict(self.preset)
         if "seed" in cls._params:
             kwargs.setdefault("seed", train.seed)
         return cls(**kwargs, **thr)
@@ -132,6 +142,9 @@ DETECTORS: dict[DetectorName, DetectorSpec] = {s.name: s for s in (
               Features.ATTRIBUTES),
     _baseline(KNNDetector, "mean distance to the k nearest benign training rows (their repeats counted)",
               reference=False),
+    DetectorSpec(DetectorName.KNN_WIDE, Family.BASELINE, Features.EMBEDDINGS,
+                 "knn over the 20 nearest benign training rows: a few benign copies of an attack's sentence no "
+                 "longer hide it", KNNDetector, preset=(("n_neighbors", WIDE_NEIGHBOURS),)),
     _baseline(RarityDetector, "rarity of the exact sentence among the benign training rows (-log10 share)",
               reference=False),
     DetectorSpec(DetectorName.ENSEMBLE, Family.ENSEMBLE, Features.EMBEDDINGS,

@@ -232,6 +232,7 @@ def prepare(target: Target, source: Source, cfg: AptrayConfig, work: str) -> Pre
         prep.info["embedders"][RAW] = {"dim": int(raw.shape[1])}
     position = {rid: i for i, rid in enumerate(ids)}
     style = cfg.template.process_style
+    observed = observed_aspects(prep.sentences)
     for name in cfg.experiment.embedders:
         try:
             resolve_model(name)
@@ -241,6 +242,12 @@ def prepare(target: Target, source: Source, cfg: AptrayConfig, work: str) -> Pre
             continue
         for compose in compositions(cfg.experiment.compose, target.aspect, style):
             label = representation(name, compose, style)
+            if compose.left_out is not None and f"ctx_{compose.left_out}" not in observed:
+                why = (f"no process of {target.name} has {compose.left_out}: its vectors would be those of "
+                       f"{representation(name, Compose.ASPECTS, style)}")
+                log.info("%s skipped: %s", label, why)
+                prep.info["embedders"][label] = {"skipped": why}
+                continue
             ecfg = cfg.model_copy(deep=True)
             ecfg.embed.model, ecfg.embed.compose = name, compose
             emb_uri = join(work, "embed-" + re.sub(r"[^A-Za-z0-9._-]", "_", label))
@@ -262,6 +269,16 @@ def prepare(target: Target, source: Source, cfg: AptrayConfig, work: str) -> Pre
             prep.info["embedders"][label] = {**embedder, "template": style.value,
                                              **{k: ecounts.get(k) for k in ("encoded", "cache_hits", "seconds")}}
     return prep
+
+
+def observed_aspects(sentences: list[str]) -> set[str]:
+    """The aspect columns (``ctx_events``...) whose clauses occur in prose process ``sentences``."""
+    from aptray.templating.process import aspect_clauses
+
+    found: set[str] = set()
+    for sentence in set(sentences):
+        found.update(aspect_clauses(sentence) or ())
+    return found
 
 
 def compositions(asked: list[Compose], aspect: Aspect | None, style: ProcessStyle) -> list[Compose]:

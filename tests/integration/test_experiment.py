@@ -180,7 +180,8 @@ def test_aspects_of_a_folder_share_one_split_and_fuse_per_process(ray_cluster: N
     cfg.experiment.embedders = ["minilm"]
     cfg.experiment.detectors = ["knn", "rarity"]
     cfg.experiment.aspects = [Aspect.EVENT, Aspect.EXEC, Aspect.ALL]
-    cfg.experiment.compose = [Compose.NONE, Compose.ASPECTS]  # ProcessAll whole and aspect by aspect
+    # ProcessAll whole and aspect by aspect; clearscope has no parents, so leaving them out changes nothing
+    cfg.experiment.compose = [Compose.NONE, Compose.ASPECTS, Compose.ASPECTS_NO_PARENTS]
     cfg.experiment.seeds = 1
     cfg.experiment.tsne_points = 0
     cfg.embed.keep_warm_s = 300  # the second aspect's embed finds the first one's encoder loaded
@@ -196,6 +197,7 @@ def test_aspects_of_a_folder_share_one_split_and_fuse_per_process(ray_cluster: N
     records = all_target["embedders"]
     assert records["minilm+aspects"]["compose"] == "aspects" and records["minilm"]["compose"] == "none"
     assert records["minilm+aspects"]["dim"] == 5 * records["minilm"]["dim"]
+    assert "no process of bovia/clearscope has parents" in records["minilm+aspects-no-parents"]["skipped"]
     (target,) = [t for t in doc["targets"] if t["aspect"] == "PerAspect"]
     assert target["aspects"] == ["All", "Event", "Exec"] and target["rows"] >= 68
     fused = [r for r in doc["runs"] if r["aspect"] == "PerAspect"]

@@ -154,3 +154,23 @@ def test_rarity_scores_how_often_the_exact_sentence_was_seen() -> None:
     assert s[4] > s[2] > s[1] > s[0]
     # left out of its own count: the one-off sentence c becomes unseen among the other 99 rows
     np.testing.assert_allclose(det.training_row_scores(np.array([a, c])), -np.log10(np.array([90, 1]) / 100))
+
+
+def test_knn_wide_outvotes_a_few_benign_copies_of_an_attack(tmp_path: Path) -> None:
+    """Three benign-labelled copies of an attack's vector fill most of knn's 5 slots, so a benign row that is merely
+    odd outranks the attack; knn-wide's 20 neighbours put the attack first. Its k survives the artifact and wins
+    over ``train.extra`` (else ``knn-wide`` with ``n_neighbors`` set would be plain knn)."""
+    rng = np.random.default_rng(0)
+    attack = np.full(DIM, 5.0 / np.sqrt(DIM), dtype=np.float32)  # 5 from the benign cluster
+    benign = rng.normal(0, 0.05, (200, DIM)).astype(np.float32)
+    X = np.concatenate([benign, np.repeat(attack[None], 3, axis=0)])
+    odd = np.full(DIM, 3.0 / np.sqrt(DIM), dtype=np.float32)  # a benign row 3 from the cluster
+    probe = np.stack([attack, odd])
+    cfg = TrainConfig(extra={"n_neighbors": 5})
+    narrow, wide = (make_detector(n, cfg, ThresholdConfig()).fit(X, np.zeros(len(X))) for n in ("knn", "knn-wide"))
+    assert narrow.decision_function(probe)[0] < narrow.decision_function(probe)[1]
+    assert wide.decision_function(probe)[0] > wide.decision_function(probe)[1]
+    save_detector(wide, str(tmp_path / "art"), META)
+    loaded = load_detector(str(tmp_path / "art"))
+    assert loaded.n_neighbors == 20
+    np.testing.assert_allclose(loaded.decision_function(probe), wide.decision_function(probe))
