@@ -9,10 +9,10 @@ BETH, auditd and CDM rows share it, so actions are normalised first (``EVENT_REA
 
 A command line given as a plain list (auditd EXECVE or PROCTITLE, CDM ``cmdLine``) is the process's own: an
 execution reads it as what was executed, any other action as what the process is running; the auditd login user
-(``auid``, unless unset), working directory (``cwd``) and account name (``acct``) come from ``extras``, nothing
-else of it::
+(``auid``, unless unset or the process's user itself), working directory (``cwd``) and account name (``acct``)
+come from ``extras``, nothing else of it::
 
-    Process 9 (/usr/bin/cat), child of process 1, as user 1000, logged in as user 1000, working in /tmp,
+    Process 9 (/usr/bin/cat), child of process 1, as user 0, logged in as user 1000, working in /tmp,
     executed /usr/bin/cat with the command line "cat notes.txt".
     Process 4 (/usr/sbin/sshd), running "sshd: alice [priv]", as user 0, called user_login for the account alice.
 
@@ -298,7 +298,7 @@ def sentence(
         clauses.append(f"child of {parent_exe}")
     if uid is not None:
         clauses.append(f"as user {uid}")
-    if login is not None:
+    if login is not None and login != uid:  # a login of another user (su, sudo); the same one adds nothing
         clauses.append(f"logged in as user {login}")
     if cwd:
         clauses.append(f"working in {cwd}")

@@ -138,8 +138,8 @@ RECORDS_AND_SENTENCES = [
          'items=0 ppid=900 pid=901 auid=1000 uid=1000 gid=1000 tty=(none) ses=3 comm="sshd" exe="/usr/sbin/sshd" '
          'key=(null)',
          'type=PROCTITLE msg=audit(1615114233.000:71): proctitle=737368643A206275726E205B707269765D'],
-        'Process <pid> (/usr/sbin/sshd), running "sshd: burn [priv]", child of process <pid>, as user 1000, logged in '
-        'as user 1000, called select.'),
+        'Process <pid> (/usr/sbin/sshd), running "sshd: burn [priv]", child of process <pid>, as user 1000, called '
+        'select.'),
     (  # a PAM record: the account it is about; auid unset (4294967295) is left out
         ["type=USER_ACCT msg=audit(1642723741.072:375): pid=10125 uid=0 auid=4294967295 ses=4294967295 "
          "msg='op=PAM:accounting acct=\"root\" exe=\"/usr/sbin/cron\" hostname=? addr=? terminal=cron res=success'"],
