@@ -30,6 +30,7 @@ from __future__ import annotations
 import errno
 import json
 import posixpath
+import re
 from typing import Any, NamedTuple
 
 import pyarrow as pa
@@ -135,6 +136,10 @@ INT_ARGS = frozenset(("sig", "signal", "cap", "protocol", "rcode", "resource", "
                       "rgid", "egid", "sgid", "uid", "gid"))
 #: The auditd login uid of a process no one logged in to (``auid`` unset: (uid_t)-1).
 UNSET_AUID = frozenset((4294967295, -1))
+#: auditd ``res`` values of a user-space record that failed (a refused login, a denied account).
+_FAILED_RESULTS = frozenset(("failed", "fail", "no", "0"))
+#: An account name as useradd accepts it (letters, digits, ``._-``, a trailing ``$`` for machine accounts).
+_ACCOUNT = re.compile(r"[a-z_][a-z0-9._-]{0,31}\$?")
 #: Values auditd writes for an unknown name.
 _UNKNOWN_TEXT = frozenset(("", "?", "(null)", "(none)", "(unknown)"))
 
@@ -234,6 +239,16 @@ def _known(value: Any) -> str | None:
     return None if text in _UNKNOWN_TEXT else text
 
 
+def _account(value: Any) -> str | None:
+    """The account an ``acct`` names, as the sentence words it: "the account root", or "an unrecognised account".
+    What a user types at a login prompt lands in ``acct``, a password typed one line too early included; a name of
+    the POSIX form (or sshd's ``(invalid user)``) is shown, any other text never reaches a sentence, alert or log."""
+    name = _known(value)
+    if name is None:
+        return None
+    return f"the account {name}" if _ACCOUNT.fullmatch(name) or name == "(invalid user)" else "an unrecognised account"
+
+
 def _login_user(value: Any) -> int | None:
     """The auditd login uid (``auid``), None where absent, unset or not a number."""
     try:
@@ -243,17 +258,32 @@ def _login_user(value: Any) -> int | None:
     return None if auid in UNSET_AUID else auid
 
 
-def _session(extras: str | None) -> tuple[int | None, str | None, str | None]:
-    """``(login uid, working directory, account)`` of an event's ``extras`` (auditd ``auid``, ``cwd``, ``acct``)."""
-    if not extras or not any(f'"{k}"' in extras for k in ("auid", "cwd", "acct")):  # most rows: no JSON to parse
-        return None, None, None
+class Session(NamedTuple):
+    """What an event's auditd ``extras`` add to its sentence (:func:`session`)."""
+
+    #: The login uid (``auid``), None where absent or unset.
+    login: int | None = None
+    #: The working directory (``cwd``).
+    cwd: str | None = None
+    #: The account a user-space record (USER_LOGIN, USER_ACCT...) names (``acct``), worded ("the account root").
+    account: str | None = None
+    #: A user-space record's result was a failure (``res=failed``): a refused login reads as one.
+    failed: bool = False
+
+
+def session(extras: str | None) -> Session:
+    """The :class:`Session` of an event's ``extras`` (auditd ``auid``, ``cwd``, ``acct``, ``res``)."""
+    if not extras or not any(f'"{k}"' in extras for k in ("auid", "cwd", "acct", "res")):  # most rows: no JSON
+        return Session()
     try:
         parsed = json.loads(extras)
     except ValueError:
-        return None, None, None
+        return Session()
     if not isinstance(parsed, dict):
-        return None, None, None
-    return _login_user(parsed.get("auid")), _known(parsed.get("cwd")), _known(parsed.get("acct"))
+        return Session()
+    res = parsed.get("res")
+    return Session(_login_user(parsed.get("auid")), _known(parsed.get("cwd")), _account(parsed.get("acct")),
+                   isinstance(res, str) and res.strip().lower() in _FAILED_RESULTS)
 
 
 def _subject(pid: int | None, name: str | None, exe: str | None, action: str) -> str:
@@ -288,7 +318,7 @@ def sentence(
     act = normalise_action(action) if action else ""
     head = _subject(pid, process_name, exe, act)
     described = describe_args(args, act)
-    login, cwd, account = _session(extras)
+    login, cwd, account, failed = session(extras)
     clauses = []
     if described.running:
         clauses.append(f"running {described.running}")
@@ -320,12 +350,14 @@ def sentence(
     if second:
         verb += f" {OTHER_PREP.get(act, 'at')} {second}"
     if account:
-        verb += f" for the account {account}"
+        verb += f" for {account}"
     if described.text:
         verb += f" with {described.text}"
     if return_value is not None and return_value < 0:
         code = errno.errorcode.get(-return_value)
         verb += f" and failed with {return_value}" + (f" ({code})" if code else "")
+    elif failed:
+        verb += " and failed"
     return full_stop(f"{head} {verb}")
 
 

@@ -123,6 +123,12 @@ def _sentences(lines: list[str]) -> list[str]:
 
 
 RECORDS_AND_SENTENCES = [
+    (  # a refused ssh login (a line of the shared data): it fails, where the same line with res=success would not
+        ["type=USER_LOGIN msg=audit(1493216050.975:21203): pid=10617 uid=0 auid=4294967295 ses=4294967295 "
+         "msg='op=login acct=28696E76616C6964207573657229 exe=\"/usr/sbin/sshd\" hostname=? addr=31.207.47.36 "
+         "terminal=sshd res=failed'"],
+        "Process <pid> (/usr/sbin/sshd), as user 0, called user_login on 31.207.47.36 for the account (invalid user) "
+        "and failed."),
     (  # an execution: its EXECVE argv is the command line executed; the login user and working directory known
         ['type=SYSCALL msg=audit(1615114232.375:70): arch=c000003e syscall=59 success=yes exit=0 a0=1 a1=2 a2=3 a3=4 '
          'items=1 ppid=10883 pid=10884 auid=1000 uid=0 gid=0 euid=0 tty=pts1 ses=1 comm="whoami" '

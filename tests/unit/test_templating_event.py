@@ -78,13 +78,18 @@ GOLDEN = [
     ({"pid": 10125, "uid": 0, "exe": "/usr/sbin/cron", "process_name": "cron", "action": "USER_ACCT",
       "extras": json.dumps({"acct": "root", "auid": "4294967295", "op": "PAM:accounting", "res": "success"})},
      "Process 10125 (/usr/sbin/cron), as user 0, called user_acct for the account root."),
+    # what was typed as a user name is shown only where it has an account name's form: never a password
+    ({"pid": 7, "uid": 0, "action": "USER_LOGIN", "extras": json.dumps({"acct": "Tr0ub4dor&3", "res": "failed"})},
+     "Process 7, as user 0, called user_login for an unrecognised account and failed."),
+    ({"pid": 7, "uid": 0, "action": "USER_AUTH", "extras": json.dumps({"acct": "svc-backup$", "res": "success"})},
+     "Process 7, as user 0, called user_auth for the account svc-backup$."),
     # the login user only where it is another than the process's user (su, sudo): the same one says nothing new
     ({"pid": 8, "uid": 1000, "exe": "/usr/bin/ls", "action": "execve", "object_path": "/usr/bin/ls",
       "extras": json.dumps({"auid": "1000", "cwd": "/home/user"})},
      "Process 8 (/usr/bin/ls), as user 1000, working in /home/user, executed /usr/bin/ls."),
     ({"pid": 7, "uid": 0, "action": "USER_LOGIN", "object_addr": "10.0.0.9",
       "extras": json.dumps({"acct": "?", "auid": "?", "cwd": "", "res": "failed"})},
-     "Process 7, as user 0, called user_login on 10.0.0.9."),
+     "Process 7, as user 0, called user_login on 10.0.0.9 and failed."),
     ({"pid": 7, "action": "read", "extras": json.dumps({"mountNamespace": 4026531840, "eventId": 0})},
      "Process 7 read data."),
     # a value that ends the sentence keeps its own full stop, not a second one
