@@ -35,7 +35,7 @@ from aptray.io.engine import RayEngine, per_group
 from aptray.io.files import files_dataset, in_blocks, list_input, quarantine_row, read_lines
 from aptray.io.fs import InputFile, Selection, open_binary, resolve
 from aptray.io.labels import normalize_uuid, parse_uuids
-from aptray.io.request import Request, csv_fields, parse_stream
+from aptray.io.request import CsvFormat, Request, csv_fields, parse_stream
 from aptray.schema import CONTEXT_COLUMNS, EVENT_SCHEMA
 
 if TYPE_CHECKING:
@@ -407,12 +407,18 @@ def is_header(fields: list[str]) -> bool:
     return bool(fields) and fields[0].strip().lstrip("\ufeff").lower() in ("object_id", "uuid")
 
 
+#: ADAPT items online: JSON objects may list only the attributes set (an attribute not listed is 0); every column is
+#: an attribute, so a key outside a header the request gives is refused.
+CSV_FORMAT = CsvFormat("ADAPT", is_header, absent="0")
+
+
 def parse_request(request: Request, cfg: IngestConfig) -> pa.Table:
     """The process rows of one online request: CSV lines of a ``Process<Aspect>.csv``, header first (or in
     ``request.header``). The aspect is ``cfg.aspect`` (the artifact's); ``ProcessAll`` lines carry their
-    ``X0_``..``X3_`` prefixes as in the file. Labels are unknown online."""
+    ``X0_``..``X3_`` prefixes as in the file. JSON objects keyed by column may list only the attributes that are
+    set. Labels are unknown online."""
     aspect = cfg.aspect or Aspect.ALL
-    data = request.csv(is_header, None, "ADAPT")
+    data = request.csv(CSV_FORMAT)
     # a header of another aspect rejects the request's lines with the reason (never a 5xx)
     table = parse_stream(AdaptParser(frozenset(), aspect), data, cfg.model_copy(update={"check_format": False}))
     if table.num_rows:  # no ground truth online: unknown, not benign

@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 from aptray.config import IngestConfig, Source
 from aptray.io.files import files_dataset, line_record_id, quarantine_row, safe_table
 from aptray.io.fs import Selection
-from aptray.io.request import Request, csv_fields, parse_stream
+from aptray.io.request import CsvFormat, Request, csv_fields, parse_stream
 from aptray.schema import EVENT_SCHEMA, event_table
 
 if TYPE_CHECKING:
@@ -430,11 +430,16 @@ def literal(value: Any) -> str:
     return str(value)
 
 
+#: BETH items online: headerless lines have the 16 columns; keys beyond the columns are ignored.
+CSV_FORMAT = CsvFormat("BETH", is_header, COLUMNS, literal, ignore_unknown=True)
+
+
 def parse_request(request: Request, cfg: IngestConfig) -> pa.Table:
     """The events of one online request: BETH CSV lines (a first line that is a BETH header is used as the
     header; otherwise ``request.header`` or :data:`COLUMNS`), or JSON objects keyed by BETH column names (lists
-    and dicts, such as ``args``, are written back as the Python literals BETH files hold)."""
-    return parse_stream(parse, request.csv(is_header, COLUMNS, "BETH", literal), cfg)
+    and dicts, such as ``args``, are written back as the Python literals BETH files hold; keys that are not BETH
+    columns are ignored, as a newer export's columns or a client's own notes may be)."""
+    return parse_stream(parse, request.csv(CSV_FORMAT), cfg)
 
 
 def looks_like(lines: list[str]) -> bool:

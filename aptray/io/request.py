@@ -31,6 +31,45 @@ REQUEST_FILE = "request"
 Item = str | dict[str, Any]
 
 
+@dataclass(frozen=True)
+class CsvFormat:
+    """How a CSV source's request items are written as its file (:meth:`Request.csv`).
+
+    Attributes:
+        what: the format's name in reasons (``BETH``).
+        is_header: whether a parsed first line is a header of this format.
+        default: the columns of headerless lines when the request names none.
+        to_field: a JSON value -> its CSV field text (lists and dicts as the format writes them).
+        ignore_unknown: whether a JSON object's keys that are not columns are ignored: fields a record may carry
+            beyond those the format reads (a newer export's column, a client's note). Else the object is refused,
+            naming them: where every column is data (ADAPT's attributes), a key the header lacks is data it
+            cannot place. An object with no column among its keys is refused either way.
+        absent: the field of a column an object does not have, past the first (the record's own key stays empty,
+            for the parser to name it missing): ``"0"`` where an attribute not listed is not set (ADAPT).
+    """
+
+    what: str
+    is_header: Callable[[list[str]], bool]
+    default: Sequence[str] | None = None
+    to_field: Callable[[Any], str] = str
+    ignore_unknown: bool = False
+    absent: str = ""
+
+    def fields(self, item: dict[str, Any], columns: Sequence[str]) -> list[str]:
+        """A JSON object's CSV fields under ``columns``; ValueError (the reason) when it cannot be written."""
+        known = set(columns)
+        unknown = [key for key in item if key not in known]
+        if unknown and (not self.ignore_unknown or len(unknown) == len(item)):
+            names = ", ".join(map(json.dumps, unknown[:5])) + (", ..." if len(unknown) > 5 else "")
+            raise ValueError(f"no {self.what} column among its keys ({names})" if len(unknown) == len(item)
+                             else f"unknown {self.what} column(s): {names}")
+        out = []
+        for n, column in enumerate(columns):
+            value = item.get(column)
+            out.append(self.to_field(value) if value is not None else self.absent if n else "")
+        return out
+
+
 @dataclass
 class Request:
     """A request's items and what became of them while the stream was written.
@@ -68,46 +107,41 @@ class Request:
                 self.line_items[len(lines)] = i
         return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
 
-    def csv(self, is_header: Callable[[list[str]], bool], default: Sequence[str] | None, what: str,
-            to_field: Callable[[Any], str] = str) -> bytes:
+    def csv(self, fmt: CsvFormat) -> bytes:
         """Items of CSV lines (or JSON objects keyed by column) as a CSV stream, header first.
 
-        The header is the first item when ``is_header`` accepts it, else :attr:`header`, else ``default``;
-        without any, every item is rejected. Blank items hold no record and are rejected.
-
-        Args:
-            is_header: whether a parsed first line is a header of this format.
-            default: the columns of headerless lines when the request names none.
-            what: the format's name in reasons (``BETH``).
-            to_field: a JSON value -> its CSV field text (lists and dicts as the format writes them).
+        The header is the first item when ``fmt.is_header`` accepts it, else :attr:`header`, else ``fmt.default``;
+        without any, JSON objects name their own columns (their keys, in first-seen order, a key that starts a
+        header first) and other items are rejected. Blank items hold no record and are rejected; an object's fields
+        are written by :meth:`CsvFormat.fields`.
         """
         items = list(enumerate(self.items))
-        columns = list(self.header) if self.header else (list(default) if default else None)
+        columns = list(self.header) if self.header else (list(fmt.default) if fmt.default else None)
         first = items[0][1] if items else None
-        if isinstance(first, str) and (parsed := csv_fields(first)) is not None and is_header(parsed):
+        if isinstance(first, str) and (parsed := csv_fields(first)) is not None and fmt.is_header(parsed):
             columns = parsed
             items = items[1:]
         if columns is None and items and all(isinstance(item, dict) for _, item in items):
-            # a format without default columns (ADAPT): JSON objects name their own (a misspelt column of a format
-            # with defaults, BETH, is still refused as unknown)
-            columns = list(dict.fromkeys(key for _, item in items for key in item))
+            # a format without default columns (ADAPT): JSON objects name their own; the record's key column (the
+            # one a header starts with: ADAPT's UUID) goes first, wherever an object has it
+            columns = sorted(dict.fromkeys(key for _, item in items for key in item),
+                             key=lambda c: not fmt.is_header([c]))
         if columns is None:
-            self.rejected += [(i, f"no {what} header: send it as the first line or in 'header'") for i, _ in items]
+            self.rejected += [(i, f"no {fmt.what} header: send it as the first line or in 'header'") for i, _ in items]
             return b""
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(columns)
-        known = set(columns)
         line = 1
         for i, item in items:
             if isinstance(item, dict):
-                unknown = sorted(set(item) - known)
-                if unknown:
-                    self.rejected.append((i, f"unknown {what} column(s): {', '.join(map(json.dumps, unknown[:5]))}"))
+                try:
+                    writer.writerow(fmt.fields(item, columns))
+                except ValueError as exc:
+                    self.rejected.append((i, str(exc)))
                     continue
-                writer.writerow([to_field(item.get(c)) if item.get(c) is not None else "" for c in columns])
             elif "\n" in item or "\r" in item:
-                self.rejected.append((i, f"a {what} event must be one CSV line"))
+                self.rejected.append((i, f"a {fmt.what} event must be one CSV line"))
                 continue
             elif not item.strip():
                 self.rejected.append((i, "no event in this item (blank line)"))
@@ -160,14 +194,13 @@ class Requests(Request):
         """Not for merged requests: line formats join records within a stream (CDM, auditd)."""
         raise TypeError("merged requests are written as CSV only")
 
-    def csv(self, is_header: Callable[[list[str]], bool], default: Sequence[str] | None, what: str,
-            to_field: Callable[[Any], str] = str) -> bytes:
+    def csv(self, fmt: CsvFormat) -> bytes:
         """The shared header, then every part's CSV body; :class:`Unmergeable` when the parts' headers differ."""
         head: bytes | None = None
         bodies: list[bytes] = []
         self.shifts, shift = [], 0
         for part in self.parts:
-            first, _, body = part.csv(is_header, default, what, to_field).partition(b"\n")
+            first, _, body = part.csv(fmt).partition(b"\n")
             if first:
                 if head is None:
                     head = first

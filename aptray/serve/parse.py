@@ -7,15 +7,17 @@ joins, process contexts), here on the request alone; the rows then go through th
 :func:`aptray.templating.base.templatize` with the artifact's template settings.
 
 * ``beth``: CSV lines (a first line that is a BETH header is used as the header; otherwise
-  ``request.header`` or the 16 BETH columns), or JSON objects keyed by BETH column names.
+  ``request.header`` or the 16 BETH columns), or JSON objects keyed by BETH column names (other keys are
+  ignored).
 * ``auditd``: raw audit.log lines (an item may hold several lines); the records of one event are grouped
   by their serial, and an event is reported at the item of its first record.
 * ``cdm``: DARPA TC CDM records (JSON objects or JSON text lines, CDM18 or CDM20), joined within the request
   to the Subject, object and Principal records it also carries; records that are not events are context:
   neither scored nor rejected.
 * ``adapt``: CSV lines of a ``Process<Aspect>.csv`` (header first, or in ``request.header``), read as the
-  artifact's aspect; lines under another aspect's header (``ProcessEvent.csv`` lines sent to a ProcessAll model)
-  are rejected, the reason naming the aspect they are (:func:`aptray.io.adapt.header_mismatch`).
+  artifact's aspect, or JSON objects keyed by column (the attributes not listed are 0); lines under another
+  aspect's header (``ProcessEvent.csv`` lines sent to a ProcessAll model) are rejected, the reason naming the
+  aspect they are (:func:`aptray.io.adapt.header_mismatch`).
 * ``sentence``: sentences already templated by the client (no parsing).
 
 Each parsed row is mapped back to the request item it came from by its line number in the stream; rows

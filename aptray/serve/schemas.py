@@ -17,7 +17,7 @@ class EventFormat(StrEnum):
     sentences."""
 
     ADAPT = "adapt"  # CSV lines of a Process<Aspect>.csv (header first or in ``header``), read as the artifact's aspect
-    BETH = "beth"  # BETH CSV lines (header optional) or JSON objects with BETH column names
+    BETH = "beth"  # BETH CSV lines (header optional) or JSON objects with BETH column names (other keys ignored)
     AUDITD = "auditd"  # raw audit.log lines; records of one event are grouped by their serial
     CDM = "cdm"  # DARPA TC CDM JSON records (objects or JSON text)
     SENTENCE = "sentence"  # sentences already templated by the client

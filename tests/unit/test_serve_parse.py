@@ -64,8 +64,29 @@ def test_bad_items_are_rejected_with_reasons(shared_data: Path) -> None:
         1: "wrong column count: 3, expected 16",
         2: "no event in this item (blank line)",
         3: "a BETH event must be one CSV line",
-        4: 'unknown BETH column(s): "nope"',
+        4: 'no BETH column among its keys ("nope")',
     }
+
+
+def test_beth_json_keys_beyond_its_columns_are_ignored(shared_data: Path) -> None:
+    """A BETH object with a key BETH does not have (a newer export's column, a client's note) was refused with
+    'unknown BETH column(s)'; it reads as the object without it, alone or in a merged parse. A missing required
+    field is still a per-item reason."""
+    from aptray.serve.parse import Job, prepare_many
+
+    lines = (shared_data / BETH / "labelled_training_data.csv").read_text().splitlines()
+    rows = list(csv.DictReader(lines))[:4]
+    plain = prepare(EventFormat.BETH, rows, TemplateConfig())
+    extra = [{**rows[0], "note": "seen by the SOC"}, {"exportVersion": 2, **rows[1]}, rows[2],
+             {k: v for k, v in rows[3].items() if k != "eventName"} | {"eventNameV2": "close"}]
+    out = prepare(EventFormat.BETH, extra, TemplateConfig())
+    assert out.index == [0, 1, 2] and out.sentences == plain.sentences[:3]
+    assert out.record_ids == plain.record_ids[:3]
+    assert out.rejected == [(3, "missing required field eventName")]
+    template = TemplateConfig()
+    merged = prepare_many([Job(EventFormat.BETH, extra, template), Job(EventFormat.BETH, rows, template)])
+    assert not isinstance(merged[0], Exception) and merged[0].sentences == out.sentences
+    assert merged[0].rejected == out.rejected
 
 
 def test_custom_header_for_headerless_lines(shared_data: Path) -> None:
@@ -245,6 +266,30 @@ def test_adapt_rows_sent_as_json_objects_read_as_their_csv_lines(shared_data: Pa
     assert not isinstance(as_json, Exception) and not isinstance(as_csv, Exception)
     assert as_json.rejected == [] and len(as_json.sentences) == len(objects) == 7
     assert (as_json.sentences, as_json.record_ids) == (as_csv.sentences, as_csv.record_ids)
+
+
+def test_adapt_json_objects_may_list_only_the_attributes_set(shared_data: Path) -> None:
+    """ADAPT objects naming their own columns: one with an attribute the others lack had those others refused
+    ("value other than 0/1 in column 42: ''"), and objects whose UUID key was not first were all misread as
+    having their UUID in an attribute column. An attribute not listed is 0; the UUID column goes first; a key
+    outside a header the request gives is still refused (every ADAPT column is an attribute)."""
+    from aptray.config import Aspect
+
+    lines = (shared_data / "darpa_tc_adapt" / "bovia" / "clearscope" / "ProcessExec.csv").read_text().splitlines()[:6]
+    objects = list(csv.DictReader(io.StringIO("\n".join(lines))))
+    ingest = IngestConfig(aspect=Aspect.EXEC)
+    as_csv = prepare(EventFormat.ADAPT, lines, TemplateConfig(), ingest=ingest)
+    assert as_csv.rejected == [] and len(as_csv.sentences) == 5
+    uuid = lines[0].split(",")[0]
+    sparse = [{k: v for k, v in reversed(o.items()) if v == "1"} | {uuid: o[uuid]} for o in objects]
+    assert next(iter(sparse[0])) != uuid  # the UUID key last: columns are not taken in the objects' order
+    as_json = prepare(EventFormat.ADAPT, sparse, TemplateConfig(), ingest=ingest)
+    assert as_json.rejected == [] and as_json.sentences == as_csv.sentences
+    assert as_json.record_ids == as_csv.record_ids
+    headed = prepare(EventFormat.ADAPT, [lines[0], sparse[0], {**sparse[1], "note": "1"}], TemplateConfig(),
+                     ingest=ingest)
+    assert headed.sentences == as_csv.sentences[:1]
+    assert headed.rejected == [(2, 'unknown ADAPT column(s): "note"')]
 
 
 def test_record_ids_name_the_request(shared_data: Path) -> None:
