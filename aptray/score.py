@@ -588,14 +588,15 @@ def _align_template(cfg: AptrayConfig, meta: dict[str, Any]) -> AptrayConfig:
 
 
 def _group_counts(out_uri: str, gid: str) -> dict[str, Any]:
-    from aptray.io.files import file_line_counts, sum_line_counts
+    from aptray.io.files import file_line_counts, settle_lines, sum_line_counts
 
     scored = count_rows(join(out_uri, "scores", f"group={gid}"))
     quarantined = count_rows(join(out_uri, "quarantine", f"group={gid}"))
     alerts = count_rows(join(out_uri, "alerts", f"group={gid}"))
     per_file = file_line_counts(join(out_uri, "lines", f"group={gid}"))
     return {"rows_read": scored + quarantined, "rows_scored": scored, "rows_quarantined": quarantined,
-            "alerts": alerts, "files_read": len(per_file), "lines": sum_line_counts(per_file)}
+            "alerts": alerts, "files_read": len(per_file),
+            "lines": settle_lines(sum_line_counts(per_file), quarantined)}
 
 
 def _totals(fs: pafs.FileSystem, root: str, out_uri: str) -> dict[str, Any]:

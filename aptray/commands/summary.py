@@ -19,10 +19,26 @@ def _quarantined(result: Mapping[str, Any], key: str = "rows_quarantined") -> st
     return "none quarantined" if not q else f"{_n(q)} quarantined (reasons in quarantine/)"
 
 
+def lines_read(result: Mapping[str, Any], rows: int, kind: str) -> list[str]:
+    """Where the input's lines went (:data:`aptray.io.files.LINE_CLASSES`): into the ``rows`` kept rows (several
+    lines can make one row: an auditd event's records), quarantined (a row each), blank, headers, context records;
+    nothing where the lines were not counted (an input of sentences)."""
+    lines = result.get("lines") or {}
+    if not lines.get("lines"):
+        return []
+    parts = [f"{_n(lines.get('record', 0))} in the {_n(rows)} {kind} rows",
+             f"{_n(lines.get('quarantined', 0))} quarantined (a row each)"]
+    parts += [f"{_n(lines[k])} {word}" for k, word in (("blank", "blank"), ("header", "header"),
+                                                        ("context", "context records (no row of their own)"),
+                                                        ("unaccounted", "unaccounted")) if lines.get(k)]
+    return [f"lines read: {_n(lines['lines'])}: {', '.join(parts)}"]
+
+
 def templatize_lines(result: Mapping[str, Any], out: str) -> list[str]:
-    """``aptray templatize``: rows, distinct sentences, quarantine, where."""
+    """``aptray templatize``: rows, distinct sentences, quarantine, where the lines went, where."""
     return [f"templatized {_n(result['rows'])} rows into {_n(result['distinct_sentences'])} distinct sentences, "
             f"{_quarantined(result, 'quarantined')}{_secs(result)}",
+            *lines_read(result, result["rows"], "templatized"),
             f"sentences: {out}"]
 
 
@@ -62,6 +78,7 @@ def score_lines(result: Mapping[str, Any], out: str, top: list[dict[str, Any]],
         files += " listed"
     lines = [f"scored {_n(result['rows_scored'])} of {_n(result['rows_read'])} rows from {files}{skipped}, "
              f"{_quarantined(result)}{_secs(result)}",
+             *lines_read(result, result["rows_scored"], "scored"),
              f"{_n(result['alerts'])} alert(s) in {_n(result.get('incidents', 0))} incident(s)"]
     lines += evaluation_lines(evaluation or {})
     lines += coverage_lines(result, "retrain with more of the normal behaviour")
@@ -140,6 +157,7 @@ def run_lines(result: Mapping[str, Any]) -> list[str]:
     lines = [f"trained {tr['model']} on {_n(used)}{of} rows embedded ({_n(emb['distinct_sentences'])} distinct "
              "sentences)"
              f"; scored {_n(sc['rows_scored'])} of {_n(sc['rows_read'])} rows, {_quarantined(sc)}",
+             *lines_read(sc, sc["rows_scored"], "scored"),
              f"{_n(sc['alerts'])} alert(s) in {_n(sc.get('incidents', 0))} incident(s)"]
     lines += evaluation_lines(result.get("evaluation") or {})
     labelled = tr.get("excluded_malicious", 0) or (tr.get("validation") or {}).get("labelled_malicious", 0)

@@ -241,7 +241,7 @@ def _read_rows(
     (``made_of``, :func:`upstream_manifest`, with the read counts of a raw trace added)."""
     upstream = made_of
     if source is not None:
-        from aptray.io.files import line_counts
+        from aptray.io.files import line_counts, settle_lines
         from aptray.io.quarantine import count_rows, quarantine_reasons
         from aptray.templating.job import SENTENCES_SCHEMA, clear_dir, ensure_parquet, sentences_dataset
 
@@ -252,7 +252,9 @@ def _read_rows(
         rcfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"counts_dir": lines_uri})})
         sentences_dataset(Source(source), input_uri, rcfg, quarantine_uri).write_parquet(path, filesystem=fs)
         ensure_parquet(sentences_uri, SENTENCES_SCHEMA)  # an input that keeps no row: an empty, typed output
-        upstream = {**made_of, "read": {"quarantined": count_rows(quarantine_uri), "lines": line_counts(lines_uri),
+        quarantined = count_rows(quarantine_uri)
+        upstream = {**made_of, "read": {"quarantined": quarantined,
+                                        "lines": settle_lines(line_counts(lines_uri), quarantined),
                                         "quarantine_reasons": quarantine_reasons(quarantine_uri)}}
     else:
         sentences_uri = join(input_uri, "sentences")

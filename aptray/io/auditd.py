@@ -18,7 +18,7 @@ import logging
 import re
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pyarrow as pa
@@ -234,35 +234,59 @@ def _int(value: str | None) -> int | None:
         return None
 
 
+def _quarantined(records: list[dict[str, Any]], reason: Callable[[dict[str, Any]], str]) -> list[dict[str, Any]]:
+    """A quarantined row per record line (its own line number and raw text), so that a quarantined row is always
+    one input line, as in every other reader, and the line counts can say where each line went."""
+    return [{"record_id": line_record_id(SOURCE, r["source_file"], r["line"]), "source": SOURCE,
+             "source_file": r["source_file"], "line": r["line"], "raw": r["raw"], "quarantine_reason": reason(r)}
+            for r in records]
+
+
+def _partial(types: set[str]) -> str | None:
+    """Why records of these types make no event (process details without their SYSCALL), or None."""
+    if "SYSCALL" in types or any(t not in _DETAIL_TYPES for t in types):
+        return None
+    return f"partial event: {'+'.join(sorted(types))} without SYSCALL"
+
+
 def assemble_group(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows of the records of one serial: the event (:func:`assemble`) and a quarantined row per exact
-    duplicate record (a line repeated by the sensor; counted, never merged into the event silently). No record
-    can stop the read: an event that cannot be assembled is quarantined with the reason."""
+    duplicate record (a line repeated by the sensor; counted, never merged into the event silently).
+
+    An event that cannot be assembled (a partial event, or one whose assembly fails) is quarantined line by
+    line: each of its records becomes a quarantined row with the reason and the event it belonged to, so every
+    input line ends in exactly one row, a scored event's or a quarantined one. No record can stop the read.
+    """
     records = sorted(records, key=lambda r: (r["source_file"], r["line"]))
     first_line: dict[str, tuple[str, int]] = {}
-    unique, rows = [], []
+    unique, repeated = [], []
     for r in records:
-        seen = first_line.get(r["raw"])
-        if seen is None:
+        if r["raw"] in first_line:
+            repeated.append(r)
+        else:
             first_line[r["raw"]] = (r["source_file"], r["line"])
             unique.append(r)
-        else:
-            rows.append({"record_id": line_record_id(SOURCE, r["source_file"], r["line"]), "source": SOURCE,
-                         "source_file": r["source_file"], "line": r["line"], "raw": r["raw"],
-                         "quarantine_reason": f"duplicate record: same as {seen[0]} line {seen[1]}"})
-    try:
-        rows.insert(0, assemble(unique))
-    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
-        first = unique[0]
-        rows.insert(0, {"record_id": line_record_id(SOURCE, first["source_file"], first["line"]), "source": SOURCE,
-                        "source_file": first["source_file"], "line": first["line"],
-                        "raw": "\n".join(r["raw"] for r in unique),
-                        "quarantine_reason": f"unparseable event: {type(exc).__name__}: {str(exc)[:120]}"})
-    return rows
+    rows = _quarantined(repeated, lambda r: "duplicate record: same as {} line {}".format(*first_line[r["raw"]]))
+    event = _event_name(unique[0])
+    reason = _partial({r["type"] for r in unique})
+    if reason is None:
+        try:
+            return [assemble(unique), *rows]
+        except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+            reason = f"unparseable event: {type(exc).__name__}: {str(exc)[:120]}"
+    part = f" (record of event {event}, {len(unique)} record line(s))"
+    return [*_quarantined(unique, lambda r: reason + part), *rows]
+
+
+def _event_name(record: dict[str, Any]) -> str:
+    """An event's name as its records write it: ``[node=N ]audit(TIME:SERIAL)``."""
+    node, _, stamp = str(record["key"]).partition("|")
+    return f"{'node=' + node + ' ' if node else ''}audit({stamp})"
 
 
 def assemble(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Build one event row from the records of one serial (any order); partial events get a reason."""
+    """Build one event row from the records of one serial (any order), which hold a SYSCALL or another main
+    record (:func:`assemble_group` quarantines the others)."""
     records = sorted(records, key=lambda r: (r["source_file"], r["line"]))
     first = records[0]
     by_type: dict[str, list[dict[str, str]]] = {}
@@ -273,9 +297,7 @@ def assemble(records: list[dict[str, Any]]) -> dict[str, Any]:
                            "timestamp": first["ts"]}
     main_type = "SYSCALL" if "SYSCALL" in by_type else next((t for t in by_type if t not in _DETAIL_TYPES), None)
     if main_type is None:
-        row["quarantine_reason"] = f"partial event: {'+'.join(sorted(by_type))} without SYSCALL"
-        row["raw"] = "\n".join(r["raw"] for r in records)
-        return row
+        raise ValueError(f"no main record among {'+'.join(sorted(by_type))}")
     main = by_type[main_type][0]
     extras: dict[str, Any] = {"types": sorted(by_type)}
 

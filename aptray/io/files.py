@@ -30,11 +30,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-#: What became of each physical line of an input, as a reader counts it: every line is exactly one of these.
-#: ``record``: an event's line (a canonical row, scored or quarantined after the join; for auditd, each record
-#: of a multi-record event); ``quarantined``: flagged with a reason by the parser (kept in the quarantine
-#: dataset); ``blank``: no content; ``header``: a CSV header line; ``context``: a record that only informs
-#: events (CDM subjects, objects, principals, markers, hosts and unknown record types; auditd EOE).
+#: What became of each physical line of an input: every line is exactly one of these.
+#: ``record``: a line in a scored row (an event; for auditd, one of the record lines of an event; with a process
+#: context, a line of one of the process's events); ``quarantined``: a line in a quarantined row, with its reason
+#: (a quarantined row is always one input line, so this equals the rows quarantined); ``blank``: no content;
+#: ``header``: a CSV header line; ``context``: a record that only informs events (CDM subjects, objects,
+#: principals, markers, hosts and unknown record types; auditd EOE).
+#:
+#: A parser counts a line as it reads it; a line that a join quarantines later (auditd: the records of a partial
+#: event, a repeated record) is still a ``record`` there: :func:`settle_lines` moves those lines once the
+#: quarantined rows are counted. So ``lines`` = ``record`` + ``quarantined`` + ``blank`` + ``header`` + ``context``
+#: and ``quarantined`` = rows quarantined; rows scored <= ``record`` (several lines can make one row).
 LINE_CLASSES: tuple[str, ...] = ("record", "quarantined", "blank", "header", "context")
 
 
@@ -170,6 +176,25 @@ def sum_line_counts(per_file: list[dict[str, Any]]) -> dict[str, int]:
         for k in totals:
             totals[k] += int(one.get(k, 0))
     return totals
+
+
+def settle_lines(lines: dict[str, int], rows_quarantined: int) -> dict[str, int]:
+    """The line counts of an input (:func:`line_counts`) once its quarantined rows are counted: the lines a join
+    quarantined after the read (auditd: the records of a partial event, a repeated record) move from ``record``
+    to ``quarantined``, which then equals ``rows_quarantined`` (a quarantined row is one input line).
+
+    Counts that cannot be settled (fewer quarantined rows than the parsers flagged, or more than the lines they
+    read as records: a reader breaking the one-line-per-quarantined-row rule) are logged and returned as they are.
+    """
+    moved = rows_quarantined - lines.get("quarantined", 0)
+    if not moved:
+        return dict(lines)
+    if not 0 < moved <= lines.get("record", 0):
+        log.error("%d quarantined row(s), but the readers flagged %d line(s) and read %d as records: the line "
+                  "counts cannot say which lines were quarantined", rows_quarantined, lines.get("quarantined", 0),
+                  lines.get("record", 0))
+        return dict(lines)
+    return {**lines, "record": lines["record"] - moved, "quarantined": rows_quarantined}
 
 
 def check_lines(lines: dict[str, int], what: str) -> None:

@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from aptray.config import AptrayConfig, Aspect, Source, TemplateConfig
-from aptray.io.files import check_lines, line_counts
+from aptray.io.files import check_lines, line_counts, settle_lines
 from aptray.io.fs import Selection, check_output, join, resolve
 from aptray.io.quarantine import QuarantineSplit, count_rows, quarantine_reasons
 from aptray.schema import EVENT_SCHEMA
@@ -76,7 +76,7 @@ def run_templatize(source: Source | str, uri: str, out: str, cfg: AptrayConfig |
     counts = sentence_counts(sentences_uri)
     counts["quarantined"] = count_rows(quarantine_uri)
     counts["rows_read"] = counts["rows"] + counts["quarantined"]
-    counts["lines"] = line_counts(lines_uri)
+    counts["lines"] = settle_lines(line_counts(lines_uri), counts["quarantined"])
     counts["quarantine_reasons"] = quarantine_reasons(quarantine_uri)
     counts["seconds"] = round(time.perf_counter() - start, 3)
     manifest = {"source": str(Source(source)), "input": uri, "aspect": aspect.value if aspect else None,

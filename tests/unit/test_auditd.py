@@ -44,7 +44,9 @@ def test_interleaved_out_of_order_split_blocks(ray_cluster: None, name: str) -> 
     good = {r["action"]: r for r in rows if not r["quarantine_reason"]}
     assert [r["line"] for r in bad] == [6, 9]
     assert "not an audit record" in bad[0]["quarantine_reason"]
-    assert bad[1]["quarantine_reason"] == "partial event: EXECVE without SYSCALL" and "orphan" in bad[1]["raw"]
+    assert bad[1]["quarantine_reason"].startswith("partial event: EXECVE without SYSCALL (record of event node=web1 "
+                                                  "audit(1700000000.300:503), 1 record line(s))")
+    assert "orphan" in bad[1]["raw"]
     assert set(good) == {"execve", "connect", "clone"}
     ex = good["execve"]
     assert json.loads(ex["args"]) == ["nc", "-e", "10.1.2.3"]
@@ -56,8 +58,9 @@ def test_interleaved_out_of_order_split_blocks(ray_cluster: None, name: str) -> 
 
 
 def _expected(files: list[Path]) -> tuple[int, int, int]:
-    """(events, partial events, non-record lines) counted with a regex over the raw lines."""
+    """(events, record lines of partial events, non-record lines) counted with a regex over the raw lines."""
     groups: dict[str, set[str]] = {}
+    texts: dict[str, set[str]] = {}
     junk = 0
     for f in files:
         for line in f.read_text(encoding="utf-8", errors="replace").split("\n"):  # not splitlines: \x1d
@@ -69,8 +72,9 @@ def _expected(files: list[Path]) -> tuple[int, int, int]:
                 continue
             if m[2] != "EOE":
                 groups.setdefault(f"{m[1] or ''}|{m[3]}:{m[4]}", set()).add(m[2])
-    partial = sum(1 for t in groups.values() if t <= DETAIL)
-    return len(groups) - partial, partial, junk
+                texts.setdefault(f"{m[1] or ''}|{m[3]}:{m[4]}", set()).add(line)  # a repeated line: a duplicate
+    partial = [k for k, t in groups.items() if t <= DETAIL]
+    return len(groups) - len(partial), sum(len(texts[k]) for k in partial), junk
 
 
 @pytest.mark.parametrize("folder", ["go-libaudit", "laurel", "ait_lds_v2_russellmitchell", "spade_checksum_inputs"])
@@ -81,11 +85,11 @@ def test_real_logs_counts(ray_cluster: None, shared_data: Path, folder: str) -> 
         files = files[:1]
     uri = str(files[0]) if len(files) == 1 else str(root)
     rows = _rows(uri)
-    events, partial, junk = _expected(files)
+    events, partial_lines, junk = _expected(files)
     good = [r for r in rows if not r["quarantine_reason"]]
     reasons = [r["quarantine_reason"] for r in rows if r["quarantine_reason"]]
     assert len(good) == events
-    assert sum(x.startswith("partial event") for x in reasons) == partial
+    assert sum(x.startswith("partial event") for x in reasons) == partial_lines
     assert sum(x.startswith("not an audit record") for x in reasons) == junk
     syscalls = [r for r in good if r["action"] and r["action"].islower()]
     assert all(r["pid"] is not None for r in syscalls)
@@ -174,3 +178,111 @@ def test_real_records_read_as_sentences(shared_data: Path) -> None:
     assert _sentences(laurel) == [
         "Process <pid> (/usr/bin/whoami), child of process <pid>, as user 0, logged in as user 1000, working in "
         '/home/user/tmp, executed /usr/bin/whoami with the command line "whoami".']
+
+
+def _read_local(files: dict[str, bytes]) -> tuple[Any, dict[str, int], int]:
+    """Parse ``{name: content}`` as one input without Ray (the one-task plan on one table): the output rows,
+    the line counts the read tasks would write (summed) and the physical lines."""
+    import io
+    from collections import Counter
+
+    import pyarrow as pa
+
+    from aptray.io.auditd import REC_SCHEMA, assemble_events, parse
+    from aptray.io.engine import LocalEngine
+    from aptray.io.files import CountingStream, record_lines, sum_line_counts
+    from aptray.io.fs import InputFile
+
+    cfg = IngestConfig(source="auditd")
+    tables, per_file = [], []
+    for name, data in files.items():
+        lines: Counter[str] = Counter()
+        stream = CountingStream(io.BytesIO(data))  # type: ignore[arg-type]
+        tables += list(parse(stream, InputFile(name, name, len(data)), cfg, lines))  # type: ignore[arg-type]
+        per_file.append(record_lines(InputFile(name, name, len(data)), stream.lines, lines, None))
+    records = pa.concat_tables(tables) if tables else REC_SCHEMA.empty_table()
+    counts = sum_line_counts(per_file)
+    return assemble_events(LocalEngine(), records, cfg, None), counts, counts["lines"]
+
+
+def _fates(out: Any, files: dict[str, bytes]) -> tuple[dict[tuple[str, int], str], set[tuple[str, int]]]:
+    """Each line's quarantine reason, and the lines of the scored events (every record line of the serial of a
+    scored row that is not itself quarantined), found from the raw lines by a regex."""
+    serial_of: dict[tuple[str, int], str] = {}
+    for name, data in files.items():
+        for n, line in enumerate(data.decode().split("\n"), start=1):
+            m = HEADER.match(line)
+            if m and m[2] != "EOE":
+                serial_of[(name, n)] = f"{m[1]}|{m[3]}:{m[4]}"
+    rows = out.to_pylist()
+    quarantined = {(r["source_file"], r["line"]): r["quarantine_reason"] for r in rows if r["quarantine_reason"]}
+    scored_serials = {serial_of[(r["source_file"], r["line"])] for r in rows if not r["quarantine_reason"]}
+    scored = {at for at, serial in serial_of.items() if serial in scored_serials and at not in quarantined}
+    return quarantined, scored
+
+
+CRAFTED = "\n".join([
+    'type=SYSCALL msg=audit(1615114232.375:70): arch=c000003e syscall=59 success=yes exit=0 a0=1 a1=2 a2=3 a3=4 '
+    'items=1 ppid=10883 pid=10884 auid=1000 uid=0 gid=0 euid=0 tty=pts1 ses=1 comm="whoami" exe="/usr/bin/whoami" '
+    'key=(null)',                                                                                           # 1
+    'type=EXECVE msg=audit(1615114232.375:70): argc=2 a0="whoami" a1="-a"',                                # 2
+    'type=PATH msg=audit(1615114233.000:71): item=0 name="/etc/shadow" inode=1 nametype=NORMAL',           # 3
+    "",                                                                                                     # 4
+    'type=CWD msg=audit(1615114233.000:71): cwd="/root"',                                                  # 5
+    'type=EXECVE msg=audit(1615114232.375:70): argc=2 a0="whoami" a1="-a"',                                # 6 again
+    "a line that is no audit record",                                                                      # 7
+    'type=CWD msg=audit(1615114232.375:70): cwd="/home/user"',                                             # 8
+    'type=EOE msg=audit(1615114232.375:70): ',                                                             # 9
+]) + "\n"
+
+
+def test_every_line_ends_in_one_row_and_the_counts_say_which() -> None:
+    """An event of four record lines is one scored row; a partial event's two lines, a repeated line and a line
+    that is no record are four quarantined rows, one per line; a blank line and EOE are no row. The line counts,
+    settled with the quarantined rows, say the same."""
+    from aptray.commands.summary import templatize_lines
+    from aptray.io.files import settle_lines
+
+    files = {"a.log": CRAFTED.encode()}
+    out, lines, physical = _read_local(files)
+    quarantined, scored = _fates(out, files)
+    assert scored == {("a.log", n) for n in (1, 2, 8)} and out.num_rows - len(quarantined) == 1
+    assert sorted(quarantined) == [("a.log", n) for n in (3, 5, 6, 7)]
+    assert quarantined[("a.log", 3)] == quarantined[("a.log", 5)] == (
+        "partial event: CWD+PATH without SYSCALL (record of event audit(1615114233.000:71), 2 record line(s))")
+    assert quarantined[("a.log", 6)] == "duplicate record: same as a.log line 2"
+    assert quarantined[("a.log", 7)].startswith("not an audit record")
+    # the parser read 6 lines as records and flagged 1; the join quarantined 3 of the records
+    assert (lines["record"], lines["quarantined"], lines["blank"], lines["context"], physical) == (6, 1, 1, 1, 9)
+    settled = settle_lines(lines, len(quarantined))
+    assert settled == {**lines, "record": 3, "quarantined": 4}
+    assert settled["record"] == len(scored) and settled["quarantined"] == len(quarantined)
+    assert sum(settled[k] for k in ("record", "quarantined", "blank", "header", "context")) == physical
+    counts = {"rows": 1, "quarantined": 4, "distinct_sentences": 1, "lines": settled}
+    assert templatize_lines(counts, "out")[1] == (
+        "lines read: 9: 3 in the 1 templatized rows, 4 quarantined (a row each), 1 blank, "
+        "1 context records (no row of their own)")
+
+
+def test_settle_lines_refuses_counts_that_do_not_add_up(caplog: pytest.LogCaptureFixture) -> None:
+    from aptray.io.files import settle_lines
+
+    lines = {"lines": 10, "record": 8, "quarantined": 2, "blank": 0, "header": 0, "context": 0, "unaccounted": 0}
+    assert settle_lines(lines, 2) == lines  # nothing quarantined after the read
+    assert settle_lines(lines, 11) == lines and settle_lines(lines, 1) == lines  # more than the records, fewer
+    assert caplog.text.count("cannot say which lines were quarantined") == 2
+
+
+def test_real_logs_every_line_ends_in_one_row(shared_data: Path) -> None:
+    """go-libaudit's fixtures (partial events, repeated records, lines that are no record) and SPADE's unit tests
+    (each program's log and its extracted copy: every record of the copy repeats one of the log)."""
+    for folder in ("go-libaudit", "spade_unit_tests_2017"):
+        root = shared_data / "auditd" / folder
+        files = {p.name: p.read_bytes() for p in sorted(root.iterdir()) if p.suffix in (".log", ".txt")}
+        out, lines, physical = _read_local(files)
+        quarantined, scored = _fates(out, files)
+        from aptray.io.files import settle_lines
+
+        settled = settle_lines(lines, len(quarantined))
+        assert settled["quarantined"] == len(quarantined) > 0 and settled["record"] == len(scored), folder
+        assert settled["record"] + settled["quarantined"] + settled["blank"] + settled["context"] == physical
