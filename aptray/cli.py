@@ -9,15 +9,38 @@ Any other error prints one line and exits 1; ``aptray -v`` shows the traceback (
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from typer.core import TyperGroup
 
 from aptray.commands import demo, embed, experiment, results, run, score, serve, templatize, train
 
+if TYPE_CHECKING:  # typer's own copy of click, which its classes are typed with
+    from typer._click import Context, HelpFormatter
+
+
+class _Group(TyperGroup):
+    """The command group; its list of commands gives each one's first sentence whole, wrapped to the width
+    (click's list cuts it at the first line's end with "...")."""
+
+    def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
+        """The commands, each with its first sentence."""
+        rows = [(name, cmd.get_short_help_str(limit=1 << 16)) for name in self.list_commands(ctx)
+                if (cmd := self.get_command(ctx, name)) is not None and not cmd.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+# Help in click's plain layout (rich_markup_mode=None), not typer's rich tables: a table shares the width among
+# option, type and help columns and cuts what does not fit ("--allow-format-misma…" at 80 columns); the plain
+# layout puts a long option on a line of its own, so every option and choice is shown whole at any width.
 app = typer.Typer(
+    cls=_Group,
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
     pretty_exceptions_show_locals=False,
     help="Find APTs in system logs on Ray.",
 )
