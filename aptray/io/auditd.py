@@ -5,9 +5,12 @@ share ``(node, time, serial)``; they may come out of order, interleaved with oth
 files or blocks, so they are brought together with a Ray Data hash groupby on that key, never by adjacency.
 An event's SYSCALL gives the action (syscall name), process and result; EXECVE gives the arguments (hex and
 split ``aN[i]`` forms decoded), PATH/CWD the object path, SOCKADDR the remote ``ip:port`` (IPv4, IPv6, or a
-unix socket path), PROCTITLE the command line. Process-detail records without their SYSCALL are partial
-events and are quarantined with a reason; other record types (USER_LOGIN, SERVICE_START, AVC, ...) become
+unix socket path), PROCTITLE the command line. Other record types (USER_LOGIN, SERVICE_START, AVC, ...) become
 events whose action is the record type.
+
+Nothing is scored from part of an event: process-detail records without their SYSCALL (a partial event), and
+every record of an event one of whose records is truncated (:func:`truncation`) or oversized, are quarantined,
+one row per line, with the reason.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from aptray.io.contexts import PROCESS_KEY, aggregate
 from aptray.io.engine import Engine, LocalEngine, T, conform_to, keep, lookup, per_group
 from aptray.io.files import in_blocks, line_record_id, read_joined, read_lines
 from aptray.io.fs import InputFile, Selection
+from aptray.io.quarantine import reason_kind
 from aptray.io.request import Request, parse_stream
 from aptray.schema import EVENT_SCHEMA
 
@@ -43,9 +47,13 @@ SOURCE = "auditd"
 SUFFIXES = (".log", ".txt", ".log.gz", ".txt.gz", ".audit", ".1", ".2", ".3", ".4")
 _NS = uuid.UUID("6f1d3c2e-6a55-4f4e-9c0b-2a8f5c3e7d10")
 
-_HEADER = re.compile(
-    r"^(?:node=(?P<node>\S+) )?type=(?P<type>\S+) msg=audit\((?P<ts>\d+(?:\.\d+)?):(?P<serial>\d+)\):\s?"
+_HEADER = re.compile(  # an empty record may end at its ")" (EOE as some writers give it)
+    r"^(?:node=(?P<node>\S+) )?type=(?P<type>\S+) msg=audit\((?P<ts>\d+(?:\.\d+)?):(?P<serial>\d+)\)(?::\s?|\s*$)"
 )
+#: The start of a header, for a line cut before its header ends.
+_HEADER_START = re.compile(r"^(?:node=\S+ )?type=[A-Z][A-Z0-9_]*(?:\[\d+\])?")
+#: A body's fields as :data:`_FIELD` reads them, and any word that is not one.
+_TOKEN = re.compile(r"[A-Za-z0-9_\[\]-]+=(?:\"[^\"]*\"|'[^']*'|\S*)|\S+")
 _FIELD = re.compile(r"([A-Za-z0-9_\[\]-]+)=(\"[^\"]*\"|'[^']*'|\S*)")
 _HEXSTR = re.compile(r"^(?:[0-9A-Fa-f]{2})+$")
 #: Fields whose unquoted value is hex-encoded text.
@@ -167,6 +175,38 @@ def decode_sockaddr(saddr: str) -> tuple[str | None, str | None]:
     return None, None
 
 
+def truncation(body: str) -> str | None:
+    """Why a record's body (the text after its header) was cut short, or None where it reads whole.
+
+    A record is a list of ``key=value`` fields: a body that is empty, holds a quoted value without its closing
+    quote (``exe="/usr/bi``, ``msg='op=PAM:login ... res=succ``) or ends in a word without ``=`` (``arch=c000003e
+    sysc``) was cut (the last line of a log copied while auditd wrote it, a line split by a transport). A cut
+    inside an unquoted value (``syscall=5`` of ``syscall=59``) or between fields cannot be told from a whole
+    record. Free-text words inside a record (AVC's ``avc:  denied  { read } for``) are fine; a laurel-enriched
+    ``SADDR={ ... }`` ends in ``}``.
+    """
+    tokens = _TOKEN.findall(body.replace("\x1d", " "))
+    if not tokens:
+        return "nothing after the header"
+    for token in tokens:
+        name, eq, value = token.partition("=")
+        if eq and value[:1] in ('"', "'") and (len(value) < 2 or value[-1] != value[0]):
+            return f"unterminated quoted value {name}={value[:40]}"
+    if "=" not in tokens[-1] and tokens[-1] != "}":
+        return f"it ends in {tokens[-1][:40]!r}, a field without its value"
+    return None
+
+
+def _cut_header(text: str) -> bool:
+    """Whether a line that is no record is a record header cut short (``type=SYSCALL msg=audit(1615114232.3``)."""
+    m = _HEADER_START.match(text)
+    if m is None:
+        return False
+    rest = text[m.end():].rstrip()
+    head = " msg=audit("
+    return head.startswith(rest) or (rest.startswith(head) and re.fullmatch(r"[\d.:]*", rest[len(head):]) is not None)
+
+
 #: A record type as auditd writes it (``SYSCALL``, ``USER_LOGIN``, ``UNKNOWN[1334]``).
 _RECORD_TYPE = re.compile(r"^[A-Z][A-Z0-9_]*(?:\[\d+\])?$")
 
@@ -187,18 +227,23 @@ def _records(stream: BinaryIO, file: InputFile, cfg: IngestConfig, lines: Counte
         m = _HEADER.match(text)
         row: dict[str, Any] = {"source_file": file.rel, "line": n, "raw": text[: cfg.max_field_chars]}
         if m is None:
-            row["quarantine_reason"] = "not an audit record (no type= msg=audit(TIME:SERIAL))"
+            row["quarantine_reason"] = ("truncated record: the line ends inside its header" if _cut_header(text)
+                                        else "not an audit record (no type= msg=audit(TIME:SERIAL))")
         elif not _RECORD_TYPE.match(m["type"]):
             row["quarantine_reason"] = f"invalid record type {m['type'][:40]!r}"
-        elif len(text) > cfg.max_field_chars:
-            row["quarantine_reason"] = f"oversized record ({len(text)} chars)"
         elif m["type"] in _IGNORED_TYPES:
             lines["context"] += 1
             continue
         else:
-            fields = {k: v for k, v in parse_fields(text[m.end():]).items()}
+            # a damaged record keeps its event's key: the join quarantines the whole event, not the line alone
             row.update(key=f"{m['node'] or ''}|{m['ts']}:{m['serial']}", node=m["node"], ts=float(m["ts"]),
-                       type=m["type"], fields=json.dumps(fields))
+                       type=m["type"])
+            if len(text) > cfg.max_field_chars:
+                row["quarantine_reason"] = f"oversized record ({len(text)} chars)"
+            elif (cut := truncation(text[m.end():])) is not None:
+                row["quarantine_reason"] = f"truncated record: {cut}"
+            else:
+                row["fields"] = json.dumps(parse_fields(text[m.end():]))
         lines["quarantined" if row.get("quarantine_reason") else "record"] += 1
         yield row
 
@@ -253,9 +298,10 @@ def assemble_group(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows of the records of one serial: the event (:func:`assemble`) and a quarantined row per exact
     duplicate record (a line repeated by the sensor; counted, never merged into the event silently).
 
-    An event that cannot be assembled (a partial event, or one whose assembly fails) is quarantined line by
-    line: each of its records becomes a quarantined row with the reason and the event it belonged to, so every
-    input line ends in exactly one row, a scored event's or a quarantined one. No record can stop the read.
+    An event that cannot be assembled (one of its records truncated or oversized, a partial event, or one whose
+    assembly fails) is quarantined line by line: each of its records becomes a quarantined row with the reason and
+    the event it belonged to, so every input line ends in exactly one row, a scored event's or a quarantined one,
+    and no event is scored from some of its records as if they were all. No record can stop the read.
     """
     records = sorted(records, key=lambda r: (r["source_file"], r["line"]))
     first_line: dict[str, tuple[str, int]] = {}
@@ -268,14 +314,16 @@ def assemble_group(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             unique.append(r)
     rows = _quarantined(repeated, lambda r: "duplicate record: same as {} line {}".format(*first_line[r["raw"]]))
     event = _event_name(unique[0])
-    reason = _partial({r["type"] for r in unique})
+    damaged = next((r for r in unique if r.get("quarantine_reason")), None)
+    reason = (f"incomplete event: {reason_kind(str(damaged['quarantine_reason']))} at {damaged['source_file']} "
+              f"line {damaged['line']}" if damaged is not None else _partial({r["type"] for r in unique}))
     if reason is None:
         try:
             return [assemble(unique), *rows]
         except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
             reason = f"unparseable event: {type(exc).__name__}: {str(exc)[:120]}"
-    part = f" (record of event {event}, {len(unique)} record line(s))"
-    return [*_quarantined(unique, lambda r: reason + part), *rows]
+    part, cause = f" (record of event {event}, {len(unique)} record line(s))", reason
+    return [*_quarantined(unique, lambda r: (r.get("quarantine_reason") or cause) + part), *rows]
 
 
 def _event_name(record: dict[str, Any]) -> str:
@@ -364,7 +412,8 @@ JOIN_SCHEMA = _OUT_SCHEMA.append(pa.field("pexe", pa.string())).append(pa.field(
 
 
 def _bad_lines(batch: pa.Table) -> pa.Table:
-    bad = batch.filter(pc.is_valid(batch.column("quarantine_reason")))
+    """The lines that are no record of an event (no header, an invalid type), quarantined as they are."""
+    bad = batch.filter(pc.is_null(batch.column("key")))
     n = bad.num_rows
     ids = pc.binary_join_element_wise(pa.array([SOURCE] * n, pa.string()), bad.column("source_file"),
                                       pc.cast(bad.column("line"), pa.string()), ":")
@@ -372,6 +421,10 @@ def _bad_lines(batch: pa.Table) -> pa.Table:
                                 "source_file": bad.column("source_file"), "line": bad.column("line"),
                                 "raw": bad.column("raw"), "quarantine_reason": bad.column("quarantine_reason")}),
                       _OUT_SCHEMA)
+
+
+def _has_key(batch: pa.Table) -> pa.Array:
+    return pc.is_valid(batch.column("key"))
 
 
 def _is_good(batch: pa.Table) -> pa.Array:
@@ -424,11 +477,11 @@ def assemble_events(engine: Engine[T], records: T, cfg: IngestConfig, labels: fr
 
     The records of one ``(node, time, serial)`` make one event (:func:`assemble`, any order, any file), each
     event gets its parent's executable (the executable of an event of ``host|ppid``: the largest, where
-    several), and with ``cfg.aspect`` the events of each process make its context row. Bad lines and partial
-    events stay as quarantined rows.
+    several), and with ``cfg.aspect`` the events of each process make its context row. Bad lines, and the records
+    of partial and damaged events, stay as quarantined rows (one per line).
     """
     bad = engine.map(records, _bad_lines)
-    events = engine.materialize(per_group(engine, keep(engine, records, _is_good), "key", assemble_group,
+    events = engine.materialize(per_group(engine, keep(engine, records, _has_key), "key", assemble_group,
                                           JOIN_SCHEMA, rows=True))
     events = lookup(engine, engine.map(events, _with_ppid_key), engine.map(events, _exe_by_pid), JOIN_SCHEMA,
                     on="ppid_key", right_on="pkey", take={"pexe": "pexe"})

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from aptray.config import IngestConfig
-from aptray.io.auditd import decode_sockaddr, decode_value, parse_fields, syscall_name
+from aptray.io.auditd import decode_sockaddr, decode_value, parse_fields, syscall_name, truncation
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "auditd"
-HEADER = re.compile(r"^(?:node=(\S+) )?type=(\S+) msg=audit\((\d+(?:\.\d+)?):(\d+)\):")
+HEADER = re.compile(r"^(?:node=(\S+) )?type=(\S+) msg=audit\((\d+(?:\.\d+)?):(\d+)\)(?::|\s*$)")
 DETAIL = {"EXECVE", "PATH", "CWD", "SOCKADDR", "PROCTITLE", "FD_PAIR", "MMAP", "BPRM_FCAPS", "OBJ_PID", "IPC",
           "SOCKETCALL", "MQ_OPEN", "MQ_SENDRECV", "NETFILTER_PKT"}
 
@@ -117,12 +117,15 @@ def test_distributed_join_equals_the_one_task_join(ray_cluster: None, shared_dat
 
 def _sentences(lines: list[str]) -> list[str]:
     """The masked sentences of raw audit.log lines, read as one online request (no Ray)."""
+    import pyarrow.compute as pc
+
     from aptray.config import TemplateConfig
     from aptray.io.auditd import parse_request
     from aptray.io.request import Request
     from aptray.templating.base import templatize
 
     table = parse_request(Request(lines), IngestConfig(source="auditd"))
+    table = table.filter(pc.is_null(table.column("quarantine_reason")))  # as serving does: quarantined rows, no score
     return templatize(table.drop_columns(["quarantine_reason", "raw"]), TemplateConfig()).column("sentence").to_pylist()
 
 
@@ -286,3 +289,72 @@ def test_real_logs_every_line_ends_in_one_row(shared_data: Path) -> None:
         settled = settle_lines(lines, len(quarantined))
         assert settled["quarantined"] == len(quarantined) > 0 and settled["record"] == len(scored), folder
         assert settled["record"] + settled["quarantined"] + settled["blank"] + settled["context"] == physical
+
+
+def test_truncation() -> None:
+    assert truncation(" arch=c000003e sysc") == "it ends in 'sysc', a field without its value"
+    assert truncation(' item=0 name="/usr/bi') == 'unterminated quoted value name="/usr/bi'
+    assert truncation(" pid=1 msg='op=login acct=\"root\" res=succ") == (
+        "unterminated quoted value msg='op=login")
+    assert truncation("") == truncation("   ") == "nothing after the header"
+    whole = [  # real bodies: AVC's free text, a laurel-enriched SADDR, an old-format login, a value-less field
+        ' avc:  denied  { read } for  pid=13010 comm="pickup" name="maildrop" dev=dm-0 ino=1 '
+        "scontext=system_u:system_r:postfix_pickup_t:s0 tcontext=system_u:object_r:postfix_spool_t:s0 tclass=dir",
+        " saddr=100000000000000000000000\x1dSADDR={ fam=netlink nlnk-fam=16 nlnk-pid=0 }",
+        " login pid=13015 uid=0 old auid=4294967295 new auid=0",
+        " op=PAM:login acct=root exe=/usr/sbin/sshd hostname=? addr=? terminal=ssh res=success",
+        " pid=1 uid=0 auid=4294967295 ses=4294967295 msg='unit=cron comm=\"systemd\" res=success'",
+    ]
+    assert [truncation(b) for b in whole] == [None] * len(whole)
+
+
+CUT = "\n".join([
+    'type=SYSCALL msg=audit(1615114232.375:70): arch=c000003e syscall=59 success=yes exit=0 a0=1 a1=2 a2=3 a3=4 '
+    'items=1 ppid=10883 pid=10884 auid=1000 uid=0 gid=0 euid=0 tty=pts1 ses=1 comm="whoami" exe="/usr/bin/whoami" '
+    'key=(null)',                                                                                           # 1
+    'type=EXECVE msg=audit(1615114232.375:70): argc=2 a0="whoami" a1="-a"',                                # 2
+    'type=PATH msg=audit(1615114232.375:70): item=0 name="/usr/bin/who',                                   # 3 cut
+    "type=SYSCALL msg=audit(1615114232.375:71): arch=c000003e sysc",                                       # 4 cut
+    "type=PROCTITLE msg=audit(1615114232.375:71): proctitle=77686F616D69",                                 # 5
+    'type=SYSCALL msg=audit(1615114233.000:72): arch=c000003e syscall=23 success=yes exit=1 a0=1 a1=2 a2=3 a3=4 '
+    'items=0 ppid=900 pid=901 auid=1000 uid=1000 gid=1000 tty=(none) ses=3 comm="sshd" exe="/usr/sbin/sshd" '
+    'key=(null)',                                                                                           # 6
+    "type=USER_LOGIN msg=audit(1615114234.000:73): pid=1 uid=0 auid=4294967295 ses=4294967295 msg='op=login "
+    'acct="root" exe="/usr/sbin/sshd" hostname=? addr=10.0.0.9 terminal=sshd res=succ',                   # 7 cut
+    "type=SYSCALL msg=audit(1615114240.1",                                                                 # 8 cut
+    "type=SYSCALL msg=audit(1615114241.000:74)",                                                           # 9 cut
+    "type=EOE msg=audit(1615114233.000:72)",                                                               # 10
+])
+
+
+def test_truncated_records_quarantine_their_whole_event() -> None:
+    """A cut record is quarantined with the reason, and so is every other record of its event (no event is scored
+    from some of its records as if they were all); the whole event beside them is scored; a cut log's last line
+    (no newline) too. Every line still ends in one row."""
+    files = {"cut.log": CUT.encode()}
+    out, lines, physical = _read_local(files)
+    quarantined, scored = _fates(out, files)
+    assert scored == {("cut.log", 6)}
+    event = {n: f"audit(1615114232.375:{70 + (n > 3)})" for n in range(1, 6)}
+    assert {n: reason for (_, n), reason in quarantined.items()} == {
+        1: f"incomplete event: truncated record at cut.log line 3 (record of event {event[1]}, 3 record line(s))",
+        2: f"incomplete event: truncated record at cut.log line 3 (record of event {event[2]}, 3 record line(s))",
+        3: 'truncated record: unterminated quoted value name="/usr/bin/who '
+           f"(record of event {event[3]}, 3 record line(s))",
+        4: f"truncated record: it ends in 'sysc', a field without its value (record of event {event[4]}, "
+           "2 record line(s))",
+        5: f"incomplete event: truncated record at cut.log line 4 (record of event {event[5]}, 2 record line(s))",
+        7: "truncated record: unterminated quoted value msg='op=login (record of event audit(1615114234.000:73), "
+           "1 record line(s))",
+        8: "truncated record: the line ends inside its header",
+        9: "truncated record: nothing after the header (record of event audit(1615114241.000:74), 1 record line(s))",
+    }
+    assert (lines["lines"], lines["context"]) == (physical, 1) == (10, 1)  # an EOE written without its ": "
+
+
+def test_a_request_cut_mid_record_is_not_read_as_a_whole_event() -> None:
+    """Online: the whoami execution whose last line, its EXECVE, is cut inside an argument gives no sentence (it
+    read 'executed /usr/bin/whoami with the command line "whoami "-"' before)."""
+    lines = RECORDS_AND_SENTENCES[1][0]
+    assert len(_sentences(lines)) == 1
+    assert _sentences([lines[0], *lines[2:], lines[1][:-2]]) == []
