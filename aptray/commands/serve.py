@@ -114,6 +114,19 @@ def _named(pairs: list[str] | None) -> dict[str, str] | None:
     return out
 
 
+#: ``--model NAME=ARTIFACT`` of both commands (:func:`_named` reads it into ``serve.models``).
+ModelOption = Annotated[list[str] | None, typer.Option(
+    "--model", help="NAME=ARTIFACT: one more detector on the same replicas (repeatable); requests pick it with "
+    "\"model\": NAME.")]
+
+
+def _overrides(artifact: str, port: int | None, host: str | None, replicas: int | None, gpus: float | None,
+               model: list[str] | None) -> dict[str, Any]:
+    """The ``serve`` section's overrides from the options ``serve`` and ``serve-config`` share (None: not given)."""
+    return {"serve.artifact": artifact, "serve.port": port, "serve.host": host, "serve.replicas": replicas,
+            "serve.num_gpus": gpus, "serve.models": _named(model)}
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``serve`` and ``serve-config`` commands to ``app``."""
 
@@ -133,9 +146,7 @@ def register(app: typer.Typer) -> None:
         allow_format_mismatch: Annotated[bool, typer.Option(
             "--allow-format-mismatch",
             help="Score requests of another format than the artifact was trained on (422 by default).")] = False,
-        model: Annotated[list[str] | None, typer.Option(
-            "--model", help="NAME=ARTIFACT: one more detector on the same replicas (repeatable); requests pick "
-            "it with \"model\": NAME.")] = None,
+        model: ModelOption = None,
         config: Annotated[str | None, typer.Option(help="YAML config (its serve and ray sections).")] = None,
     ) -> None:
         """Serve the detector over HTTP until interrupted (POST /v1/score, GET /v1/model, /healthz, /docs)."""
@@ -144,11 +155,9 @@ def register(app: typer.Typer) -> None:
         from aptray.serve.app import direct_ingress_env, run
         from aptray.serve.auth import ApiKeyError, ApiKeys
 
-        cfg = setup(config, {"serve.artifact": artifact, "serve.port": port, "serve.host": host,
-                             "serve.replicas": replicas, "serve.num_gpus": gpus, "serve.api_key_file": api_key_file,
-                             "serve.direct_ingress_port": direct_ingress_port,
-                             "serve.allow_format_mismatch": allow_format_mismatch or None,
-                             "serve.models": _named(model)})
+        cfg = setup(config, {**_overrides(artifact, port, host, replicas, gpus, model),
+                             "serve.api_key_file": api_key_file, "serve.direct_ingress_port": direct_ingress_port,
+                             "serve.allow_format_mismatch": allow_format_mismatch or None})
         sc = cfg.serve
         try:  # fail here, not in a replica, when no key is set
             ApiKeys.load(sc.api_key_file, sc.require_api_key)
@@ -206,6 +215,7 @@ def register(app: typer.Typer) -> None:
                                                       "cluster's nodes).")] = None,
         replicas: Annotated[int | None, typer.Option(help="Replica count.")] = None,
         gpus: Annotated[float | None, typer.Option(help="GPUs per replica.")] = None,
+        model: ModelOption = None,
         config: Annotated[str | None, typer.Option(help="YAML config (its serve section).")] = None,
     ) -> None:
         """Write a Ray Serve config (``serve deploy`` / RayService serveConfigV2) for the detector."""
@@ -213,10 +223,10 @@ def register(app: typer.Typer) -> None:
 
         from aptray.commands.common import emit, setup
 
-        cfg = setup(config, {"serve.artifact": artifact, "serve.port": port, "serve.host": host,
-                             "serve.replicas": replicas, "serve.num_gpus": gpus})
+        cfg = setup(config, _overrides(artifact, port, host, replicas, gpus, model))
         if "host" not in cfg.serve.model_fields_set:  # a cluster's pods answer on every interface (loopback, the
             cfg.serve.host = "0.0.0.0"                 # aptray serve default, left the Service without traffic)
         doc = serve_config_yaml(cfg.serve)
         out.write_text(yaml.safe_dump(doc, sort_keys=False))
-        emit({"config": str(out), "import_path": IMPORT_PATH})
+        emit({"config": str(out), "import_path": IMPORT_PATH, "artifact": cfg.serve.artifact,
+              "models": cfg.serve.models})

@@ -200,12 +200,20 @@ def test_a_missing_input_or_a_folder_of_the_wrong_stage_is_refused_before_ray(
     assert not (tmp_path / "o").exists()  # nothing written
 
 
+@pytest.mark.parametrize("command", ["serve", "serve-config"])
 def test_a_second_model_named_default_or_a_name_given_twice_is_refused(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+        command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """``aptray serve A --model default=DIR`` dropped DIR without a word (ARTIFACT holds that name), and a name
-    given twice kept only its last artifact."""
+    given twice kept only its last artifact; ``serve-config`` takes ``--model`` as ``serve`` does (it had none)."""
     monkeypatch.setenv("APTRAY_API_KEY", "cli-errors-key-0123456789")
-    code, err, _ = _aptray(["serve", str(tmp_path), "--model", f"default={tmp_path}"], capsys, monkeypatch)
+    out = tmp_path / "serve.yaml"
+    cmd = [command, str(tmp_path), *(["--out", str(out)] if command == "serve-config" else [])]
+    code, err, _ = _aptray([*cmd, "--model", f"default={tmp_path}"], capsys, monkeypatch)
     assert code == 2 and "'default' names serve.artifact (the default model)" in _one_error(err)
-    code, err, _ = _aptray(["serve", str(tmp_path), "--model", "a=/x", "--model", "a=/y"], capsys, monkeypatch)
+    code, err, _ = _aptray([*cmd, "--model", "a=/x", "--model", "a=/y"], capsys, monkeypatch)
     assert code == 2 and "model name 'a' given twice (/x and /y)" in _one_error(err)
+    code, err, _ = _aptray([*cmd, "--model", "a"], capsys, monkeypatch)
+    assert code == 2 and "expected NAME=ARTIFACT, got 'a'" in _one_error(err)
+    code, err, _ = _aptray([*cmd, "--model", "a b=/x"], capsys, monkeypatch)
+    assert code == 2 and "model names are 1-64 letters" in _one_error(err)
+    assert not out.exists()

@@ -71,6 +71,25 @@ def test_serve_config_command_writes_a_deployable_yaml(tmp_path: Path) -> None:
     assert "key" not in out.read_text().replace("require_api_key", "")
 
 
+def test_serve_config_command_takes_more_models_as_serve_does(tmp_path: Path) -> None:
+    """``aptray serve`` served several detectors with ``--model NAME=ARTIFACT``; ``serve-config`` had no such option,
+    so a cluster's config held the default model only."""
+    from typer.testing import CliRunner
+
+    from aptray.cli import app
+    from aptray.config import ServeConfig
+
+    out = tmp_path / "serve.yaml"
+    res = CliRunner().invoke(app, ["serve-config", "s3://bucket/beth", "--out", str(out),
+                                   "--model", "cdm=s3://bucket/cdm", "--model", "auditd=/models/auditd"])
+    assert res.exit_code == 0, res.output
+    (application,) = yaml.safe_load(out.read_text())["applications"]
+    args = ServeConfig.model_validate(application["args"])
+    assert args.artifact == "s3://bucket/beth"
+    assert args.models == {"cdm": "s3://bucket/cdm", "auditd": "/models/auditd"}
+    assert '"models": {"cdm": "s3://bucket/cdm", "auditd": "/models/auditd"}' in res.output
+
+
 def test_serve_command_refuses_to_start_without_a_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
