@@ -34,6 +34,7 @@ from aptray.io.files import in_blocks, line_record_id, read_joined, read_lines
 from aptray.io.fs import InputFile, Selection
 from aptray.io.quarantine import reason_kind
 from aptray.io.request import Request, parse_stream
+from aptray.io.syscalls import syscall_name
 from aptray.schema import EVENT_SCHEMA
 
 if TYPE_CHECKING:
@@ -64,66 +65,12 @@ _DETAIL_TYPES = frozenset({"EXECVE", "PATH", "CWD", "SOCKADDR", "PROCTITLE", "FD
                            "OBJ_PID", "IPC", "SOCKETCALL", "MQ_OPEN", "MQ_SENDRECV", "NETFILTER_PKT"})
 _IGNORED_TYPES = frozenset({"EOE"})
 
-_X86_64 = [
-    "read", "write", "open", "close", "stat", "fstat", "lstat", "poll", "lseek", "mmap", "mprotect", "munmap",
-    "brk", "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "ioctl", "pread64", "pwrite64", "readv", "writev",
-    "access", "pipe", "select", "sched_yield", "mremap", "msync", "mincore", "madvise", "shmget", "shmat",
-    "shmctl", "dup", "dup2", "pause", "nanosleep", "getitimer", "alarm", "setitimer", "getpid", "sendfile",
-    "socket", "connect", "accept", "sendto", "recvfrom", "sendmsg", "recvmsg", "shutdown", "bind", "listen",
-    "getsockname", "getpeername", "socketpair", "setsockopt", "getsockopt", "clone", "fork", "vfork", "execve",
-    "exit", "wait4", "kill", "uname", "semget", "semop", "semctl", "shmdt", "msgget", "msgsnd", "msgrcv",
-    "msgctl", "fcntl", "flock", "fsync", "fdatasync", "truncate", "ftruncate", "getdents", "getcwd", "chdir",
-    "fchdir", "rename", "mkdir", "rmdir", "creat", "link", "unlink", "symlink", "readlink", "chmod", "fchmod",
-    "chown", "fchown", "lchown", "umask", "gettimeofday", "getrlimit", "getrusage", "sysinfo", "times",
-    "ptrace", "getuid", "syslog", "getgid", "setuid", "setgid", "geteuid", "getegid", "setpgid", "getppid",
-    "getpgrp", "setsid", "setreuid", "setregid", "getgroups", "setgroups", "setresuid", "getresuid",
-    "setresgid", "getresgid", "getpgid", "setfsuid", "setfsgid", "getsid", "capget", "capset", "rt_sigpending",
-    "rt_sigtimedwait", "rt_sigqueueinfo", "rt_sigsuspend", "sigaltstack", "utime", "mknod", "uselib",
-    "personality", "ustat", "statfs", "fstatfs", "sysfs", "getpriority", "setpriority", "sched_setparam",
-    "sched_getparam", "sched_setscheduler", "sched_getscheduler", "sched_get_priority_max",
-    "sched_get_priority_min", "sched_rr_get_interval", "mlock", "munlock", "mlockall", "munlockall", "vhangup",
-    "modify_ldt", "pivot_root", "_sysctl", "prctl", "arch_prctl", "adjtimex", "setrlimit", "chroot", "sync",
-    "acct", "settimeofday", "mount", "umount2", "swapon", "swapoff", "reboot", "sethostname", "setdomainname",
-    "iopl", "ioperm", "create_module", "init_module", "delete_module",
-]
-_X86_64_HIGH = {
-    186: "gettid", 187: "readahead", 188: "setxattr", 191: "getxattr", 200: "tkill", 201: "time", 202: "futex",
-    213: "epoll_create", 217: "getdents64", 218: "set_tid_address", 219: "restart_syscall", 221: "fadvise64",
-    228: "clock_gettime", 230: "clock_nanosleep", 231: "exit_group", 232: "epoll_wait", 233: "epoll_ctl",
-    234: "tgkill", 247: "waitid", 253: "inotify_add_watch", 254: "inotify_rm_watch", 257: "openat",
-    258: "mkdirat", 259: "mknodat", 260: "fchownat", 261: "futimesat", 262: "newfstatat", 263: "unlinkat",
-    264: "renameat", 265: "linkat", 266: "symlinkat", 267: "readlinkat", 268: "fchmodat", 269: "faccessat",
-    270: "pselect6", 271: "ppoll", 272: "unshare", 273: "set_robust_list", 280: "utimensat", 281: "epoll_pwait",
-    283: "timerfd_create", 285: "fallocate", 288: "accept4", 290: "eventfd2", 291: "epoll_create1", 292: "dup3",
-    293: "pipe2", 294: "inotify_init1", 295: "preadv", 296: "pwritev", 299: "recvmmsg", 302: "prlimit64",
-    307: "sendmmsg", 308: "setns", 310: "process_vm_readv", 311: "process_vm_writev", 316: "renameat2",
-    317: "seccomp", 318: "getrandom", 319: "memfd_create", 321: "bpf", 322: "execveat", 332: "statx",
-    425: "io_uring_setup", 426: "io_uring_enter", 434: "pidfd_open", 435: "clone3", 437: "openat2",
-}
-
 #: The intermediate table: one row per audit record.
 REC_SCHEMA = pa.schema([
     pa.field("key", pa.string()), pa.field("node", pa.string()), pa.field("ts", pa.float64()),
     pa.field("type", pa.string()), pa.field("fields", pa.string()), pa.field("source_file", pa.string()),
     pa.field("line", pa.int64()), pa.field("raw", pa.string()), pa.field("quarantine_reason", pa.string()),
 ])
-
-
-def syscall_name(number: str | None, arch: str | None, enriched: str | None = None) -> str | None:
-    """The syscall name: the enriched ``SYSCALL=`` value, else the x86_64 table, else ``syscall_<n>``."""
-    if enriched:
-        return enriched
-    if number is None:
-        return None
-    try:
-        n = int(number)
-    except ValueError:
-        return number
-    if arch in (None, "c000003e", "x86_64") and n < len(_X86_64):
-        return _X86_64[n]
-    if arch in (None, "c000003e", "x86_64") and n in _X86_64_HIGH:
-        return _X86_64_HIGH[n]
-    return f"syscall_{n}"
 
 
 def decode_value(name: str, value: str) -> str | None:

@@ -164,6 +164,12 @@ RECORDS_AND_SENTENCES = [
          'type=CWD msg=audit(1615114234.000:72): cwd="/srv"',
          'type=PATH msg=audit(1615114234.000:72): item=0 name="." inode=2 nametype=NORMAL'],
         "Process <pid> (/usr/bin/ls), child of process <pid>, as user 0, working in /srv, opened /srv/."),
+    (  # arm64 (arch=c00000b7) numbers its syscalls its own way: 221 is execve there (it read "called syscall_221")
+        ['type=SYSCALL msg=audit(1615114235.000:73): arch=c00000b7 syscall=221 success=yes exit=0 a0=1 a1=2 a2=3 '
+         'a3=4 items=1 ppid=1 pid=78 auid=4294967295 uid=0 gid=0 tty=(none) ses=4294967295 comm="id" '
+         'exe="/usr/bin/id" key=(null)',
+         'type=PATH msg=audit(1615114235.000:73): item=0 name="/usr/bin/id" inode=3 nametype=NORMAL'],
+        "Process <pid> (/usr/bin/id), child of process <pid>, as user 0, executed /usr/bin/id."),
 ]
 
 
@@ -358,3 +364,35 @@ def test_a_request_cut_mid_record_is_not_read_as_a_whole_event() -> None:
     lines = RECORDS_AND_SENTENCES[1][0]
     assert len(_sentences(lines)) == 1
     assert _sentences([lines[0], *lines[2:], lines[1][:-2]]) == []
+
+
+def test_syscall_numbers_per_architecture() -> None:
+    """Spot checks against the kernel's tables (syscall_64.tbl, syscall_32.tbl, asm-generic/unistd.h)."""
+    arm64 = {"execve": 221, "openat": 56, "close": 57, "read": 63, "write": 64, "clone": 220, "connect": 203,
+             "socket": 198, "bind": 200, "accept": 202, "sendto": 206, "recvfrom": 207, "exit_group": 94,
+             "kill": 129, "unlinkat": 35, "mkdirat": 34, "renameat2": 276, "fchmodat": 53, "fchownat": 54,
+             "ptrace": 117, "setuid": 146, "mmap": 222, "mprotect": 226, "clone3": 435}
+    assert {name: syscall_name(str(n), "c00000b7") for name, n in arm64.items()} == {n: n for n in arm64}
+    i386 = {"execve": 11, "open": 5, "socketcall": 102, "openat": 295, "connect": 362, "exit_group": 252}
+    assert {name: syscall_name(str(n), "40000003") for name, n in i386.items()} == {n: n for n in i386}
+    x86_64 = {"execve": 59, "openat": 257, "inotify_init": 253, "inotify_rm_watch": 255, "finit_module": 313,
+              "preadv2": 327, "pidfd_open": 434}
+    assert {name: syscall_name(str(n), "c000003e") for name, n in x86_64.items()} == {n: n for n in x86_64}
+    assert syscall_name("221", "aarch64") == syscall_name("221", "C00000B7") == "execve"  # ausearch -i, upper case
+    assert syscall_name("59", None) == "execve"  # no arch: x86_64
+    assert syscall_name("327", "80000015") == "syscall_327"  # ppc64: no table here
+    assert syscall_name("260", "c00000b7") == "wait4" and syscall_name("250", "c00000b7") == "syscall_250"
+
+
+def test_arm64_records_read_as_their_syscalls(shared_data: Path) -> None:
+    """laurel's arm64 trace (arch=c00000b7): execve 221 and clone 220 read as what they did (they read "called
+    syscall_221 on /bin/true" before)."""
+    lines = (shared_data / "auditd" / "laurel" / "fork-sleep-exec.txt").read_text().split("\n")
+    assert _sentences([line for line in lines if line.strip()]) == [
+        "Process <pid> (/home/user/bin/uncaring-parent), child of process <pid>, as user 1000, working in /home/user, "
+        'executed /home/user/bin/uncaring-parent with the command line "/home/user/bin/uncaring-parent".',
+        "Process <pid> (/home/user/bin/uncaring-parent), child of process <pid> (/home/user/bin/uncaring-parent), as "
+        "user 1000, created a child process.",
+        "Process <pid> (/usr/bin/true), child of process <pid>, as user 1000, working in /home/user, executed "
+        "/bin/true.",
+    ]
