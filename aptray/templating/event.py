@@ -313,12 +313,14 @@ def sentence(
     args: str | None = None,
     return_value: int | None = None,
     extras: str | None = None,
+    source: str | None = None,
 ) -> str:
-    """One event's sentence; every argument may be None (see the module docstring for the form)."""
+    """One event's sentence; every argument may be None (see the module docstring for the form). ``extras`` is
+    read for auditd events only (``source``): another reader keeps its unknown columns there, never features."""
     act = normalise_action(action) if action else ""
     head = _subject(pid, process_name, exe, act)
     described = describe_args(args, act)
-    login, cwd, account, failed = session(extras)
+    login, cwd, account, failed = session(extras) if source == AUDITD else Session()
     clauses = []
     if described.running:
         clauses.append(f"running {described.running}")
@@ -362,7 +364,9 @@ def sentence(
 
 
 _COLUMNS = ("pid", "ppid", "uid", "process_name", "exe", "parent_exe", "action", "object_path", "object_addr",
-            "args", "return_value", "extras")
+            "args", "return_value", "extras", "source")
+#: The source whose ``extras`` hold sentence fields (login user, directory, account, result).
+AUDITD = "auditd"
 
 
 def event_sentences(table: pa.Table) -> pa.Array:

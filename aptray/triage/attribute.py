@@ -68,8 +68,9 @@ EVENT_PARTS: tuple[str, ...] = ("process_name", "exe", "parent_exe", "ppid", "ui
 #: The aspects of a process context, by column, with the part names attribution reports.
 CONTEXT_PARTS: dict[str, str] = {"ctx_events": "events", "ctx_execs": "execs", "ctx_parents": "parents",
                                  "ctx_netflows": "netflows"}
-#: What templating reads of a row (``extras``: the auditd login user, working directory and account, never tried).
-_TEMPLATE_INPUT = ("pid", *EVENT_PARTS, "extras", "aspect", *CONTEXT_PARTS)
+#: What templating reads of a row (``extras`` and ``source``: the auditd login user, working directory and account,
+#: never tried).
+_TEMPLATE_INPUT = ("pid", *EVENT_PARTS, "extras", "source", "aspect", *CONTEXT_PARTS)
 #: Columns attribution adds to alerts.
 ATTRIBUTION_FIELDS: tuple[pa.Field, ...] = (
     pa.field("attribution_part", pa.string()),  # the part whose variant lowers the score most

@@ -65,7 +65,8 @@ def test_without_benign_values_variants_remove_one_field_or_aspect_through_the_t
 def test_variants_keep_what_extras_say_and_the_command_line_where_the_sentence_puts_it() -> None:
     """An auditd event's account, login user and working directory (``extras``) are in every variant: only the part
     tried changes, never the rest of the sentence."""
-    event = {"pid": 5, "uid": 0, "exe": "/usr/sbin/sshd", "process_name": "sshd", "action": "USER_LOGIN",
+    event = {"source": "auditd",
+             "pid": 5, "uid": 0, "exe": "/usr/sbin/sshd", "process_name": "sshd", "action": "USER_LOGIN",
              "object_addr": "10.0.0.9", "args": json.dumps(["sshd: root [priv]"]),
              "extras": json.dumps({"acct": "root", "auid": "1000", "cwd": "/", "res": "success"})}
     rows = _rows([event])
