@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import posixpath
 import re
 import uuid
 from collections import Counter
@@ -338,8 +339,8 @@ def assemble(records: list[dict[str, Any]]) -> dict[str, Any]:
     chosen = next((p for p in paths if p.get("nametype") not in ("PARENT",)), paths[0] if paths else None)
     if chosen is not None:
         name = text("name", chosen)
-        if name and cwd and not name.startswith("/"):
-            name = f"{cwd.rstrip('/')}/{name}"
+        if name and cwd and not name.startswith("/"):  # lexically: "." and ".." resolved, the disk never read
+            name = posixpath.normpath(posixpath.join(cwd, name))
         row["object_path"] = name
     for sock in by_type.get("SOCKADDR", []):
         addr, unix = decode_sockaddr(sock.get("saddr", ""))

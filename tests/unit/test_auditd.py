@@ -157,13 +157,13 @@ RECORDS_AND_SENTENCES = [
         ["type=USER_ACCT msg=audit(1642723741.072:375): pid=10125 uid=0 auid=4294967295 ses=4294967295 "
          "msg='op=PAM:accounting acct=\"root\" exe=\"/usr/sbin/cron\" hostname=? addr=? terminal=cron res=success'"],
         "Process <pid> (/usr/sbin/cron), as user 0, called user_acct for the account root."),
-    (  # a relative path "." under the working directory ends the sentence without a doubled full stop
+    (  # a relative path "." under the working directory is the directory itself
         ['type=SYSCALL msg=audit(1615114234.000:72): arch=c000003e syscall=257 success=yes exit=3 a0=1 a1=2 a2=3 '
          'a3=4 items=1 ppid=1 pid=77 auid=4294967295 uid=0 gid=0 tty=(none) ses=4294967295 comm="ls" '
          'exe="/usr/bin/ls" key=(null)',
          'type=CWD msg=audit(1615114234.000:72): cwd="/srv"',
          'type=PATH msg=audit(1615114234.000:72): item=0 name="." inode=2 nametype=NORMAL'],
-        "Process <pid> (/usr/bin/ls), child of process <pid>, as user 0, working in /srv, opened /srv/."),
+        "Process <pid> (/usr/bin/ls), child of process <pid>, as user 0, working in /srv, opened /srv."),
     (  # arm64 (arch=c00000b7) numbers its syscalls its own way: 221 is execve there (it read "called syscall_221")
         ['type=SYSCALL msg=audit(1615114235.000:73): arch=c00000b7 syscall=221 success=yes exit=0 a0=1 a1=2 a2=3 '
          'a3=4 items=1 ppid=1 pid=78 auid=4294967295 uid=0 gid=0 tty=(none) ses=4294967295 comm="id" '
@@ -396,3 +396,24 @@ def test_arm64_records_read_as_their_syscalls(shared_data: Path) -> None:
         "Process <pid> (/usr/bin/true), child of process <pid>, as user 1000, working in /home/user, executed "
         "/bin/true.",
     ]
+
+
+@pytest.mark.parametrize(("cwd", "name", "path"), [
+    ("/a/b", ".", "/a/b"),
+    ("/a/b", "../x", "/a/x"),
+    ("/a/b/", "./c/../d//e", "/a/b/d/e"),
+    ("/", "..", "/"),
+    ("/a/b", "/usr/./bin/../lib/x", "/usr/./bin/../lib/x"),  # an absolute name is kept as the kernel gave it
+    ("/home/user/src/laurel", "./src/testdata/double-fork/test-script.sh",  # laurel's shell-proc-trace.txt
+     "/home/user/src/laurel/src/testdata/double-fork/test-script.sh"),
+])
+def test_relative_names_join_the_working_directory_lexically(cwd: str, name: str, path: str) -> None:
+    from aptray.io.auditd import parse_request
+    from aptray.io.request import Request
+
+    lines = ['type=SYSCALL msg=audit(1615114236.000:75): arch=c000003e syscall=2 success=yes exit=3 a0=1 a1=2 '
+             'a2=3 a3=4 items=1 ppid=1 pid=79 uid=0 gid=0 comm="cat" exe="/usr/bin/cat" key=(null)',
+             f'type=CWD msg=audit(1615114236.000:75): cwd="{cwd}"',
+             f'type=PATH msg=audit(1615114236.000:75): item=0 name="{name}" inode=4 nametype=NORMAL']
+    table = parse_request(Request(lines), IngestConfig(source="auditd"))
+    assert table.column("object_path").to_pylist() == [path]
