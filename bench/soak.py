@@ -69,7 +69,7 @@ def requests(n: int, invalid: float, seed: int, max_events: int, max_bytes: int)
     cdm = _lines("cdm/cadets_cdm20/direct_pipe.cdm.json", 700)
     auth = {"Authorization": f"Bearer {load_bench.KEY}", "Content-Type": "application/json"}
     sentences = ["Process <pid> (sshd), child of process 1, opened /etc/shadow.",
-                 "Process <pid> (cron) executed /bin/sh with arguments -c run-parts /etc/cron.hourly."]
+                 'Process <pid> (cron) executed /bin/sh with the command line "sh -c run-parts /etc/cron.hourly".']
 
     def dumps(obj: Any) -> bytes:
         return json.dumps(obj).encode()

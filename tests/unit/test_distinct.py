@@ -162,3 +162,22 @@ def test_autoencoder_fit_on_distinct_rows_sets_count_weighted_thresholds() -> No
     assert det.threshold_ == pytest.approx(np.percentile(np.repeat(scores, counts[benign]), det.percentile))
     with pytest.raises(ValueError, match="weights has 3 entries"):
         ReconstructionDetector("ae").fit(x_d, y_d, weights=counts[:3])
+
+
+def test_local_training_is_seeded_from_the_initial_weights_on() -> None:
+    """train.seed fixes the network's initial weights too: they were drawn before fit_local seeded torch, from
+    torch's global generator, so two ``aptray train`` runs on one embed output gave different thresholds."""
+    from aptray.config import load_config
+    from aptray.detectors.registry import detector_spec
+    from aptray.train import _fit_network
+
+    cfg = load_config(overrides={"train.model": "ae", "train.hidden": [4, 2], "train.epochs": 2})
+    x = np.random.default_rng(3).normal(size=(40, 6)).astype(np.float32)
+    weights = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)  # whatever else drew from torch's generator before training
+        det = detector_spec(cfg.train.model).build(cfg.train, cfg.threshold)
+        net, _ = _fit_network(det, x[:30], x[30:], cfg, local=True)
+        weights.append({k: v.clone() for k, v in net.state_dict().items()})
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
