@@ -75,6 +75,14 @@ class ReconstructionDetector(Detector):
 
         return build_model(self.model, dim, self.hidden, **self.extra)
 
+    def initial_network(self, dim: int) -> nn.Module:
+        """The network to train, its initial weights drawn from ``seed`` (torch's global generator is seeded
+        differently in each process: unseeded, one seed gave other weights, scores and thresholds per run)."""
+        import torch
+
+        torch.manual_seed(self.seed)
+        return self.build_network(dim)
+
     def _fit(self, X: np.ndarray) -> None:
         from aptray.train.loop import fit_local
 
@@ -82,7 +90,7 @@ class ReconstructionDetector(Detector):
         order = rng.permutation(len(X))
         n_val = int(len(X) * self.val_fraction) if len(X) >= 10 else 0
         x_val, x_train = X[order[:n_val]], X[order[n_val:]]
-        net = self.build_network(int(X.shape[-1]))
+        net = self.initial_network(int(X.shape[-1]))
         hist = fit_local(net, x_train, x_val, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                          patience=self.patience, seed=self.seed)
         self.network_ = net
@@ -99,7 +107,7 @@ class ReconstructionDetector(Detector):
         val = np.random.default_rng(self.seed).binomial(counts, self.val_fraction) if rows >= 10 else 0 * counts
         train = counts - val
         tk, vk = train > 0, val > 0
-        net = self.build_network(int(X.shape[-1]))
+        net = self.initial_network(int(X.shape[-1]))
         hist = fit_local(net, X[tk], X[vk], epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                          patience=self.patience, seed=self.seed, weights=train[tk], val_weights=val[vk],
                          epoch_rows=epoch_rows(int(tk.sum()), train[tk], self.distinct_epoch_rows))

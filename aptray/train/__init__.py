@@ -244,15 +244,10 @@ def _fit_network(det: Any, benign_train: np.ndarray, val_benign: np.ndarray, cfg
     """
     tc = cfg.train
     if local:
-        import torch
-
         from aptray.train.loop import epoch_rows, fit_local
 
         start = time.perf_counter()
-        # the initial weights from train.seed as well (fit_local seeds torch after the network exists; the DDP
-        # workers seed before they build theirs): unseeded, two runs on one input gave different thresholds
-        torch.manual_seed(tc.seed)
-        net = det.build_network(int(benign_train.shape[-1]))
+        net = det.initial_network(int(benign_train.shape[-1]))  # seeded (the DDP workers seed before they build)
         hist = fit_local(net, benign_train, val_benign, epochs=tc.epochs, batch_size=tc.batch_size, lr=tc.lr,
                          patience=tc.patience, seed=tc.seed, weights=weights, val_weights=val_weights,
                          epoch_rows=epoch_rows(len(benign_train), weights, tc.distinct_epoch_rows)).as_dict()

@@ -181,3 +181,19 @@ def test_local_training_is_seeded_from_the_initial_weights_on() -> None:
         weights.append({k: v.clone() for k, v in net.state_dict().items()})
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_detector_fit_is_seeded_from_the_initial_weights_on(weighted: bool) -> None:
+    """The experiment's path (ReconstructionDetector.fit, rows or distinct rows with counts): one seed, one model,
+    whatever torch's global generator held before."""
+    from aptray.detectors.reconstruction import ReconstructionDetector
+
+    x = np.random.default_rng(4).normal(size=(40, 6)).astype(np.float32)
+    scores = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        det = ReconstructionDetector("ae", hidden=[4, 2], epochs=2, seed=7)
+        det.fit(x, np.zeros(len(x)), weights=np.full(len(x), 2.0) if weighted else None)
+        scores.append(det.decision_function(x))
+    np.testing.assert_array_equal(scores[0], scores[1])
