@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -273,12 +274,18 @@ def test_every_line_ends_in_one_row_and_the_counts_say_which() -> None:
         "1 context records (no row of their own)")
 
 
-def test_settle_lines_refuses_counts_that_do_not_add_up(caplog: pytest.LogCaptureFixture) -> None:
+def test_settle_lines_refuses_counts_that_do_not_add_up(caplog: pytest.LogCaptureFixture,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from aptray.io import files
     from aptray.io.files import settle_lines
+
+    # a library's logging.config.dictConfig earlier in the worker (disable_existing_loggers) may have disabled it
+    monkeypatch.setattr(files.log, "disabled", False)
 
     lines = {"lines": 10, "record": 8, "quarantined": 2, "blank": 0, "header": 0, "context": 0, "unaccounted": 0}
     assert settle_lines(lines, 2) == lines  # nothing quarantined after the read
-    assert settle_lines(lines, 11) == lines and settle_lines(lines, 1) == lines  # more than the records, fewer
+    with caplog.at_level(logging.WARNING, logger="aptray.io.files"):
+        assert settle_lines(lines, 11) == lines and settle_lines(lines, 1) == lines  # more than the records, fewer
     assert caplog.text.count("cannot say which lines were quarantined") == 2
 
 
