@@ -135,15 +135,17 @@ def alert_lines(top: list[dict[str, Any]], width: int = 110) -> list[str]:
     shown = top[:3]
     texts = [str(a.get("sentence") or "") for a in shown]
     heads = [t if len(t) <= width else t[: width - 3] + "..." for t in texts]
+    scores = [f"{float(a['score']):.4g}" for a in shown]
+    score_width = max(map(len, scores), default=0)  # 0.001306 and 0.00126 line up
     out = []
-    for a, text, head in zip(shown, texts, heads, strict=True):
+    for a, text, head, score in zip(shown, texts, heads, scores, strict=True):
         if heads.count(head) > 1 and len(text) > width:  # they differ after the cut: show the start and the end
             keep = (width - 3) // 2
             head = text[:keep] + "..." + text[-(width - 3 - keep):]
         spread = int(a.get("incidents") or 1)
         repeats = (f" (x{a['alerts']}" + (f", in {spread} incidents" if spread > 1 else "") + ")"
                    if int(a.get("alerts") or 1) > 1 else "")
-        out.append(f"  {float(a['score']):.4g} {a.get('tier') or '':6} {head}{repeats}")
+        out.append(f"  {score:<{score_width}} {a.get('tier') or '':6} {head}{repeats}")
     return out
 
 

@@ -101,6 +101,9 @@ def test_top_alerts_that_begin_alike_show_where_they_differ() -> None:
     # alerts of one sentence spread over incidents: said, so "(x3)" is not read as one incident of three alerts
     spread = alert_lines([{**top[0], "alerts": 3, "incidents": 3, "incident_id": "inc-1"}])
     assert spread[0].endswith(" (x3, in 3 incidents)")
+    # scores of unequal lengths keep the tiers and sentences in one column
+    aligned = alert_lines([{**top[0], "score": 0.001306}, {**top[1], "score": 0.00126}])
+    assert [ln.index(" high ") for ln in aligned] == [len("  0.001306"), len("  0.001306")]
 
 
 def test_score_summary_has_the_labelled_line_of_run() -> None:
