@@ -116,8 +116,8 @@ def _named(pairs: list[str] | None) -> dict[str, str] | None:
 
 #: ``--model NAME=ARTIFACT`` of both commands (:func:`_named` reads it into ``serve.models``).
 ModelOption = Annotated[list[str] | None, typer.Option(
-    "--model", help="NAME=ARTIFACT: one more detector on the same replicas (repeatable); requests pick it with "
-    "\"model\": NAME.")]
+    "--model", metavar="<NAME=ARTIFACT>", help="One more detector on the same replicas (repeatable); requests "
+    "pick it with \"model\": NAME.")]
 
 
 def _overrides(artifact: str, port: int | None, host: str | None, replicas: int | None, gpus: float | None,
