@@ -353,7 +353,8 @@ def run_score(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]
         if m is None or m.get("version") != file_version(fs_in, f):
             pending.append(f)
     skipped = len(files) - len(pending)
-    log.info("%d file(s): %d done earlier, %d to score", len(files), skipped, len(pending))
+    log.info("%d file(s) listed under the input: %d done earlier, %d this run%s", len(files), skipped, len(pending),
+             " (ground truth and other contexts are listed, not read)" if source is Source.ADAPT else "")
 
     embedded = {"distinct_sentences": 0, "encoded": 0}
     pool = early_pool(model, cfg.embed) if pending else None  # one set of encoder actors for every group
