@@ -143,8 +143,8 @@ DETECTORS: dict[DetectorName, DetectorSpec] = {s.name: s for s in (
     _baseline(KNNDetector, "mean distance to the k nearest benign training rows (their repeats counted)",
               reference=False),
     DetectorSpec(DetectorName.KNN_WIDE, Family.BASELINE, Features.EMBEDDINGS,
-                 "knn over the 20 nearest benign training rows: a few benign copies of an attack's sentence no "
-                 "longer hide it", KNNDetector, preset=(("n_neighbors", WIDE_NEIGHBOURS),)),
+                 f"knn over the {WIDE_NEIGHBOURS} nearest benign training rows: a few benign copies of an attack's "
+                 "sentence no longer hide it", KNNDetector, preset=(("n_neighbors", WIDE_NEIGHBOURS),)),
     _baseline(RarityDetector, "rarity of the exact sentence among the benign training rows (-log10 share)",
               reference=False),
     DetectorSpec(DetectorName.ENSEMBLE, Family.ENSEMBLE, Features.EMBEDDINGS,

@@ -54,6 +54,8 @@ _HEADER = re.compile(  # an empty record may end at its ")" (EOE as some writers
 )
 #: The start of a header, for a line cut before its header ends.
 _HEADER_START = re.compile(r"^(?:node=\S+ )?type=[A-Z][A-Z0-9_]*(?:\[\d+\])?")
+#: The part of a header's ``TIME:SERIAL`` a line cut inside it keeps.
+_STAMP_START = re.compile(r"[\d.:]*")
 #: A body's fields as :data:`_FIELD` reads them, and any word that is not one.
 _TOKEN = re.compile(r"[A-Za-z0-9_\[\]-]+=(?:\"[^\"]*\"|'[^']*'|\S*)|\S+")
 _FIELD = re.compile(r"([A-Za-z0-9_\[\]-]+)=(\"[^\"]*\"|'[^']*'|\S*)")
@@ -152,7 +154,7 @@ def _cut_header(text: str) -> bool:
         return False
     rest = text[m.end():].rstrip()
     head = " msg=audit("
-    return head.startswith(rest) or (rest.startswith(head) and re.fullmatch(r"[\d.:]*", rest[len(head):]) is not None)
+    return head.startswith(rest) or (rest.startswith(head) and _STAMP_START.fullmatch(rest[len(head):]) is not None)
 
 
 #: A record type as auditd writes it (``SYSCALL``, ``USER_LOGIN``, ``UNKNOWN[1334]``).

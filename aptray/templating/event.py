@@ -258,6 +258,10 @@ def _login_user(value: Any) -> int | None:
     return None if auid in UNSET_AUID else auid
 
 
+#: The ``extras`` keys a :class:`Session` reads, as they appear in its JSON text.
+_SESSION_KEYS = ('"auid"', '"cwd"', '"acct"', '"res"')
+
+
 class Session(NamedTuple):
     """What an event's auditd ``extras`` add to its sentence (:func:`session`)."""
 
@@ -273,7 +277,7 @@ class Session(NamedTuple):
 
 def session(extras: str | None) -> Session:
     """The :class:`Session` of an event's ``extras`` (auditd ``auid``, ``cwd``, ``acct``, ``res``)."""
-    if not extras or not any(f'"{k}"' in extras for k in ("auid", "cwd", "acct", "res")):  # most rows: no JSON
+    if not extras or not any(key in extras for key in _SESSION_KEYS):  # most rows: no JSON to parse
         return Session()
     try:
         parsed = json.loads(extras)
