@@ -57,6 +57,11 @@ def test_run_summary_says_what_the_sentences_allow_only_where_labels_disagree() 
     assert run_lines(result)[0].startswith("trained ae on 10 rows embedded (4 distinct sentences); scored 6 of 6")
     used = {**result, "stages": {**stages, "train": {"model": "ae", "rows_used": 7}}}
     assert run_lines(used)[0].startswith("trained ae on 7 of 10 rows embedded (4 distinct sentences)")
+    assert "2 alerts in 1 incident" in run_lines(result)
+    quiet = {**result, "stages": {**stages, "score": {**stages["score"], "alerts": 0, "incidents": 0}}}
+    assert "no alerts" in run_lines(quiet)  # not "0 alert(s) in 0 incident(s)"
+    one = {**result, "stages": {**stages, "score": {**stages["score"], "alerts": 1, "incidents": 1}}}
+    assert "1 alert in 1 incident" in run_lines(one)
 
 
 def test_a_flood_of_alerts_is_called_out_against_the_thresholds_rate() -> None:
