@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 from aptray.config import IngestConfig, Source
 from aptray.io.files import files_dataset, line_record_id, quarantine_row, safe_table
 from aptray.io.fs import Selection
-from aptray.io.request import CsvFormat, Request, csv_fields, parse_stream
+from aptray.io.request import CsvFormat, Request, csv_fields, parse_stream, scalar_field
 from aptray.schema import EVENT_SCHEMA, event_table
 
 if TYPE_CHECKING:
@@ -423,11 +423,7 @@ def is_header(fields: list[str]) -> bool:
 
 def literal(value: Any) -> str:
     """A JSON value as BETH writes it in a CSV field (Python literals for lists and dicts)."""
-    if isinstance(value, bool):
-        return str(int(value))
-    if isinstance(value, (list, dict)):
-        return repr(value)
-    return str(value)
+    return repr(value) if isinstance(value, (list, dict)) else scalar_field(value)
 
 
 #: BETH items online: headerless lines have the 16 columns; keys beyond the columns are ignored.

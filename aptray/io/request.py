@@ -31,6 +31,12 @@ REQUEST_FILE = "request"
 Item = str | dict[str, Any]
 
 
+def scalar_field(value: Any) -> str:
+    """A JSON scalar as a CSV field: ``true``/``false`` as ``1``/``0`` (the 0/1 flags BETH and ADAPT files hold;
+    Python's ``str`` would write ``True``), anything else as its text."""
+    return str(int(value)) if isinstance(value, bool) else str(value)
+
+
 @dataclass(frozen=True)
 class CsvFormat:
     """How a CSV source's request items are written as its file (:meth:`Request.csv`).
@@ -39,7 +45,7 @@ class CsvFormat:
         what: the format's name in reasons (``BETH``).
         is_header: whether a parsed first line is a header of this format.
         default: the columns of headerless lines when the request names none.
-        to_field: a JSON value -> its CSV field text (lists and dicts as the format writes them).
+        to_field: a JSON value -> its CSV field text (lists and dicts as the format writes them; booleans as 1/0).
         ignore_unknown: whether a JSON object's keys that are not columns are ignored: fields a record may carry
             beyond those the format reads (a newer export's column, a client's note). Else the object is refused,
             naming them: where every column is data (ADAPT's attributes), a key the header lacks is data it
@@ -51,7 +57,7 @@ class CsvFormat:
     what: str
     is_header: Callable[[list[str]], bool]
     default: Sequence[str] | None = None
-    to_field: Callable[[Any], str] = str
+    to_field: Callable[[Any], str] = scalar_field
     ignore_unknown: bool = False
     absent: str = ""
 

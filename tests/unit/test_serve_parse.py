@@ -286,6 +286,10 @@ def test_adapt_json_objects_may_list_only_the_attributes_set(shared_data: Path) 
     as_json = prepare(EventFormat.ADAPT, sparse, TemplateConfig(), ingest=ingest)
     assert as_json.rejected == [] and as_json.sentences == as_csv.sentences
     assert as_json.record_ids == as_csv.record_ids
+    flags = [{k: (True if v == "1" else v) for k, v in o.items()} for o in sparse]  # JSON true, not "1"
+    assert prepare(EventFormat.ADAPT, flags, TemplateConfig(), ingest=ingest).sentences == as_csv.sentences
+    falses = [o | {k: False for k in objects[0] if k not in o} for o in flags]  # every attribute, false or true
+    assert prepare(EventFormat.ADAPT, falses, TemplateConfig(), ingest=ingest).sentences == as_csv.sentences
     headed = prepare(EventFormat.ADAPT, [lines[0], sparse[0], {**sparse[1], "note": "1"}], TemplateConfig(),
                      ingest=ingest)
     assert headed.sentences == as_csv.sentences[:1]
