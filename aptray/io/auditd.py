@@ -313,8 +313,8 @@ def assemble(records: list[dict[str, Any]]) -> dict[str, Any]:
     else:
         row["action"] = main_type
         row["return_value"] = None
-        extras.update({k: decode_value(k, main[k]) for k in ("op", "res", "acct", "auid", "hostname", "terminal",
-                                                              "unit") if k in main})
+        extras.update({k: decode_value(k, main[k]) for k in ("op", "res", "acct", "auid", "ses", "hostname",
+                                                              "terminal", "unit") if k in main})
         addr = text("addr")
         if addr:
             row["object_addr"] = addr

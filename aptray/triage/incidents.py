@@ -2,7 +2,10 @@
 
 Alerts are linked when they belong to the same process (host and pid) or to a parent and its child (an alert's
 ``ppid`` is another alerted process's ``pid`` on the same host: the lineage the source records), and the linked
-alerts of one lineage are cut into incidents wherever ``window_s`` seconds pass without an alert. Alerts that
+alerts of one lineage are cut into incidents wherever ``window_s`` seconds pass without an alert. auditd alerts are
+also linked by their login session (:func:`session_key`): its ``ses`` number where the kernel set one, else the
+terminal they ran on, so a shell's ``su`` and the ``sudo`` typed after it, processes of their own whose common
+parent did not alert, read as one incident. Alerts that
 carry no pid (process contexts of ADAPT, whose rows are whole processes; CDM events without their subject) are
 linked when they have the same sentence on the same host: one behaviour is read once, with its count. Incidents are
 ranked by their highest score, then by their alert count.
@@ -15,6 +18,8 @@ sentences (the most unusual first).
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -63,14 +68,45 @@ def _column(table: pa.Table, name: str) -> list[Any]:
     return table.column(name).to_pylist() if name in table.column_names else [None] * table.num_rows
 
 
+#: auditd's "unset" session (``(u32)-1``) and its signed form.
+_NO_SESSION = frozenset({"4294967295", "-1"})
+#: A terminal device, as SYSCALL records' ``tty`` (``pts1``) and USER records' ``terminal`` (``/dev/pts/1``,
+#: ``pts/1``) write it; not ``ssh``, ``cron``, ``?`` or ``(none)``.
+_TERMINAL = re.compile(r"(?:/dev/)?(pts|tty[a-zA-Z]*)/?(\d+)")
+
+
+def session_key(source: Any, extras: Any) -> tuple[str, str] | None:
+    """The login session an auditd event belongs to: ``("ses", N)`` where the kernel numbered it, else
+    ``("tty", "pts1")`` for the terminal it ran on (a shell the session number does not follow, such as one a web
+    server spawned), else None; None for other sources. Read from the event's ``extras`` JSON."""
+    if source != "auditd" or not extras or ("ses" not in extras and "tty" not in extras and "terminal" not in extras):
+        return None
+    try:
+        fields = json.loads(extras)
+    except ValueError:
+        return None
+    if not isinstance(fields, dict):
+        return None
+    ses = str(fields.get("ses") or "")
+    if ses.isdigit() and ses not in _NO_SESSION:
+        return ("ses", ses)
+    device = _TERMINAL.fullmatch(str(fields.get("tty") or fields.get("terminal") or ""))
+    return ("tty", device.group(1) + device.group(2)) if device else None
+
+
 def lineages(table: pa.Table) -> list[int]:
-    """Per alert, the index of its lineage's first alert: same host and pid, or parent and child; alerts without a
-    pid (process contexts, CDM events without their subject) when they say the same on the same host."""
+    """Per alert, the index of its lineage's first alert: same host and pid, or parent and child, or (auditd) the
+    same login session on the same host (:func:`session_key`); alerts without a pid (process contexts, CDM events
+    without their subject) when they say the same on the same host."""
     hosts, pids, ppids = _column(table, "host"), _column(table, "pid"), _column(table, "ppid")
     sentences = _column(table, "sentence")
     links = _Links(table.num_rows)
     by_process: dict[tuple[Any, int], int] = {}
     by_sentence: dict[tuple[Any, str], int] = {}
+    by_session: dict[tuple[Any, tuple[str, str]], int] = {}
+    for i, (source, extras) in enumerate(zip(_column(table, "source"), _column(table, "extras"), strict=True)):
+        if (key := session_key(source, extras)) is not None:
+            links.union(by_session.setdefault((hosts[i], key), i), i)
     for i, (h, p) in enumerate(zip(hosts, pids, strict=True)):
         if p is None:
             if sentences[i]:  # one behaviour, read once (15 attack processes of one sentence were 15 incidents)

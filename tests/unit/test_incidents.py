@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from aptray.triage.incidents import group_incidents, items_to_full_recall
 
@@ -91,3 +94,32 @@ def test_alerts_without_a_pid_that_say_the_same_are_one_incident() -> None:
     ids = of.to_pylist()
     assert ids[0] == ids[1] and len(set(ids)) == 3  # the same sentence on another host is another incident
     assert incidents.column("alerts").to_pylist() == [2, 1, 1]
+
+
+def test_auditd_alerts_of_one_login_session_are_one_incident(shared_data: Path) -> None:
+    """AIT-LDS russellmitchell's escalation (lines 1860-1868): www-data runs ``su`` to jhall (pid 27950), then
+    ``sudo cat /etc/shadow`` (pid 27966) on the same terminal; neither is the other's parent, and auditd's session
+    number is unset in that web shell, so lineage alone made two incidents. The terminal links them; a numbered
+    session links alerts across terminals and wins over a shared terminal."""
+    from aptray.config import IngestConfig, Source
+    from aptray.io.auditd import parse_request
+    from aptray.io.request import Request
+    from aptray.triage.incidents import session_key
+
+    path = shared_data / "auditd" / "ait_lds_v2_russellmitchell" / "intranet_server_audit.log"
+    lines = path.read_text().splitlines()
+    events = parse_request(Request(lines[1855:1869]), IngestConfig(source=Source.AUDITD))
+    events = events.filter(pc.is_null(events.column("quarantine_reason")))
+    pids = events.column("pid").to_pylist()
+    assert {27950, 27966} <= set(pids) and 27933 in pids  # su, sudo, and cron's session 308 before them
+    alerts = events.append_column("score", pa.array([float(i) for i in range(events.num_rows)]))
+    alerts = alerts.append_column("sentence", pa.array([f"s{i}" for i in range(events.num_rows)]))
+    _, of = group_incidents(alerts)
+    incident = dict(zip(pids, of.to_pylist(), strict=True))
+    assert incident[27950] == incident[27966]  # su and sudo on /dev/pts/1 (USER_CMD says pts/1)
+    assert incident[27933] != incident[27950]  # cron's root session: another session, no terminal
+    keys = [session_key("auditd", e) for e in events.column("extras").to_pylist()]
+    assert ("ses", "308") in keys and ("tty", "pts1") in keys
+    assert session_key("auditd", '{"ses": "7", "tty": "pts1"}') == ("ses", "7")  # the session number first
+    assert session_key("auditd", '{"ses": "4294967295", "terminal": "ssh"}') is None  # no session, no terminal
+    assert session_key("beth", '{"ses": "7"}') is None  # an extras column of another source means nothing here
