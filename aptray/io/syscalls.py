@@ -2,9 +2,11 @@
 
 The numbers differ by architecture: an arm64 ``execve`` is 221, an x86_64 one 59, a 32-bit x86 one 11 (also a
 32-bit program on an x86_64 kernel, logged with ``arch=40000003``). The tables are the kernel's own:
-``arch/x86/entry/syscalls/syscall_64.tbl`` (x86_64), ``arch/x86/entry/syscalls/syscall_32.tbl`` (i386) and
-``include/uapi/asm-generic/unistd.h`` (aarch64 and riscv64, 64-bit names: ``fstat``, ``mmap``). From 424 on every
-architecture shares one numbering. A number no table knows reads ``syscall_<n>``.
+``arch/x86/entry/syscalls/syscall_64.tbl`` (x86_64), ``arch/x86/entry/syscalls/syscall_32.tbl`` (i386),
+``include/uapi/asm-generic/unistd.h`` (aarch64 and riscv64, 64-bit names: ``fstat``, ``mmap``),
+``arch/powerpc/kernel/syscalls/syscall.tbl`` (ppc64 and ppc64le, 64-bit names: ``newfstatat``; 32-bit ppc),
+``arch/s390/kernel/syscalls/syscall.tbl`` (s390x) and ``arch/arm/tools/syscall.tbl`` (32-bit ARM EABI). From 424 on
+every architecture shares one numbering. A number no table knows reads ``syscall_<n>``.
 """
 
 from __future__ import annotations
@@ -181,12 +183,186 @@ I386 = _table("""
     422 futex_time64 423 sched_rr_get_interval_time64
 """) | _SHARED
 
+#: 64-bit PowerPC, big- and little-endian (the ABI ``common``, ``64`` and ``nospu`` rows).
+PPC64 = _table("""
+    0 restart_syscall 1 exit 2 fork 3 read 4 write 5 open 6 close 7 waitpid 8 creat 9 link 10 unlink 11 execve
+    12 chdir 13 time 14 mknod 15 chmod 16 lchown 17 break 18 oldstat 19 lseek 20 getpid 21 mount 22 umount
+    23 setuid 24 getuid 25 stime 26 ptrace 27 alarm 28 oldfstat 29 pause 30 utime 31 stty 32 gtty 33 access
+    34 nice 35 ftime 36 sync 37 kill 38 rename 39 mkdir 40 rmdir 41 dup 42 pipe 43 times 44 prof 45 brk 46 setgid
+    47 getgid 48 signal 49 geteuid 50 getegid 51 acct 52 umount2 53 lock 54 ioctl 55 fcntl 56 mpx 57 setpgid
+    58 ulimit 59 oldolduname 60 umask 61 chroot 62 ustat 63 dup2 64 getppid 65 getpgrp 66 setsid 67 sigaction
+    68 sgetmask 69 ssetmask 70 setreuid 71 setregid 72 sigsuspend 73 sigpending 74 sethostname 75 setrlimit
+    76 getrlimit 77 getrusage 78 gettimeofday 79 settimeofday 80 getgroups 81 setgroups 82 select 83 symlink
+    84 oldlstat 85 readlink 86 uselib 87 swapon 88 reboot 89 readdir 90 mmap 91 munmap 92 truncate 93 ftruncate
+    94 fchmod 95 fchown 96 getpriority 97 setpriority 98 profil 99 statfs 100 fstatfs 101 ioperm 102 socketcall
+    103 syslog 104 setitimer 105 getitimer 106 stat 107 lstat 108 fstat 109 olduname 110 iopl 111 vhangup
+    112 idle 113 vm86 114 wait4 115 swapoff 116 sysinfo 117 ipc 118 fsync 119 sigreturn 120 clone
+    121 setdomainname 122 uname 123 modify_ldt 124 adjtimex 125 mprotect 126 sigprocmask 127 create_module
+    128 init_module 129 delete_module 130 get_kernel_syms 131 quotactl 132 getpgid 133 fchdir 134 bdflush
+    135 sysfs 136 personality 137 afs_syscall 138 setfsuid 139 setfsgid 140 _llseek 141 getdents 142 _newselect
+    143 flock 144 msync 145 readv 146 writev 147 getsid 148 fdatasync 149 _sysctl 150 mlock 151 munlock
+    152 mlockall 153 munlockall 154 sched_setparam 155 sched_getparam 156 sched_setscheduler
+    157 sched_getscheduler 158 sched_yield 159 sched_get_priority_max 160 sched_get_priority_min
+    161 sched_rr_get_interval 162 nanosleep 163 mremap 164 setresuid 165 getresuid 166 query_module 167 poll
+    168 nfsservctl 169 setresgid 170 getresgid 171 prctl 172 rt_sigreturn 173 rt_sigaction 174 rt_sigprocmask
+    175 rt_sigpending 176 rt_sigtimedwait 177 rt_sigqueueinfo 178 rt_sigsuspend 179 pread64 180 pwrite64
+    181 chown 182 getcwd 183 capget 184 capset 185 sigaltstack 186 sendfile 187 getpmsg 188 putpmsg 189 vfork
+    190 ugetrlimit 191 readahead 198 pciconfig_read 199 pciconfig_write 200 pciconfig_iobase 201 multiplexer
+    202 getdents64 203 pivot_root 205 madvise 206 mincore 207 gettid 208 tkill 209 setxattr 210 lsetxattr
+    211 fsetxattr 212 getxattr 213 lgetxattr 214 fgetxattr 215 listxattr 216 llistxattr 217 flistxattr
+    218 removexattr 219 lremovexattr 220 fremovexattr 221 futex 222 sched_setaffinity 223 sched_getaffinity
+    225 tuxcall 227 io_setup 228 io_destroy 229 io_getevents 230 io_submit 231 io_cancel 232 set_tid_address
+    233 fadvise64 234 exit_group 235 lookup_dcookie 236 epoll_create 237 epoll_ctl 238 epoll_wait
+    239 remap_file_pages 240 timer_create 241 timer_settime 242 timer_gettime 243 timer_getoverrun
+    244 timer_delete 245 clock_settime 246 clock_gettime 247 clock_getres 248 clock_nanosleep 249 swapcontext
+    250 tgkill 251 utimes 252 statfs64 253 fstatfs64 255 rtas 256 sys_debug_setcontext 258 migrate_pages
+    259 mbind 260 get_mempolicy 261 set_mempolicy 262 mq_open 263 mq_unlink 264 mq_timedsend 265 mq_timedreceive
+    266 mq_notify 267 mq_getsetattr 268 kexec_load 269 add_key 270 request_key 271 keyctl 272 waitid
+    273 ioprio_set 274 ioprio_get 275 inotify_init 276 inotify_add_watch 277 inotify_rm_watch 278 spu_run
+    279 spu_create 280 pselect6 281 ppoll 282 unshare 283 splice 284 tee 285 vmsplice 286 openat 287 mkdirat
+    288 mknodat 289 fchownat 290 futimesat 291 newfstatat 292 unlinkat 293 renameat 294 linkat 295 symlinkat
+    296 readlinkat 297 fchmodat 298 faccessat 299 get_robust_list 300 set_robust_list 301 move_pages 302 getcpu
+    303 epoll_pwait 304 utimensat 305 signalfd 306 timerfd_create 307 eventfd 308 sync_file_range2 309 fallocate
+    310 subpage_prot 311 timerfd_settime 312 timerfd_gettime 313 signalfd4 314 eventfd2 315 epoll_create1
+    316 dup3 317 pipe2 318 inotify_init1 319 perf_event_open 320 preadv 321 pwritev 322 rt_tgsigqueueinfo
+    323 fanotify_init 324 fanotify_mark 325 prlimit64 326 socket 327 bind 328 connect 329 listen 330 accept
+    331 getsockname 332 getpeername 333 socketpair 334 send 335 sendto 336 recv 337 recvfrom 338 shutdown
+    339 setsockopt 340 getsockopt 341 sendmsg 342 recvmsg 343 recvmmsg 344 accept4 345 name_to_handle_at
+    346 open_by_handle_at 347 clock_adjtime 348 syncfs 349 sendmmsg 350 setns 351 process_vm_readv
+    352 process_vm_writev 353 finit_module 354 kcmp 355 sched_setattr 356 sched_getattr 357 renameat2 358 seccomp
+    359 getrandom 360 memfd_create 361 bpf 362 execveat 363 switch_endian 364 userfaultfd 365 membarrier
+    378 mlock2 379 copy_file_range 380 preadv2 381 pwritev2 382 kexec_file_load 383 statx 384 pkey_alloc
+    385 pkey_free 386 pkey_mprotect 387 rseq 388 io_pgetevents 392 semtimedop 393 semget 394 semctl 395 shmget
+    396 shmctl 397 shmat 398 shmdt 399 msgget 400 msgsnd 401 msgrcv 402 msgctl
+""") | _SHARED
+
+#: 32-bit PowerPC: the 64-bit table less its one ABI ``64`` row (392 semtimedop), with the ABI ``32`` rows
+#: (``mmap2``, ``stat64`` and the other ``*64`` calls, ``fstatat64`` at 291 for ``newfstatat``, the ``_time64`` ones).
+PPC = {n: name for n, name in PPC64.items() if n != 392} | _table("""
+    192 mmap2 193 truncate64 194 ftruncate64 195 stat64 196 lstat64 197 fstat64 204 fcntl64 226 sendfile64
+    254 fadvise64_64 291 fstatat64 403 clock_gettime64 404 clock_settime64 405 clock_adjtime64
+    406 clock_getres_time64 407 clock_nanosleep_time64 408 timer_gettime64 409 timer_settime64
+    410 timerfd_gettime64 411 timerfd_settime64 412 utimensat_time64 413 pselect6_time64 414 ppoll_time64
+    416 io_pgetevents_time64 417 recvmmsg_time64 418 mq_timedsend_time64 419 mq_timedreceive_time64
+    420 semtimedop_time64 421 rt_sigtimedwait_time64 422 futex_time64 423 sched_rr_get_interval_time64
+""")
+
+#: s390x (the ABI ``common`` and ``64`` rows; socket calls from 359 on).
+S390X = _table("""
+    1 exit 2 fork 3 read 4 write 5 open 6 close 7 restart_syscall 8 creat 9 link 10 unlink 11 execve 12 chdir
+    14 mknod 15 chmod 19 lseek 20 getpid 21 mount 22 umount 26 ptrace 27 alarm 29 pause 30 utime 33 access
+    34 nice 36 sync 37 kill 38 rename 39 mkdir 40 rmdir 41 dup 42 pipe 43 times 45 brk 48 signal 51 acct
+    52 umount2 54 ioctl 55 fcntl 57 setpgid 60 umask 61 chroot 62 ustat 63 dup2 64 getppid 65 getpgrp 66 setsid
+    67 sigaction 72 sigsuspend 73 sigpending 74 sethostname 75 setrlimit 77 getrusage 78 gettimeofday
+    79 settimeofday 83 symlink 85 readlink 86 uselib 87 swapon 88 reboot 89 readdir 90 mmap 91 munmap 92 truncate
+    93 ftruncate 94 fchmod 96 getpriority 97 setpriority 99 statfs 100 fstatfs 102 socketcall 103 syslog
+    104 setitimer 105 getitimer 106 stat 107 lstat 108 fstat 110 lookup_dcookie 111 vhangup 112 idle 114 wait4
+    115 swapoff 116 sysinfo 117 ipc 118 fsync 119 sigreturn 120 clone 121 setdomainname 122 uname 124 adjtimex
+    125 mprotect 126 sigprocmask 127 create_module 128 init_module 129 delete_module 130 get_kernel_syms
+    131 quotactl 132 getpgid 133 fchdir 134 bdflush 135 sysfs 136 personality 137 afs_syscall 141 getdents
+    142 select 143 flock 144 msync 145 readv 146 writev 147 getsid 148 fdatasync 149 _sysctl 150 mlock
+    151 munlock 152 mlockall 153 munlockall 154 sched_setparam 155 sched_getparam 156 sched_setscheduler
+    157 sched_getscheduler 158 sched_yield 159 sched_get_priority_max 160 sched_get_priority_min
+    161 sched_rr_get_interval 162 nanosleep 163 mremap 167 query_module 168 poll 169 nfsservctl 172 prctl
+    173 rt_sigreturn 174 rt_sigaction 175 rt_sigprocmask 176 rt_sigpending 177 rt_sigtimedwait
+    178 rt_sigqueueinfo 179 rt_sigsuspend 180 pread64 181 pwrite64 183 getcwd 184 capget 185 capset
+    186 sigaltstack 187 sendfile 188 getpmsg 189 putpmsg 190 vfork 191 getrlimit 198 lchown 199 getuid 200 getgid
+    201 geteuid 202 getegid 203 setreuid 204 setregid 205 getgroups 206 setgroups 207 fchown 208 setresuid
+    209 getresuid 210 setresgid 211 getresgid 212 chown 213 setuid 214 setgid 215 setfsuid 216 setfsgid
+    217 pivot_root 218 mincore 219 madvise 220 getdents64 222 readahead 224 setxattr 225 lsetxattr 226 fsetxattr
+    227 getxattr 228 lgetxattr 229 fgetxattr 230 listxattr 231 llistxattr 232 flistxattr 233 removexattr
+    234 lremovexattr 235 fremovexattr 236 gettid 237 tkill 238 futex 239 sched_setaffinity 240 sched_getaffinity
+    241 tgkill 243 io_setup 244 io_destroy 245 io_getevents 246 io_submit 247 io_cancel 248 exit_group
+    249 epoll_create 250 epoll_ctl 251 epoll_wait 252 set_tid_address 253 fadvise64 254 timer_create
+    255 timer_settime 256 timer_gettime 257 timer_getoverrun 258 timer_delete 259 clock_settime 260 clock_gettime
+    261 clock_getres 262 clock_nanosleep 265 statfs64 266 fstatfs64 267 remap_file_pages 268 mbind
+    269 get_mempolicy 270 set_mempolicy 271 mq_open 272 mq_unlink 273 mq_timedsend 274 mq_timedreceive
+    275 mq_notify 276 mq_getsetattr 277 kexec_load 278 add_key 279 request_key 280 keyctl 281 waitid
+    282 ioprio_set 283 ioprio_get 284 inotify_init 285 inotify_add_watch 286 inotify_rm_watch 287 migrate_pages
+    288 openat 289 mkdirat 290 mknodat 291 fchownat 292 futimesat 293 newfstatat 294 unlinkat 295 renameat
+    296 linkat 297 symlinkat 298 readlinkat 299 fchmodat 300 faccessat 301 pselect6 302 ppoll 303 unshare
+    304 set_robust_list 305 get_robust_list 306 splice 307 sync_file_range 308 tee 309 vmsplice 310 move_pages
+    311 getcpu 312 epoll_pwait 313 utimes 314 fallocate 315 utimensat 316 signalfd 317 timerfd 318 eventfd
+    319 timerfd_create 320 timerfd_settime 321 timerfd_gettime 322 signalfd4 323 eventfd2 324 inotify_init1
+    325 pipe2 326 dup3 327 epoll_create1 328 preadv 329 pwritev 330 rt_tgsigqueueinfo 331 perf_event_open
+    332 fanotify_init 333 fanotify_mark 334 prlimit64 335 name_to_handle_at 336 open_by_handle_at
+    337 clock_adjtime 338 syncfs 339 setns 340 process_vm_readv 341 process_vm_writev 342 s390_runtime_instr
+    343 kcmp 344 finit_module 345 sched_setattr 346 sched_getattr 347 renameat2 348 seccomp 349 getrandom
+    350 memfd_create 351 bpf 352 s390_pci_mmio_write 353 s390_pci_mmio_read 354 execveat 355 userfaultfd
+    356 membarrier 357 recvmmsg 358 sendmmsg 359 socket 360 socketpair 361 bind 362 connect 363 listen
+    364 accept4 365 getsockopt 366 setsockopt 367 getsockname 368 getpeername 369 sendto 370 sendmsg 371 recvfrom
+    372 recvmsg 373 shutdown 374 mlock2 375 copy_file_range 376 preadv2 377 pwritev2 378 s390_guarded_storage
+    379 statx 380 s390_sthyi 381 kexec_file_load 382 io_pgetevents 383 rseq 392 semtimedop 393 semget 394 semctl
+    395 shmget 396 shmctl 397 shmat 398 shmdt 399 msgget 400 msgsnd 401 msgrcv 402 msgctl
+""") | _SHARED
+
+#: 32-bit ARM EABI (the ABI ``common`` and ``eabi`` rows; the OABI-only ones are left out).
+ARM = _table("""
+    0 restart_syscall 1 exit 2 fork 3 read 4 write 5 open 6 close 8 creat 9 link 10 unlink 11 execve 12 chdir
+    14 mknod 15 chmod 16 lchown 19 lseek 20 getpid 21 mount 23 setuid 24 getuid 26 ptrace 29 pause 33 access
+    34 nice 36 sync 37 kill 38 rename 39 mkdir 40 rmdir 41 dup 42 pipe 43 times 45 brk 46 setgid 47 getgid
+    49 geteuid 50 getegid 51 acct 52 umount2 54 ioctl 55 fcntl 57 setpgid 60 umask 61 chroot 62 ustat 63 dup2
+    64 getppid 65 getpgrp 66 setsid 67 sigaction 70 setreuid 71 setregid 72 sigsuspend 73 sigpending
+    74 sethostname 75 setrlimit 77 getrusage 78 gettimeofday 79 settimeofday 80 getgroups 81 setgroups 83 symlink
+    85 readlink 86 uselib 87 swapon 88 reboot 91 munmap 92 truncate 93 ftruncate 94 fchmod 95 fchown
+    96 getpriority 97 setpriority 99 statfs 100 fstatfs 103 syslog 104 setitimer 105 getitimer 106 stat 107 lstat
+    108 fstat 111 vhangup 114 wait4 115 swapoff 116 sysinfo 118 fsync 119 sigreturn 120 clone 121 setdomainname
+    122 uname 124 adjtimex 125 mprotect 126 sigprocmask 128 init_module 129 delete_module 131 quotactl
+    132 getpgid 133 fchdir 134 bdflush 135 sysfs 136 personality 138 setfsuid 139 setfsgid 140 _llseek
+    141 getdents 142 _newselect 143 flock 144 msync 145 readv 146 writev 147 getsid 148 fdatasync 149 _sysctl
+    150 mlock 151 munlock 152 mlockall 153 munlockall 154 sched_setparam 155 sched_getparam
+    156 sched_setscheduler 157 sched_getscheduler 158 sched_yield 159 sched_get_priority_max
+    160 sched_get_priority_min 161 sched_rr_get_interval 162 nanosleep 163 mremap 164 setresuid 165 getresuid
+    168 poll 169 nfsservctl 170 setresgid 171 getresgid 172 prctl 173 rt_sigreturn 174 rt_sigaction
+    175 rt_sigprocmask 176 rt_sigpending 177 rt_sigtimedwait 178 rt_sigqueueinfo 179 rt_sigsuspend 180 pread64
+    181 pwrite64 182 chown 183 getcwd 184 capget 185 capset 186 sigaltstack 187 sendfile 190 vfork 191 ugetrlimit
+    192 mmap2 193 truncate64 194 ftruncate64 195 stat64 196 lstat64 197 fstat64 198 lchown32 199 getuid32
+    200 getgid32 201 geteuid32 202 getegid32 203 setreuid32 204 setregid32 205 getgroups32 206 setgroups32
+    207 fchown32 208 setresuid32 209 getresuid32 210 setresgid32 211 getresgid32 212 chown32 213 setuid32
+    214 setgid32 215 setfsuid32 216 setfsgid32 217 getdents64 218 pivot_root 219 mincore 220 madvise 221 fcntl64
+    224 gettid 225 readahead 226 setxattr 227 lsetxattr 228 fsetxattr 229 getxattr 230 lgetxattr 231 fgetxattr
+    232 listxattr 233 llistxattr 234 flistxattr 235 removexattr 236 lremovexattr 237 fremovexattr 238 tkill
+    239 sendfile64 240 futex 241 sched_setaffinity 242 sched_getaffinity 243 io_setup 244 io_destroy
+    245 io_getevents 246 io_submit 247 io_cancel 248 exit_group 249 lookup_dcookie 250 epoll_create 251 epoll_ctl
+    252 epoll_wait 253 remap_file_pages 256 set_tid_address 257 timer_create 258 timer_settime 259 timer_gettime
+    260 timer_getoverrun 261 timer_delete 262 clock_settime 263 clock_gettime 264 clock_getres
+    265 clock_nanosleep 266 statfs64 267 fstatfs64 268 tgkill 269 utimes 270 arm_fadvise64_64
+    271 pciconfig_iobase 272 pciconfig_read 273 pciconfig_write 274 mq_open 275 mq_unlink 276 mq_timedsend
+    277 mq_timedreceive 278 mq_notify 279 mq_getsetattr 280 waitid 281 socket 282 bind 283 connect 284 listen
+    285 accept 286 getsockname 287 getpeername 288 socketpair 289 send 290 sendto 291 recv 292 recvfrom
+    293 shutdown 294 setsockopt 295 getsockopt 296 sendmsg 297 recvmsg 298 semop 299 semget 300 semctl 301 msgsnd
+    302 msgrcv 303 msgget 304 msgctl 305 shmat 306 shmdt 307 shmget 308 shmctl 309 add_key 310 request_key
+    311 keyctl 312 semtimedop 313 vserver 314 ioprio_set 315 ioprio_get 316 inotify_init 317 inotify_add_watch
+    318 inotify_rm_watch 319 mbind 320 get_mempolicy 321 set_mempolicy 322 openat 323 mkdirat 324 mknodat
+    325 fchownat 326 futimesat 327 fstatat64 328 unlinkat 329 renameat 330 linkat 331 symlinkat 332 readlinkat
+    333 fchmodat 334 faccessat 335 pselect6 336 ppoll 337 unshare 338 set_robust_list 339 get_robust_list
+    340 splice 341 arm_sync_file_range 342 tee 343 vmsplice 344 move_pages 345 getcpu 346 epoll_pwait
+    347 kexec_load 348 utimensat 349 signalfd 350 timerfd_create 351 eventfd 352 fallocate 353 timerfd_settime
+    354 timerfd_gettime 355 signalfd4 356 eventfd2 357 epoll_create1 358 dup3 359 pipe2 360 inotify_init1
+    361 preadv 362 pwritev 363 rt_tgsigqueueinfo 364 perf_event_open 365 recvmmsg 366 accept4 367 fanotify_init
+    368 fanotify_mark 369 prlimit64 370 name_to_handle_at 371 open_by_handle_at 372 clock_adjtime 373 syncfs
+    374 sendmmsg 375 setns 376 process_vm_readv 377 process_vm_writev 378 kcmp 379 finit_module 380 sched_setattr
+    381 sched_getattr 382 renameat2 383 seccomp 384 getrandom 385 memfd_create 386 bpf 387 execveat
+    388 userfaultfd 389 membarrier 390 mlock2 391 copy_file_range 392 preadv2 393 pwritev2 394 pkey_mprotect
+    395 pkey_alloc 396 pkey_free 397 statx 398 rseq 399 io_pgetevents 400 migrate_pages 401 kexec_file_load
+    403 clock_gettime64 404 clock_settime64 405 clock_adjtime64 406 clock_getres_time64
+    407 clock_nanosleep_time64 408 timer_gettime64 409 timer_settime64 410 timerfd_gettime64
+    411 timerfd_settime64 412 utimensat_time64 413 pselect6_time64 414 ppoll_time64 416 io_pgetevents_time64
+    417 recvmmsg_time64 418 mq_timedsend_time64 419 mq_timedreceive_time64 420 semtimedop_time64
+    421 rt_sigtimedwait_time64 422 futex_time64 423 sched_rr_get_interval_time64
+""") | _SHARED
+
 #: An ``arch=`` value (the kernel's AUDIT_ARCH_* in hex, or the name ``ausearch -i`` writes) -> its table.
 ARCHES: dict[str, dict[int, str]] = {
     "c000003e": X86_64, "x86_64": X86_64,
     "40000003": I386, "i386": I386,
     "c00000b7": GENERIC, "aarch64": GENERIC,
     "c00000f3": GENERIC | {258: "riscv_hwprobe", 259: "riscv_flush_icache"},
+    "80000015": PPC64, "ppc64": PPC64,
+    "c0000015": PPC64, "ppc64le": PPC64,
+    "14": PPC, "ppc": PPC,
+    "80000016": S390X, "s390x": S390X,
+    "40000028": ARM, "armeb": ARM, "arm": ARM,
 }
 ARCHES["riscv64"] = ARCHES["c00000f3"]
 

@@ -374,7 +374,8 @@ def test_a_request_cut_mid_record_is_not_read_as_a_whole_event() -> None:
 
 
 def test_syscall_numbers_per_architecture() -> None:
-    """Spot checks against the kernel's tables (syscall_64.tbl, syscall_32.tbl, asm-generic/unistd.h)."""
+    """Spot checks against the kernel's tables (syscall_64.tbl, syscall_32.tbl, asm-generic/unistd.h, the powerpc,
+    s390 and arm syscall.tbl)."""
     arm64 = {"execve": 221, "openat": 56, "close": 57, "read": 63, "write": 64, "clone": 220, "connect": 203,
              "socket": 198, "bind": 200, "accept": 202, "sendto": 206, "recvfrom": 207, "exit_group": 94,
              "kill": 129, "unlinkat": 35, "mkdirat": 34, "renameat2": 276, "fchmodat": 53, "fchownat": 54,
@@ -387,7 +388,24 @@ def test_syscall_numbers_per_architecture() -> None:
     assert {name: syscall_name(str(n), "c000003e") for name, n in x86_64.items()} == {n: n for n in x86_64}
     assert syscall_name("221", "aarch64") == syscall_name("221", "C00000B7") == "execve"  # ausearch -i, upper case
     assert syscall_name("59", None) == "execve"  # no arch: x86_64
-    assert syscall_name("327", "80000015") == "syscall_327"  # ppc64: no table here
+    ppc64 = {"execve": 11, "socket": 326, "bind": 327, "connect": 328, "openat": 286, "newfstatat": 291,
+             "semtimedop": 392, "clone3": 435}
+    for arch in ("80000015", "c0000015", "ppc64", "ppc64le"):  # big- and little-endian: one table
+        assert {name: syscall_name(str(n), arch) for name, n in ppc64.items()} == {n: n for n in ppc64}
+    ppc = {"execve": 11, "socket": 326, "bind": 327, "fstatat64": 291, "mmap2": 192, "clock_gettime64": 403}
+    for arch in ("14", "ppc"):
+        assert {name: syscall_name(str(n), arch) for name, n in ppc.items()} == {n: n for n in ppc}
+    assert syscall_name("192", "80000015") == "syscall_192"  # mmap2 is 32-bit only
+    s390x = {"execve": 11, "socket": 359, "bind": 361, "connect": 362, "openat": 288, "newfstatat": 293,
+             "getuid": 199, "select": 142}
+    for arch in ("80000016", "s390x"):
+        assert {name: syscall_name(str(n), arch) for name, n in s390x.items()} == {n: n for n in s390x}
+    arm = {"execve": 11, "socket": 281, "bind": 282, "connect": 283, "openat": 322, "fstatat64": 327,
+           "getuid32": 199, "clock_gettime64": 403, "pidfd_open": 434}
+    for arch in ("40000028", "arm", "armeb"):
+        assert {name: syscall_name(str(n), arch) for name, n in arm.items()} == {n: n for n in arm}
+    assert syscall_name("102", "40000028") == "syscall_102"  # socketcall is OABI only
+    assert syscall_name("327", "80000008") == "syscall_327"  # mips: no table here
     assert syscall_name("260", "c00000b7") == "wait4" and syscall_name("250", "c00000b7") == "syscall_250"
 
 
@@ -403,6 +421,19 @@ def test_arm64_records_read_as_their_syscalls(shared_data: Path) -> None:
         "Process <pid> (/usr/bin/true), child of process <pid>, as user 1000, working in /home/user, executed "
         "/bin/true.",
     ]
+
+
+def test_ppc64_bind_reads_as_bind(shared_data: Path) -> None:
+    """laurel's big-endian ppc64 record (arch=80000015 syscall=327, nc binding a port) is a bind: it read "called
+    syscall_327"."""
+    from aptray.io.auditd import parse_request
+    from aptray.io.request import Request
+
+    lines = (shared_data / "auditd" / "laurel" / "record-bind-ipv4-bigendian.txt").read_text().split("\n")
+    assert any("arch=80000015 syscall=327 " in line for line in lines)
+    table = parse_request(Request([line for line in lines if line.strip()]), IngestConfig(source="auditd"))
+    assert table.column("action").to_pylist() == ["bind"]
+    assert table.column("exe").to_pylist() == ["/usr/bin/nc.openbsd"]
 
 
 @pytest.mark.parametrize(("cwd", "name", "path"), [
