@@ -104,15 +104,33 @@ def parse_fields(body: str) -> dict[str, str]:
     return out
 
 
-def decode_sockaddr(saddr: str) -> tuple[str | None, str | None]:
-    """Decode a SOCKADDR ``saddr`` hex into ``(ip:port, unix path)``; IPv4 (family 2) and IPv6 (family 10)."""
+#: The bit of an audit architecture (``arch=``) that marks a little-endian one (``__AUDIT_ARCH_LE``).
+_ARCH_LE = 0x40000000
+
+
+def little_endian(arch: str | None) -> bool:
+    """Whether the ``arch=`` of a SYSCALL record is little-endian (x86_64 ``c000003e``, aarch64, ppc64le) rather
+    than big-endian (ppc64 ``80000015``, s390x ``80000016``); little where the record has none or it is not hex
+    (auditd's interpreted names, such as ``x86_64``, are little-endian but for ``ppc64``, ``ppc``, ``s390x``,
+    ``armeb``)."""
+    if not arch:
+        return True
+    try:
+        return bool(int(arch, 16) & _ARCH_LE)
+    except ValueError:
+        return arch.lower() not in ("ppc64", "ppc", "s390x", "s390", "armeb")
+
+
+def decode_sockaddr(saddr: str, little: bool = True) -> tuple[str | None, str | None]:
+    """Decode a SOCKADDR ``saddr`` hex into ``(ip:port, unix path)``; IPv4 (family 2) and IPv6 (family 10). The
+    family is in the machine's byte order (``little``, see :func:`little_endian`), the port in network order."""
     try:
         b = bytes.fromhex(saddr)
     except ValueError:
         return None, None
     if len(b) < 2:
         return None, None
-    family = int.from_bytes(b[:2], "little")
+    family = int.from_bytes(b[:2], "little" if little else "big")
     if family == 2 and len(b) >= 8:
         port = int.from_bytes(b[2:4], "big")
         return f"{ipaddress.IPv4Address(b[4:8])}:{port}", None
@@ -345,7 +363,7 @@ def assemble(records: list[dict[str, Any]]) -> dict[str, Any]:
             name = posixpath.normpath(posixpath.join(cwd, name))
         row["object_path"] = name
     for sock in by_type.get("SOCKADDR", []):
-        addr, unix = decode_sockaddr(sock.get("saddr", ""))
+        addr, unix = decode_sockaddr(sock.get("saddr", ""), little_endian(main.get("arch")))
         if addr:
             row["object_addr"] = addr
         elif unix and not row.get("object_path"):

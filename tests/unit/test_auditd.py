@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from aptray.config import IngestConfig
-from aptray.io.auditd import decode_sockaddr, decode_value, parse_fields, syscall_name, truncation
+from aptray.io.auditd import decode_sockaddr, decode_value, little_endian, parse_fields, syscall_name, truncation
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "auditd"
 HEADER = re.compile(r"^(?:node=(\S+) )?type=(\S+) msg=audit\((\d+(?:\.\d+)?):(\d+)\)(?::|\s*$)")
@@ -23,6 +23,10 @@ def test_decoders() -> None:
     assert decode_sockaddr("020011D70A0102030000000000000000") == ("10.1.2.3:4567", None)
     assert decode_sockaddr("0A002BCB000000000000000000000000000000000000000100000000") == ("[::1]:11211", None)
     assert decode_sockaddr("01002F72756E2F73797374656D642F6E6F74696679") == (None, "/run/systemd/notify")
+    assert decode_sockaddr("0002D903000000000000000000000000", little=False) == ("0.0.0.0:55555", None)  # ppc64
+    assert decode_sockaddr("0002D903000000000000000000000000") == (None, None)  # read little-endian: family 512
+    assert [little_endian(a) for a in ("c000003e", "c00000b7", "c0000015", "80000015", "80000016", None, "ppc64",
+                                       "x86_64")] == [True, True, True, False, False, True, False, True]
     assert decode_value("exe", "2F7573722F62696E2F6E63") == "/usr/bin/nc"
     assert decode_value("a1", "2D65") == "-e" and decode_value("a0", '"nc"') == "nc"
     assert decode_value("key", "(null)") is None
@@ -425,7 +429,7 @@ def test_arm64_records_read_as_their_syscalls(shared_data: Path) -> None:
 
 def test_ppc64_bind_reads_as_bind(shared_data: Path) -> None:
     """laurel's big-endian ppc64 record (arch=80000015 syscall=327, nc binding a port) is a bind: it read "called
-    syscall_327"."""
+    syscall_327", and its SOCKADDR (the family in the machine's big-endian order, 0002) gave no address."""
     from aptray.io.auditd import parse_request
     from aptray.io.request import Request
 
@@ -434,6 +438,7 @@ def test_ppc64_bind_reads_as_bind(shared_data: Path) -> None:
     table = parse_request(Request([line for line in lines if line.strip()]), IngestConfig(source="auditd"))
     assert table.column("action").to_pylist() == ["bind"]
     assert table.column("exe").to_pylist() == ["/usr/bin/nc.openbsd"]
+    assert table.column("object_addr").to_pylist() == ["0.0.0.0:55555"]  # nc -l -p 55555
 
 
 @pytest.mark.parametrize(("cwd", "name", "path"), [
