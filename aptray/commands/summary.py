@@ -190,4 +190,29 @@ def experiment_lines(result: Mapping[str, Any], out: str) -> list[str]:
     runs = f"{_n(result['runs'])} run{'' if result['runs'] == 1 else 's'}"
     return [f"experiment: {runs} over {_n(result['targets'])} dataset x context target(s){skipped}"
             f"{failed}{_secs(result)}",
+            *chosen_lines(result.get("chosen") or [], out),
             f"report: {result.get('report_html', out)}; metrics: {result['metrics']}"]
+
+
+def chosen_lines(chosen: list[Mapping[str, Any]], out: str, most: int = 5) -> list[str]:
+    """Per dataset (``most`` of them), its context whose choice on validation has the best validation AUC-ROC,
+    and the ``aptray run`` command that trains and scores it (:mod:`aptray.evaluate.deploy`)."""
+    best: dict[str, Mapping[str, Any]] = {}
+    for c in chosen:
+        held = best.get(c["dataset"])
+        if c.get("val_auc_roc") is not None and (held is None or c["val_auc_roc"] > held["val_auc_roc"]):
+            best[c["dataset"]] = c
+    if not best:
+        return []
+    from aptray.evaluate.deploy import CHOSEN
+    from aptray.io.fs import join
+
+    lines = [f"chosen on validation, each dataset's best context (configs of all {_n(len(chosen))} in "
+             f"{join(out, CHOSEN)}/):"]
+    for c in list(best.values())[:most]:
+        what = c["detector"] + (f" of {', '.join(c['members'])}" if c.get("members") else "")
+        lines += [f"  {c['dataset']} {c['aspect']}: {c['embedder']} {what}, validation AUC-ROC {c['val_auc_roc']:.3f}",
+                  f"    {c['command']}"]
+    if len(best) > most:
+        lines.append(f"  and {_n(len(best) - most)} more dataset(s)")
+    return lines

@@ -13,9 +13,9 @@ target :data:`aptray.evaluate.per_aspect.PER_ASPECT`; :mod:`aptray.evaluate.per_
 
 * ``input``, ``source``, ``created``, ``config`` (the experiment section), ``versions``, ``template`` (the
   template version and settings every sentence was made with);
-* ``targets``: one per dataset x aspect: ``dataset``, ``aspect``, ``rows``, ``malicious``,
+* ``targets``: one per dataset x aspect: ``dataset``, ``aspect``, ``uri`` (what was read), ``rows``, ``malicious``,
   ``distinct_sentences``, ``embedders`` (representation -> its ``embedder`` record (model id, revision, dim,
-  backend, composition), the template style, embed counts; or ``skipped``),
+  backend, composition), the ``embedder`` name it was asked as, the template style, embed counts; or ``skipped``),
   ``skipped`` (reason or null), and where it ran ``malicious_with_benign_twin`` / ``twin_sentences`` (malicious
   rows whose exact sentence a benign row also has) and ``sentence_ceiling`` (metric -> {mean, ...} over seeds:
   the best test AUC-ROC / PR-AUC any score of the sentence alone can reach; :func:`label_conflicts`);
@@ -34,7 +34,9 @@ target :data:`aptray.evaluate.per_aspect.PER_ASPECT`; :mod:`aptray.evaluate.per_
   models, kNN and rarity, with the best mean *validation* AUC; null when no validation split holds a malicious
   row), ``aptray_best_on_test`` (the best
   mean test AUC: an optimistic upper bound, labelled as such) and ``baselines`` (detector -> its best
-  embedder's summary on test).
+  embedder's summary on test);
+* ``chosen``: per dataset x context with a choice on validation, the config that trains it and the ``aptray run``
+  command (:mod:`aptray.evaluate.deploy`; the configs are ``DIR/chosen/<dataset>-<aspect>.yaml``).
 
 Per target, ``DIR/scores/<dataset>/<aspect>/`` holds ``rows.parquet`` (row, record_id, sentence, malicious, and
 the :data:`INCIDENT_COLUMNS` single events have, to group alerts into incidents),
@@ -266,7 +268,7 @@ def prepare(target: Target, source: Source, cfg: AptrayConfig, work: str) -> Pre
             mfs, mpath = resolve(join(emb_uri, "manifest.json"))
             with mfs.open_input_stream(mpath) as fh:
                 embedder = json.loads(fh.read())["embedder"]
-            prep.info["embedders"][label] = {**embedder, "template": style.value,
+            prep.info["embedders"][label] = {**embedder, "embedder": name, "template": style.value,
                                              **{k: ecounts.get(k) for k in ("encoded", "cache_hits", "seconds")}}
     return prep
 
@@ -602,6 +604,7 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
     """
     from aptray.detectors.registry import APTRAY_DETECTORS
     from aptray.embed.registry import resolve as resolve_model
+    from aptray.evaluate.deploy import write_chosen
     from aptray.evaluate.fusion import FUSION
     from aptray.evaluate.report import write_report
     from aptray.evaluate.splits import split_rows
@@ -650,7 +653,7 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
         for target in group:
             aspect = target.aspect.value if target.aspect else "-"
             entry: dict[str, Any] = {"dataset": target.name, "aspect": target.aspect.value if target.aspect else None,
-                                     "skipped": None}
+                                     "uri": target.uri, "skipped": None}
             doc["targets"].append(entry)
             log.info("target %s %s", target.name, aspect)
             try:
@@ -696,11 +699,12 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
     doc["summary"] = summarize(doc["runs"])
     doc["best"] = best(doc["summary"], (*APTRAY_DETECTORS, FUSION))
     doc["seconds"] = round(time.perf_counter() - start, 2)
+    doc["chosen"] = write_chosen(out_uri, doc)
     write_json(join(out_uri, "metrics.json"), doc)
     report = write_report(out_uri)
     errors = sum(r["status"] != "ok" for r in doc["runs"])
     return {
         "targets": len(doc["targets"]), "skipped": sum(t["skipped"] is not None for t in doc["targets"]),
         "runs": len(doc["runs"]), "errors": errors, "seconds": doc["seconds"],
-        "metrics": join(out_uri, "metrics.json"), **report,
+        "metrics": join(out_uri, "metrics.json"), "chosen": doc["chosen"], **report,
     }

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aptray.config import AptrayConfig, Aspect, Compose, Protocol, Source
+from aptray.config import AptrayConfig, Aspect, Compose, Protocol, Source, load_config
 from aptray.evaluate.splits import split_rows
 from aptray.templating.base import TEMPLATE_VERSION
 
@@ -58,6 +58,19 @@ def test_experiment_on_real_adapt_file(ray_cluster: None, shared_data: Path, tmp
     (target,) = doc["targets"]
     assert (target["dataset"], target["aspect"], target["rows"], target["malicious"]) == (
         "bovia/clearscope", "Event", 69, 4)
+    # the choice on validation, written as a config that `aptray run` trains: it loads, and it runs
+    (chosen,) = result["chosen"]
+    assert doc["chosen"] == result["chosen"] and chosen["input"] == str(folder) == target["uri"]
+    assert chosen["command"] == (f"aptray run {folder} --source adapt --aspect Event --config "
+                                 f"{chosen['config_path']} --out out/bovia-clearscope-Event")
+    deployed = load_config(chosen["config_path"])
+    picked = doc["best"][0]["aptray_selected"]["detector"]
+    assert deployed.train.model == ("ensemble" if picked == "fusion" else picked) and deployed.train.epochs == 3
+    assert (deployed.embed.model, deployed.ingest.aspect) == ("minilm", Aspect.EVENT)
+    from aptray.pipeline import run_pipeline
+
+    ran = run_pipeline(str(tmp_path / "deployed"), deployed, str(folder), Source.ADAPT, Aspect.EVENT)
+    assert ran["stages"]["train"]["model"] == deployed.train.model and ran["stages"]["score"]["rows_scored"] == 69
     split_runs = [r for r in doc["runs"] if r["protocol"] == "benign-split"]
     combos = {(r["embedder"], r["detector"], r["seed"]) for r in split_runs}
     assert combos == {("minilm", d, 0) for d in ("ae", "knn", "rarity", "iforest", "fusion")} | {("raw", "avf", 0)}
