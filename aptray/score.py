@@ -507,7 +507,7 @@ def write_incidents(out_uri: str, window_s: float) -> int:
     """
     import pyarrow.compute as pc
 
-    from aptray.triage.incidents import group_incidents
+    from aptray.triage.incidents import alerts_in_incidents, group_incidents
 
     fs, files = _alert_files(out_uri)
     parts = [pq.read_table(p, filesystem=fs) for p in files]
@@ -527,7 +527,7 @@ def write_incidents(out_uri: str, window_s: float) -> int:
 
     write_score_report(out_uri, incidents, alerts.append_column("incident_id", incident_of))
     if incidents.num_rows:
-        log.info("%d alert(s) in %d incident(s); the largest holds %d", alerts.num_rows, incidents.num_rows,
+        log.info("%s; the largest holds %d", alerts_in_incidents(alerts.num_rows, incidents.num_rows),
                  int(pc.max(incidents.column("alerts")).as_py() or 0))
     else:
         log.info("no alerts: every scored row is below the threshold")

@@ -10,13 +10,10 @@ def _n(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def alerts_line(alerts: int, incidents: int) -> str:
-    """``115 alerts in 17 incidents``, ``1 alert in 1 incident``, or ``no alerts`` (where nothing crossed the
-    threshold, a count of incidents says nothing)."""
-    if not alerts:
-        return "no alerts"
-    return (f"{_n(alerts)} alert{'' if alerts == 1 else 's'} in {_n(incidents)} "
-            f"incident{'' if incidents == 1 else 's'}")
+def _alerts(result: Mapping[str, Any]) -> str:
+    from aptray.triage.incidents import alerts_in_incidents  # numpy and pyarrow: not at the CLI's import
+
+    return alerts_in_incidents(int(result["alerts"]), int(result.get("incidents") or 0))
 
 
 def _secs(result: Mapping[str, Any]) -> str:
@@ -88,7 +85,7 @@ def score_lines(result: Mapping[str, Any], out: str, top: list[dict[str, Any]],
     lines = [f"scored {_n(result['rows_scored'])} of {_n(result['rows_read'])} rows from {files}{skipped}, "
              f"{_quarantined(result)}{_secs(result)}",
              *lines_read(result, result["rows_scored"], "scored"),
-             alerts_line(int(result["alerts"]), int(result.get("incidents") or 0))]
+             _alerts(result)]
     lines += evaluation_lines(evaluation or {})
     lines += coverage_lines(result, "retrain with more of the normal behaviour")
     lines += alert_lines(top)
@@ -169,7 +166,7 @@ def run_lines(result: Mapping[str, Any]) -> list[str]:
              "sentences)"
              f"; scored {_n(sc['rows_scored'])} of {_n(sc['rows_read'])} rows, {_quarantined(sc)}",
              *lines_read(sc, sc["rows_scored"], "scored"),
-             alerts_line(int(sc["alerts"]), int(sc.get("incidents") or 0))]
+             _alerts(sc)]
     lines += evaluation_lines(result.get("evaluation") or {})
     labelled = tr.get("excluded_malicious", 0) or (tr.get("validation") or {}).get("labelled_malicious", 0)
     if result.get("trained_on_input") and not labelled:  # nothing was left out of training: attacks included

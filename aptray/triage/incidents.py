@@ -158,6 +158,14 @@ def summarize(sentences: Sequence[str], scores: Sequence[float], hosts: Sequence
     return text
 
 
+def alerts_in_incidents(alerts: int, incidents: int) -> str:
+    """``115 alerts in 17 incidents``, ``1 alert in 1 incident``, or ``no alerts`` (where nothing crossed the
+    threshold, a count of incidents says nothing): the summaries' and the score log's words."""
+    if not alerts:
+        return "no alerts"
+    return f"{alerts:,} alert{'' if alerts == 1 else 's'} in {incidents:,} incident{'' if incidents == 1 else 's'}"
+
+
 def time_text(t: float) -> str:
     """A timestamp as an analyst reads it: UTC date and time for epoch seconds (after 2001), else the trace's own
     clock in seconds (BETH counts from boot)."""
