@@ -19,7 +19,8 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def experiment(
         input: Annotated[str, typer.Argument(help="ADAPT system folder, or a root above several; local or s3://.")],
-        out: Annotated[str, typer.Option(help="Output folder: metrics.json, report.html, report.md, plots/.")],
+        out: Annotated[str, typer.Option(help="Output folder: metrics.json, report.html, report.md, plots/, "
+                                              "chosen/ (each choice on validation as a config).")],
         source: Annotated[Source, typer.Option(help="Trace format.")] = Source.ADAPT,
         aspects: Annotated[str | None, typer.Option(help="Comma-separated aspects (default: all present).")] = None,
         embedders: Annotated[str | None, typer.Option(help="Comma-separated embedders, e.g. minilm,mpnet.")] = None,
