@@ -359,6 +359,15 @@ def write_report(out_uri: str) -> dict[str, str]:
                "published figures on Engagement 3 data of the same system (not these rows).")
     header, rows = results_table(doc)
     w.add("table", header, rows)
+    chosen = doc.get("chosen") or []
+    if chosen:  # what deploys each choice (aptray.evaluate.deploy)
+        w.add("p", "Each choice on validation as a config in chosen/ (a fusion as the ensemble of the members its "
+                   "seeds used most); the command trains it on the dataset and scores it:")
+        w.add("table", ["dataset", "aspect", "chosen", "validation AUC-ROC", "command"],
+              [[c["dataset"], str(c["aspect"]),
+                f"{c['embedder']} {c['detector']}" + (f" ({', '.join(c['members'])})" if c.get("members") else ""),
+                f"{c['val_auc_roc']:.3f}" if c.get("val_auc_roc") is not None else "n/a", c["command"]]
+               for c in chosen])
     errors = [r for r in doc["runs"] if r["status"] != "ok"]
     if errors:
         w.add("p", f"{len(errors)} run(s) failed:")

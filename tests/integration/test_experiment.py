@@ -110,6 +110,7 @@ def test_experiment_on_real_adapt_file(ray_cluster: None, shared_data: Path, tmp
     md = (out / "report.md").read_text()
     assert "bovia/clearscope" in html and "| bovia/clearscope | Event | 69 | 4 |" in md
     assert "Unsupervised protocol" in md
+    assert f"| {chosen['command']} |" in md  # the report says how to deploy the choice, as the summary does
     assert "3 malicious row(s) share their exact sentence with a benign row (1 distinct sentence(s))" in md
     pngs = {p.name for p in (out / "plots").glob("*.png")}
     from tests.browser import render
