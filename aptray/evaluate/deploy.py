@@ -7,9 +7,10 @@ validation split (:func:`aptray.evaluate.experiment.best`); this module turns ea
   with (recorded per target in ``metrics.json``);
 * the detector: the chosen one, or for the experiment's rank fusion the ``ensemble`` detector over the members
   the fusion used most often across seeds (each seed fuses its best ``experiment.fusion_size`` on validation; ties
-  go to the higher summed validation AUC-ROC). The ensemble fuses places among held-out benign rows' scores
-  (:mod:`aptray.detectors.ensemble`), the experiment's fusion ranks on the test split itself: the same transform,
-  fitted without the test rows;
+  go to the higher summed validation AUC-ROC). Both take a score's place among benign scores and average the
+  places: the experiment's fusion among the benign validation rows' (:mod:`aptray.evaluate.fusion`), the ensemble
+  among benign training rows it holds out of its members' training (:mod:`aptray.detectors.ensemble`), since a
+  deployed model has no labelled validation split;
 * ``train.epochs`` where the experiment ran the torch detectors with other epochs than the config's.
 
 :func:`write_chosen` writes ``OUT/chosen/<dataset>-<aspect>.yaml`` per choice and returns each with the
