@@ -208,7 +208,8 @@ def chosen_lines(chosen: list[Mapping[str, Any]], out: str, most: int = 5) -> li
              f"{join(out, CHOSEN)}/):"]
     for c in list(best.values())[:most]:
         what = c["detector"] + (f" of {', '.join(c['members'])}" if c.get("members") else "")
-        lines += [f"  {c['dataset']} {c['aspect']}: {c['embedder']} {what}, validation AUC-ROC {c['val_auc_roc']:.3f}",
+        lines += [f"  {c['dataset']} {c['aspect'] or 'events'}: {c['embedder']} {what}, validation AUC-ROC "
+                  f"{c['val_auc_roc']:.3f}",
                   f"    {c['command']}"]
     if len(best) > most:
         lines.append(f"  and {_n(len(best) - most)} more dataset(s)")

@@ -94,12 +94,17 @@ def chosen_models(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _name(choice: dict[str, Any]) -> str:
+    """``<dataset>-<aspect>`` as a file or folder name; the dataset alone for single events (no aspect)."""
+    return _slug(choice["dataset"] + (f"-{choice['aspect']}" if choice.get("aspect") else ""))
+
+
 def run_command(choice: dict[str, Any], config_path: str) -> str:
     """The ``aptray run`` line that trains ``choice`` on its dataset and scores it (into ``out/<dataset>-<aspect>``)."""
     cfg = choice["config"]
     aspect = f" --aspect {cfg['ingest']['aspect']}" if cfg["ingest"].get("aspect") else ""
     return (f"aptray run {choice['input']} --source {cfg['ingest']['source']}{aspect} --config {config_path} "
-            f"--out out/{_slug(choice['dataset'] + '-' + str(choice['aspect']))}")
+            f"--out out/{_name(choice)}")
 
 
 def write_chosen(out_uri: str, doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -112,12 +117,12 @@ def write_chosen(out_uri: str, doc: dict[str, Any]) -> list[dict[str, Any]]:
     written = []
     for choice in chosen_models(doc):
         AptrayConfig.model_validate(choice["config"])  # what is written loads: a renamed key fails here, not there
-        path = join(out_uri, CHOSEN, _slug(f"{choice['dataset']}-{choice['aspect']}") + ".yaml")
+        path = join(out_uri, CHOSEN, _name(choice) + ".yaml")
         fs, p = resolve(path)
         fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
         what = choice["detector"] + (f" ({', '.join(choice['members'])})" if choice["members"] else "")
-        head = (f"# aptray experiment's choice on validation for {choice['dataset']} {choice['aspect']}: "
-                f"{choice['embedder']} {what}\n")
+        head = (f"# aptray experiment's choice on validation for {choice['dataset']} "
+                f"{choice['aspect'] or 'events'}: {choice['embedder']} {what}\n")
         with fs.open_output_stream(p) as fh:
             fh.write((head + yaml.safe_dump(choice["config"], sort_keys=False)).encode())
         brief = {k: v for k, v in choice.items() if k != "config"}

@@ -66,6 +66,11 @@ def test_written_configs_load_and_the_command_names_them(tmp_path: Path) -> None
     assert chosen[1]["command"] == (f"aptray run s3://bucket/a/b --source adapt --aspect Exec --config "
                                     f"{tmp_path}/chosen/a-b-Exec.yaml --out out/a-b-Exec")
     assert "config" not in chosen[0] and chosen[0]["members"] == ["dae", "knn-wide", "cae"]
+    events = _doc()  # single events (BETH, auditd, CDM): no aspect in the name, the command or the summary
+    events["targets"][1]["aspect"] = events["best"][1]["aspect"] = None
+    (_, single) = write_chosen(str(tmp_path / "ev"), events)
+    assert Path(single["config_path"]).name == "a-b.yaml" and "--aspect" not in single["command"]
+    assert single["command"].endswith("--out out/a-b") and load_config(single["config_path"]).ingest.aspect is None
 
 
 def test_the_summary_names_each_datasets_best_choice() -> None:
@@ -83,3 +88,4 @@ def test_the_summary_names_each_datasets_best_choice() -> None:
                      "  c/d Event: minilm ae, validation AUC-ROC 0.700", "    aptray run Z"]
     assert chosen_lines(chosen, "out/exp", most=1)[-1] == "  and 1 more dataset(s)"
     assert chosen_lines([], "out/exp") == []
+    assert chosen_lines([{**chosen[2], "aspect": None}], "out/exp")[1].startswith("  c/d events: minilm ae")
