@@ -106,6 +106,8 @@ def parse_fields(body: str) -> dict[str, str]:
 
 #: The bit of an audit architecture (``arch=``) that marks a little-endian one (``__AUDIT_ARCH_LE``).
 _ARCH_LE = 0x40000000
+#: The big-endian architectures among the names ``ausearch -i`` writes for ``arch=``.
+_BIG_ENDIAN_NAMES = frozenset({"ppc64", "ppc", "s390x", "s390", "armeb"})
 
 
 def little_endian(arch: str | None) -> bool:
@@ -118,7 +120,7 @@ def little_endian(arch: str | None) -> bool:
     try:
         return bool(int(arch, 16) & _ARCH_LE)
     except ValueError:
-        return arch.lower() not in ("ppc64", "ppc", "s390x", "s390", "armeb")
+        return arch.lower() not in _BIG_ENDIAN_NAMES
 
 
 def decode_sockaddr(saddr: str, little: bool = True) -> tuple[str | None, str | None]:

@@ -24,6 +24,15 @@ def _table(pairs: str) -> dict[int, str]:
     return dict(zip(numbers, words[1::2], strict=True))
 
 
+#: 403 to 423: the 64-bit time calls of the 32-bit architectures (i386, ppc, arm), the same numbers on each.
+_TIME64 = _table("""
+    403 clock_gettime64 404 clock_settime64 405 clock_adjtime64 406 clock_getres_time64 407 clock_nanosleep_time64
+    408 timer_gettime64 409 timer_settime64 410 timerfd_gettime64 411 timerfd_settime64 412 utimensat_time64
+    413 pselect6_time64 414 ppoll_time64 416 io_pgetevents_time64 417 recvmmsg_time64 418 mq_timedsend_time64
+    419 mq_timedreceive_time64 420 semtimedop_time64 421 rt_sigtimedwait_time64 422 futex_time64
+    423 sched_rr_get_interval_time64
+""")
+
 #: 424 and up: the same numbers on every architecture.
 _SHARED = _table("""
     424 pidfd_send_signal 425 io_uring_setup 426 io_uring_enter 427 io_uring_register 428 open_tree 429 move_mount
@@ -176,12 +185,7 @@ I386 = _table("""
     373 shutdown 374 userfaultfd 375 membarrier 376 mlock2 377 copy_file_range 378 preadv2 379 pwritev2
     380 pkey_mprotect 381 pkey_alloc 382 pkey_free 383 statx 384 arch_prctl 385 io_pgetevents 386 rseq
     393 semget 394 semctl 395 shmget 396 shmctl 397 shmat 398 shmdt 399 msgget 400 msgsnd 401 msgrcv 402 msgctl
-    403 clock_gettime64 404 clock_settime64 405 clock_adjtime64 406 clock_getres_time64
-    407 clock_nanosleep_time64 408 timer_gettime64 409 timer_settime64 410 timerfd_gettime64 411 timerfd_settime64
-    412 utimensat_time64 413 pselect6_time64 414 ppoll_time64 416 io_pgetevents_time64 417 recvmmsg_time64
-    418 mq_timedsend_time64 419 mq_timedreceive_time64 420 semtimedop_time64 421 rt_sigtimedwait_time64
-    422 futex_time64 423 sched_rr_get_interval_time64
-""") | _SHARED
+""") | _TIME64 | _SHARED
 
 #: 64-bit PowerPC, big- and little-endian (the ABI ``common``, ``64`` and ``nospu`` rows).
 PPC64 = _table("""
@@ -237,15 +241,11 @@ PPC64 = _table("""
 """) | _SHARED
 
 #: 32-bit PowerPC: the 64-bit table less its one ABI ``64`` row (392 semtimedop), with the ABI ``32`` rows
-#: (``mmap2``, ``stat64`` and the other ``*64`` calls, ``fstatat64`` at 291 for ``newfstatat``, the ``_time64`` ones).
+#: (``mmap2``, ``stat64`` and the other ``*64`` calls, ``fstatat64`` at 291 for ``newfstatat``) and ``_TIME64``.
 PPC = {n: name for n, name in PPC64.items() if n != 392} | _table("""
     192 mmap2 193 truncate64 194 ftruncate64 195 stat64 196 lstat64 197 fstat64 204 fcntl64 226 sendfile64
-    254 fadvise64_64 291 fstatat64 403 clock_gettime64 404 clock_settime64 405 clock_adjtime64
-    406 clock_getres_time64 407 clock_nanosleep_time64 408 timer_gettime64 409 timer_settime64
-    410 timerfd_gettime64 411 timerfd_settime64 412 utimensat_time64 413 pselect6_time64 414 ppoll_time64
-    416 io_pgetevents_time64 417 recvmmsg_time64 418 mq_timedsend_time64 419 mq_timedreceive_time64
-    420 semtimedop_time64 421 rt_sigtimedwait_time64 422 futex_time64 423 sched_rr_get_interval_time64
-""")
+    254 fadvise64_64 291 fstatat64
+""") | _TIME64
 
 #: s390x (the ABI ``common`` and ``64`` rows; socket calls from 359 on).
 S390X = _table("""
@@ -345,12 +345,7 @@ ARM = _table("""
     381 sched_getattr 382 renameat2 383 seccomp 384 getrandom 385 memfd_create 386 bpf 387 execveat
     388 userfaultfd 389 membarrier 390 mlock2 391 copy_file_range 392 preadv2 393 pwritev2 394 pkey_mprotect
     395 pkey_alloc 396 pkey_free 397 statx 398 rseq 399 io_pgetevents 400 migrate_pages 401 kexec_file_load
-    403 clock_gettime64 404 clock_settime64 405 clock_adjtime64 406 clock_getres_time64
-    407 clock_nanosleep_time64 408 timer_gettime64 409 timer_settime64 410 timerfd_gettime64
-    411 timerfd_settime64 412 utimensat_time64 413 pselect6_time64 414 ppoll_time64 416 io_pgetevents_time64
-    417 recvmmsg_time64 418 mq_timedsend_time64 419 mq_timedreceive_time64 420 semtimedop_time64
-    421 rt_sigtimedwait_time64 422 futex_time64 423 sched_rr_get_interval_time64
-""") | _SHARED
+""") | _TIME64 | _SHARED
 
 #: An ``arch=`` value (the kernel's AUDIT_ARCH_* in hex, or the name ``ausearch -i`` writes) -> its table.
 ARCHES: dict[str, dict[int, str]] = {

@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 
 import pyarrow as pa
 
+from aptray.config import Source
 from aptray.templating.base import full_stop
 
 MAX_ARGS = 3
@@ -320,11 +321,12 @@ def sentence(
     source: str | None = None,
 ) -> str:
     """One event's sentence; every argument may be None (see the module docstring for the form). ``extras`` is
-    read for auditd events only (``source``): another reader keeps its unknown columns there, never features."""
+    read for auditd events only (``source``, the one whose ``extras`` hold sentence fields: login user, directory,
+    account, result): another reader keeps its unknown columns there, never features."""
     act = normalise_action(action) if action else ""
     head = _subject(pid, process_name, exe, act)
     described = describe_args(args, act)
-    login, cwd, account, failed = session(extras) if source == AUDITD else Session()
+    login, cwd, account, failed = session(extras) if source == Source.AUDITD else Session()
     clauses = []
     if described.running:
         clauses.append(f"running {described.running}")
@@ -369,8 +371,6 @@ def sentence(
 
 _COLUMNS = ("pid", "ppid", "uid", "process_name", "exe", "parent_exe", "action", "object_path", "object_addr",
             "args", "return_value", "extras", "source")
-#: The source whose ``extras`` hold sentence fields (login user, directory, account, result).
-AUDITD = "auditd"
 
 
 def event_sentences(table: pa.Table) -> pa.Array:

@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from aptray.config import Source
+
 #: Columns of the incidents dataset.
 INCIDENT_SCHEMA = pa.schema([
     pa.field("incident_id", pa.string()),
@@ -68,6 +70,8 @@ def _column(table: pa.Table, name: str) -> list[Any]:
     return table.column(name).to_pylist() if name in table.column_names else [None] * table.num_rows
 
 
+#: The ``extras`` keys :func:`session_key` reads, as they appear in its JSON text (most rows: no JSON to parse).
+_SESSION_KEYS = ('"ses"', '"tty"', '"terminal"')
 #: auditd's "unset" session (``(u32)-1``) and its signed form.
 _NO_SESSION = frozenset({"4294967295", "-1"})
 #: A terminal device, as SYSCALL records' ``tty`` (``pts1``) and USER records' ``terminal`` (``/dev/pts/1``,
@@ -79,7 +83,7 @@ def session_key(source: Any, extras: Any) -> tuple[str, str] | None:
     """The login session an auditd event belongs to: ``("ses", N)`` where the kernel numbered it, else
     ``("tty", "pts1")`` for the terminal it ran on (a shell the session number does not follow, such as one a web
     server spawned), else None; None for other sources. Read from the event's ``extras`` JSON."""
-    if source != "auditd" or not extras or ("ses" not in extras and "tty" not in extras and "terminal" not in extras):
+    if source != Source.AUDITD or not extras or not any(key in extras for key in _SESSION_KEYS):
         return None
     try:
         fields = json.loads(extras)
