@@ -89,15 +89,28 @@ def _ceiling(target: dict[str, Any]) -> str:
 
 def merge_metrics(docs: list[dict[str, Any]]) -> dict[str, Any]:
     """Several experiments' ``metrics.json`` (e.g. one per embedder) as one: targets, runs and summary joined,
-    the choice on validation made again over all of them."""
+    the choice on validation made again over all of them. A target met in several documents keeps the first one's
+    counts and gains every document's ``embedders`` records (the first one's wins where both name an embedder).
+
+    Raises:
+        ConfigError: the documents' sentences come from different template versions (their figures are not of
+            the same sentences, so one table would compare unlike things).
+    """
     from aptray.detectors.registry import APTRAY_DETECTORS
+    from aptray.errors import ConfigError
     from aptray.evaluate.experiment import best
     from aptray.evaluate.fusion import FUSION
 
+    versions = {str((d.get("template") or {}).get("version")) for d in docs}
+    if len(versions) > 1:
+        raise ConfigError(f"the experiments' sentences are of template versions {', '.join(sorted(versions))}; "
+                          "re-run the older ones with this aptray before merging them into one table")
     targets: dict[tuple[Any, Any], dict[str, Any]] = {}
     for d in docs:
         for t in d["targets"]:
-            targets.setdefault((t["dataset"], t["aspect"]), t)
+            kept = targets.setdefault((t["dataset"], t["aspect"]), {**t, "embedders": dict(t.get("embedders") or {})})
+            for name, record in (t.get("embedders") or {}).items():
+                kept["embedders"].setdefault(name, record)
     summary = [s for d in docs for s in d["summary"]]
     return {"targets": list(targets.values()), "runs": [r for d in docs for r in d["runs"]], "summary": summary,
             "best": best(summary, (*APTRAY_DETECTORS, FUSION)), "configs": [d.get("config") for d in docs],
