@@ -50,7 +50,7 @@ SUFFIXES = (".log", ".txt", ".log.gz", ".txt.gz", ".audit", ".1", ".2", ".3", ".
 _NS = uuid.UUID("6f1d3c2e-6a55-4f4e-9c0b-2a8f5c3e7d10")
 
 _HEADER = re.compile(  # an empty record may end at its ")" (EOE as some writers give it)
-    r"^(?:node=(?P<node>\S+) )?type=(?P<type>\S+) msg=audit\((?P<ts>\d+(?:\.\d+)?):(?P<serial>\d+)\)(?::\s?|\s*$)"
+    r"^(?:node=(?P<node>\S+) )?type=(?P<type>\S+) msg=audit\((?P<ts>\d+(?:\.\d+)?):(?P<serial>\d+)\)(?::\s?|\s+|\s*$)"
 )
 #: The start of a header, for a line cut before its header ends.
 _HEADER_START = re.compile(r"^(?:node=\S+ )?type=[A-Z][A-Z0-9_]*(?:\[\d+\])?")

@@ -14,7 +14,8 @@ from aptray.config import IngestConfig
 from aptray.io.auditd import decode_sockaddr, decode_value, little_endian, parse_fields, syscall_name, truncation
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "auditd"
-HEADER = re.compile(r"^(?:node=(\S+) )?type=(\S+) msg=audit\((\d+(?:\.\d+)?):(\d+)\)(?::|\s*$)")
+# a header ends in ":" or, as older writers give DAEMON_CONFIG, in a space
+HEADER = re.compile(r"^(?:node=(\S+) )?type=(\S+) msg=audit\((\d+(?:\.\d+)?):(\d+)\)(?::|\s+|\s*$)")
 DETAIL = {"EXECVE", "PATH", "CWD", "SOCKADDR", "PROCTITLE", "FD_PAIR", "MMAP", "BPRM_FCAPS", "OBJ_PID", "IPC",
           "SOCKETCALL", "MQ_OPEN", "MQ_SENDRECV", "NETFILTER_PKT"}
 
@@ -175,6 +176,11 @@ RECORDS_AND_SENTENCES = [
          'exe="/usr/bin/id" key=(null)',
          'type=PATH msg=audit(1615114235.000:73): item=0 name="/usr/bin/id" inode=3 nametype=NORMAL'],
         "Process <pid> (/usr/bin/id), child of process <pid>, as user 0, executed /usr/bin/id."),
+    (  # older auditd writes DAEMON_CONFIG with no ":" after its header (go-libaudit's rhel7 sample); it was
+        # quarantined as "not an audit record"
+        ["type=DAEMON_CONFIG msg=audit(1490239800.477:34) config changed, auid=0 pid=1512 "
+         "subj=system_u:system_r:unconfined_service_t:s0 res=success"],
+        "Process <pid>, logged in as user 0, called daemon_config."),
 ]
 
 
