@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
         epochs: Annotated[int, typer.Option(help="Training epochs.")] = 15,
         config: Annotated[str | None, typer.Option(help="YAML config.")] = None,
     ) -> None:
-        """The same as ``aptray run`` with the demo's defaults (synthetic input, 15 epochs, out/demo)."""
+        """The same as "aptray run" with the demo's defaults (synthetic input, 15 epochs, out/demo)."""
         from aptray.commands.common import emit, setup
         from aptray.commands.summary import run_lines
         from aptray.pipeline import run_pipeline

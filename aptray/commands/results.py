@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
                                                         "file (README.md).")] = None,
     ) -> None:
         """Print the results table (aptray chosen on validation, best on test, baselines, published anchors) as
-        markdown on stderr (stdout keeps its JSON line, which also holds the table); with ``--readme``, write it
+        markdown on stderr (stdout keeps its JSON line, which also holds the table); with --readme, write it
         into that file. Only benign-split results make the table: a run of the unsupervised protocol alone is
         refused rather than written as an empty table."""
         import json

@@ -218,7 +218,7 @@ def register(app: typer.Typer) -> None:
         model: ModelOption = None,
         config: Annotated[str | None, typer.Option(help="YAML config (its serve section).")] = None,
     ) -> None:
-        """Write a Ray Serve config (``serve deploy`` / RayService serveConfigV2) for the detector."""
+        """Write a Ray Serve config ("serve deploy" / RayService serveConfigV2) for the detector."""
         import yaml
 
         from aptray.commands.common import emit, setup

@@ -41,6 +41,7 @@ def test_every_option_is_whole_at_80_columns(path: str, capsys: pytest.CaptureFi
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     text = _help(path, capsys, monkeypatch)
     assert "…" not in text
+    assert "``" not in text, f"reST markup shown as is in `{path} --help`:\n{text}"
     options = text.partition("\nOptions:")[2]
     assert "list[" not in options, f"a Python type as an option's value in `{path} --help` (give it a metavar):\n{text}"
     for param in _commands()[path].params:
