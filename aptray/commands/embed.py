@@ -57,7 +57,7 @@ def register(app: typer.Typer) -> None:
         config: Annotated[str | None, typer.Option(help="YAML config.")] = None,
     ) -> None:
         """Rewrite one model's cache shards as a few large ones, one row per sentence (no embed job reading);
-        its whole and its aspect-by-aspect vectors (``embed.compose``) each in their own folder."""
+        its whole and its aspect-by-aspect vectors (embed.compose) each in their own folder."""
         from aptray.commands.common import emit, setup
         from aptray.embed.cache import EmbeddingCache
         from aptray.embed.registry import resolve
