@@ -65,6 +65,8 @@ for _command in (run, templatize, embed, train, score, experiment, results, serv
 USER_ERROR = 2
 #: Exit code of a command stopped by any other error (a bug, a lost cluster).
 FAILED = 1
+#: Exit code of a command stopped by Ctrl-C or SIGTERM (128 + SIGINT, as a shell reports it).
+INTERRUPTED = 130
 
 
 def main() -> None:
@@ -77,7 +79,7 @@ def main() -> None:
         code = app(standalone_mode=False)
     except typer.Abort:
         sys.stderr.write("aptray: interrupted\n")
-        raise SystemExit(130) from None
+        raise SystemExit(INTERRUPTED) from None
     except typer.TyperException as exc:  # a wrong option value, a missing argument, an unknown command
         message = str(exc.format_message() if hasattr(exc, "format_message") else exc).replace("Value error, ", "")
         ctx = getattr(exc, "ctx", None)
@@ -102,4 +104,6 @@ def main() -> None:
         sys.stderr.write(f"aptray: error: {first_line(err, 600)}\n")
         emit({"error": first_line(err, 4000), "kind": type(err).__name__})  # not Ray's retry advice after it
         raise SystemExit(USER_ERROR) from None
+    if code == INTERRUPTED:  # typer turns Ctrl-C (and SIGTERM, runtime.stop_on_sigterm) into this exit code
+        sys.stderr.write("aptray: interrupted\n")
     raise SystemExit(code if isinstance(code, int) else 0)  # as a console script ends (typer's own way)

@@ -87,8 +87,27 @@ def init_ray(cfg: RayConfig | None = None) -> None:
     ray.data.DataContext.get_current().enable_progress_bars = _progress_bars()
     quiet_ray_console()
     keep_errors_off_stdout()
+    stop_on_sigterm()
     if not loud:
         log.info("Ray's own logs: %s (aptray -v or APTRAY_VERBOSE=1 prints them)", ray_logs_dir())
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    import signal
+
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (``ray job stop``, ``docker stop``, systemd, ``kill``) stops the command as Ctrl-C does: its own
+    clean-up runs and the console script ends with ``aptray: interrupted``. Ray's driver installs a handler that
+    dumps a native stack trace (``logging.cc ... SIGTERM received``) and exits 15; this one replaces it. Only in
+    the main thread, where Python allows a handler."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
 
 
 def keep_errors_off_stdout() -> None:

@@ -179,18 +179,11 @@ def register(app: typer.Typer) -> None:
             log.warning("direct ingress on a running cluster needs %s in its nodes' environment",
                         ", ".join(f"{k}={v}" for k, v in env.items()))
         os.environ.update(env)  # read by the local cluster's processes when they start
-        import signal
         import time
 
         from ray import serve as ray_serve
 
-        def _stop(signum: int, _frame: object) -> None:
-            raise KeyboardInterrupt(signal.Signals(signum).name)
-
-        init_ray(cfg.ray)
-        # SIGTERM (docker stop, systemd, kill) stops it as Ctrl-C does, from here on (Ray's own handler, set by
-        # init_ray, dumped a stack trace instead): while the app deploys too, not only once it is ready
-        signal.signal(signal.SIGTERM, _stop)
+        init_ray(cfg.ray)  # from here on SIGTERM stops it as Ctrl-C does (runtime.stop_on_sigterm), deploying too
         try:
             run(sc)
             info, keys_from = serve_urls(sc), key_source(sc)

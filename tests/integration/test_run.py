@@ -118,6 +118,33 @@ def test_a_wrong_source_is_one_line_not_rays_tracebacks(fresh_run: FreshRun, tmp
     assert len(err) <= 8 and not [ln for ln in err if any(s in ln for s in (*RAY_INTERNALS, "ERROR"))], proc.stderr
 
 
+def test_sigterm_stops_a_command_as_ctrl_c_does(fresh_run: FreshRun, tmp_path: Path) -> None:
+    """``ray job stop``, ``docker stop`` and ``kill`` send SIGTERM: a command on Ray stops with aptray's one line,
+    not Ray's native stack trace (``logging.cc ... *** SIGTERM received``, exit 15, as ``aptray experiment`` did)."""
+    import signal
+    import time
+
+    out, env, _ = fresh_run
+    proc = subprocess.Popen([sys.executable, "-m", "aptray", "run", str(out / "data" / "synthetic_test.csv"),
+                             "--out", str(tmp_path / "stopped")], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    seen = []
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:  # its cluster is up once it says where Ray's logs are
+        line = proc.stderr.readline()
+        seen.append(line)
+        if not line or "Ray's own logs: " in line:
+            break
+    assert any("Ray's own logs: " in ln for ln in seen), "".join(seen)
+    proc.send_signal(signal.SIGTERM)
+    _, rest = proc.communicate(timeout=120)
+    err = "".join(seen) + rest
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "aptray: interrupted", err
+    assert "SIGTERM received" not in err and "logging.cc" not in err, err
+
+
 @pytest.mark.slow
 def test_serve_the_run(fresh_run: FreshRun) -> None:
     """``aptray serve`` on the run's model, as a user starts it: its default URL answers straight from the replica
