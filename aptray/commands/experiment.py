@@ -38,10 +38,14 @@ def register(app: typer.Typer) -> None:
             help="Process sentences as prose (default) or terse (the APT-LLM papers' 'Process has event X and "
                  "exec Y'), reported as <embedder>/terse.")] = None,
         cache: Annotated[str | None, typer.Option(help="Embedding cache folder (default OUT/cache).")] = None,
+        fresh: Annotated[bool, typer.Option("--fresh", help="Run every folder again, even those an interrupted or "
+                                                             "finished run of the same settings in OUT completed.")
+                         ] = False,
         config: Annotated[str | None, typer.Option(help="YAML config.")] = None,
     ) -> None:
         """Compare embedders, detectors and provenance contexts on labelled traces (benign-only training, and
-        optionally the unsupervised protocol); each seed also gets the rank fusion of its best detectors."""
+        optionally the unsupervised protocol); each seed also gets the rank fusion of its best detectors. A rerun
+        of the same settings into the same OUT resumes: the folders it finished are kept."""
         from aptray.commands.common import emit, setup
         from aptray.evaluate import run_experiment
 
@@ -54,5 +58,5 @@ def register(app: typer.Typer) -> None:
         cfg = setup(config, overrides)
         from aptray.commands.summary import experiment_lines
 
-        result = run_experiment(input, out, cfg)
+        result = run_experiment(input, out, cfg, fresh=fresh)
         emit(result, experiment_lines(result, out))

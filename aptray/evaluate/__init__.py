@@ -19,8 +19,9 @@ if TYPE_CHECKING:
 __all__ = ["run_experiment"]
 
 
-def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]:
-    """Run every dataset x aspect x embedder x detector x seed (:func:`aptray.evaluate.experiment.run_experiment`)."""
+def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig, fresh: bool = False) -> dict[str, Any]:
+    """Run every dataset x aspect x embedder x detector x seed, resuming an interrupted run of the same settings
+    unless ``fresh`` (:func:`aptray.evaluate.experiment.run_experiment`)."""
     from aptray.evaluate.experiment import run_experiment as _run
 
-    return _run(input_uri, out_uri, cfg)
+    return _run(input_uri, out_uri, cfg, fresh=fresh)

@@ -60,6 +60,7 @@ import pyarrow as pa
 
 from aptray.config import AptrayConfig, Aspect, Compose, ProcessStyle, Protocol, Source
 from aptray.detectors.registry import BASELINE_DETECTORS
+from aptray.evaluate.deploy import CHOSEN
 from aptray.evaluate.fusion import Candidates
 from aptray.evaluate.metrics import aggregate, finite_or_none
 from aptray.evaluate.per_aspect import PER_ASPECT, Member, Universe, aligned_splits, per_aspect_runs
@@ -566,7 +567,34 @@ def _per_aspect(doc: dict[str, Any], out_uri: str, dataset: str, universe: Unive
 
 
 #: What an experiment writes in its output folder; a folder holding anything else is another command's.
-OWN_ENTRIES = frozenset({"metrics.json", "report.html", "report.md", "plots", "scores", "work", "cache"})
+OWN_ENTRIES = frozenset({"metrics.json", "report.html", "report.md", "plots", "scores", "work", "cache", CHOSEN})
+
+
+def _settings(input_uri: str, source: Source, cfg: AptrayConfig) -> str:
+    """What decides an experiment's figures, as one digest: the input, the source and every config section but
+    where Ray runs and where the embedding cache lies. An earlier run of the same digest in the output folder is
+    resumed; of another, replaced."""
+    import hashlib
+
+    dump = cfg.model_dump(mode="json", exclude={"ray": True, "embed": {"cache"}})
+    text = json.dumps({"input": input_uri, "source": source.value, "config": dump}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _earlier(fs: Any, metrics_path: str, settings: str) -> dict[str, Any] | None:
+    """The checkpoint of an earlier run of the same settings in the output folder (resumable), or None."""
+    import pyarrow.fs as pafs
+
+    if fs.get_file_info(metrics_path).type != pafs.FileType.File:
+        return None
+    try:
+        with fs.open_input_stream(metrics_path) as fh:
+            doc = json.loads(fh.read())
+    except (OSError, ValueError):
+        return None
+    if doc.get("schema_version") != SCHEMA_VERSION or doc.get("settings") != settings:
+        return None
+    return doc if isinstance(doc.get("folders_done"), list) else None
 
 
 def _check_own_folder(fs: Any, root: str, out_uri: str) -> None:
@@ -589,8 +617,13 @@ def _check_own_folder(fs: Any, root: str, out_uri: str) -> None:
                           "experiment replaces its scores/; pass an empty folder or an earlier experiment's as --out")
 
 
-def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str, Any]:
+def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig, fresh: bool = False) -> dict[str, Any]:
     """Run the whole experiment on ``input_uri`` and write ``out_uri``/metrics.json, report.html and report.md.
+
+    Resumable: ``metrics.json`` is written after every target and records each folder (an ADAPT system's targets,
+    which share one split and the per-aspect fusion) once all of it is done. A rerun with the same settings
+    (:func:`_settings`) into the same folder keeps those folders' results and runs the rest; other settings, or
+    ``fresh``, start over.
 
     Args:
         input_uri: an ADAPT system folder or a root holding several (or another source's input).
@@ -598,9 +631,11 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
             embedding cache unless ``cfg.embed.cache`` names one.
         cfg: the config; ``cfg.experiment`` picks embedders, detectors, aspects, seeds and fractions,
             ``cfg.ingest.source`` the trace format.
+        fresh: run every folder again, even those an earlier run of the same settings finished.
 
     Returns:
-        A summary: targets run and skipped, runs, errors, seconds, and the output paths.
+        A summary: targets run and skipped, runs, errors, seconds (of every run that built the results, resumed
+        ones included), folders resumed, and the output paths.
     """
     from aptray.detectors.registry import APTRAY_DETECTORS
     from aptray.embed.registry import resolve as resolve_model
@@ -628,10 +663,19 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
 
     fs, metrics_path = resolve(join(out_uri, "metrics.json"))
     _check_own_folder(fs, metrics_path.rsplit("/", 1)[0], out_uri)
-    if fs.get_file_info(metrics_path).type == pafs.FileType.File:  # a rerun into the same folder
-        log.info("%s holds an earlier experiment: its metrics, report, plots and scores are replaced", out_uri)
-    for stale in ("plots", "scores"):  # an earlier run's targets would stay beside this run's (and in its report)
-        _remove(join(out_uri, stale))
+    settings = _settings(input_uri, source, cfg)
+    earlier = None if fresh else _earlier(fs, metrics_path, settings)
+    done = set(earlier["folders_done"]) if earlier else set()
+    if done:
+        left = sum(group[0].name not in done for group in _folders(targets, source))
+        log.info("resuming %s: %d folder(s) done earlier are kept, %d to run (--fresh runs every one again)",
+                 out_uri, len(done), left)
+    else:
+        if fs.get_file_info(metrics_path).type == pafs.FileType.File:  # a rerun into the same folder
+            log.info("%s holds an earlier experiment (%s): its metrics, report, plots, scores and chosen configs "
+                     "are replaced", out_uri, "--fresh" if fresh else "other settings, or not resumable")
+        for stale in ("plots", "scores", CHOSEN):  # an earlier run's targets would stay beside this run's
+            _remove(join(out_uri, stale))
     log.info("experiment: %d dataset x context target(s) found, embedders %s, detectors %s, %d seed(s)", len(targets),
              ", ".join(exp.embedders), ", ".join(str(d) for d in exp.detectors), exp.seeds)
     init_ray(cfg.ray)
@@ -640,14 +684,25 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "config": exp.model_dump(mode="json"), "versions": _versions(),
         "template": {"version": TEMPLATE_VERSION, **cfg.template.model_dump(mode="json")},
-        "targets": [], "runs": [], "summary": [], "best": [],
+        "settings": settings, "targets": [], "runs": [], "summary": [], "best": [], "folders_done": [],
     }
+    before = 0.0
+    if earlier and done:
+        doc["created"] = earlier.get("created", doc["created"])
+        doc["targets"] = [t for t in earlier.get("targets", []) if t.get("dataset") in done]
+        doc["runs"] = [r for r in earlier.get("runs", []) if r.get("dataset") in done]
+        doc["folders_done"] = [name for name in earlier["folders_done"] if name in done]
+        before = float(earlier.get("seconds") or 0.0)
+
     def checkpoint() -> None:
         doc["summary"] = summarize(doc["runs"])
         doc["best"] = best(doc["summary"], (*APTRAY_DETECTORS, FUSION))
+        doc["seconds"] = round(before + time.perf_counter() - start, 2)
         write_json(join(out_uri, "metrics.json"), doc)  # after every target: a long run shows progress
 
     for group in _folders(targets, source):
+        if group[0].name in done:
+            continue
         prepared: list[tuple[Target, Prepared]] = []
         entries: dict[Target, dict[str, Any]] = {}
         for target in group:
@@ -695,16 +750,17 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig) -> dict[str,
             checkpoint()
         if universe is not None and len(fused) > 1 and exp.fusion_size:
             _per_aspect(doc, out_uri, group[0].name, universe, fused, prepared, cfg)
-            checkpoint()
+        doc["folders_done"].append(group[0].name)
+        checkpoint()
     doc["summary"] = summarize(doc["runs"])
     doc["best"] = best(doc["summary"], (*APTRAY_DETECTORS, FUSION))
-    doc["seconds"] = round(time.perf_counter() - start, 2)
+    doc["seconds"] = round(before + time.perf_counter() - start, 2)
     doc["chosen"] = write_chosen(out_uri, doc)
     write_json(join(out_uri, "metrics.json"), doc)
     report = write_report(out_uri)
     errors = sum(r["status"] != "ok" for r in doc["runs"])
     return {
         "targets": len(doc["targets"]), "skipped": sum(t["skipped"] is not None for t in doc["targets"]),
-        "runs": len(doc["runs"]), "errors": errors, "seconds": doc["seconds"],
+        "runs": len(doc["runs"]), "errors": errors, "seconds": doc["seconds"], "folders_resumed": len(done),
         "metrics": join(out_uri, "metrics.json"), "chosen": doc["chosen"], **report,
     }

@@ -253,3 +253,50 @@ def test_unsupervised_protocol_alone_fits_every_row(ray_cluster: None, shared_da
     assert result["skipped"] == 0 and result["errors"] == 0 and result["runs"] == 1, result
     cfg.experiment.protocols = [Protocol.BENIGN_SPLIT]
     assert run_experiment(str(folder), str(tmp_path / "b"), cfg)["skipped"] == 1  # too few to split
+
+
+def test_a_rerun_resumes_the_folders_an_interrupted_run_finished(ray_cluster: None, shared_data: Path,
+                                                                 tmp_path: Path) -> None:
+    """An experiment stopped part way (the README table's run takes an hour) keeps the folders it finished: a rerun
+    of the same settings runs only the rest, and its metrics equal an uninterrupted run's; other settings, or
+    --fresh, start over. The folder's chosen/ (written by a finished run) is the experiment's own."""
+    import shutil
+
+    from aptray.evaluate import run_experiment
+
+    root = tmp_path / "adapt"
+    for system in ("bovia", "pandex"):
+        shutil.copytree(shared_data / "darpa_tc_adapt" / system / "clearscope", root / system / "clearscope")
+    cfg = AptrayConfig()
+    cfg.ingest.source = Source.ADAPT
+    cfg.experiment.embedders = []  # AVF on the raw 0/1 attributes: no embedding, a short test
+    cfg.experiment.detectors = ["avf"]
+    cfg.experiment.aspects = [Aspect.EVENT]
+    cfg.experiment.seeds = 2
+    out = tmp_path / "exp"
+    whole = run_experiment(str(root), str(out), cfg)
+    assert whole["folders_resumed"] == 0 and whole["runs"] == 4, whole
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["folders_done"] == ["bovia/clearscope", "pandex/clearscope"]
+
+    # as a run stopped inside its second folder leaves the checkpoint: that folder's targets, not marked done
+    doc["folders_done"] = ["bovia/clearscope"]
+    doc["runs"] = [{**r, "test": {"auc_roc": -1.0}} if r["dataset"] == "pandex/clearscope" else r
+                   for r in doc["runs"]]
+    (out / "metrics.json").write_text(json.dumps(doc))
+    (out / "chosen").mkdir(exist_ok=True)
+    resumed = run_experiment(str(root), str(out), cfg)
+    assert resumed["folders_resumed"] == 1 and resumed["runs"] == 4, resumed
+    again = json.loads((out / "metrics.json").read_text())
+    assert again["folders_done"] == ["bovia/clearscope", "pandex/clearscope"]
+    key = ("dataset", "seed")
+    first = {tuple(r[k] for k in key): r["test"] for r in doc["runs"] if r["dataset"] == "bovia/clearscope"}
+    for r in again["runs"]:  # the kept folder as it was, the rerun one computed again (not the planted -1)
+        assert r["test"]["auc_roc"] >= 0.0, r
+        if r["dataset"] == "bovia/clearscope":
+            assert r["test"] == first[tuple(r[k] for k in key)]
+    assert again["seconds"] >= doc["seconds"]  # the interrupted run's time counts too
+
+    cfg.experiment.seeds = 1  # other settings: replaced, not resumed
+    assert run_experiment(str(root), str(out), cfg)["folders_resumed"] == 0
+    assert run_experiment(str(root), str(out), cfg, fresh=True)["folders_resumed"] == 0
