@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from aptray.detectors.base import Detector
+from aptray.detectors.base import Detector, unique_rows
 
 _EULER = 0.5772156649015329
 
@@ -302,8 +302,9 @@ class _Neighbours(Baseline):
         self.max_samples = max_samples
 
     def _fit(self, X: np.ndarray) -> None:
-        rows, counts = np.unique(np.asarray(X, dtype=np.float32), axis=0, return_counts=True)
-        self._keep(rows, counts)
+        rows = np.asarray(X, dtype=np.float32)
+        first, counts = unique_rows(rows)
+        self._keep(rows[first], counts)
 
     def _fit_weighted(self, X: np.ndarray, weights: np.ndarray, seed: int) -> None:
         self._keep(np.asarray(X, dtype=np.float32), np.asarray(weights))

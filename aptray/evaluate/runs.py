@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from aptray.config import ThresholdMethod
+from aptray.detectors.base import unique_rows
 from aptray.evaluate.metrics import score_metrics, threshold_metrics
 
 if TYPE_CHECKING:
@@ -52,8 +53,9 @@ def distinct_rows(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     part of the key, so a sentence seen benign and malicious gives one entry of each.
     """
     label = np.nan_to_num(np.asarray(y, dtype=np.float64), nan=-1.0)
-    keys = np.ascontiguousarray(np.column_stack([np.asarray(X, dtype=np.float64), label]))
-    _, first, counts = np.unique(keys, axis=0, return_index=True, return_counts=True)
+    x = np.asarray(X)
+    kind = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)  # labels -1, 0, 1 are exact in float32 too
+    first, counts = unique_rows(np.column_stack([x.astype(kind, copy=False), label.astype(kind)]))
     return X[first], np.asarray(y, dtype=np.float64)[first], counts
 
 
