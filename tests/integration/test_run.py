@@ -126,8 +126,8 @@ def test_sigterm_stops_a_command_as_ctrl_c_does(fresh_run: FreshRun, tmp_path: P
 
     out, env, _ = fresh_run
     proc = subprocess.Popen([sys.executable, "-m", "aptray", "run", str(out / "data" / "synthetic_test.csv"),
-                             "--out", str(tmp_path / "stopped")], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                             "--source", "beth", "--out", str(tmp_path / "stopped")], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     seen = []
     deadline = time.monotonic() + 240
