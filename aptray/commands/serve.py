@@ -67,18 +67,36 @@ def key_source(sc: ServeConfig) -> str:
     return " and ".join(where) if where else "nowhere (keys are not required)"
 
 
-def port_in_use(host: str, port: int) -> bool:
-    """Whether another process listens on ``host:port`` (bound as the servers bind: address reuse on, so a port
-    that only has connections closing is free)."""
+def port_in_use(host: str, port: int) -> str | None:
+    """Why a server cannot bind ``host:port`` (bound as the servers bind: address reuse on), or None when it can.
+
+    A port nothing listens on can still be held for up to a minute by the closed connections of a server that
+    just stopped (TCP TIME_WAIT, where that server did not reuse addresses); that is said as such, not as
+    another process."""
     import socket
 
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
-            return True
-    return False
+            pass
+        else:
+            return None
+    with socket.socket(family) as probe:
+        probe.settimeout(1.0)
+        listening = probe.connect_ex(({"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host), port)) == 0
+    return IN_USE if listening else CLOSING
+
+
+#: Why a port cannot be bound (:func:`port_in_use`): a process listens there.
+IN_USE = "is in use by another process (another aptray serve?); stop it or pick another --port"
+#: ... or only the closed connections of a server that just stopped hold it (Ray's replica then binds the next port).
+CLOSING = ("is still held by the closed connections of a server that stopped moments ago (TCP TIME_WAIT) after a "
+           "minute's wait; pick another --port")
+#: Longest wait for a just-stopped server's connections to clear (Linux keeps TIME_WAIT 60 s).
+CLOSING_WAIT_S = 65.0
 
 
 def check_ports(sc: ServeConfig) -> None:
@@ -92,10 +110,21 @@ def check_ports(sc: ServeConfig) -> None:
     ports = {"--port": sc.direct_ingress_port or sc.port}
     if sc.proxy_port and sc.proxy_port != ports["--port"]:
         ports["Serve's proxy (--port + 1000)"] = sc.proxy_port
+    import time
+
     for what, port in ports.items():
-        if port_in_use(sc.host, port):
-            raise typer.BadParameter(f"{sc.host}:{port} is in use by another process (another aptray serve?); "
-                                     "stop it or pick another --port", param_hint=what)
+        why, waited = port_in_use(sc.host, port), 0.0
+        if why == CLOSING:  # a restart right after a stop: wait it out rather than refuse (systemd, a user's retry)
+            log.info("waiting for %s:%d: the connections of the server that stopped there are still closing "
+                     "(TCP TIME_WAIT, up to a minute)", sc.host, port)
+            while why == CLOSING and waited < CLOSING_WAIT_S:
+                time.sleep(0.5)
+                waited += 0.5
+                why = port_in_use(sc.host, port)
+        if why is not None:
+            raise typer.BadParameter(f"{sc.host}:{port} {why}", param_hint=what)
+        if waited:
+            log.info("%s:%d is free after %.0f s", sc.host, port, waited)
 
 
 def _named(pairs: list[str] | None) -> dict[str, str] | None:

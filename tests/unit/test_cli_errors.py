@@ -217,3 +217,28 @@ def test_a_second_model_named_default_or_a_name_given_twice_is_refused(
     code, err, _ = _aptray([*cmd, "--model", "a b=/x"], capsys, monkeypatch)
     assert code == 2 and "model names are 1-64 letters" in _one_error(err)
     assert not out.exists()
+
+
+def test_serve_waits_out_a_just_stopped_servers_closing_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Restarted right after a stop, ``aptray serve`` found its port held for up to a minute by the old replica's
+    closed connections (TCP TIME_WAIT: Ray's replica then binds the next port) and refused it as "in use by another
+    process (another aptray serve?)". It now waits while only closing connections hold the port, and says so;
+    a port still held after the wait, or one a process listens on, is refused with what holds it."""
+    import aptray.commands.serve as serve_cmd
+    from aptray.config import ServeConfig
+
+    sc = ServeConfig(port=8000, direct_ingress_port=8000, proxy_port=None)
+    states = iter([serve_cmd.CLOSING, serve_cmd.CLOSING, None])
+    monkeypatch.setattr(serve_cmd, "port_in_use", lambda host, port: next(states))
+    monkeypatch.setattr("time.sleep", lambda s: None)
+    serve_cmd.check_ports(sc)  # freed on the third look: no error
+    assert next(states, "drained") == "drained"
+
+    import typer
+
+    monkeypatch.setattr(serve_cmd, "port_in_use", lambda host, port: serve_cmd.CLOSING)
+    with pytest.raises(typer.BadParameter, match="TIME_WAIT"):  # never freed: refused once the wait is over
+        serve_cmd.check_ports(sc)
+    monkeypatch.setattr(serve_cmd, "port_in_use", lambda host, port: serve_cmd.IN_USE)
+    with pytest.raises(typer.BadParameter, match="in use by another process"):
+        serve_cmd.check_ports(sc)
