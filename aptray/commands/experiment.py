@@ -23,7 +23,10 @@ def register(app: typer.Typer) -> None:
                                               "chosen/ (each choice on validation as a config).")],
         source: Annotated[Source, typer.Option(help="Trace format.")] = Source.ADAPT,
         aspects: Annotated[str | None, typer.Option(help="Comma-separated aspects (default: all present).")] = None,
-        embedders: Annotated[str | None, typer.Option(help="Comma-separated embedders, e.g. minilm,mpnet.")] = None,
+        embedders: Annotated[str | None, typer.Option(
+            help="Comma-separated embedders (default minilm,mpnet where mpnet is installed). On 2 CPU cores mpnet "
+                 "is the slow one: its torch autoencoders took 26 min on bovia/5dir's ProcessAll alone, where MiniLM "
+                 "ran the whole folder in 5.")] = None,
         detectors: Annotated[str | None, typer.Option(help="Comma-separated detectors, e.g. ae,vae,iforest.")] = None,
         seeds: Annotated[int | None, typer.Option(help="Number of seeds (splits and initialisations).")] = None,
         protocols: Annotated[str | None, typer.Option(
