@@ -81,12 +81,12 @@ def held_out(y: np.ndarray, seeds: dict[int, tuple[np.ndarray, dict[tuple[str, s
     for seed, (val_rows, vectors) in seeds.items():
         yv, a = y[val_rows], first[seed]
         b = ~a
+        on_a = {model: _both(yv[a], s[a]) for model, s in vectors.items()}
         for model, s in vectors.items():
-            per_model.setdefault(model, []).append((*_both(yv[a], s[a]), *_both(yv[b], s[b])))
+            per_model.setdefault(model, []).append((*on_a[model], *_both(yv[b], s[b])))
         for emb in sorted({e for e, _ in vectors}):
             ranked = []
-            for (e, det), s in vectors.items():
-                auc, pr = _both(yv[a], s[a])
+            for (e, det), (auc, pr) in on_a.items():
                 if e == emb and np.isfinite(auc) and auc > CHANCE:
                     ranked.append((member_key(auc, pr), det))
             members = [det for _, det in sorted(ranked, key=lambda t: (-t[0], t[1]))[:size]]

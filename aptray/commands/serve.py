@@ -107,11 +107,11 @@ def check_ports(sc: ServeConfig) -> None:
     Raises:
         typer.BadParameter: naming the port and the fix.
     """
+    import time
+
     ports = {"--port": sc.direct_ingress_port or sc.port}
     if sc.proxy_port and sc.proxy_port != ports["--port"]:
         ports["Serve's proxy (--port + 1000)"] = sc.proxy_port
-    import time
-
     for what, port in ports.items():
         why, waited = port_in_use(sc.host, port), 0.0
         if why == CLOSING:  # a restart right after a stop: wait it out rather than refuse (systemd, a user's retry)

@@ -48,10 +48,10 @@ def unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     and only the distinct rows are then put in value order. ``-0.0`` counts as ``0.0``, as in a float compare.
     """
     arr = np.ascontiguousarray(a)
-    if arr.dtype.kind == "f" and (negative_zero := (arr == 0) & np.signbit(arr)).any():
-        arr = np.where(negative_zero, 0, arr).astype(arr.dtype)  # -0.0 and 0.0: bytes differ, values do not
     if arr.ndim != 2:
         raise ValueError(f"unique_rows needs a 2-d array, got {arr.ndim}-d")
+    if arr.dtype.kind == "f" and (negative_zero := (arr == 0) & np.signbit(arr)).any():
+        arr = np.where(negative_zero, 0, arr).astype(arr.dtype)  # -0.0 and 0.0: bytes differ, values do not
     if len(arr) == 0:
         return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
     rows = arr.view(np.dtype((np.void, arr.dtype.itemsize * arr.shape[1]))).ravel()

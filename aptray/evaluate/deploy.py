@@ -94,6 +94,12 @@ def chosen_models(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def describe(choice: dict[str, Any]) -> str:
+    """``minilm+aspects ensemble (dae, knn-wide, cae)``: a choice's representation, detector and fusion members."""
+    members = choice.get("members")
+    return f"{choice['embedder']} {choice['detector']}" + (f" ({', '.join(members)})" if members else "")
+
+
 def _name(choice: dict[str, Any]) -> str:
     """``<dataset>-<aspect>`` as a file or folder name; the dataset alone for single events (no aspect)."""
     return _slug(choice["dataset"] + (f"-{choice['aspect']}" if choice.get("aspect") else ""))
@@ -120,9 +126,8 @@ def write_chosen(out_uri: str, doc: dict[str, Any]) -> list[dict[str, Any]]:
         path = join(out_uri, CHOSEN, _name(choice) + ".yaml")
         fs, p = resolve(path)
         fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
-        what = choice["detector"] + (f" ({', '.join(choice['members'])})" if choice["members"] else "")
         head = (f"# aptray experiment's choice on validation for {choice['dataset']} "
-                f"{choice['aspect'] or 'events'}: {choice['embedder']} {what}\n")
+                f"{choice['aspect'] or 'events'}: {describe(choice)}\n")
         with fs.open_output_stream(p) as fh:
             fh.write((head + yaml.safe_dump(choice["config"], sort_keys=False)).encode())
         brief = {k: v for k, v in choice.items() if k != "config"}

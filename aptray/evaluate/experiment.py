@@ -582,11 +582,7 @@ def _settings(input_uri: str, source: Source, cfg: AptrayConfig) -> str:
 
 
 def _earlier(fs: Any, metrics_path: str, settings: str) -> dict[str, Any] | None:
-    """The checkpoint of an earlier run of the same settings in the output folder (resumable), or None."""
-    import pyarrow.fs as pafs
-
-    if fs.get_file_info(metrics_path).type != pafs.FileType.File:
-        return None
+    """The checkpoint an earlier run of the same settings left at ``metrics_path`` (resumable), or None."""
     try:
         with fs.open_input_stream(metrics_path) as fh:
             doc = json.loads(fh.read())
@@ -664,14 +660,15 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig, fresh: bool 
     fs, metrics_path = resolve(join(out_uri, "metrics.json"))
     _check_own_folder(fs, metrics_path.rsplit("/", 1)[0], out_uri)
     settings = _settings(input_uri, source, cfg)
-    earlier = None if fresh else _earlier(fs, metrics_path, settings)
+    rerun = fs.get_file_info(metrics_path).type == pafs.FileType.File  # a run into the same folder before
+    earlier = _earlier(fs, metrics_path, settings) if rerun and not fresh else None
     done = set(earlier["folders_done"]) if earlier else set()
+    groups = _folders(targets, source)
     if done:
-        left = sum(group[0].name not in done for group in _folders(targets, source))
         log.info("resuming %s: %d folder(s) done earlier are kept, %d to run (--fresh runs every one again)",
-                 out_uri, len(done), left)
+                 out_uri, len(done), sum(group[0].name not in done for group in groups))
     else:
-        if fs.get_file_info(metrics_path).type == pafs.FileType.File:  # a rerun into the same folder
+        if rerun:
             log.info("%s holds an earlier experiment (%s): its metrics, report, plots, scores and chosen configs "
                      "are replaced", out_uri, "--fresh" if fresh else "other settings, or not resumable")
         for stale in ("plots", "scores", CHOSEN):  # an earlier run's targets would stay beside this run's
@@ -687,20 +684,23 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig, fresh: bool 
         "settings": settings, "targets": [], "runs": [], "summary": [], "best": [], "folders_done": [],
     }
     before = 0.0
-    if earlier and done:
+    if earlier and done:  # the finished folders' targets and runs; an unfinished one's run again
         doc["created"] = earlier.get("created", doc["created"])
         doc["targets"] = [t for t in earlier.get("targets", []) if t.get("dataset") in done]
         doc["runs"] = [r for r in earlier.get("runs", []) if r.get("dataset") in done]
-        doc["folders_done"] = [name for name in earlier["folders_done"] if name in done]
+        doc["folders_done"] = list(earlier["folders_done"])
         before = float(earlier.get("seconds") or 0.0)
 
-    def checkpoint() -> None:
+    def refresh() -> None:
         doc["summary"] = summarize(doc["runs"])
         doc["best"] = best(doc["summary"], (*APTRAY_DETECTORS, FUSION))
         doc["seconds"] = round(before + time.perf_counter() - start, 2)
+
+    def checkpoint() -> None:
+        refresh()
         write_json(join(out_uri, "metrics.json"), doc)  # after every target: a long run shows progress
 
-    for group in _folders(targets, source):
+    for group in groups:
         if group[0].name in done:
             continue
         prepared: list[tuple[Target, Prepared]] = []
@@ -752,9 +752,7 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig, fresh: bool 
             _per_aspect(doc, out_uri, group[0].name, universe, fused, prepared, cfg)
         doc["folders_done"].append(group[0].name)
         checkpoint()
-    doc["summary"] = summarize(doc["runs"])
-    doc["best"] = best(doc["summary"], (*APTRAY_DETECTORS, FUSION))
-    doc["seconds"] = round(before + time.perf_counter() - start, 2)
+    refresh()
     doc["chosen"] = write_chosen(out_uri, doc)
     write_json(join(out_uri, "metrics.json"), doc)
     report = write_report(out_uri)

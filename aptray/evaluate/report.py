@@ -374,11 +374,12 @@ def write_report(out_uri: str) -> dict[str, str]:
     w.add("table", header, rows)
     chosen = doc.get("chosen") or []
     if chosen:  # what deploys each choice (aptray.evaluate.deploy)
+        from aptray.evaluate.deploy import describe
+
         w.add("p", "Each choice on validation as a config in chosen/ (a fusion as the ensemble of the members its "
                    "seeds used most); the command trains it on the dataset and scores it:")
         w.add("table", ["dataset", "aspect", "chosen", "validation AUC-ROC", "command"],
-              [[c["dataset"], c["aspect"] or "events",
-                f"{c['embedder']} {c['detector']}" + (f" ({', '.join(c['members'])})" if c.get("members") else ""),
+              [[c["dataset"], c["aspect"] or "events", describe(c),
                 f"{c['val_auc_roc']:.3f}" if c.get("val_auc_roc") is not None else "n/a", c["command"]]
                for c in chosen])
     errors = [r for r in doc["runs"] if r["status"] != "ok"]
