@@ -675,7 +675,8 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig, fresh: bool 
             _remove(join(out_uri, stale))
     log.info("experiment: %d dataset x context target(s) found, embedders %s, detectors %s, %d seed(s)", len(targets),
              ", ".join(exp.embedders), ", ".join(str(d) for d in exp.detectors), exp.seeds)
-    init_ray(cfg.ray)
+    if any(group[0].name not in done for group in groups):  # a finished run re-read needs no cluster
+        init_ray(cfg.ray)
     doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION, "input": input_uri, "source": source.value,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
