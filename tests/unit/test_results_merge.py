@@ -47,3 +47,33 @@ def test_the_first_documents_record_wins_where_both_name_an_embedder() -> None:
 def test_experiments_of_different_template_versions_are_refused() -> None:
     with pytest.raises(ConfigError, match="template versions 1, 2"):
         merge_metrics([_doc("minilm", 0.9, 0.2, version="1"), _doc("mpnet", 0.9, 0.2)])
+
+
+def test_baselines_take_their_representation_by_the_rule_that_chooses_aptrays_model() -> None:
+    # mpnet's PCA is better on validation, MiniLM's on test: the baseline column compares chosen with chosen,
+    # and the optimistic maximum has its own column beside aptray's best on test
+    minilm, mpnet = _doc("minilm", 0.90, 0.20), _doc("mpnet", 0.95, 0.30)
+    for run in minilm["runs"]:
+        if run["detector"] == "pca":
+            run["test"] = {"auc_roc": 0.99, "pr_auc": 0.77}
+    minilm["summary"] = summarize(minilm["runs"])
+    merged = merge_metrics([minilm, mpnet])
+
+    (best,) = merged["best"]
+    assert best["baselines"]["pca"]["embedder"] == "mpnet"
+    assert (best["baseline_best_on_test"]["embedder"], best["baseline_best_on_test"]["detector"]) == ("minilm", "pca")
+    header, (row,) = results_table(merged)
+    cell = dict(zip(header, row, strict=True))
+    assert cell["pca"] == "0.940 / 0.290"
+    assert cell["baseline, best on test (optimistic)"] == "0.990 / 0.770 (minilm pca)"
+
+
+def test_a_baseline_with_no_malicious_validation_row_is_not_chosen() -> None:
+    doc = _doc("minilm", 0.90, 0.20)
+    for run in doc["runs"]:
+        run["val"] = {"auc_roc": None, "pr_auc": None}
+    doc["summary"] = summarize(doc["runs"])
+    header, (row,) = results_table(merge_metrics([doc]))
+    cell = dict(zip(header, row, strict=True))
+    assert cell["pca"] == cell["aptray, chosen on validation"] == "n/a"
+    assert cell["baseline, best on test (optimistic)"] == "0.890 / 0.190 (minilm pca)"
