@@ -46,7 +46,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SOURCE = "auditd"
-SUFFIXES = (".log", ".txt", ".log.gz", ".txt.gz", ".audit", ".1", ".2", ".3", ".4")
+#: File endings, also behind logrotate's number (``audit.log.1``, ``audit.log.12.gz``; :func:`aptray.io.fs.has_suffix`).
+SUFFIXES = (".log", ".txt", ".log.gz", ".txt.gz", ".audit")
 _NS = uuid.UUID("6f1d3c2e-6a55-4f4e-9c0b-2a8f5c3e7d10")
 
 _HEADER = re.compile(  # an empty record may end at its ")" (EOE as some writers give it)

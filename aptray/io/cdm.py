@@ -1,14 +1,18 @@
-"""Reader for DARPA TC CDM records as JSON lines (CDM18 of Engagement 3, CDM20 of Engagement 5).
+"""Reader for DARPA TC CDM records: JSON lines (CDM18 of Engagement 3, CDM20 conversions) and Avro object-container
+files (Engagement 5's release format, ``*.bin``, ``*.bin.N``, ``*.bin.N.gz``).
 
 Both union-key styles are accepted (``{"datum":{"com.bbn.tc.schema.avro.cdm18.Event":...}}`` and the short
 ``{"datum":{"Event":...}}``), Avro-JSON wrappers (``{"long":..}``, ``{"string":..}``, ``{"UUID":..}``) are
-unwrapped, and every UUID is normalised (:func:`aptray.io.labels.normalize_uuid`).
+unwrapped, and every UUID is normalised (:func:`aptray.io.labels.normalize_uuid`). An Avro file is recognised by
+its magic bytes, whatever its name, and decoded with its embedded writer schema (fastavro) into the same shape as a
+JSON line, so one record parser serves both; its records count as its lines.
 
 Events are joined to their subject (process), the subject to its principal and parent, and events to
 their predicate object, by UUID with Ray Data hash-shuffle joins and groupbys: no single-machine dict of
 the trace, and a record may come anywhere in the stream (a subject after its events is still joined).
 Record types that are not understood are counted and logged, never fatal; lines that are not JSON are
-quarantined with their raw text.
+quarantined with their raw text, and an Avro container that cannot be decoded past some block leaves one
+quarantine row that says where and why.
 """
 
 from __future__ import annotations
@@ -41,7 +45,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SOURCE = "cdm"
-SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz", ".cdm")
+#: File endings (also behind a part number: E3's ``x.json.3``, E5's ``x.bin.12.gz``; :func:`aptray.io.fs.has_suffix`).
+SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz", ".cdm", ".bin", ".bin.gz", ".avro", ".avro.gz")
+AVRO_MAGIC = b"Obj\x01"
 
 #: Record types understood (short names); others are counted as unknown.
 KNOWN_TYPES = frozenset({
@@ -90,9 +96,13 @@ def _u(value: Any) -> Any:
     return value
 
 
+#: THEIA's nil UUID is a real key (its swapper/0 subject has it) but, as a second object, means none.
+_NIL_UUID = "00000000-0000-0000-0000-000000000000"
+
+
 def _uuid(value: Any) -> str | None:
     v = _u(value)
-    return normalize_uuid(v) if isinstance(v, str) else None
+    return normalize_uuid(v) if isinstance(v, (str, bytes)) else None
 
 
 _INT64 = 1 << 63
@@ -178,7 +188,7 @@ def parse_record(obj: Any, line_host: str | None) -> tuple[str, dict[str, Any] |
         if path2:
             rest["object2_path"] = path2
         obj2 = _uuid(rec.get("predicateObject2"))
-        if obj2:
+        if obj2 and obj2 != _NIL_UUID:
             rest["object2"] = obj2
         return rtype, {
             "kind": "event", "uuid": uuid, "subject": _uuid(rec.get("subject")),
@@ -214,7 +224,7 @@ def parse_record(obj: Any, line_host: str | None) -> tuple[str, dict[str, Any] |
 
 def parse(stream: BinaryIO, file: InputFile, cfg: IngestConfig, lines: Counter[str] | None = None
           ) -> Iterator[pa.Table]:
-    """Parse one CDM JSON-lines stream into intermediate record tables (:data:`REC_SCHEMA`).
+    """Parse one CDM stream (JSON lines or an Avro container) into intermediate record tables (:data:`REC_SCHEMA`).
 
     No record's content can stop the stream: a line that is not JSON, nests too deeply, holds numbers beyond
     int64 or values of the wrong JSON type becomes a quarantine row with the reason.
@@ -238,30 +248,99 @@ def parse(stream: BinaryIO, file: InputFile, cfg: IngestConfig, lines: Counter[s
 def _bad_record(row: dict[str, Any], reason: str) -> dict[str, Any]:
     raw = row.get("_raw")
     return {"kind": "quarantine", "quarantine_reason": reason, "source_file": row.get("source_file"),
-            "line": row.get("line"), "raw": raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw}
+            "line": row.get("line"), "raw": _raw_text(raw)}
 
 
-def _records(stream: BinaryIO, file: InputFile, cfg: IngestConfig, counts: Counter[str],
-             lines: Counter[str]) -> Iterator[dict[str, Any]]:
+def _raw_text(raw: Any) -> str | None:
+    """A JSON line as text, or an Avro record as JSON (raw bytes as hex)."""
+    if isinstance(raw, bytes):
+        return raw.decode("utf-8", errors="replace")
+    if isinstance(raw, dict):
+        return json.dumps(raw, default=lambda b: b.hex() if isinstance(b, bytes) else str(b))
+    return raw
+
+
+#: One decoded unit of a file: its number, the decoded datum (None when it failed), its raw form, the failure.
+Datum = tuple[int, Any, Any, str | None]
+
+
+def _datums(stream: BinaryIO, cfg: IngestConfig, lines: Counter[str]) -> Iterator[Datum]:
+    """The file's datums, from JSON lines or, when it starts with Avro's magic bytes, from an Avro container."""
+    peek = getattr(stream, "peek", None)
+    if peek is not None and peek(len(AVRO_MAGIC))[: len(AVRO_MAGIC)] == AVRO_MAGIC:
+        yield from _avro_datums(stream)
+        return
     for n, raw in read_lines(stream):
         if not raw.strip():
             lines["blank"] += 1
             continue
-        row: dict[str, Any] | None
         try:
             if len(raw) > cfg.max_field_chars * 4:
                 raise ValueError(f"oversized line ({len(raw)} bytes)")
-            obj = json.loads(raw)
-            rtype, row = parse_record(obj, _uuid(obj.get("hostId")) if isinstance(obj, dict) else None)
-            counts[rtype] += 1
-            if row is None:
-                lines["context"] += 1  # a marker, host or unknown record type: no row (rows are counted per block)
+            yield n, json.loads(raw), raw, None
         except RecursionError:
-            row = _quarantine(raw, "invalid JSON: nested too deeply", cfg, counts)
-        except (ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:
-            # json.JSONDecodeError is a ValueError; the others are a record of the wrong shape
-            reason = f"invalid JSON: {exc}" if isinstance(exc, json.JSONDecodeError) else str(exc)
-            row = _quarantine(raw, reason or type(exc).__name__, cfg, counts)
+            yield n, None, raw, "invalid JSON: nested too deeply"
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            yield n, None, raw, f"invalid JSON: {exc}" if isinstance(exc, json.JSONDecodeError) else str(exc)
+
+
+def _avro_datums(stream: BinaryIO) -> Iterator[Datum]:
+    """An Avro container's records as CDM JSON datums (:func:`avro_as_json`), numbered from 1.
+
+    The records the block headers declare become the stream's line count (:attr:`CountingStream.units`), so a
+    record the decoder skipped would show as unaccounted. A container that fails to decode (a corrupt or cut
+    block) gives one quarantine unit naming the block, the records read and the error; what follows it is not
+    read (Avro can resume only at a sync marker, which fastavro does not seek).
+    """
+    import fastavro
+
+    from aptray.io.files import CountingStream
+
+    n = blocks = declared = 0
+    try:
+        reader = fastavro.block_reader(stream, return_record_name=True, handle_unicode_errors="replace")
+        for block in reader:
+            blocks += 1
+            declared += block.num_records
+            for record in block:
+                n += 1
+                yield n, avro_as_json(record), record, None
+    except Exception as exc:  # any decoding failure of untrusted bytes becomes a quarantine row
+        what = f"after {n:,} records in {blocks:,} block(s)" if blocks else "in its header"
+        n += 1
+        declared = n
+        yield n, None, None, (f"unreadable Avro container {what}: {type(exc).__name__}: {str(exc)[:200]}; "
+                              "the rest of the file is not read")
+    if isinstance(stream, CountingStream):
+        stream.units = declared
+
+
+def avro_as_json(value: Any) -> Any:
+    """A record as fastavro decodes it (``return_record_name``: a named union branch is ``(name, value)``) in the
+    shape of CDM's Avro-JSON lines (``{name: value}``); fixed and bytes values (UUIDs) stay bytes."""
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str):
+        return {value[0]: avro_as_json(value[1])}
+    if isinstance(value, dict):
+        return {k: avro_as_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [avro_as_json(v) for v in value]
+    return value
+
+
+def _records(stream: BinaryIO, file: InputFile, cfg: IngestConfig, counts: Counter[str],
+             lines: Counter[str]) -> Iterator[dict[str, Any]]:
+    for n, obj, raw, error in _datums(stream, cfg, lines):
+        row: dict[str, Any] | None
+        if error is not None:
+            row = _quarantine(raw, error, cfg, counts)
+        else:
+            try:
+                rtype, row = parse_record(obj, _uuid(obj.get("hostId")) if isinstance(obj, dict) else None)
+                counts[rtype] += 1
+                if row is None:
+                    lines["context"] += 1  # a marker, host or unknown record type: no row (rows are counted per block)
+            except (ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:
+                row = _quarantine(raw, str(exc) or type(exc).__name__, cfg, counts)  # a record of the wrong shape
         if row is None:
             continue
         row["source_file"] = file.rel
@@ -271,35 +350,10 @@ def _records(stream: BinaryIO, file: InputFile, cfg: IngestConfig, counts: Count
         yield row
 
 
-def _quarantine(raw: bytes, reason: str, cfg: IngestConfig, counts: Counter[str]) -> dict[str, Any]:
+def _quarantine(raw: Any, reason: str, cfg: IngestConfig, counts: Counter[str]) -> dict[str, Any]:
     counts["<quarantined>"] += 1
-    return {"kind": "quarantine", "quarantine_reason": reason,
-            "raw": raw[: cfg.max_field_chars].decode("utf-8", errors="replace")}
-
-
-def count_record_types(uri: str) -> dict[str, int]:
-    """Count the CDM record types of ``uri`` with a Ray Data groupby (unknown types included).
-
-    Useful to report what a reader skipped; corrupt lines count under ``<quarantined>``.
-    """
-    from aptray.io.files import files_dataset as _fd
-
-    def types(stream: BinaryIO, file: InputFile, cfg: IngestConfig) -> Iterator[pa.Table]:
-        names: list[str] = []
-        for _, raw in read_lines(stream):
-            if not raw.strip():
-                continue
-            try:
-                d = json.loads(raw)["datum"]
-                names.append(next(iter(d)).rsplit(".", 1)[-1])
-            except (ValueError, KeyError, TypeError, StopIteration):
-                names.append("<quarantined>")
-        yield pa.table({"type": pa.array(names, pa.string())})
-
-    from aptray.config import IngestConfig as _Cfg
-
-    ds = _fd(uri, types, _Cfg(), suffixes=SUFFIXES)  # type: ignore[arg-type]
-    return {r["type"]: int(r["count()"]) for r in ds.groupby("type").count().take_all()}
+    text = _raw_text(raw)
+    return {"kind": "quarantine", "quarantine_reason": reason, "raw": text[: cfg.max_field_chars] if text else None}
 
 
 # ---- assembly: one plan for batch (Ray Data) and online (a request) -------------------------------------
@@ -495,7 +549,8 @@ def assemble(engine: Engine[T], records: T, cfg: IngestConfig, labels: frozenset
 
 
 def read(uri: str | Selection, cfg: IngestConfig) -> ray.data.Dataset:
-    """Read CDM JSON lines (file, folder, glob; ``.gz``; local or ``s3://``) into the canonical event table.
+    """Read CDM JSON lines or Avro containers (file, folder, glob; ``.gz``; local or ``s3://``) into the canonical
+    event table.
 
     Args:
         uri: the input, or an already listed :class:`~aptray.io.fs.Selection`.
@@ -518,9 +573,12 @@ def parse_request(request: Request, cfg: IngestConfig) -> pa.Table:
 
 
 def looks_like(lines: list[str]) -> bool:
-    """Whether the first non-blank lines of a file are CDM records (JSON objects holding a ``datum``)."""
+    """Whether the first non-blank lines of a file are CDM records (JSON objects holding a ``datum``, or an Avro
+    container whose schema is CDM's)."""
     if not lines:
         return False
+    if lines[0].startswith(AVRO_MAGIC.decode()):
+        return any("com.bbn.tc.schema.avro" in line for line in lines)
     try:
         first = json.loads(lines[0])
     except (ValueError, RecursionError):

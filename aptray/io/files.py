@@ -55,17 +55,24 @@ class Parser(Protocol):
 
 
 class CountingStream:
-    """A binary stream that counts the physical lines read through it (independently of any parser)."""
+    """A binary stream that counts the physical lines read through it (independently of any parser).
+
+    A parser of a binary format sets :attr:`units` to the records its container declares (Avro's block headers),
+    which then stand for the lines.
+    """
 
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
         self.newlines = 0
         self.last = b""
+        self.units: int | None = None
+        self.position = 0
 
     def _seen(self, data: bytes) -> bytes:
         if data:
             self.newlines += data.count(b"\n")
             self.last = data[-1:]
+            self.position += len(data)
         return data
 
     def read(self, size: int = -1) -> bytes:
@@ -80,9 +87,21 @@ class CountingStream:
         while line := self.readline():
             yield line
 
+    def peek(self, size: int = 1) -> bytes:
+        """The next bytes without reading them (b"" where the wrapped stream cannot peek)."""
+        peek = getattr(self._stream, "peek", None)
+        return peek(size) if peek is not None else b""
+
+    def tell(self) -> int:
+        """Bytes read so far (after decompression; the wrapped stream need not be seekable)."""
+        return self.position
+
     @property
     def lines(self) -> int:
-        """Physical lines read so far (a last line without a newline counts)."""
+        """Physical lines read so far (a last line without a newline counts), or the :attr:`units` a binary
+        format's parser declared."""
+        if self.units is not None:
+            return self.units
         return self.newlines + (1 if self.last and self.last != b"\n" else 0)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import logging
 import os
 import posixpath
 import re
@@ -18,6 +19,8 @@ from typing import Any, BinaryIO
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -151,13 +154,32 @@ def list_files(
             for sub in fs.get_file_info(pafs.FileSelector(path, recursive=True)):
                 if sub.type == pafs.FileType.File:
                     files.append(InputFile(sub.path, _rel(sub.path, path), sub.size or 0))
-    if suffixes is not None and (has_glob or len(files) != 1 or files[0].rel != posixpath.basename(path)):
-        low = tuple(s.lower() for s in suffixes)
-        files = [f for f in files if f.rel.lower().endswith(low)]
     files = [f for f in files if not posixpath.basename(f.rel).startswith(".")]
+    if suffixes is not None and (has_glob or len(files) != 1 or files[0].rel != posixpath.basename(path)):
+        skipped = [f.rel for f in files if not has_suffix(f.rel, suffixes)]
+        files = [f for f in files if has_suffix(f.rel, suffixes)]
+        if files and skipped:  # none kept: the caller's error names what is there
+            log.warning("%d file(s) at %s are not read (their names do not end in %s): %s%s", len(skipped),
+                        uri, ", ".join(suffixes), ", ".join(skipped[:5]), ", ..." if len(skipped) > 5 else "")
     if not files:
         raise FileNotFoundError(f"no input files found at {uri!r}" + (f" ending in {suffixes}" if suffixes else ""))
     return fs, sorted(files, key=lambda f: f.rel)
+
+
+_PART = re.compile(r"\.\d+$")
+
+
+def has_suffix(name: str, suffixes: tuple[str, ...]) -> bool:
+    """Whether a file name ends in one of ``suffixes`` (case-insensitive), also behind a part or rotation number:
+    ``x.json.3`` (DARPA TC E3's parts), ``x.bin.1.gz`` (E5's) and ``audit.log.12`` (logrotate's) match ``.json``,
+    ``.bin.gz`` and ``.log``."""
+    low, ends = name.lower(), tuple(s.lower() for s in suffixes)
+    if low.endswith(ends):
+        return True
+    gz = low.endswith(".gz")
+    base = low[:-3] if gz else low
+    stripped = _PART.sub("", base)
+    return stripped != base and (stripped + (".gz" if gz else "")).endswith(ends)
 
 
 def glob_paths(fs: pafs.FileSystem, pattern: str) -> list[str]:

@@ -133,7 +133,7 @@ SOURCES: dict[Source, SourceSpec] = {s.source: s for s in (
     ),
     _BETH,
     SourceSpec(
-        source=Source.CDM, title="DARPA TC CDM JSON", reader=cdm.read, parse_request=cdm.parse_request,
+        source=Source.CDM, title="DARPA TC CDM (JSON or Avro)", reader=cdm.read, parse_request=cdm.parse_request,
         suffixes=cdm.SUFFIXES, columns=_LINEAGE | _EVENT_COLUMNS | _CONTEXT, aspects=_ALL_ASPECTS, events=True,
         ordered=True, looks_like=cdm.looks_like,
     ),
