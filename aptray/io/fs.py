@@ -158,7 +158,7 @@ def list_files(
     if suffixes is not None and (has_glob or len(files) != 1 or files[0].rel != posixpath.basename(path)):
         skipped = [f.rel for f in files if not has_suffix(f.rel, suffixes)]
         files = [f for f in files if has_suffix(f.rel, suffixes)]
-        if files and skipped:  # none kept: the caller's error names what is there
+        if files and skipped and _first_time((str(uri), *skipped)):  # none kept: the caller's error names them
             log.warning("%d file(s) at %s are not read (their names do not end in %s): %s%s", len(skipped),
                         uri, ", ".join(suffixes), ", ".join(skipped[:5]), ", ..." if len(skipped) > 5 else "")
     if not files:
@@ -167,6 +167,15 @@ def list_files(
 
 
 _PART = re.compile(r"\.\d+$")
+_SAID: set[tuple[str, ...]] = set()
+
+
+def _first_time(key: tuple[str, ...]) -> bool:
+    """Whether this process has not said ``key`` yet (each stage of a run lists its input again)."""
+    if key in _SAID:
+        return False
+    _SAID.add(key)
+    return True
 
 
 def has_suffix(name: str, suffixes: tuple[str, ...]) -> bool:
