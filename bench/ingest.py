@@ -3,9 +3,11 @@
 The input is made by repeating the real samples under ``$APTRAY_SHARED_DATA`` (or ../shared/data) with
 every copy re-keyed (fresh CDM UUIDs, fresh audit serials) so that joins and groupings stay as selective as
 in a real trace, split over several files like a release. Default: about 8 MB per source (well under a
-minute); ``--mb 2000`` for a multi-GB run.
+minute); ``--mb 2000`` for a multi-GB run. ``--source avro`` writes the same re-keyed THEIA CDM20 records (the
+real Avro container's) twice, as Avro containers (Engagement 5's format) and as JSON lines, and reads both side
+by side.
 
-    .venv/bin/python bench/ingest.py [--mb 8] [--files 4] [--source cdm|auditd|both] [--aspect All]
+    .venv/bin/python bench/ingest.py [--mb 8] [--files 4] [--source cdm|auditd|both|avro] [--aspect All]
 """
 
 from __future__ import annotations
@@ -66,6 +68,53 @@ def generate(source: str, out: Path, mb: float, files: int) -> int:
     return lines
 
 
+def generate_avro(out: Path, mb: float, files: int) -> tuple[int, Path, Path]:
+    """Re-keyed copies of the real THEIA CDM20 container (every 16-byte UUID gets the copy in its first 4 bytes)
+    until the Avro files hold about ``mb`` MB, written as Avro containers and again as Avro-JSON lines (UUIDs
+    dashed hex, as the E3 release writes them); return the records and the two folders."""
+    import fastavro
+
+    from aptray.io.cdm import avro_as_json
+
+    seed = shared_data() / "cdm" / "theia_cdm20_avro" / "ripe-unit-tests.bin"
+    with seed.open("rb") as src:
+        reader = fastavro.reader(src, return_record_name=True, handle_unicode_errors="replace")
+        schema = reader.writer_schema
+        records = list(reader)
+    per_copy = seed.stat().st_size
+    copies = max(1, round(mb * 1e6 / per_copy))
+
+    def rekey_uuids(value: object, copy: int) -> object:
+        if isinstance(value, bytes) and len(value) == 16:
+            return copy.to_bytes(4, "big") + value[4:]
+        if isinstance(value, tuple):
+            return (value[0], rekey_uuids(value[1], copy))
+        if isinstance(value, dict):
+            return {k: rekey_uuids(v, copy) for k, v in value.items()}
+        if isinstance(value, list):
+            return [rekey_uuids(v, copy) for v in value]
+        return value
+
+    def as_text(value: object) -> object:
+        if isinstance(value, bytes):
+            h = value.hex()
+            return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}" if len(value) == 16 else h
+        return str(value)
+
+    avro_dir, json_dir = out / "avro", out / "json"
+    avro_dir.mkdir(parents=True, exist_ok=True)
+    json_dir.mkdir(parents=True, exist_ok=True)
+    parsed = fastavro.parse_schema(schema)
+    for f in range(files):
+        mine = [rekey_uuids(r, c + 1) for c in range(f, copies, files) for r in records]
+        with (avro_dir / f"ta1-theia-1-e5-official-1.bin.{f + 1}").open("wb") as binary:
+            fastavro.writer(binary, parsed, mine)
+        with (json_dir / f"ta1-theia-1-e5-official-1.bin.{f + 1}.json").open("w", encoding="utf-8") as text:
+            for r in mine:
+                text.write(json.dumps(avro_as_json(r), default=as_text) + "\n")
+    return copies * len(records), avro_dir, json_dir
+
+
 def run(source: str, path: Path, aspect: str | None) -> dict[str, float]:
     """Read ``path`` with the source's reader to the end; return the timing figures."""
     from aptray.config import Aspect, IngestConfig
@@ -82,7 +131,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=float, default=8.0, help="input size per source in MB (default 8)")
     parser.add_argument("--files", type=int, default=4)
-    parser.add_argument("--source", choices=["cdm", "auditd", "both"], default="both")
+    parser.add_argument("--source", choices=["cdm", "auditd", "both", "avro"], default="both")
     parser.add_argument("--aspect", default=None, help="Event|Exec|Parent|Netflow|All (default: single events)")
     parser.add_argument("--num-cpus", type=int, default=None)
     args = parser.parse_args()
@@ -91,6 +140,22 @@ def main() -> None:
     from aptray.runtime import init_ray
 
     init_ray(RayConfig(num_cpus=args.num_cpus))
+    if args.source == "avro":
+        with tempfile.TemporaryDirectory(prefix="aptray-bench-") as tmp:
+            records, avro_dir, json_dir = generate_avro(Path(tmp), args.mb, args.files)
+            best: dict[str, float] = {}
+            rows: dict[str, int] = {}
+            for fmt, folder in (("avro", avro_dir), ("json", json_dir), ("avro", avro_dir), ("json", json_dir)):
+                fig = run("cdm", folder, args.aspect)  # two interleaved rounds; the faster of each is kept
+                best[fmt] = min(best.get(fmt, fig["seconds"]), fig["seconds"])
+                rows[fmt] = int(fig["rows_out"])
+            for fmt, folder in (("avro", avro_dir), ("json", json_dir)):
+                size = sum(p.stat().st_size for p in folder.iterdir())
+                print(json.dumps({"source": "cdm", "format": fmt, "aspect": args.aspect, "mb": round(size / 1e6, 1),
+                                  "records": records, "rows_out": rows[fmt], "seconds": round(best[fmt], 2),
+                                  "records_per_s": round(records / best[fmt])}))
+            print(json.dumps({"avro_vs_json_records_per_s": round(best["json"] / best["avro"], 2)}))
+        return
     sources = ["cdm", "auditd"] if args.source == "both" else [args.source]
     with tempfile.TemporaryDirectory(prefix="aptray-bench-") as tmp:
         for source in sources:
