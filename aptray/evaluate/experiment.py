@@ -676,8 +676,9 @@ def run_experiment(input_uri: str, out_uri: str, cfg: AptrayConfig, fresh: bool 
     done = set(earlier["folders_done"]) if earlier else set()
     groups = _folders(targets, source)
     if done:
-        log.info("resuming %s: %d folder(s) done earlier are kept, %d to run (--fresh runs every one again)",
-                 out_uri, len(done), sum(group[0].name not in done for group in groups))
+        unit = "folder(s)" if source is Source.ADAPT else "dataset(s)"  # the groups of _folders
+        log.info("resuming %s: %d %s done earlier are kept, %d to run (--fresh runs every one again)",
+                 out_uri, len(done), unit, sum(group[0].name not in done for group in groups))
     else:
         if rerun:
             log.info("%s holds an earlier experiment (%s): its metrics, report, plots, scores and chosen configs "
