@@ -5,7 +5,9 @@ Each example is a stream of real lines from ``../shared/data`` of one format, ab
 line, numbers beyond int64, values of the wrong JSON type, deep nesting, other formats' lines). Whatever the
 content, a parser must not raise, and every physical line must be accounted for: the line count of the stream
 equals the parser's record + quarantined + blank + header + context lines. The joins (CDM, auditd) run on
-every parsed stream too, and the online path (a Serve request's items) must account for every item.
+every parsed stream too, and the online path (a Serve request's items) must account for every item. CDM's Avro
+containers are damaged at the byte level instead (flips, cuts, insertions, huge lengths): every declared record
+and the damage itself must be accounted for.
 
 Runs are seeded (``derandomize``) and bounded (examples x lines): at least 10,000 generated lines per format.
 The regression cases of the bug reports are fixed tests at the end.
@@ -224,6 +226,53 @@ def test_cdm_reader_and_join_never_fail_and_count_every_line() -> None:
 
 def test_auditd_reader_and_join_never_fail_and_count_every_line() -> None:
     _fuzz_reader(Source.AUDITD, auditd.parse, _joins(auditd.assemble_events, auditd.REC_SCHEMA))()
+
+
+@cache
+def _avro_container() -> bytes:
+    """The real THEIA CDM20 container's first 400 records, re-written in blocks of about 20 records."""
+    import fastavro
+
+    with (_data_dir() / "cdm" / "theia_cdm20_avro" / "ripe-unit-tests.bin").open("rb") as fh:
+        reader = fastavro.reader(fh, return_record_name=True, handle_unicode_errors="replace")
+        schema, records = reader.writer_schema, [r for _, r in zip(range(400), reader, strict=False)]
+    out = io.BytesIO()
+    fastavro.writer(out, fastavro.parse_schema(schema), records, sync_interval=2000)
+    return out.getvalue()
+
+
+def test_cdm_avro_reader_and_join_never_fail_and_count_every_record() -> None:
+    """A damaged Avro container (bytes flipped, a cut, bytes inserted or removed, a length made huge) is read up
+    to the damage and quarantines the rest as one unit: never a raise, every declared record accounted for."""
+    container = _avro_container()
+    check = _joins(cdm.assemble, cdm.REC_SCHEMA)
+
+    @FUZZ
+    @given(st.data())
+    def run(data: Any) -> None:
+        body = bytearray(container)
+        for _ in range(data.draw(st.integers(1, 4))):
+            i = data.draw(st.integers(0, len(body) - 1))
+            kind = data.draw(st.sampled_from(["flip", "cut", "insert", "delete", "huge"]))
+            if kind == "flip":
+                body[i] ^= data.draw(st.integers(1, 255))
+            elif kind == "cut":
+                del body[i:]
+                break
+            elif kind == "insert":
+                body[i:i] = data.draw(st.binary(min_size=1, max_size=16))
+            elif kind == "delete":
+                del body[i : i + data.draw(st.integers(1, 64))]
+            else:  # a zig-zag varint of about 2**62: a length no stream holds
+                body[i:i] = b"\xfe\xff\xff\xff\xff\xff\xff\xff\x7f"
+        cfg = IngestConfig(source=Source.CDM, block_rows=64)
+        lines: Counter[str] = Counter()
+        stream = CountingStream(io.BufferedReader(io.BytesIO(bytes(body))))  # peekable, as files are read
+        tables = list(cdm.parse(stream, InputFile("fuzz.bin", "fuzz.bin", len(body)), cfg, lines))  # type: ignore[arg-type]
+        _accounted(lines, stream.lines)
+        check(tables, lines, cfg)
+
+    run()
 
 
 # ---- online parsers: a request's items -----------------------------------------------------------------
