@@ -11,8 +11,8 @@ Events are joined to their subject (process), the subject to its principal and p
 their predicate object, by UUID with Ray Data hash-shuffle joins and groupbys: no single-machine dict of
 the trace, and a record may come anywhere in the stream (a subject after its events is still joined).
 Record types that are not understood are counted and logged, never fatal; lines that are not JSON are
-quarantined with their raw text, and an Avro container that cannot be decoded past some block leaves one
-quarantine row that says where and why.
+quarantined with their raw text, and a damaged stretch of an Avro container leaves one quarantine row that says
+where and why (reading resumes at its next sync marker).
 """
 
 from __future__ import annotations
@@ -287,32 +287,89 @@ def _datums(stream: BinaryIO, cfg: IngestConfig, lines: Counter[str]) -> Iterato
 def _avro_datums(stream: BinaryIO) -> Iterator[Datum]:
     """An Avro container's records as CDM JSON datums (:func:`avro_as_json`), numbered from 1.
 
-    The records the block headers declare become the stream's line count (:attr:`CountingStream.units`), so a
-    record the decoder skipped would show as unaccounted. A container that fails to decode (a corrupt or cut
-    block) gives one quarantine unit naming the block, the records read and the error; what follows it is not
-    read (Avro can resume only at a sync marker, which fastavro does not seek).
+    The records become the stream's line count (:attr:`CountingStream.units`). A stretch that fails to decode (a
+    corrupt block, a cut file) gives one quarantine unit saying where, why and how many bytes it skipped; reading
+    resumes at the next block, found by the container's sync marker (fastavro does not resync by itself), so one
+    damaged block does not cost the rest of a multi-GB file.
     """
     import fastavro
 
     from aptray.io.files import CountingStream
 
-    n = blocks = declared = 0
+    def open_reader(source: _Replay) -> Any:  # fastavro needs only read() and tell() of its stream
+        return fastavro.block_reader(source, return_record_name=True,  # type: ignore[arg-type]
+                                     handle_unicode_errors="replace")
+
+    n = 0
+    source = _Replay(b"", stream, record=True)
     try:
-        reader = fastavro.block_reader(stream, return_record_name=True, handle_unicode_errors="replace")
-        for block in reader:
-            blocks += 1
-            declared += block.num_records
-            for record in block:
-                n += 1
-                yield n, avro_as_json(record), record, None
+        reader = open_reader(source)
     except Exception as exc:  # any decoding failure of untrusted bytes becomes a quarantine row
-        what = f"after {n:,} records in {blocks:,} block(s)" if blocks else "in its header"
         n += 1
-        declared = n
-        yield n, None, None, (f"unreadable Avro container {what}: {type(exc).__name__}: {str(exc)[:200]}; "
-                              "the rest of the file is not read")
+        yield n, None, None, f"unreadable Avro container header: {type(exc).__name__}: {str(exc)[:200]}"
+        reader = None
+    header, source.recorded = bytes(source.recorded or b""), None
+    while reader is not None:
+        try:
+            for block in reader:
+                for record in block:
+                    n += 1
+                    yield n, avro_as_json(record), record, None
+            break
+        except Exception as exc:  # a damaged stretch: one quarantine row, then the next sync marker
+            skipped, after = _skip_to(stream, header[-_SYNC:])
+            n += 1
+            where = (f"reading resumed at the next block, {skipped:,} bytes on" if after is not None else
+                     f"no block follows: the last {skipped:,} bytes of the file are not read" if skipped else
+                     "the file ends there (cut short?)")
+            yield n, None, None, (f"unreadable Avro block after record {n - 1:,}: {type(exc).__name__}: "
+                                  f"{str(exc)[:200]}; {where}")
+            reader = open_reader(_Replay(header + after, stream)) if after is not None else None
     if isinstance(stream, CountingStream):
-        stream.units = declared
+        stream.units = n
+
+
+#: Bytes of an Avro container's sync marker, which ends its header and every block.
+_SYNC = 16
+
+
+class _Replay:
+    """A stream for fastavro: ``head`` (a container's header, then bytes already read past a sync marker), then
+    ``rest``; what it reads is kept in ``recorded`` while that is not None (to capture the header)."""
+
+    def __init__(self, head: bytes, rest: BinaryIO, record: bool = False) -> None:
+        self.head, self.rest, self.position = head, rest, 0
+        self.recorded: bytearray | None = bytearray() if record else None
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (all that is left when negative)."""
+        take = len(self.head) if size < 0 else min(size, len(self.head))
+        out, self.head = self.head[:take], self.head[take:]
+        if size < 0 or len(out) < size:
+            out += self.rest.read(-1 if size < 0 else size - len(out))
+        self.position += len(out)
+        if self.recorded is not None:
+            self.recorded += out
+        return out
+
+    def tell(self) -> int:
+        """Bytes read so far."""
+        return self.position
+
+
+def _skip_to(stream: BinaryIO, sync: bytes, chunk: int = 1 << 20) -> tuple[int, bytes | None]:
+    """Read ``stream`` up to the next ``sync`` marker: the bytes skipped, and those read past the marker (None
+    when the stream ends first)."""
+    skipped, carry = 0, b""
+    while data := stream.read(chunk):
+        window = carry + data
+        i = window.find(sync) if sync else -1
+        if i >= 0:
+            return skipped + i + len(sync), window[i + len(sync):]
+        keep = max(len(sync) - 1, 0)
+        skipped += len(window) - keep
+        carry = window[-keep:] if keep else b""
+    return skipped + len(carry), None
 
 
 def avro_as_json(value: Any) -> Any:

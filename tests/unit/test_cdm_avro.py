@@ -101,15 +101,29 @@ def test_a_cut_container_keeps_what_it_read_and_quarantines_the_rest_with_a_reas
     table, counts = _parse(data[: len(data) // 2])
     kinds = Counter(table.column("kind").to_pylist())
     (bad,) = [r for r in table.to_pylist() if r["kind"] == "quarantine"]
-    assert "unreadable Avro container after" in bad["quarantine_reason"]
-    assert "the rest of the file is not read" in bad["quarantine_reason"]
+    assert bad["quarantine_reason"].startswith("unreadable Avro block after record")
+    assert "the file ends there" in bad["quarantine_reason"]
     read = kinds["event"] + kinds["subject"]
     assert 40 < read < 200 and bad["line"] == read + 1
     assert counts["lines"] == read + 1 and counts["quarantined"] == 1 and counts["unaccounted"] == 0
 
     table, counts = _parse(b"Obj\x01" + b"\x00" * 7)  # a header that is not one
     (bad,) = table.to_pylist()
-    assert "unreadable Avro container in its header" in bad["quarantine_reason"] and counts["lines"] == 1
+    assert bad["quarantine_reason"].startswith("unreadable Avro container header") and counts["lines"] == 1
+
+
+def test_a_damaged_block_costs_that_block_and_reading_resumes_at_the_next_sync_marker() -> None:
+    data = bytearray(_container(RECORDS * 50))  # 200 records, one block each
+    middle = len(data) // 2
+    data[middle : middle + 8] = b"\xff" * 8
+    table, counts = _parse(bytes(data))
+    rows = table.to_pylist()
+    (bad,) = [r for r in rows if r["kind"] == "quarantine"]
+    assert "reading resumed at the next block" in bad["quarantine_reason"]
+    good = [r for r in rows if r["kind"] != "quarantine"]
+    assert 196 <= len(good) < 200  # the damaged block (and at most its neighbour) lost, not the second half
+    assert max(r["line"] for r in good) > bad["line"]  # records after the damage are read
+    assert counts["lines"] == len(good) + 1 and counts["unaccounted"] == 0
 
 
 def test_part_numbered_files_are_listed_and_others_named_in_a_warning(tmp_path: Path,
