@@ -260,7 +260,8 @@ def _raw_text(raw: Any) -> str | None:
     return raw
 
 
-#: One decoded unit of a file: its number, the decoded datum (None when it failed), its raw form, the failure.
+#: One decoded unit of a file: its number, the decoded datum (None when it failed), its raw form (a JSON line's
+#: bytes, an Avro record's datum) for a quarantine row, the failure.
 Datum = tuple[int, Any, Any, str | None]
 
 
@@ -314,7 +315,8 @@ def _avro_datums(stream: BinaryIO) -> Iterator[Datum]:
             for block in reader:
                 for record in block:
                     n += 1
-                    yield n, avro_as_json(record), record, None
+                    datum = avro_as_json(record)
+                    yield n, datum, datum, None
             break
         except Exception as exc:  # a damaged stretch: one quarantine row, then the next sync marker
             skipped, after = _skip_to(stream, header[-_SYNC:])
