@@ -4,8 +4,9 @@ files (Engagement 5's release format, ``*.bin``, ``*.bin.N``, ``*.bin.N.gz``).
 Both union-key styles are accepted (``{"datum":{"com.bbn.tc.schema.avro.cdm18.Event":...}}`` and the short
 ``{"datum":{"Event":...}}``), Avro-JSON wrappers (``{"long":..}``, ``{"string":..}``, ``{"UUID":..}``) are
 unwrapped, and every UUID is normalised (:func:`aptray.io.labels.normalize_uuid`). An Avro file is recognised by
-its magic bytes, whatever its name, and decoded with its embedded writer schema (fastavro) into the same shape as a
-JSON line, so one record parser serves both; its records count as its lines.
+its magic bytes, whatever its name, and decoded with its embedded writer schema (fastavro) into the shape of a JSON
+line (a named union branch is a ``(name, value)`` pair), so one record parser serves both; its records count as
+its lines.
 
 Events are joined to their subject (process), the subject to its principal and parent, and events to
 their predicate object, by UUID with Ray Data hash-shuffle joins and groupbys: no single-machine dict of
@@ -88,7 +89,10 @@ _WRAPPERS = frozenset({"string", "long", "int", "map", "array", "boolean", "byte
 
 
 def _u(value: Any) -> Any:
-    """Unwrap an Avro-JSON union branch (``{"long": 5}`` -> 5, ``{"...cdm18.UUID": "..."}`` -> "...")."""
+    """Unwrap an Avro-JSON union branch (``{"long": 5}`` -> 5, ``{"...cdm18.UUID": "..."}`` -> "...") or a named
+    branch as fastavro decodes it from an Avro container (``("...cdm20.UUID", b"...")`` -> the bytes)."""
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str):
+        return value[1]
     if isinstance(value, dict) and len(value) == 1:
         key = next(iter(value))
         if key in _WRAPPERS or key.endswith(".UUID"):
@@ -162,9 +166,13 @@ def parse_record(obj: Any, line_host: str | None) -> tuple[str, dict[str, Any] |
     Raises:
         ValueError: a line that is JSON but not a CDM datum, or a known record without a UUID.
     """
-    if not isinstance(obj, dict) or not isinstance(obj.get("datum"), dict) or len(obj["datum"]) != 1:
+    datum = obj.get("datum") if isinstance(obj, dict) else None
+    if isinstance(datum, tuple) and len(datum) == 2 and isinstance(datum[0], str):  # from an Avro container
+        full, rec = datum
+    elif isinstance(datum, dict) and len(datum) == 1:
+        full, rec = next(iter(datum.items()))
+    else:
         raise ValueError("not a CDM datum (expected {'datum': {RecordType: {...}}})")
-    full, rec = next(iter(obj["datum"].items()))
     rtype = full.rsplit(".", 1)[-1]
     if rtype not in KNOWN_TYPES or not isinstance(rec, dict):
         return rtype, None
@@ -252,7 +260,7 @@ def _bad_record(row: dict[str, Any], reason: str) -> dict[str, Any]:
 
 
 def _raw_text(raw: Any) -> str | None:
-    """A JSON line as text, or an Avro record as JSON (raw bytes as hex)."""
+    """A JSON line as text, or an Avro record as JSON (raw bytes as hex, union branches as [name, value])."""
     if isinstance(raw, bytes):
         return raw.decode("utf-8", errors="replace")
     if isinstance(raw, dict):
@@ -261,7 +269,7 @@ def _raw_text(raw: Any) -> str | None:
 
 
 #: One decoded unit of a file: its number, the decoded datum (None when it failed), its raw form (a JSON line's
-#: bytes, an Avro record's datum) for a quarantine row, the failure.
+#: bytes, an Avro record) for a quarantine row, the failure.
 Datum = tuple[int, Any, Any, str | None]
 
 
@@ -286,7 +294,7 @@ def _datums(stream: BinaryIO, cfg: IngestConfig, lines: Counter[str]) -> Iterato
 
 
 def _avro_datums(stream: BinaryIO) -> Iterator[Datum]:
-    """An Avro container's records as CDM JSON datums (:func:`avro_as_json`), numbered from 1.
+    """An Avro container's records (as fastavro decodes them with ``return_record_name``), numbered from 1.
 
     The records become the stream's line count (:attr:`CountingStream.units`). A stretch that fails to decode (a
     corrupt block, a cut file) gives one quarantine unit saying where, why and how many bytes it skipped; reading
@@ -313,10 +321,9 @@ def _avro_datums(stream: BinaryIO) -> Iterator[Datum]:
     while reader is not None:
         try:
             for block in reader:
-                for record in block:
+                for record in block:  # the JSON line's shape, named union branches as (name, value)
                     n += 1
-                    datum = avro_as_json(record)
-                    yield n, datum, datum, None
+                    yield n, record, record, None
             break
         except Exception as exc:  # a damaged stretch: one quarantine row, then the next sync marker
             skipped, after = _skip_to(stream, header[-_SYNC:])
@@ -372,18 +379,6 @@ def _skip_to(stream: BinaryIO, sync: bytes, chunk: int = 1 << 20) -> tuple[int, 
         skipped += len(window) - keep
         carry = window[-keep:] if keep else b""
     return skipped + len(carry), None
-
-
-def avro_as_json(value: Any) -> Any:
-    """A record as fastavro decodes it (``return_record_name``: a named union branch is ``(name, value)``) in the
-    shape of CDM's Avro-JSON lines (``{name: value}``); fixed and bytes values (UUIDs) stay bytes."""
-    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str):
-        return {value[0]: avro_as_json(value[1])}
-    if isinstance(value, dict):
-        return {k: avro_as_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [avro_as_json(v) for v in value]
-    return value
 
 
 def _records(stream: BinaryIO, file: InputFile, cfg: IngestConfig, counts: Counter[str],
