@@ -105,10 +105,12 @@ class IngestConfig(_Section):
     strict: bool = Field(False, description="Stop at the first bad row instead of quarantining it.")
     block_rows: int = Field(20_000, gt=0, description="Rows per output block of a reader.")
     max_field_chars: int = Field(65_536, gt=0)
-    join_in_one_task_bytes: int = Field(
-        32 << 20, ge=0,
+    join_in_one_task_bytes: int | None = Field(
+        None, ge=0,
         description="CDM and auditd inputs up to this size run their join plan in one Ray task (the same plan as "
-        "the distributed one, without its hash shuffles); larger ones shuffle across the cluster.")
+        "the distributed one, without its hash shuffles); larger ones shuffle across the cluster. None: the "
+        "source's own limit (CDM 256 MB, auditd 32 MB: the task peaks at about 4x a CDM input and 23x an auditd "
+        "one; bench/ingest.py --join).")
     counts_dir: str | None = Field(
         None, description="Where readers write each input file's line counts (set by the jobs: OUT/_lines).")
     check_format: bool = Field(

@@ -8,6 +8,7 @@ real Avro container's) twice, as Avro containers (Engagement 5's format) and as 
 by side under each join plan (:func:`avro_vs_json`).
 
     .venv/bin/python bench/ingest.py [--mb 8] [--files 4] [--source cdm|auditd|both|avro] [--aspect All]
+        [--join auto|one-task|shuffled]
 """
 
 from __future__ import annotations
@@ -135,6 +136,10 @@ def run(source: str, path: Path, aspect: str | None, **ingest: Any) -> dict[str,
     return {"rows_out": rows, "seconds": time.perf_counter() - start}
 
 
+#: ``--join``: the ``ingest.join_in_one_task_bytes`` that forces each plan (None: the configured default).
+JOIN_PLANS: dict[str, int | None] = {"auto": None, "one-task": 1 << 40, "shuffled": 0}
+
+
 def avro_vs_json(mb: float, files: int, aspect: str | None) -> None:
     """The same records as Avro and as JSON lines through the CDM reader, one JSON line per format and join plan.
 
@@ -145,7 +150,7 @@ def avro_vs_json(mb: float, files: int, aspect: str | None) -> None:
     with tempfile.TemporaryDirectory(prefix="aptray-bench-") as tmp:
         records, avro_dir, json_dir = generate_avro(Path(tmp), mb, files)
         folders = {"avro": avro_dir, "json": json_dir}
-        plans = {"one task": 1 << 40, "shuffled": 0}
+        plans = {"one task": JOIN_PLANS["one-task"], "shuffled": JOIN_PLANS["shuffled"]}
         best: dict[tuple[str, str], float] = {}
         rows: dict[tuple[str, str], int] = {}
         for _ in range(2):
@@ -173,6 +178,8 @@ def main() -> None:
     parser.add_argument("--source", choices=["cdm", "auditd", "both", "avro"], default="both")
     parser.add_argument("--aspect", default=None, help="Event|Exec|Parent|Netflow|All (default: single events)")
     parser.add_argument("--num-cpus", type=int, default=None)
+    parser.add_argument("--join", choices=sorted(JOIN_PLANS), default="auto",
+                        help="the join plan of CDM and auditd: auto (by input bytes), one-task or shuffled")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     from aptray.config import RayConfig
@@ -190,11 +197,17 @@ def main() -> None:
             lines = generate(source, path, args.mb, args.files)
             gen = time.perf_counter() - t0
             size = sum(p.stat().st_size for p in path.iterdir())
-            fig = run(source, path, args.aspect)
-            print(json.dumps({"source": source, "aspect": args.aspect, "mb": round(size / 1e6, 1),
+            from scale import Peaks  # bench/scale.py samples the driver's and each Ray worker's RSS
+
+            limit = JOIN_PLANS[args.join]
+            with Peaks() as peaks:
+                fig = run(source, path, args.aspect, **({} if limit is None else {"join_in_one_task_bytes": limit}))
+            print(json.dumps({"source": source, "aspect": args.aspect, "join": args.join, "mb": round(size / 1e6, 1),
                               "records": lines, "rows_out": fig["rows_out"], "seconds": round(fig["seconds"], 2),
                               "records_per_s": round(lines / fig["seconds"]),
-                              "mb_per_s": round(size / 1e6 / fig["seconds"], 2), "generate_s": round(gen, 2)}))
+                              "mb_per_s": round(size / 1e6 / fig["seconds"], 2), "generate_s": round(gen, 2),
+                              "driver_peak_rss_mb": round(peaks.driver / 1e6),
+                              "worker_peak_rss_mb": round(max(peaks.workers.values(), default=0) / 1e6)}))
 
 
 if __name__ == "__main__":

@@ -274,11 +274,13 @@ class JoinPlan(Protocol):
 
 
 def read_joined(uri: str | Selection, parser: Parser, plan: JoinPlan, cfg: IngestConfig,
-                suffixes: tuple[str, ...], partitions: Callable[[int], int]) -> ray.data.Dataset:
+                suffixes: tuple[str, ...], partitions: Callable[[int], int], one_task_bytes: int
+                ) -> ray.data.Dataset:
     """A reader whose records are joined: parse every file, then run ``plan`` on the records.
 
-    Inputs up to ``cfg.join_in_one_task_bytes`` run the plan in one Ray task (no shuffles); larger ones on a
-    :class:`~aptray.io.engine.RayEngine` of ``partitions(input bytes)`` hash partitions.
+    Inputs up to ``cfg.join_in_one_task_bytes`` (else the source's ``one_task_bytes``) run the plan in one Ray task
+    (no shuffles); larger ones on a :class:`~aptray.io.engine.RayEngine` of ``partitions(input bytes)`` hash
+    partitions.
     """
     from aptray.io.engine import RayEngine, in_one_task
     from aptray.io.labels import load_uuids
@@ -287,7 +289,8 @@ def read_joined(uri: str | Selection, parser: Parser, plan: JoinPlan, cfg: Inges
     labels = frozenset(load_uuids(cfg.labels)) if cfg.labels else None
     records = files_dataset(uri, parser, cfg, files=files, fs=fs)
     size = sum(f.size for f in files)
-    if size <= cfg.join_in_one_task_bytes:
+    limit = cfg.join_in_one_task_bytes if cfg.join_in_one_task_bytes is not None else one_task_bytes
+    if size <= limit:
         return in_one_task(records, partial(plan, cfg=cfg, labels=labels))
     return plan(RayEngine(partitions(size)), records, cfg=cfg, labels=labels)  # type: ignore[no-any-return]
 
