@@ -109,7 +109,7 @@ class IngestConfig(_Section):
         None, ge=0,
         description="CDM and auditd inputs up to this size run their join plan in one Ray task (the same plan as "
         "the distributed one, without its hash shuffles); larger ones shuffle across the cluster. None: the "
-        "source's own limit (CDM 256 MB, auditd 32 MB: the task peaks at about 4x a CDM input and 23x an auditd "
+        "source's own limit (CDM 256 MB, auditd 32 MB: the task peaks at about 4x a CDM input and 14x an auditd "
         "one; bench/ingest.py --join).")
     counts_dir: str | None = Field(
         None, description="Where readers write each input file's line counts (set by the jobs: OUT/_lines).")

@@ -49,7 +49,7 @@ SOURCE = "auditd"
 #: File endings, also behind logrotate's number (``audit.log.1``, ``audit.log.12.gz``; :func:`aptray.io.fs.has_suffix`).
 SUFFIXES = (".log", ".txt", ".log.gz", ".txt.gz", ".audit")
 #: Inputs up to this size join in one Ray task (``ingest.join_in_one_task_bytes`` overrides it): the task peaks at
-#: about 23x its input (6.95 GB at 300 MB, ``bench/ingest.py --join``), so the limit stays small.
+#: about 14x its input (4.19 GB at 300 MB, ``bench/ingest.py --join``), so the limit stays small.
 JOIN_IN_ONE_TASK_BYTES = 32 << 20
 _NS = uuid.UUID("6f1d3c2e-6a55-4f4e-9c0b-2a8f5c3e7d10")
 

@@ -17,7 +17,7 @@ operations only, so batch and online agree by construction.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -149,6 +149,22 @@ def _runs(keys: list[Any]) -> list[tuple[int, int]]:
     return runs
 
 
+#: Rows a :class:`PerGroup` of ``rows=True`` turns into Python dicts at a time (whole groups, so a chunk can be more).
+ROWS_PER_CHUNK = 16_384
+
+
+def _chunks(runs: list[tuple[int, int]], rows: int) -> Iterator[list[tuple[int, int]]]:
+    """Consecutive runs ``(start, end)`` in chunks of at least ``rows`` rows (the last one less)."""
+    chunk: list[tuple[int, int]] = []
+    for run in runs:
+        chunk.append(run)
+        if run[1] - chunk[0][0] >= rows:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 class PerGroup:
     """A block function: ``fn`` per group of equal ``key`` (the block sorted by key and cut into runs).
 
@@ -170,16 +186,20 @@ class PerGroup:
             return self.schema.empty_table()
         block = block.sort_by([(self.key, "ascending")])
         runs = _runs(block.column(self.key).to_pylist())
-        if self.rows:
-            dicts = block.to_pylist()
-            out: list[dict[str, Any]] = []
-            for a, b in runs:
-                got = self.fn(dicts[a:b], **self.kwargs)
-                if isinstance(got, list):
-                    out.extend(got)
-                elif got is not None:
-                    out.append(got)
-            return pa.Table.from_pylist(out, schema=self.schema)
+        if self.rows:  # Python dicts a chunk of groups at a time: a whole block of them held 23x its bytes
+            parts: list[pa.Table] = []
+            for chunk in _chunks(runs, ROWS_PER_CHUNK):
+                start = chunk[0][0]
+                dicts = block.slice(start, chunk[-1][1] - start).to_pylist()
+                out: list[dict[str, Any]] = []
+                for a, b in chunk:
+                    got = self.fn(dicts[a - start:b - start], **self.kwargs)
+                    if isinstance(got, list):
+                        out.extend(got)
+                    elif got is not None:
+                        out.append(got)
+                parts.append(pa.Table.from_pylist(out, schema=self.schema))
+            return pa.concat_tables(parts) if parts else self.schema.empty_table()
         tables = [t for t in (self.fn(block.slice(a, b - a), **self.kwargs) for a, b in runs) if t.num_rows]
         return pa.concat_tables(tables).cast(self.schema) if tables else self.schema.empty_table()
 
