@@ -37,7 +37,9 @@ def lines_read(result: Mapping[str, Any], rows: int, kind: str) -> list[str]:
     parts += [f"{_n(lines[k])} {word}" for k, word in (("blank", "blank"), ("header", "header"),
                                                         ("context", "context records (no row of their own)"),
                                                         ("unaccounted", "unaccounted")) if lines.get(k)]
-    return [f"lines read: {_n(lines['lines'])}: {', '.join(parts)}"]
+    container = lines.get("container_records")
+    of = f" ({'all' if container == lines['lines'] else _n(container)} of them Avro records)" if container else ""
+    return [f"lines read: {_n(lines['lines'])}{of}: {', '.join(parts)}"]
 
 
 def templatize_lines(result: Mapping[str, Any], out: str) -> list[str]:

@@ -127,20 +127,24 @@ class _ReadFiles:
                         check_first_block(self.fs, file, table, self.cfg)
                         first = False
                     yield table
-            record_lines(file, stream.lines, lines, self.cfg.counts_dir)
+            record_lines(file, stream.lines, lines, self.cfg.counts_dir, container=stream.units is not None)
 
 
-def record_lines(file: InputFile, physical: int, lines: Counter[str], counts_dir: str | None) -> dict[str, Any]:
+def record_lines(file: InputFile, physical: int, lines: Counter[str], counts_dir: str | None,
+                 container: bool = False) -> dict[str, Any]:
     """Check that the parser gave every physical line of ``file`` exactly one class; write the counts.
 
     The count of physical lines comes from the stream (:class:`CountingStream`), not from the parser, so a line
     a parser skipped without counting shows up as a difference (logged as an error, reported as ``unaccounted``).
-    With ``counts_dir`` the counts go to ``<counts_dir>/<digest of the file>.json`` (rewritten, never duplicated,
-    when a task is retried).
+    ``container``: the file is a binary container whose records stand for its lines (counted again under
+    ``container_records``, so a summary can say so). With ``counts_dir`` the counts go to ``<counts_dir>/<digest
+    of the file>.json`` (rewritten, never duplicated, when a task is retried).
     """
     classes = {c: int(lines.get(c, 0)) for c in LINE_CLASSES}
     counts: dict[str, Any] = {"file": file.rel, "lines": physical, **classes,
                               "unaccounted": physical - sum(classes.values())}
+    if container:
+        counts["container_records"] = physical
     if counts["unaccounted"]:
         log.error("%s: %d physical line(s), but the parser accounted for %d: %s", file.rel, physical,
                   sum(classes.values()), classes)
@@ -189,11 +193,15 @@ def line_counts(counts_dir: str) -> dict[str, int]:
 
 
 def sum_line_counts(per_file: list[dict[str, Any]]) -> dict[str, int]:
-    """The sums of per-file line counts (``lines``, each of :data:`LINE_CLASSES`, ``unaccounted``)."""
+    """The sums of per-file line counts (``lines``, each of :data:`LINE_CLASSES`, ``unaccounted``, and
+    ``container_records`` where some files are binary containers)."""
     totals = {"lines": 0, **dict.fromkeys(LINE_CLASSES, 0), "unaccounted": 0}
     for one in per_file:
         for k in totals:
             totals[k] += int(one.get(k, 0))
+    container = sum(int(one.get("container_records", 0)) for one in per_file)
+    if container:
+        totals["container_records"] = container
     return totals
 
 

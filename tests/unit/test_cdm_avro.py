@@ -80,7 +80,7 @@ def _parse(data: bytes, name: str = "t.bin") -> tuple[pa.Table, dict[str, Any]]:
     stream = CountingStream(io.BufferedReader(io.BytesIO(data)))
     file = InputFile(name, name, len(data))
     table = pa.concat_tables(list(cdm.parse(stream, file, IngestConfig(source="cdm"), lines)))
-    return table, record_lines(file, stream.lines, lines, None)
+    return table, record_lines(file, stream.lines, lines, None, container=stream.units is not None)
 
 
 def test_an_avro_container_parses_like_json_lines_and_its_records_are_its_lines() -> None:
@@ -162,3 +162,17 @@ def test_real_theia_cdm20_avro(ray_cluster: None, shared_data: Path) -> None:
     assert len(rows) == len(events) == 12299 and {r["record_id"] for r in rows} == events
     assert sum(r["pid"] is not None and r["exe"] is not None for r in rows) / len(rows) > 0.95
     assert all(r["host"] == str(HOST) for r in rows)
+
+
+def test_a_summary_says_when_its_lines_are_avro_records() -> None:
+    from aptray.commands.summary import lines_read
+    from aptray.io.files import sum_line_counts
+
+    _, avro = _parse(_container(RECORDS))
+    json_file = {"lines": 3, "record": 2, "quarantined": 0, "blank": 1, "header": 0, "context": 0, "unaccounted": 0}
+    mixed = sum_line_counts([avro, json_file])
+    assert (mixed["lines"], mixed["container_records"]) == (7, 4)
+    assert lines_read({"lines": mixed}, 4, "scored")[0].startswith("lines read: 7 (4 of them Avro records): ")
+    assert lines_read({"lines": sum_line_counts([avro])}, 2, "scored")[0].startswith(
+        "lines read: 4 (all of them Avro records): ")
+    assert "container_records" not in sum_line_counts([json_file])  # JSON-only counts keep their keys
