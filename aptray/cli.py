@@ -78,8 +78,7 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)
     except typer.Abort:
-        sys.stderr.write("aptray: interrupted\n")
-        raise SystemExit(INTERRUPTED) from None
+        code = INTERRUPTED
     except typer.TyperException as exc:  # a wrong option value, a missing argument, an unknown command
         message = str(exc.format_message() if hasattr(exc, "format_message") else exc).replace("Value error, ", "")
         ctx = getattr(exc, "ctx", None)
@@ -104,6 +103,6 @@ def main() -> None:
         sys.stderr.write(f"aptray: error: {first_line(err, 600)}\n")
         emit({"error": first_line(err, 4000), "kind": type(err).__name__})  # not Ray's retry advice after it
         raise SystemExit(USER_ERROR) from None
-    if code == INTERRUPTED:  # typer turns Ctrl-C (and SIGTERM, runtime.stop_on_sigterm) into this exit code
+    if code == INTERRUPTED:  # Ctrl-C or SIGTERM (runtime.stop_on_sigterm): typer returns this code or aborts
         sys.stderr.write("aptray: interrupted\n")
     raise SystemExit(code if isinstance(code, int) else 0)  # as a console script ends (typer's own way)

@@ -76,6 +76,8 @@ def generate_avro(out: Path, mb: float, files: int) -> tuple[int, Path, Path]:
     dashed hex, as the E3 release writes them); return the records and the two folders."""
     import fastavro
 
+    from aptray.io.labels import normalize_uuid
+
     seed = shared_data() / "cdm" / "theia_cdm20_avro" / "ripe-unit-tests.bin"
     with seed.open("rb") as src:
         reader = fastavro.reader(src, return_record_name=True, handle_unicode_errors="replace")
@@ -104,11 +106,8 @@ def generate_avro(out: Path, mb: float, files: int) -> tuple[int, Path, Path]:
             return [avro_as_json(v) for v in value]
         return value
 
-    def as_text(value: object) -> object:
-        if isinstance(value, bytes):
-            h = value.hex()
-            return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}" if len(value) == 16 else h
-        return str(value)
+    def as_text(value: object) -> object:  # fixed(16) UUIDs dashed, other bytes hex
+        return (normalize_uuid(value) if len(value) == 16 else value.hex()) if isinstance(value, bytes) else str(value)
 
     avro_dir, json_dir = out / "avro", out / "json"
     avro_dir.mkdir(parents=True, exist_ok=True)
@@ -189,6 +188,8 @@ def main() -> None:
     if args.source == "avro":
         avro_vs_json(args.mb, args.files, args.aspect)
         return
+    from scale import Peaks  # bench/scale.py samples the driver's and each Ray worker's RSS (it imports this file)
+
     sources = ["cdm", "auditd"] if args.source == "both" else [args.source]
     with tempfile.TemporaryDirectory(prefix="aptray-bench-") as tmp:
         for source in sources:
@@ -197,11 +198,8 @@ def main() -> None:
             lines = generate(source, path, args.mb, args.files)
             gen = time.perf_counter() - t0
             size = sum(p.stat().st_size for p in path.iterdir())
-            from scale import Peaks  # bench/scale.py samples the driver's and each Ray worker's RSS
-
-            limit = JOIN_PLANS[args.join]
             with Peaks() as peaks:
-                fig = run(source, path, args.aspect, **({} if limit is None else {"join_in_one_task_bytes": limit}))
+                fig = run(source, path, args.aspect, join_in_one_task_bytes=JOIN_PLANS[args.join])
             print(json.dumps({"source": source, "aspect": args.aspect, "join": args.join, "mb": round(size / 1e6, 1),
                               "records": lines, "rows_out": fig["rows_out"], "seconds": round(fig["seconds"], 2),
                               "records_per_s": round(lines / fig["seconds"]),

@@ -434,17 +434,11 @@ def _brief(entry: dict[str, Any] | None) -> dict[str, Any] | None:
             "test": {k: entry["test"].get(k) for k in keys}, "val_auc_roc": entry["val"].get("auc_roc")}
 
 
-def _chosen(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The entry with the best mean validation AUC-ROC: the one rule that chooses aptray's model and each
-    baseline's representation (None when no entry's validation split holds a malicious row)."""
-    return max((e for e in entries if np.isfinite(_mean(e, "val", "auc_roc"))),
-               key=lambda e: _mean(e, "val", "auc_roc"), default=None)
-
-
-def _top_on_test(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The entry with the best mean test AUC-ROC (optimistic: a choice made on test labels)."""
-    return max((e for e in entries if np.isfinite(_mean(e, "test", "auc_roc"))),
-               key=lambda e: _mean(e, "test", "auc_roc"), default=None)
+def _best_by(entries: list[dict[str, Any]], part: str) -> dict[str, Any] | None:
+    """The entry with the best mean AUC-ROC on ``part``: "val" is the one rule that chooses aptray's model and each
+    baseline's representation, "test" the optimistic maximum (None where no entry's split holds a malicious row)."""
+    return max((e for e in entries if np.isfinite(_mean(e, part, "auc_roc"))),
+               key=lambda e: _mean(e, part, "auc_roc"), default=None)
 
 
 def best(summary: list[dict[str, Any]], candidates: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -459,12 +453,15 @@ def best(summary: list[dict[str, Any]], candidates: tuple[str, ...]) -> list[dic
     out = []
     for (dataset, aspect), entries in targets.items():
         ours = [e for e in entries if e["detector"] in candidates]
-        theirs = [e for e in entries if e["detector"] in BASELINE_DETECTORS]
-        baselines = {name: _brief(_chosen([e for e in theirs if e["detector"] == name]))
-                     for name in BASELINE_DETECTORS if any(e["detector"] == name for e in theirs)}
-        out.append({"dataset": dataset, "aspect": aspect, "aptray_selected": _brief(_chosen(ours)),
-                    "aptray_best_on_test": _brief(_top_on_test(ours)), "baselines": baselines,
-                    "baseline_best_on_test": _brief(_top_on_test(theirs))})
+        theirs: dict[str, list[dict[str, Any]]] = {}
+        for e in entries:
+            if e["detector"] in BASELINE_DETECTORS:
+                theirs.setdefault(e["detector"], []).append(e)
+        out.append({"dataset": dataset, "aspect": aspect, "aptray_selected": _brief(_best_by(ours, "val")),
+                    "aptray_best_on_test": _brief(_best_by(ours, "test")),
+                    "baselines": {name: _brief(_best_by(theirs[name], "val"))
+                                  for name in BASELINE_DETECTORS if name in theirs},
+                    "baseline_best_on_test": _brief(_best_by([e for g in theirs.values() for e in g], "test"))})
     return out
 
 

@@ -262,10 +262,11 @@ def _bad_record(row: dict[str, Any], reason: str) -> dict[str, Any]:
             "line": row.get("line"), "raw": _raw_text(raw)}
 
 
-def _raw_text(raw: Any) -> str | None:
-    """A JSON line as text, or an Avro record as JSON (raw bytes as hex, union branches as [name, value])."""
+def _raw_text(raw: Any, limit: int | None = None) -> str | None:
+    """A JSON line as text (its first ``limit`` bytes), or an Avro record as JSON (raw bytes as hex, union branches
+    as [name, value])."""
     if isinstance(raw, bytes):
-        return raw.decode("utf-8", errors="replace")
+        return raw[:limit].decode("utf-8", errors="replace")
     if isinstance(raw, dict):
         return json.dumps(raw, default=lambda b: b.hex() if isinstance(b, bytes) else str(b))
     return raw
@@ -409,7 +410,7 @@ def _records(stream: BinaryIO, file: InputFile, cfg: IngestConfig, counts: Count
 
 def _quarantine(raw: Any, reason: str, cfg: IngestConfig, counts: Counter[str]) -> dict[str, Any]:
     counts["<quarantined>"] += 1
-    text = _raw_text(raw)
+    text = _raw_text(raw, cfg.max_field_chars)  # a 100 MB line is cut before it is decoded
     return {"kind": "quarantine", "quarantine_reason": reason, "raw": text[: cfg.max_field_chars] if text else None}
 
 

@@ -57,8 +57,8 @@ class Parser(Protocol):
 class CountingStream:
     """A binary stream that counts the physical lines read through it (independently of any parser).
 
-    A parser of a binary format sets :attr:`units` to the records its container declares (Avro's block headers),
-    which then stand for the lines.
+    A parser of a binary format sets :attr:`units` to the units it read (an Avro container's records, and one per
+    damaged stretch), which then stand for the lines.
     """
 
     def __init__(self, stream: BinaryIO) -> None:

@@ -156,8 +156,14 @@ def list_files(
                     files.append(InputFile(sub.path, _rel(sub.path, path), sub.size or 0))
     files = [f for f in files if not posixpath.basename(f.rel).startswith(".")]
     if suffixes is not None and (has_glob or len(files) != 1 or files[0].rel != posixpath.basename(path)):
-        skipped = [f.rel for f in files if not has_suffix(f.rel, suffixes)]
-        files = [f for f in files if has_suffix(f.rel, suffixes)]
+        kept: list[InputFile] = []
+        skipped: list[str] = []
+        for f in files:
+            if has_suffix(f.rel, suffixes):
+                kept.append(f)
+            else:
+                skipped.append(f.rel)
+        files = kept
         if files and skipped and _first_time((str(uri), *skipped)):  # none kept: the caller's error names them
             log.warning("%d file(s) at %s are not read (their names do not end in %s): %s%s", len(skipped),
                         uri, ", ".join(suffixes), ", ".join(skipped[:5]), ", ..." if len(skipped) > 5 else "")
