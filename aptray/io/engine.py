@@ -100,8 +100,20 @@ class RayEngine:
         return self.map(data.repartition(self.partitions, keys=[key]), fn)
 
     def materialize(self, data: ray.data.Dataset) -> ray.data.Dataset:
-        """``Dataset.materialize``: later branches read the blocks instead of re-running the plan."""
-        return data.materialize()
+        """``Dataset.materialize``: later branches read the blocks instead of re-running the plan. Empty blocks are
+        dropped (one is kept when all are): a file that gave no rows leaves a block without columns, and a hash
+        shuffle whose map task holds only that block gives every partition an empty shard of that schema, which
+        Ray 2.60's reduce then fails to concatenate with the real shards (``ArrowInvalid: Schema at index 1 was
+        different``; a CDM folder with an empty part file failed its shuffled join)."""
+        import ray.data
+
+        done = data.materialize()
+        blocks = [(ref, meta.num_rows) for bundle in done.iter_internal_ref_bundles()
+                  for ref, meta in zip(bundle.block_refs, bundle.metadata, strict=True)]
+        kept = [ref for ref, rows in blocks if rows]
+        if not kept or len(kept) == len(blocks):
+            return done
+        return ray.data.from_arrow_refs(kept)
 
 
 class _InOneBlock:
